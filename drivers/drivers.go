@@ -230,3 +230,10 @@ func (e *Error) Unwrap() error { return e.Err }
 func Errorf(driver, op, format string, args ...any) error {
 	return &Error{Driver: driver, Op: op, Err: fmt.Errorf(format, args...)}
 }
+
+// CapabilityLister is an optional Device extension for drivers whose
+// capabilities depend on their configuration (a virtual board serves
+// network only when an SSH endpoint is configured). Fallback: Info.Provides.
+type CapabilityLister interface {
+	Capabilities() []Capability
+}
