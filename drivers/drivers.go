@@ -144,6 +144,21 @@ type Info struct {
 	// New returns a new, unconfigured device: a pointer to a struct the
 	// configuration is decoded into.
 	New func() Device
+	// Discover, when set, lists devices of this driver attached to this host
+	// (for `jsplan boards discover`). It must not change any device's state.
+	Discover func(ctx context.Context) ([]Found, error)
+}
+
+// Found is a device seen by a driver's Discover.
+type Found struct {
+	// Driver is the driver name the Config is for.
+	Driver string `json:"driver"`
+	// ID is a stable identifier (a USB serial number, a /dev/serial/by-id name).
+	ID string `json:"id"`
+	// Description is a short human description.
+	Description string `json:"description"`
+	// Config is a configuration that opens this device, for an inventory snippet.
+	Config map[string]any `json:"config"`
 }
 
 var (
