@@ -891,3 +891,20 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(out)
 	return out
 }
+
+// Kind reads path (once) and returns the kind of document it holds: "Plan",
+// "Boards", another kind the schema rejects, or "" for YAML that is not a
+// jsplan document at all (an ansible playbook next to the plans). A file
+// that cannot be parsed counts as a Plan, so its errors are reported.
+func (l *Loader) Kind(path string) string {
+	f := l.readFile(path, false)
+	switch {
+	case f.skip:
+		return ""
+	case f.root == nil:
+		return "Plan"
+	case f.kind == "":
+		return "Plan"
+	}
+	return f.kind
+}

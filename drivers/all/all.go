@@ -1,0 +1,4 @@
+// Package all links every driver of jsplan into a program:
+//
+//	import _ "github.com/jsplan/jsplan/drivers/all"
+package all
