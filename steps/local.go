@@ -176,4 +176,3 @@ func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int,
 	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	return out.String(), 0, nil
 }
-

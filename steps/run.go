@@ -15,10 +15,10 @@ import (
 
 // runAction runs a command in the board's shell over the console.
 type runAction struct {
-	Command      string   `yaml:"command"`
-	ExitCode     *int     `yaml:"exit-code,omitempty"`
-	ExpectOutput string   `yaml:"expect-output,omitempty"`
-	FailOutput   string   `yaml:"fail-output,omitempty"`
+	Command      string `yaml:"command"`
+	ExitCode     *int   `yaml:"exit-code,omitempty"`
+	ExpectOutput string `yaml:"expect-output,omitempty"`
+	FailOutput   string `yaml:"fail-output,omitempty"`
 	expect, fail engine.Pattern
 }
 

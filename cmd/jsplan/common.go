@@ -25,7 +25,7 @@ var builtinBoards []byte
 const builtinName = "<built-in inventory>"
 
 var (
-	setFlag = &cli.StringSliceFlag{Name: "set", Usage: "set a plan parameter, `NAME=VALUE` (repeatable)"}
+	setFlag        = &cli.StringSliceFlag{Name: "set", Usage: "set a plan parameter, `NAME=VALUE` (repeatable)"}
 	paramsFileFlag = &cli.StringFlag{Name: "params-file", Usage: "read parameter values from a YAML `FILE` (name: value)",
 		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
