@@ -67,14 +67,12 @@ type Device struct {
 	gen    *generation // the running board; nil when off
 
 	// mu guards the console line below. It is never held while waiting.
-	mu         sync.Mutex
-	master     *os.File // board side; nil once the line is gone
-	keep       int      // a slave fd the board holds so the line never hangs up; -1 when gone
-	slave      string   // path of the slave (host side)
-	dropped    bool     // the line died (fault console-drop-after)
-	hosts      map[*hostConsole]struct{}
-	sink       *generation // receives console input; nil when off
-	readerDone chan struct{}
+	mu      sync.Mutex
+	master  *os.File // board side; nil once the line is gone
+	keep    int      // a slave fd the board holds so the line never hangs up; -1 when gone
+	slave   string   // path of the slave (host side)
+	dropped bool     // the line died (fault console-drop-after)
+	hosts   map[*hostConsole]struct{}
 }
 
 var (
@@ -143,9 +141,7 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	d.mu.Lock()
 	d.master, d.keep, d.slave = master, keep, slave
 	d.hosts = map[*hostConsole]struct{}{}
-	d.readerDone = make(chan struct{})
 	d.mu.Unlock()
-	go d.readConsole(master)
 	d.opened = true
 	env.Logf("sim: board %s: console %s, storage %s", env.Board, slave, d.disk)
 	return nil
@@ -175,7 +171,6 @@ func (d *Device) Close() error {
 	for c := range hosts {
 		c.close()
 	}
-	<-d.readerDone
 	return nil
 }
 
@@ -221,8 +216,17 @@ func (d *Device) on(ctx context.Context) error {
 	g := newGeneration()
 	d.gen = g
 	d.mu.Lock()
-	d.sink = g
+	m := d.master
 	d.mu.Unlock()
+	if m != nil {
+		// What the host typed while the board was off is lost.
+		_ = control(m, flushInput)
+		g.wg.Add(1)
+		go func() {
+			defer g.wg.Done()
+			d.receive(g, m)
+		}()
+	}
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
@@ -266,18 +270,17 @@ func (d *Device) off() {
 	}
 	d.gen = nil
 	d.mu.Lock()
-	d.sink = nil
 	m := d.master
 	d.mu.Unlock()
 	g.cancel()
-	// A console write may be blocked because the host does not read:
-	// a past deadline makes it return.
+	// A past deadline ends the console receiver's read and a console
+	// write blocked because the host does not read.
 	if m != nil {
-		_ = m.SetWriteDeadline(time.Now())
+		_ = m.SetDeadline(time.Now())
 	}
 	g.wg.Wait()
 	if m != nil {
-		_ = m.SetWriteDeadline(time.Time{})
+		_ = m.SetDeadline(time.Time{})
 	}
 	d.env.Logf("sim: power off")
 }
@@ -427,22 +430,21 @@ func (c *hostConsole) close() {
 	})
 }
 
-// readConsole receives what the host types and hands it to the running
-// board; while the board is off the bytes are lost.
-func (d *Device) readConsole(m *os.File) {
-	defer close(d.readerDone)
+// receive hands what the host types to the running board g, until the
+// board is off or the line is gone. While the board is off nobody reads the
+// line; On discards what was typed meanwhile.
+func (d *Device) receive(g *generation, m *os.File) {
 	buf := make([]byte, 4096)
 	for {
 		n, err := m.Read(buf)
+		if g.ctx.Err() != nil {
+			return
+		}
 		if n > 0 {
-			d.mu.Lock()
-			g := d.sink
-			d.mu.Unlock()
-			if g != nil {
-				select {
-				case g.in <- slices.Clone(buf[:n]):
-				case <-g.ctx.Done():
-				}
+			select {
+			case g.in <- slices.Clone(buf[:n]):
+			case <-g.ctx.Done():
+				return
 			}
 		}
 		if err != nil {
