@@ -196,7 +196,7 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 				dc.Errorf(v, "with."+k.Value, "an input value must be a string, number or boolean")
 				continue
 			}
-			values[k.Value] = valueSrc{text: v.Value, known: !expr.Has(v.Value), src: rangeOf(dc.pi.f.path, v)}
+			values[k.Value] = valueSrc{text: v.Value, known: !expr.Has(v.Value), src: rangeOf(dc.pi.f.path, v), base: dc.pi.sc.dir}
 		}
 	}
 	at := rangeOf(dc.pi.f.path, planNode)

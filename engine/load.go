@@ -345,6 +345,9 @@ type valueSrc struct {
 	text  string
 	known bool // false: a pending reference (validate mode)
 	src   diag.Range
+	// base is the directory a relative path value is relative to ("" =
+	// the working directory).
+	base string
 }
 
 // instantiate decodes one plan document with the given parameter values.
@@ -517,9 +520,9 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, redactIf(prm.Secret, msg, v.text)))
 				continue
 			}
-			sv.known, sv.text = true, normalize(prm, v.text)
+			sv.known, sv.text = true, normalize(prm, v.text, v.base)
 		case prm.HasDefault:
-			sv.known, sv.text = true, normalize(prm, fmt.Sprint(prm.Default))
+			sv.known, sv.text = true, normalize(prm, fmt.Sprint(prm.Default), p.Dir)
 		case prm.Required && at != nil:
 			l.report(diag.Errorf(*at, "", "missing required input %q of %s", prm.Name, f.path).
 				WithDetail("give it under `with:`"))
@@ -546,10 +549,23 @@ func redactIf(secret bool, msg, value string) string {
 	return msg
 }
 
-func normalize(p *Param, text string) string {
+// normalize puts a checked value in canonical form; relative paths become
+// absolute against base (the working directory when base is "").
+func normalize(p *Param, text, base string) string {
 	switch p.Type {
 	case "integer", "boolean":
 		return strings.TrimSpace(text)
+	case "path":
+		if text == "" || filepath.IsAbs(text) || expr.Has(text) {
+			return text
+		}
+		if base == "" {
+			if abs, err := filepath.Abs(text); err == nil {
+				return abs
+			}
+			return text
+		}
+		return filepath.Join(base, text)
 	}
 	return text
 }

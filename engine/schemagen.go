@@ -52,7 +52,7 @@ func GenerateSchema() []byte {
 		}, "attempts"),
 		"steps": obj{"type": "array", "items": ref("step")},
 		"param": strictObject("A plan parameter.", obj{
-			"type":        obj{"enum": []any{"string", "integer", "boolean", "duration", "enum"}, "description": "The value's type (default string)."},
+			"type":        obj{"enum": []any{"string", "integer", "boolean", "duration", "enum", "path"}, "description": "The value's type (default string). A path given on the command line is relative to the working directory; a default, to the plan's directory."},
 			"description": obj{"type": "string"},
 			"default":     obj{"type": []any{"string", "integer", "boolean", "number"}},
 			"required":    obj{"type": "boolean", "description": "The run needs a value for it; it has no default."},

@@ -69,7 +69,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
-	err := app.Run(args)
+	err := app.Run(hoistFlags(app, args))
 	if err == nil {
 		return 0
 	}

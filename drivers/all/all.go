@@ -2,3 +2,7 @@
 //
 //	import _ "github.com/jsplan/jsplan/drivers/all"
 package all
+
+import (
+	_ "github.com/jsplan/jsplan/drivers/sim"
+)
