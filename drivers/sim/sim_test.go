@@ -197,6 +197,7 @@ func TestResetReboots(t *testing.T) {
 	b.on()
 	b.login()
 	pid := b.pidAfter("echo PID=$$", "PID")
+	b.run("rm -r etc")
 	if err := b.dev.Reset(context.Background()); err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
@@ -206,7 +207,7 @@ func TestResetReboots(t *testing.T) {
 	b.con.waitFor("Linux version")
 	b.con.waitFor("sim: booting image none")
 	b.login()
-	if out := b.run("echo rebooted"); !strings.Contains(out, "rebooted\r\n") {
+	if out := b.run("cat etc/image-id; echo rebooted"); !strings.Contains(out, "none\r\nrebooted\r\n") {
 		t.Fatalf("after reset: %q", out)
 	}
 }
