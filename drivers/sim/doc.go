@@ -20,6 +20,7 @@
 //
 // A board entry in a Boards inventory:
 //
+//	boards:
 //	- name: sim-1
 //	  labels: {arch: x86_64, virtual: "true"}
 //	  vars: {image-id-file: etc/image-id}   # relative to the shell's directory
