@@ -33,6 +33,14 @@ const (
 	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
 )
 
+var defaultPatterns = map[string]engine.Pattern{
+	"login-prompt":    {Source: defaultLoginPrompt, Re: regexp.MustCompile("(?m)" + defaultLoginPrompt)},
+	"password-prompt": {Source: defaultPasswordPrompt, Re: regexp.MustCompile("(?m)" + defaultPasswordPrompt)},
+	"prompt":          {Source: defaultShellPrompt, Re: regexp.MustCompile("(?m)" + defaultShellPrompt)},
+}
+
+var loginRefused = regexp.MustCompile(loginIncorrect)
+
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "wait-for-login",
@@ -58,7 +66,7 @@ func init() {
 			}{{"login-prompt", a.LoginPrompt}, {"password-prompt", a.PasswordPrompt}, {"prompt", a.Prompt}} {
 				node := dc.Child(n, f.key)
 				if node == nil {
-					a.patterns = append(a.patterns, engine.Pattern{Source: f.val, Re: regexp.MustCompile("(?m)" + f.val)})
+					a.patterns = append(a.patterns, defaultPatterns[f.key])
 					continue
 				}
 				p, ok := dc.Regexp(node, f.key)
@@ -113,7 +121,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	if err := con.Send(ctx, []byte(a.Username+"\n"), 0); err != nil {
 		return diag.Infraf("console: %v", err)
 	}
-	bad := regexp.MustCompile(loginIncorrect)
+	bad := loginRefused
 	m, err := con.Expect(ctx, []*regexp.Regexp{pass, prompt, bad, login}, fail)
 	if err != nil {
 		return waitError(err, "no password prompt or shell prompt after the user name")
