@@ -2,11 +2,11 @@ package main
 
 import (
 	"encoding/json"
-	"runtime/debug"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
