@@ -171,9 +171,6 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 
 	var mainErr error
 	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
-	if mainErr == nil && r.conErr != nil {
-		mainErr = r.conErr
-	}
 
 	// Finally always runs: on a fresh context, bounded by the grace period
 	// when the run was interrupted or timed out, and cut short by a second
@@ -275,7 +272,8 @@ func (r *Run) openConsole(ctx context.Context) {
 	dev, err := r.board.ConsoleDevice()
 	if err == nil {
 		var rw io.ReadWriteCloser
-		rw, err = dev.OpenConsole(ctx)
+		// The stream must outlive a cancelled run: finally steps use it.
+		rw, err = dev.OpenConsole(context.WithoutCancel(ctx))
 		if err == nil {
 			var fail []*regexp.Regexp
 			for _, p := range r.cfg.Plan.FailOn {
