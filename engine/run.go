@@ -359,6 +359,7 @@ func (r *Run) emit(e Event) {
 		e.Time = time.Now()
 	}
 	e.Message = r.secrets.String(e.Message)
+	e.Step = r.secrets.String(e.Step)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg.Sink.Event(e)
@@ -405,7 +406,7 @@ func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent 
 	for i, s := range steps {
 		idx := index(prefix, i)
 		if first != nil || ctx.Err() != nil {
-			out = append(out, &StepResult{Index: idx, Name: s.Title(), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
+			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
 			continue
 		}
 		sr, err := r.runStep(ctx, s, idx)
@@ -434,7 +435,7 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 }
 
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
-	sr := &StepResult{Index: idx, Name: s.Title(), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
+	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
 	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
 	if r.cfg.ConsoleLog != nil {
 		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
