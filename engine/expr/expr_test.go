@@ -19,7 +19,7 @@ func TestExpand(t *testing.T) {
 		{"${{ params.image }}", "a.img", ""},
 		{"x=${{params.image}} on ${{ board.name }}!", "x=a.img on sim-1!", ""},
 		{"${{ params.unknown }}", "${{ params.unknown }}", ""}, // pending
-		{"$${{ params.image }}", "${{ params.image }}", ""},     // escaped
+		{"$${{ params.image }}", "${{ params.image }}", ""},    // escaped
 		{"${{ params.image", "", "unterminated"},
 		{"${{ a b }}", "", "malformed"},
 		{"${{ bad.x }}", "", "no such namespace"},
