@@ -1,0 +1,348 @@
+#!/bin/bash
+# build-image.sh builds a small bootable raw disk image for the jsplan QEMU
+# board from Debian packages, without loop mounts or root-only tricks.
+#
+# Usage: build-image.sh OUTDIR [--ssh] [--id ID] [--name NAME]
+#
+#   OUTDIR    where the image goes (created if missing)
+#   --ssh     add an SSH server (dropbear) and virtio-net with the static
+#             address 10.0.2.15/24 (QEMU user networking) to the guest
+#   --id ID   image id (letters, digits, . _ -); default: a random token
+#   --name N  base name of the outputs; default: jsplan-qemu
+#
+# Environment:
+#   IMAGE_PASSWORD         root password in the guest (default: jsplan)
+#   IMAGE_AUTHORIZED_KEYS  file of SSH public keys for root (with --ssh)
+#   IMAGE_SIZE_MB          disk size in MiB (default: 64)
+#   IMAGE_COMPRESS         compressed copies to write: "zst xz" (default), "" for none
+#   JSPLAN_CACHE           cache of downloaded .deb files (default: ~/.cache/jsplan)
+#   KERNEL_PACKAGE         kernel package to use (default: what the
+#                          linux-image-cloud-amd64 meta-package depends on)
+#
+# Outputs in OUTDIR: NAME.img (raw, sparse), NAME.img.zst and NAME.img.xz (see
+# IMAGE_COMPRESS) and NAME.img.bmap when zstd, xz and bmaptool exist, and
+# NAME.id (the image id).
+# The last two lines on stdout are IMAGE=<path> and IMAGE_ID=<id>.
+#
+# Host tools: apt-get, dpkg-deb, openssl, sfdisk, mkfs.vfat, mtools, syslinux
+# (Debian: busybox-static is downloaded, not needed on the host; packages
+# syslinux syslinux-common mtools dosfstools fdisk openssl).
+#
+# The guest: the Debian cloud kernel plus a busybox initramfs. /init mounts
+# proc, sys, devtmpfs and devpts and starts busybox init with a getty on ttyS0
+# at 115200; hostname qemu; prompt "root@qemu:~# "; /etc/image-id holds the
+# id. The FAT partition holds image-id.txt with the line JSPLAN_IMAGE_ID=<id>,
+# stored uncompressed so a tool can find it in the raw image.
+set -euo pipefail
+
+prog=${0##*/}
+die() { echo "$prog: $*" >&2; exit 1; }
+log() { echo "$prog: $*" >&2; }
+
+outdir=""
+ssh=0
+id=""
+name=jsplan-qemu
+while [ $# -gt 0 ]; do
+	case $1 in
+	--ssh) ssh=1 ;;
+	--id)
+		[ $# -ge 2 ] || die "--id needs a value"
+		id=$2
+		shift
+		;;
+	--id=*) id=${1#--id=} ;;
+	--name)
+		[ $# -ge 2 ] || die "--name needs a value"
+		name=$2
+		shift
+		;;
+	--name=*) name=${1#--name=} ;;
+	-h | --help)
+		sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+		exit 0
+		;;
+	-*) die "unknown option $1 (see --help)" ;;
+	*)
+		[ -z "$outdir" ] || die "only one OUTDIR is allowed"
+		outdir=$1
+		;;
+	esac
+	shift
+done
+[ -n "$outdir" ] || die "usage: $prog OUTDIR [--ssh] [--id ID] [--name NAME]"
+if [ -z "$id" ]; then
+	id=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
+fi
+[[ $id =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "image id must be 1-64 of [A-Za-z0-9._-], got '$id'"
+[[ $name =~ ^[A-Za-z0-9._-]{1,64}$ ]] || die "name must be 1-64 of [A-Za-z0-9._-], got '$name'"
+password=${IMAGE_PASSWORD-jsplan}
+[ -n "$password" ] || die "IMAGE_PASSWORD must not be empty"
+compress=${IMAGE_COMPRESS-zst xz}
+for c in $compress; do
+	case $c in
+	zst | xz) ;;
+	*) die "IMAGE_COMPRESS: unknown format '$c' (zst, xz)" ;;
+	esac
+done
+size_mb=${IMAGE_SIZE_MB:-64}
+[[ $size_mb =~ ^[0-9]+$ ]] && [ "$size_mb" -ge 32 ] && [ "$size_mb" -le 4096 ] ||
+	die "IMAGE_SIZE_MB must be a number from 32 to 4096, got '$size_mb'"
+keys=${IMAGE_AUTHORIZED_KEYS:-}
+if [ -n "$keys" ]; then
+	[ "$ssh" = 1 ] || die "IMAGE_AUTHORIZED_KEYS needs --ssh"
+	[ -r "$keys" ] || die "IMAGE_AUTHORIZED_KEYS: cannot read $keys"
+fi
+
+for tool in apt-get dpkg-deb openssl sfdisk mkfs.vfat mcopy syslinux; do
+	command -v "$tool" >/dev/null || die "missing host tool $tool (Debian: syslinux syslinux-common mtools dosfstools fdisk openssl)"
+done
+mbr=""
+for f in /usr/lib/syslinux/mbr/mbr.bin /usr/share/syslinux/mbr.bin /usr/lib/SYSLINUX/mbr.bin; do
+	if [ -r "$f" ]; then
+		mbr=$f
+		break
+	fi
+done
+[ -n "$mbr" ] || die "syslinux mbr.bin not found (Debian: syslinux-common)"
+
+cache=${JSPLAN_CACHE:-${HOME:-/tmp}/.cache/jsplan}
+debs=$cache/debs
+mkdir -p "$debs" "$outdir"
+outdir=$(cd "$outdir" && pwd)
+work=$(mktemp -d "${TMPDIR:-/tmp}/jsplan-image.XXXXXX")
+trap 'rm -rf "$work"' EXIT
+
+# One build at a time touches the cache.
+if command -v flock >/dev/null; then
+	exec 9>"$cache/.lock"
+	flock 9
+fi
+
+# deb PKG prints the path of PKG's .deb in the cache, downloading it first if
+# it is not there. Without network, any cached version of PKG will do.
+deb() {
+	local pkg=$1 f
+	f=$(find "$debs" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -n 1)
+	if [ -z "$f" ]; then
+		log "downloading $pkg"
+		(cd "$debs" && apt-get download -q "$pkg" >&2 2>"$work/apt.err") ||
+			{ cat "$work/apt.err" >&2; die "apt-get download $pkg failed"; }
+		f=$(find "$debs" -maxdepth 1 -name "${pkg}_*.deb" | sort -V | tail -n 1)
+		[ -n "$f" ] || die "apt-get download $pkg left no ${pkg}_*.deb in $debs"
+	fi
+	echo "$f"
+}
+
+# The kernel: the cloud flavour has the serial console, initrd and devtmpfs
+# built in; network and ACPI button drivers are modules.
+kpkg=${KERNEL_PACKAGE:-}
+if [ -z "$kpkg" ]; then
+	kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
+		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n 1) || true
+fi
+if [ -z "$kpkg" ]; then
+	# No apt metadata: fall back to a cached cloud kernel.
+	kdeb=$(find "$debs" -maxdepth 1 -name 'linux-image-*-cloud-amd64_*.deb' | sort -V | tail -n 1)
+	[ -n "$kdeb" ] || die "cannot find the cloud kernel package (apt-cache depends linux-image-cloud-amd64); set KERNEL_PACKAGE"
+else
+	kdeb=$(deb "$kpkg")
+fi
+kdir=$cache/kernel/$(basename "$kdeb" .deb)
+if [ ! -e "$kdir/.done" ]; then
+	log "extracting $(basename "$kdeb")"
+	rm -rf "$kdir"
+	mkdir -p "$kdir"
+	dpkg-deb -x "$kdeb" "$kdir/root"
+	# Keep the kernel and the few modules the image may load.
+	mkdir -p "$kdir/modules"
+	cp "$kdir"/root/boot/vmlinuz-* "$kdir/vmlinuz"
+	find "$kdir/root/lib/modules" -name '*.ko*' \( -path '*/drivers/virtio/*' -o -path '*/drivers/net/*' \
+		-o -path '*/net/core/*' -o -path '*/drivers/input/*' -o -path '*/drivers/acpi/*' -o -path '*/char/hw_random/*' \) \
+		-exec cp {} "$kdir/modules/" \;
+	rm -rf "$kdir/root"
+	touch "$kdir/.done"
+fi
+
+# Modules in load order: each after the modules it depends on.
+declare -A seen=()
+order=()
+add_module() {
+	local m=$1 f d
+	[ -z "${seen[$m]:-}" ] || return 0
+	seen[$m]=1
+	f=$kdir/modules/$m.ko
+	[ -e "$f" ] || die "kernel module $m not found in $(basename "$kdeb")"
+	for d in $(tr '\0' '\n' <"$f" | sed -n 's/^depends=//p' | tr ',' ' '); do
+		add_module "$d"
+	done
+	order+=("$m")
+}
+modules=(button evdev)
+if [ "$ssh" = 1 ]; then
+	modules+=(virtio_pci virtio_net virtio_rng)
+fi
+for m in "${modules[@]}"; do
+	add_module "$m"
+done
+
+# Busybox (static) from its Debian package; it also runs on the host to write
+# the cpio archive, so the host needs no cpio.
+bbdir=$work/busybox
+mkdir -p "$bbdir"
+dpkg-deb -x "$(deb busybox-static)" "$bbdir"
+bb=$bbdir/bin/busybox
+[ -x "$bb" ] || die "busybox-static package has no bin/busybox"
+
+# The root file system of the initramfs.
+root=$work/root
+mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc/init.d,etc/acpi/PWRF,proc,sys,dev,run,tmp,root,var/log,lib/modules}
+chmod 1777 "$root/tmp"
+chmod 700 "$root/root"
+cp "$bb" "$root/bin/busybox"
+for m in "${order[@]}"; do
+	cp "$kdir/modules/$m.ko" "$root/lib/modules/"
+	echo "$m" >>"$root/etc/modules"
+done
+
+hash=$(printf '%s\n' "$password" | openssl passwd -6 -stdin)
+echo qemu >"$root/etc/hostname"
+echo "$id" >"$root/etc/image-id"
+cat >"$root/etc/passwd" <<'EOF'
+root:x:0:0:root:/root:/bin/sh
+nobody:x:65534:65534:nobody:/nonexistent:/bin/false
+EOF
+printf 'root:%s:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n' "$hash" >"$root/etc/shadow"
+chmod 600 "$root/etc/shadow"
+printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+echo /bin/sh >"$root/etc/shells"
+printf '127.0.0.1\tlocalhost\n127.0.1.1\tqemu\n' >"$root/etc/hosts"
+cat >"$root/etc/profile" <<'EOF'
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='\u@\h:\w\$ '
+EOF
+
+cat >"$root/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s
+/bin/busybox mount -t proc proc /proc
+/bin/busybox mount -t sysfs sysfs /sys
+/bin/busybox mount -t devtmpfs devtmpfs /dev
+/bin/busybox mkdir -p /dev/pts
+/bin/busybox mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+/bin/busybox hostname -F /etc/hostname
+echo "jsplan test image $(cat /etc/image-id)"
+exec /sbin/init
+EOF
+chmod 755 "$root/init"
+
+cat >"$root/etc/inittab" <<'EOF'
+::sysinit:/etc/init.d/rcS
+ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
+::ctrlaltdel:/sbin/reboot
+::shutdown:/bin/umount -a -r
+EOF
+
+cat >"$root/etc/init.d/rcS" <<'EOF'
+#!/bin/sh
+# Load the modules listed in /etc/modules, in order.
+while read -r m; do
+	insmod "/lib/modules/$m.ko" 2>/dev/null
+done </etc/modules
+# The ACPI power button (QMP system_powerdown) powers the guest off.
+acpid
+ip link set lo up
+if [ -x /usr/sbin/dropbear ]; then
+	# QEMU user networking: the guest is 10.0.2.15, the host 10.0.2.2.
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		[ -e /sys/class/net/eth0 ] && break
+		sleep 0.2
+	done
+	if [ -e /sys/class/net/eth0 ]; then
+		ip link set eth0 up
+		ip addr add 10.0.2.15/24 dev eth0
+		ip route add default via 10.0.2.2
+	fi
+	mkdir -p /etc/dropbear
+	dropbear -R -p 22
+fi
+EOF
+chmod 755 "$root/etc/init.d/rcS"
+# busybox acpid runs /etc/acpi/PWRF/00000080 on a power button press.
+printf '#!/bin/sh\nexec poweroff\n' >"$root/etc/acpi/PWRF/00000080"
+chmod 755 "$root/etc/acpi/PWRF/00000080"
+
+if [ "$ssh" = 1 ]; then
+	# dropbear from Debian with its shared libraries (no static build exists).
+	libs=$work/libs
+	mkdir -p "$libs"
+	for p in dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g; do
+		dpkg-deb -x "$(deb "$p")" "$libs"
+	done
+	install -m 755 "$libs/usr/sbin/dropbear" "$root/usr/sbin/dropbear"
+	mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu"
+	cp -L "$libs/lib64/ld-linux-x86-64.so.2" "$root/lib64/"
+	for so in libc.so.6 libcrypt.so.1 libtomcrypt.so.1 libtommath.so.1 libgmp.so.10 libz.so.1; do
+		f=$(find "$libs/lib" "$libs/usr/lib" -name "$so" 2>/dev/null | head -n 1)
+		[ -n "$f" ] || die "dropbear: $so not found in the downloaded packages"
+		cp -L "$f" "$root/lib/x86_64-linux-gnu/"
+	done
+	# Check that every library dropbear needs is in the image.
+	if ! LD_LIBRARY_PATH=$root/lib/x86_64-linux-gnu "$root/lib64/ld-linux-x86-64.so.2" --list "$root/usr/sbin/dropbear" >"$work/ldd" 2>&1 ||
+		grep -q 'not found' "$work/ldd"; then
+		cat "$work/ldd" >&2
+		die "dropbear: a shared library is missing from the image"
+	fi
+	mkdir -p "$root/root/.ssh"
+	chmod 700 "$root/root/.ssh"
+	if [ -n "$keys" ]; then
+		cp "$keys" "$root/root/.ssh/authorized_keys"
+		chmod 600 "$root/root/.ssh/authorized_keys"
+	fi
+fi
+
+(cd "$root" && find . | LC_ALL=C sort | "$bb" cpio -o -H newc -R 0:0 --renumber-inodes --ignore-devno 2>/dev/null) |
+	gzip -9 -n >"$work/initrd.gz"
+
+cat >"$work/syslinux.cfg" <<'EOF'
+SERIAL 0 115200
+DEFAULT linux
+PROMPT 0
+TIMEOUT 0
+LABEL linux
+  LINUX /vmlinuz
+  INITRD /initrd.gz
+  APPEND console=ttyS0,115200 quiet
+EOF
+printf 'JSPLAN_IMAGE_ID=%s\n' "$id" >"$work/image-id.txt"
+
+# The disk: one FAT16 partition from 1 MiB, syslinux in it and in the MBR.
+img=$work/disk.img
+truncate -s "${size_mb}M" "$img"
+printf 'label: dos\nstart=2048, type=6, bootable\n' | sfdisk -q "$img" >/dev/null
+mkfs.vfat -F 16 -n JSPLAN --offset 2048 "$img" $(((size_mb - 1) * 1024)) >/dev/null
+export MTOOLS_SKIP_CHECK=1
+part="$img@@1M"
+mcopy -i "$part" "$kdir/vmlinuz" ::/vmlinuz
+mcopy -i "$part" "$work/initrd.gz" ::/initrd.gz
+mcopy -i "$part" "$work/syslinux.cfg" ::/syslinux.cfg
+mcopy -i "$part" "$work/image-id.txt" ::/image-id.txt
+syslinux --offset 1048576 --install "$img"
+dd if="$mbr" of="$img" bs=440 count=1 conv=notrunc status=none
+grep -qa "JSPLAN_IMAGE_ID=$id" "$img" || die "the image id is not readable in the raw image"
+
+out=$outdir/$name.img
+rm -f "$out" "$out.zst" "$out.xz" "$out.bmap"
+mv "$img" "$out"
+echo "$id" >"$outdir/$name.id"
+if command -v bmaptool >/dev/null; then
+	bmaptool -q create -o "$out.bmap" "$out" || log "warning: bmaptool create failed"
+fi
+for c in $compress; do
+	case $c in
+	zst) if command -v zstd >/dev/null; then zstd -q -T0 -f "$out" -o "$out.zst"; fi ;;
+	xz) if command -v xz >/dev/null; then xz -T0 -0 -k -f "$out"; fi ;;
+	esac
+done
+echo "IMAGE=$out"
+echo "IMAGE_ID=$id"
