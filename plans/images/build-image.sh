@@ -180,7 +180,7 @@ add_module() {
 }
 modules=(button evdev)
 if [ "$ssh" = 1 ]; then
-	modules+=(virtio_pci virtio_net virtio_rng)
+	modules+=(virtio_pci virtio_net)
 fi
 for m in "${modules[@]}"; do
 	add_module "$m"
@@ -240,7 +240,7 @@ cat >"$root/etc/inittab" <<'EOF'
 ::sysinit:/etc/init.d/rcS
 ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
 ::ctrlaltdel:/sbin/reboot
-::shutdown:/bin/umount -a -r
+::shutdown:/bin/sync
 EOF
 
 cat >"$root/etc/init.d/rcS" <<'EOF'
