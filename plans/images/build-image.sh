@@ -136,10 +136,19 @@ deb() {
 
 # The kernel: the cloud flavour has the serial console, initrd and devtmpfs
 # built in; network and ACPI button drivers are modules.
+# The answer of apt-cache (slow) is kept until the apt lists change.
 kpkg=${KERNEL_PACKAGE:-}
+kfile=$cache/kernel-package
+if [ -z "$kpkg" ] && [ -s "$kfile" ] &&
+	[ -z "$(find /var/lib/apt/lists -maxdepth 1 -newer "$kfile" -print -quit 2>/dev/null)" ]; then
+	kpkg=$(cat "$kfile")
+fi
 if [ -z "$kpkg" ]; then
 	kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null |
 		sed -n 's/^ *Depends: \(linux-image-[0-9][^ ]*-cloud-amd64\)$/\1/p' | head -n 1) || true
+	if [ -n "$kpkg" ]; then
+		echo "$kpkg" >"$kfile"
+	fi
 fi
 if [ -z "$kpkg" ]; then
 	# No apt metadata: fall back to a cached cloud kernel.
@@ -274,11 +283,19 @@ chmod 755 "$root/etc/acpi/PWRF/00000080"
 
 if [ "$ssh" = 1 ]; then
 	# dropbear from Debian with its shared libraries (no static build exists).
-	libs=$work/libs
-	mkdir -p "$libs"
+	ddebs=()
 	for p in dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g; do
-		dpkg-deb -x "$(deb "$p")" "$libs"
+		ddebs+=("$(deb "$p")")
 	done
+	libs=$cache/dropbear/$(printf '%s\n' "${ddebs[@]##*/}" | md5sum | cut -c1-16)
+	if [ ! -e "$libs/.done" ]; then
+		rm -rf "$libs"
+		mkdir -p "$libs"
+		for f in "${ddebs[@]}"; do
+			dpkg-deb -x "$f" "$libs"
+		done
+		touch "$libs/.done"
+	fi
 	install -m 755 "$libs/usr/sbin/dropbear" "$root/usr/sbin/dropbear"
 	mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu"
 	cp -L "$libs/lib64/ld-linux-x86-64.so.2" "$root/lib64/"
@@ -302,7 +319,7 @@ if [ "$ssh" = 1 ]; then
 fi
 
 (cd "$root" && find . | LC_ALL=C sort | "$bb" cpio -o -H newc -R 0:0 --renumber-inodes --ignore-devno 2>/dev/null) |
-	gzip -9 -n >"$work/initrd.gz"
+	gzip -n >"$work/initrd.gz"
 
 cat >"$work/syslinux.cfg" <<'EOF'
 SERIAL 0 115200
