@@ -2,11 +2,12 @@
 # build-image.sh builds a small bootable raw disk image for the jsplan QEMU
 # board from Debian packages, without loop mounts or root-only tricks.
 #
-# Usage: build-image.sh OUTDIR [--ssh] [--id ID] [--name NAME]
+# Usage: build-image.sh OUTDIR [--ssh] [--python] [--id ID] [--name NAME]
 #
 #   OUTDIR    where the image goes (created if missing)
 #   --ssh     add an SSH server (dropbear) and virtio-net with the static
 #             address 10.0.2.15/24 (QEMU user networking) to the guest
+#   --python  also add Python 3 (for ansible modules); implies --ssh
 #   --id ID   image id (letters, digits, . _ -); default: a random token
 #   --name N  base name of the outputs; default: jsplan-qemu
 #
@@ -41,11 +42,16 @@ log() { echo "$prog: $*" >&2; }
 
 outdir=""
 ssh=0
+python=0
 id=""
 name=jsplan-qemu
 while [ $# -gt 0 ]; do
 	case $1 in
 	--ssh) ssh=1 ;;
+	--python)
+		ssh=1
+		python=1
+		;;
 	--id)
 		[ $# -ge 2 ] || die "--id needs a value"
 		id=$2
@@ -70,7 +76,7 @@ while [ $# -gt 0 ]; do
 	esac
 	shift
 done
-[ -n "$outdir" ] || die "usage: $prog OUTDIR [--ssh] [--id ID] [--name NAME]"
+[ -n "$outdir" ] || die "usage: $prog OUTDIR [--ssh] [--python] [--id ID] [--name NAME]"
 if [ -z "$id" ]; then
 	id=$(od -An -tx1 -N8 /dev/urandom | tr -d ' \n')
 fi
@@ -281,41 +287,94 @@ chmod 755 "$root/etc/init.d/rcS"
 printf '#!/bin/sh\nexec poweroff\n' >"$root/etc/acpi/PWRF/00000080"
 chmod 755 "$root/etc/acpi/PWRF/00000080"
 
+# unpack DIR PKG... extracts the packages into the cache directory DIR (kept
+# per set of package versions) and prints its path.
+unpack() {
+	local name=$1 f dir
+	shift
+	local files=()
+	for p in "$@"; do
+		files+=("$(deb "$p")")
+	done
+	dir=$cache/unpacked/$name-$(printf '%s\n' "${files[@]##*/}" | md5sum | cut -c1-16)
+	if [ ! -e "$dir/.done" ]; then
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		for f in "${files[@]}"; do
+			dpkg-deb -x "$f" "$dir"
+		done
+		touch "$dir/.done"
+	fi
+	echo "$dir"
+}
+
+# add_libs FROM REQUIRED FILE... copies into the image the shared libraries
+# the ELF files need, found in the unpacked packages FROM. With REQUIRED=1 a
+# missing library is an error; otherwise the file is removed from the image.
+add_libs() {
+	local from=$1 required=$2 f line lib path
+	shift 2
+	local ldso=$from/lib64/ld-linux-x86-64.so.2
+	local lp=$from/lib/x86_64-linux-gnu:$from/usr/lib/x86_64-linux-gnu
+	mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu"
+	[ -e "$root/lib64/ld-linux-x86-64.so.2" ] || cp -L "$ldso" "$root/lib64/"
+	for f in "$@"; do
+		# ld.so also searches the host's directories: a library found there
+		# counts as missing.
+		if ! LD_LIBRARY_PATH=$lp "$ldso" --list "$f" >"$work/ldd" 2>&1 ||
+			grep -q 'not found' "$work/ldd" || grep -v "=> $from/" "$work/ldd" | grep -q '=> /'; then
+			if [ "$required" = 1 ]; then
+				cat "$work/ldd" >&2
+				die "${f#"$root"}: a shared library is missing from the downloaded packages"
+			fi
+			rm -f "$f"
+			continue
+		fi
+		while read -r line; do
+			case $line in
+			/*) ;; # the loader itself
+			*" => /"*)
+				lib=${line%% =>*}
+				path=${line#*=> }
+				path=${path% (*}
+				[ -e "$root/lib/x86_64-linux-gnu/$lib" ] || cp -L "$path" "$root/lib/x86_64-linux-gnu/$lib"
+				;;
+			esac
+		done <"$work/ldd"
+	done
+}
+
 if [ "$ssh" = 1 ]; then
 	# dropbear from Debian with its shared libraries (no static build exists).
-	ddebs=()
-	for p in dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g; do
-		ddebs+=("$(deb "$p")")
-	done
-	libs=$cache/dropbear/$(printf '%s\n' "${ddebs[@]##*/}" | md5sum | cut -c1-16)
-	if [ ! -e "$libs/.done" ]; then
-		rm -rf "$libs"
-		mkdir -p "$libs"
-		for f in "${ddebs[@]}"; do
-			dpkg-deb -x "$f" "$libs"
-		done
-		touch "$libs/.done"
-	fi
+	libs=$(unpack dropbear dropbear-bin libc6 libcrypt1 libtomcrypt1 libtommath1 libgmp10 zlib1g)
 	install -m 755 "$libs/usr/sbin/dropbear" "$root/usr/sbin/dropbear"
-	mkdir -p "$root/lib64" "$root/lib/x86_64-linux-gnu"
-	cp -L "$libs/lib64/ld-linux-x86-64.so.2" "$root/lib64/"
-	for so in libc.so.6 libcrypt.so.1 libtomcrypt.so.1 libtommath.so.1 libgmp.so.10 libz.so.1; do
-		f=$(find "$libs/lib" "$libs/usr/lib" -name "$so" 2>/dev/null | head -n 1)
-		[ -n "$f" ] || die "dropbear: $so not found in the downloaded packages"
-		cp -L "$f" "$root/lib/x86_64-linux-gnu/"
-	done
-	# Check that every library dropbear needs is in the image.
-	if ! LD_LIBRARY_PATH=$root/lib/x86_64-linux-gnu "$root/lib64/ld-linux-x86-64.so.2" --list "$root/usr/sbin/dropbear" >"$work/ldd" 2>&1 ||
-		grep -q 'not found' "$work/ldd"; then
-		cat "$work/ldd" >&2
-		die "dropbear: a shared library is missing from the image"
-	fi
+	add_libs "$libs" 1 "$root/usr/sbin/dropbear"
 	mkdir -p "$root/root/.ssh"
 	chmod 700 "$root/root/.ssh"
 	if [ -n "$keys" ]; then
 		cp "$keys" "$root/root/.ssh/authorized_keys"
 		chmod 600 "$root/root/.ssh/authorized_keys"
 	fi
+fi
+
+if [ "$python" = 1 ]; then
+	# Python for ansible modules: the interpreter and its standard library,
+	# without the parts a test board has no use for. Extension modules whose
+	# libraries are not in the image are left out (_ssl, _hashlib: hashlib
+	# falls back to its built-in hashes without OpenSSL).
+	py=$(unpack python python3.11-minimal libpython3.11-minimal libpython3.11-stdlib \
+		libc6 libexpat1 zlib1g libffi8 libbz2-1.0 liblzma5 libcrypt1 libuuid1)
+	install -m 755 "$py/usr/bin/python3.11" "$root/usr/bin/python3.11"
+	ln -s python3.11 "$root/usr/bin/python3"
+	mkdir -p "$root/usr/lib"
+	cp -a "$py/usr/lib/python3.11" "$root/usr/lib/"
+	(cd "$root/usr/lib/python3.11" && rm -rf ensurepip idlelib lib2to3 pydoc_data tkinter turtle.py turtledemo \
+		test config-3.11-x86_64-linux-gnu distutils/command/*.exe site-packages \
+		lib-dynload/_test* lib-dynload/_ctypes_test* lib-dynload/xxlimited* lib-dynload/_xx*)
+	find "$root/usr/lib/python3.11" -name __pycache__ -prune -exec rm -rf {} +
+	add_libs "$py" 1 "$root/usr/bin/python3.11"
+	add_libs "$py" 0 "$root"/usr/lib/python3.11/lib-dynload/*.so
+	echo 'export PYTHONDONTWRITEBYTECODE=1' >>"$root/etc/profile"
 fi
 
 (cd "$root" && find . | LC_ALL=C sort | "$bb" cpio -o -H newc -R 0:0 --renumber-inodes --ignore-devno 2>/dev/null) |
