@@ -102,8 +102,8 @@ func testImage(t *testing.T) builtImage {
 	return image
 }
 
-// testSSHImage returns the image with an SSH server, built once, and the
-// private key that logs in as root.
+// testSSHImage returns the image with an SSH server and Python, built once,
+// and the private key that logs in as root.
 func testSSHImage(t *testing.T) (builtImage, string) {
 	t.Helper()
 	sshImageOnce.Do(func() {
@@ -114,7 +114,7 @@ func testSSHImage(t *testing.T) (builtImage, string) {
 			return
 		}
 		sshKey = key
-		sshImage = buildImage("ssh", []string{"IMAGE_AUTHORIZED_KEYS=" + key + ".pub"}, "--ssh", "--id", "ssh-test-image")
+		sshImage = buildImage("ssh", []string{"IMAGE_AUTHORIZED_KEYS=" + key + ".pub"}, "--python", "--id", "ssh-test-image")
 	})
 	if sshImage.err != nil {
 		t.Fatal(sshImage.err)
@@ -490,8 +490,9 @@ func TestGuestPowersOff(t *testing.T) {
 	con.expect(promptTimeout, "root@qemu:~# ")
 }
 
-// TestSSH boots the image with an SSH server and runs a command in the guest
-// over the forwarded port on 127.0.0.1.
+// TestSSH boots the image with an SSH server and runs commands in the guest
+// (Python too, as ansible modules need it) over the forwarded port on
+// 127.0.0.1.
 func TestSSH(t *testing.T) {
 	needQEMU(t)
 	if _, err := exec.LookPath("ssh"); err != nil {
@@ -522,7 +523,7 @@ func TestSSH(t *testing.T) {
 	for _, o := range ep.Options {
 		args = append(args, "-o", o)
 	}
-	args = append(args, ep.User+"@"+ep.Host, "cat /etc/image-id; hostname")
+	args = append(args, ep.User+"@"+ep.Host, "cat /etc/image-id; hostname; python3 -c 'import json, hashlib; print(json.dumps(hashlib.sha1(b\"x\").hexdigest()))'")
 	var out []byte
 	for attempt := 1; ; attempt++ {
 		cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
@@ -536,7 +537,7 @@ func TestSSH(t *testing.T) {
 	if err != nil {
 		t.Fatalf("ssh: %v: %s", err, out)
 	}
-	if got, want := string(out), img.id+"\nqemu\n"; got != want {
+	if got, want := string(out), img.id+"\nqemu\n\"11f6ad8ec52a2984abaafd7c3b516503785c2072\"\n"; got != want {
 		t.Fatalf("ssh output %q, want %q", got, want)
 	}
 }
