@@ -58,7 +58,7 @@ func TestMain(m *testing.M) {
 }
 
 // needQEMU skips the test when QEMU is not installed.
-func needQEMU(t *testing.T) {
+func needQEMU(t testing.TB) {
 	t.Helper()
 	if _, err := exec.LookPath(DefaultBinary); err != nil {
 		t.Skipf("%s is not installed (Debian package qemu-system-x86): %v", DefaultBinary, err)
@@ -93,7 +93,7 @@ func buildImage(name string, env []string, args ...string) builtImage {
 }
 
 // testImage returns the plain test image, built once.
-func testImage(t *testing.T) builtImage {
+func testImage(t testing.TB) builtImage {
 	t.Helper()
 	imageOnce.Do(func() { image = buildImage("plain", nil) })
 	if image.err != nil {
@@ -104,7 +104,7 @@ func testImage(t *testing.T) builtImage {
 
 // testSSHImage returns the image with an SSH server and Python, built once,
 // and the private key that logs in as root.
-func testSSHImage(t *testing.T) (builtImage, string) {
+func testSSHImage(t testing.TB) (builtImage, string) {
 	t.Helper()
 	sshImageOnce.Do(func() {
 		key := filepath.Join(imageDir, "id_ed25519")
@@ -142,7 +142,7 @@ func (l *logSink) String() string {
 
 // openBoard opens a qemu device with cfg for a test. Cleanup closes it and
 // checks that no QEMU it started is left.
-func openBoard(t *testing.T, cfg Config) (*Device, *logSink) {
+func openBoard(t testing.TB, cfg Config) (*Device, *logSink) {
 	t.Helper()
 	d := &Device{Config: cfg}
 	if err := d.Validate(); err != nil {
@@ -185,7 +185,7 @@ func processExists(pid int) bool {
 }
 
 // flash writes img onto the board's disk through the Storage capability.
-func flash(t *testing.T, d *Device, img string) {
+func flash(t testing.TB, d *Device, img string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -215,7 +215,7 @@ func flash(t *testing.T, d *Device, img string) {
 
 // console reads a console stream in the background and matches its output.
 type console struct {
-	t      *testing.T
+	t      testing.TB
 	rw     io.ReadWriteCloser
 	mu     sync.Mutex
 	buf    []byte
@@ -224,7 +224,7 @@ type console struct {
 	notify chan struct{}
 }
 
-func openConsole(t *testing.T, d *Device) *console {
+func openConsole(t testing.TB, d *Device) *console {
 	t.Helper()
 	rw, err := d.OpenConsole(context.Background())
 	if err != nil {
@@ -304,7 +304,7 @@ func (c *console) login(password string) {
 	c.send(password + "\n")
 }
 
-func ctxFor(t *testing.T, d time.Duration) context.Context {
+func ctxFor(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
@@ -596,5 +596,27 @@ func TestQEMUStartFailure(t *testing.T) {
 	}
 	if on, _ := d.PowerState(context.Background()); on {
 		t.Fatal("PowerState = true after a failed start")
+	}
+}
+
+// BenchmarkBootToLogin measures power on to the login prompt, and power off,
+// of the test image on QEMU (TCG unless /dev/kvm is usable).
+func BenchmarkBootToLogin(b *testing.B) {
+	needQEMU(b)
+	img := testImage(b)
+	d, _ := openBoard(b, Config{})
+	flash(b, d, img.path)
+	con := openConsole(b, d)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := d.On(ctx); err != nil {
+			b.Fatal(err)
+		}
+		con.expect(bootTimeout, "qemu login:")
+		if err := d.Off(ctx); err != nil {
+			b.Fatal(err)
+		}
+		con.skip()
 	}
 }
