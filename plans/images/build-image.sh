@@ -156,12 +156,15 @@ if [ -z "$kpkg" ]; then
 		echo "$kpkg" >"$kfile"
 	fi
 fi
-if [ -z "$kpkg" ]; then
-	# No apt metadata: fall back to a cached cloud kernel.
+kdeb=""
+if [ -n "$kpkg" ] && ! kdeb=$(deb "$kpkg"); then
+	kdeb=""
+fi
+if [ -z "$kdeb" ]; then
+	# No apt metadata or no network: fall back to a cached cloud kernel.
 	kdeb=$(find "$debs" -maxdepth 1 -name 'linux-image-*-cloud-amd64_*.deb' | sort -V | tail -n 1)
-	[ -n "$kdeb" ] || die "cannot find the cloud kernel package (apt-cache depends linux-image-cloud-amd64); set KERNEL_PACKAGE"
-else
-	kdeb=$(deb "$kpkg")
+	[ -n "$kdeb" ] || die "cannot get the cloud kernel package ${kpkg:-(apt-cache depends linux-image-cloud-amd64 found none)}; set KERNEL_PACKAGE"
+	log "warning: using the cached kernel $(basename "$kdeb")"
 fi
 kdir=$cache/kernel/$(basename "$kdeb" .deb)
 if [ ! -e "$kdir/.done" ]; then
@@ -205,7 +208,8 @@ done
 # the cpio archive, so the host needs no cpio.
 bbdir=$work/busybox
 mkdir -p "$bbdir"
-dpkg-deb -x "$(deb busybox-static)" "$bbdir"
+bbdeb=$(deb busybox-static)
+dpkg-deb -x "$bbdeb" "$bbdir"
 bb=$bbdir/bin/busybox
 [ -x "$bb" ] || die "busybox-static package has no bin/busybox"
 
@@ -290,11 +294,12 @@ chmod 755 "$root/etc/acpi/PWRF/00000080"
 # unpack DIR PKG... extracts the packages into the cache directory DIR (kept
 # per set of package versions) and prints its path.
 unpack() {
-	local name=$1 f dir
+	local name=$1 f dir p
 	shift
 	local files=()
 	for p in "$@"; do
-		files+=("$(deb "$p")")
+		f=$(deb "$p")
+		files+=("$f")
 	done
 	dir=$cache/unpacked/$name-$(printf '%s\n' "${files[@]##*/}" | md5sum | cut -c1-16)
 	if [ ! -e "$dir/.done" ]; then
