@@ -1,0 +1,8 @@
+// Package all links every driver of jsplan into a program:
+//
+//	import _ "github.com/jsplan/jsplan/drivers/all"
+package all
+
+import (
+	_ "github.com/jsplan/jsplan/drivers/sim"
+)
