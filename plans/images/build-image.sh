@@ -236,9 +236,16 @@ chmod 600 "$root/etc/shadow"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
 echo /bin/sh >"$root/etc/shells"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tqemu\n' >"$root/etc/hosts"
+# On the serial console the shell reads plain lines: with line editing busybox
+# ash sends a cursor position query (ESC [6n) after each prompt, which lands
+# in the console log and breaks prompt matching. Without the terminal's echo
+# the shell echoes each line itself (set -v), so the log still shows commands.
 cat >"$root/etc/profile" <<'EOF'
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 export PS1='\u@\h:\w\$ '
+case $(tty) in
+/dev/ttyS*) stty -echo && set -v ;;
+esac
 EOF
 
 cat >"$root/init" <<'EOF'
