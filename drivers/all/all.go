@@ -4,5 +4,6 @@
 package all
 
 import (
+	_ "github.com/jsplan/jsplan/drivers/qemu"
 	_ "github.com/jsplan/jsplan/drivers/sim"
 )
