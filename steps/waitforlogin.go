@@ -29,7 +29,8 @@ type loginAction struct {
 const (
 	defaultLoginPrompt    = `login:\s*$`
 	defaultPasswordPrompt = `[Pp]assword:\s*$`
-	defaultShellPrompt    = `[#$>]\s*$`
+	// A prompt may be followed by terminal queries (busybox ash sends ESC[6n).
+	defaultShellPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
 	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
 )
 
@@ -40,6 +41,9 @@ var defaultPatterns = map[string]engine.Pattern{
 }
 
 var loginRefused = regexp.MustCompile(loginIncorrect)
+
+// passwordPause is the wait between the password prompt and the password.
+const passwordPause = 250 * time.Millisecond
 
 func init() {
 	engine.Register(engine.StepType{
@@ -127,6 +131,11 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		return waitError(err, "no password prompt or shell prompt after the user name")
 	}
 	if m.Index == 0 {
+		// login(1) prints the prompt before it turns echo off: a password
+		// typed at once would be echoed onto the console.
+		if err := sleepCtx(ctx, passwordPause); err != nil {
+			return err
+		}
 		if err := con.Send(ctx, []byte(a.Password+"\n"), 0); err != nil {
 			return diag.Infraf("console: %v", err)
 		}
