@@ -31,7 +31,7 @@ const (
 	defaultPasswordPrompt = `[Pp]assword:\s*$`
 	// A prompt may be followed by terminal queries (busybox ash sends ESC[6n).
 	defaultShellPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
-	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
+	loginIncorrect     = `Login incorrect|Authentication failure|Permission denied`
 )
 
 var defaultPatterns = map[string]engine.Pattern{
