@@ -59,9 +59,9 @@ func TestSchema(t *testing.T) {
 
 func TestDecodeErrors(t *testing.T) {
 	for _, doc := range []string{
-		"on: echo on\noff: echo off\ntimeout: 30\n",     // bare number
-		"on: echo on\noff: echo off\ntimeout: soon\n",   // not a duration
-		"on: {x: 1}\noff: echo off\n",                   // mapping
+		"on: echo on\noff: echo off\ntimeout: 30\n",    // bare number
+		"on: echo on\noff: echo off\ntimeout: soon\n",  // not a duration
+		"on: {x: 1}\noff: echo off\n",                  // mapping
 		"on: echo on\noff: echo off\nunknown-key: 1\n", // strict
 		"on: ''\noff: echo off\n",
 	} {
