@@ -186,11 +186,12 @@ func New(opts Options) (*Sim, error) {
 	for _, k := range configKeys {
 		s.config[k.key] = make([]byte, k.size)
 	}
-	s.wg.Add(2)
+	s.wg.Add(1)
 	go s.hostLoop()
+	// The DUT goroutines are not waited for by Close: a write to or read
+	// from the board's side can block until that side is closed.
 	go s.dutWriter()
 	if opts.DUT != nil {
-		// Not in the WaitGroup: it ends when the DUT side is closed.
 		go s.dutReader()
 	}
 	return s, nil
@@ -372,7 +373,6 @@ func (s *Sim) toDUT(it dutItem) {
 }
 
 func (s *Sim) dutWriter() {
-	defer s.wg.Done()
 	for {
 		select {
 		case <-s.done:

@@ -26,10 +26,26 @@ type Pair struct {
 // (no echo, no line buffering, no CR/LF translation), as a serial driver
 // would, so bytes pass unchanged even before a driver opens the port.
 func Open() (*Pair, error) {
-	m, s, err := pty.Open()
+	m0, s, err := pty.Open()
 	if err != nil {
 		return nil, fmt.Errorf("open pty: %w", err)
 	}
+	// pty.Open leaves the master in blocking mode, where Close does not
+	// interrupt a pending Read. Make it non-blocking so that os.NewFile
+	// registers it with the runtime poller.
+	fd, err := unix.Dup(int(m0.Fd()))
+	m0.Close()
+	if err != nil {
+		s.Close()
+		return nil, fmt.Errorf("dup pty master: %w", err)
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		s.Close()
+		return nil, fmt.Errorf("pty master: %w", err)
+	}
+	unix.CloseOnExec(fd)
+	m := os.NewFile(uintptr(fd), "/dev/ptmx")
 	if err := MakeRaw(s); err != nil {
 		m.Close()
 		s.Close()
