@@ -371,7 +371,9 @@ func (c *Client) Batch(ctx context.Context, f func(b *Batch) error) error {
 		return err
 	}
 	ferr := f(&Batch{c: c, ctx: ctx})
-	if c.wantConsole {
+	// After a timeout the board's state is unknown: the console comes back
+	// with the next command or console write, which resync first.
+	if c.wantConsole && !c.unsynced {
 		rctx := ctx
 		if ctx.Err() != nil {
 			// Give the console back even when the batch was cancelled.

@@ -410,7 +410,8 @@ func (d *Device) power(ctx context.Context, op, cmd, reply string) error {
 }
 
 // Reset pulls the reset line low for reset-hold, then lets it float. The
-// line is released even when ctx ends during the hold.
+// line is released even when ctx ends or the first command fails, since
+// the board may have acted on it without the reply arriving.
 func (d *Device) Reset(ctx context.Context) error {
 	c, err := d.cl(ctx)
 	if err != nil {
@@ -418,27 +419,27 @@ func (d *Device) Reset(ctx context.Context) error {
 	}
 	hold := d.ResetHold.Or(DefaultResetHold)
 	return c.Batch(ctx, func(b *Batch) error {
-		if _, err := b.Command("reset", "set r l", "Set /RESET to LOW", 0); err != nil {
-			return err
-		}
-		t := time.NewTimer(hold)
-		defer t.Stop()
-		var herr error
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			herr = drivers.Errorf(Name, "reset", "interrupted while holding reset: %w", ctx.Err())
+		_, lowErr := b.Command("reset", "set r l", "Set /RESET to LOW", 0)
+		if lowErr == nil {
+			t := time.NewTimer(hold)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				lowErr = drivers.Errorf(Name, "reset", "interrupted while holding reset: %w", ctx.Err())
+			}
+			t.Stop()
 		}
 		rb := b
 		if ctx.Err() != nil {
-			rctx, cancel := context.WithTimeout(context.Background(), 2*d.ReplyTimeout.Or(DefaultReplyTimeout))
+			rctx, cancel := context.WithTimeout(context.Background(), 4*d.ReplyTimeout.Or(DefaultReplyTimeout))
 			defer cancel()
 			rb = &Batch{c: b.c, ctx: rctx}
 		}
-		if _, err := rb.Command("reset", "set r z", "Set /RESET to HIGH IMPEDANCE", 0); err != nil {
-			return err
+		_, relErr := rb.Command("reset", "set r z", "Set /RESET to HIGH IMPEDANCE", 0)
+		if lowErr != nil {
+			return lowErr
 		}
-		return herr
+		return relErr
 	})
 }
 
