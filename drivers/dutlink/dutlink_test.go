@@ -431,6 +431,15 @@ func TestConsoleSurvivesResetAndStorage(t *testing.T) {
 	must(t, d.AttachBoard(ctx))
 	b.dut.print("still here\r\n")
 	r.expect(t, "still here\r\n")
+	// Closing the device takes the harness out of console mode and ends
+	// the stream.
+	must(t, d.Close())
+	if b.sim.State().ConsoleMode {
+		t.Error("console mode still on after the device closed")
+	}
+	if _, err := con.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("console Read after the device closed: %v", err)
+	}
 }
 
 func TestHangingBoardTimesOut(t *testing.T) {
