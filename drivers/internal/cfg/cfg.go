@@ -81,11 +81,12 @@ func CommandProp(description string) map[string]any {
 	}
 }
 
-// Object is the schema of a driver configuration object with the given
-// properties; unknown keys are rejected.
+// Object is the schema (draft 2020-12) of a driver configuration object
+// with the given properties; unknown keys are rejected. It has no
+// "$schema" keyword, since it is embedded in the Boards inventory schema
+// (draft 2020-12 allows "$schema" only at a schema resource's root).
 func Object(description string, props map[string]any, required ...string) map[string]any {
 	s := map[string]any{
-		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"type":                 "object",
 		"description":          description,
 		"additionalProperties": false,
