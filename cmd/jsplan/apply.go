@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/engine/redact"
+	"github.com/jsplan/jsplan/engine/report"
+)
+
+// signalError is the cancel cause after SIGINT or SIGTERM.
+type signalError struct{ sig os.Signal }
+
+func (e *signalError) Error() string { return fmt.Sprintf("interrupted by %v", e.sig) }
+func (e *signalError) Unwrap() error { return engine.ErrInterrupted }
+
+// ExitCode is 128 + the signal number, as shells report it.
+func (e *signalError) ExitCode() int {
+	if s, ok := e.sig.(syscall.Signal); ok {
+		return 128 + int(s)
+	}
+	return 130
+}
+
+func applyCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "apply",
+		Usage:     "run a plan on a board",
+		ArgsUsage: "PLAN",
+		Description: "Validates the plan, locks a matching board (waiting while it is busy), runs the steps and\n" +
+			"then the finally steps, which always run: after a failure, a timeout or SIGINT/SIGTERM (a\n" +
+			"second signal cuts finally short). The artifacts directory receives console.log,\n" +
+			"report.json, junit.xml, plan.rendered.yaml and collected files, also when the run fails.\n\n" +
+			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
+			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, outputFlag,
+			&cli.StringFlag{Name: "artifacts", Value: "artifacts", Usage: "write console log, reports and collected files to `DIR`",
+				EnvVars: []string{"JSPLAN_ARTIFACTS"}},
+			&cli.StringFlag{Name: "lock-dir", Usage: "board locks live in `DIR` (share it between containers on a host)",
+				EnvVars: []string{"JSPLAN_LOCK_DIR"}, DefaultText: "/var/lock/jsplan"},
+			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "wait this long for a busy board",
+				EnvVars: []string{"JSPLAN_LOCK_WAIT"}},
+			&cli.StringFlag{Name: "state-dir", Usage: "persistent driver state (virtual disks) under `DIR`",
+				EnvVars: []string{"JSPLAN_STATE_DIR"}, DefaultText: "~/.local/state/jsplan"},
+			&cli.DurationFlag{Name: "finally-grace", Value: 5 * time.Minute,
+				Usage: "after an interruption or timeout, give finally steps this long", EnvVars: []string{"JSPLAN_FINALLY_GRACE"}},
+		},
+		Action: apply,
+	}
+}
+
+func apply(c *cli.Context) error {
+	format, err := outputFormat(c, "text", "json")
+	if err != nil {
+		return err
+	}
+	if c.NArg() != 1 {
+		return exit(2, "apply needs exactly one plan\nRun 'jsplan apply --help' for usage.")
+	}
+	var sink engine.Sink = &humanView{w: c.App.Writer}
+	if format == "json" {
+		sink = newJSONView(c.App.Writer)
+	}
+	artifacts, err := filepath.Abs(c.String("artifacts"))
+	if err != nil {
+		return exit(2, "%v", err)
+	}
+	values, ds := paramValues(c)
+	if ds.HasErrors() {
+		printDiags(c.App.ErrWriter, ds, nil)
+		return exit(2, "")
+	}
+	res, l := resolve(c, values, artifacts)
+	if res == nil {
+		printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
+		return exit(2, "")
+	}
+	file := c.Args().First()
+
+	// Signals: the first cancels the run (finally still runs), the second
+	// cuts finally short.
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	hard, hardCancel := context.WithCancelCause(context.Background())
+	defer hardCancel(nil)
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		n := 0
+		for s := range sigs {
+			n++
+			if n == 1 {
+				fmt.Fprintf(c.App.ErrWriter, "jsplan: %v: stopping the run; finally steps still run (send it again to stop them)\n", s)
+				cancel(&signalError{s})
+			} else {
+				hardCancel(&signalError{s})
+			}
+		}
+	}()
+
+	if err := os.MkdirAll(artifacts, 0o755); err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	red := &redact.Redactor{}
+	red.Add(l.Secrets()...)
+
+	// Lock one of the matching boards, waiting while they are busy.
+	lockDir := c.String("lock-dir")
+	if lockDir == "" {
+		lockDir = lock.DefaultDir()
+	}
+	host, _ := os.Hostname()
+	var names []string
+	for _, b := range res.candidates {
+		names = append(names, b.Name)
+	}
+	me := lock.Holder{Plan: res.plan.Name, PID: os.Getpid(), Host: host, Since: time.Now()}
+	lk, boardName, err := lock.Acquire(ctx, lockDir, names, me, c.Duration("lock-wait"), func(b string, h *lock.Holder) {
+		who := "another run"
+		if h != nil {
+			who = h.String()
+		}
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: fmt.Sprintf("board %s is busy, held by %s; waiting (up to %s)", b, who, c.Duration("lock-wait"))})
+	})
+	if err != nil {
+		code := 3
+		if ctx.Err() != nil {
+			code = 130
+			if se, ok := context.Cause(ctx).(*signalError); ok {
+				code = se.ExitCode()
+			}
+		}
+		writeFailure(artifacts, res, err, code)
+		return exit(code, "%v", err)
+	}
+	defer lk.Release()
+	if boardName != res.board.Name {
+		l = res.loadFor(file, values, res.inv.Lookup(boardName), artifacts)
+		if l.Diagnostics().HasErrors() {
+			printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
+			return exit(2, "")
+		}
+		red.Add(l.Secrets()...)
+	}
+	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), []byte(red.String(string(engine.YAML(engine.Render(res.plan, res.board))))), 0o644)
+
+	// Console log, open from the first byte.
+	start := time.Now()
+	clogFile, err := os.Create(filepath.Join(artifacts, "console.log"))
+	if err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
+	clog := console.NewLog(clogFile, start, red.String)
+
+	stateDir := c.String("state-dir")
+	if stateDir == "" {
+		stateDir = defaultStateDir()
+	}
+	env := drivers.Env{
+		Board:    res.board.Name,
+		StateDir: filepath.Join(stateDir, res.board.Name),
+		Log: func(format string, args ...any) {
+			sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String(fmt.Sprintf(format, args...))})
+		},
+		Secret: func(v string) { red.Add(v) },
+	}
+	var result *engine.Result
+	board, err := engine.OpenBoard(ctx, res.board, env)
+	if err != nil {
+		clog.Close()
+		clogFile.Close()
+		code := diag.Infra.ExitCode()
+		writeFailure(artifacts, res, fmt.Errorf("cannot open board %s: %s", res.board.Name, red.String(err.Error())), code)
+		return exit(code, "cannot open board %s: %s", res.board.Name, red.String(err.Error()))
+	}
+	result = engine.Execute(ctx, engine.RunConfig{
+		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
+		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog,
+	})
+	if err := board.Close(); err != nil {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String("closing the board: " + err.Error())})
+	}
+	clog.Close()
+	clogFile.Close()
+	if err := writeReports(artifacts, result); err != nil {
+		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
+	}
+	if format == "text" {
+		fmt.Fprintf(c.App.Writer, "Artifacts: %s\n", artifacts)
+	}
+	if result.ExitCode != 0 {
+		return exit(result.ExitCode, "")
+	}
+	return nil
+}
+
+func writeReports(dir string, r *engine.Result) error {
+	if err := report.WriteJSON(filepath.Join(dir, "report.json"), r); err != nil {
+		return err
+	}
+	return report.WriteJUnit(filepath.Join(dir, "junit.xml"), r)
+}
+
+// writeFailure records a run that never started (board busy, board failed
+// to open), so CI still finds a report.
+func writeFailure(dir string, res *resolved, err error, code int) {
+	r := &engine.Result{Plan: res.plan.Name, File: res.plan.File, Board: res.board.Name, Status: engine.StatusError,
+		Class: diag.Infra.String(), Error: err.Error(), ExitCode: code, Start: time.Now()}
+	if code >= 128 {
+		r.Status = engine.StatusInterrupted
+	}
+	r.Summary = fmt.Sprintf("%s: the run did not start (%s)", r.Status, err)
+	_ = writeReports(dir, r)
+}
+
+func defaultStateDir() string {
+	if d := os.Getenv("XDG_STATE_HOME"); d != "" {
+		return filepath.Join(d, "jsplan")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "state", "jsplan")
+	}
+	return filepath.Join(os.TempDir(), "jsplan-state")
+}

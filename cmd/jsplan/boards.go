@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/lock"
+)
+
+func boardsCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "boards",
+		Usage: "list the inventory, or discover attached hardware",
+		Subcommands: []*cli.Command{
+			{
+				Name:  "list",
+				Usage: "show the boards of the inventory with their lock state",
+				Flags: []cli.Flag{boardsFlag, outputFlag,
+					&cli.StringFlag{Name: "lock-dir", EnvVars: []string{"JSPLAN_LOCK_DIR"}, Usage: "board locks live in `DIR`"}},
+				Action: boardsList,
+			},
+			{
+				Name:   "discover",
+				Usage:  "list attached devices the drivers recognise and print an inventory to start from",
+				Flags:  []cli.Flag{outputFlag},
+				Action: boardsDiscover,
+			},
+			{
+				Name:  "drivers",
+				Usage: "list the drivers built into this jsplan",
+				Action: func(c *cli.Context) error {
+					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+					fmt.Fprintln(w, "DRIVER\tPROVIDES\tSUMMARY")
+					for _, n := range drivers.Names() {
+						info, _ := drivers.Lookup(n)
+						var caps []string
+						for _, p := range info.Provides {
+							caps = append(caps, string(p))
+						}
+						fmt.Fprintf(w, "%s\t%s\t%s\n", n, strings.Join(caps, ","), info.Summary)
+					}
+					return w.Flush()
+				},
+			},
+		},
+	}
+}
+
+type boardRow struct {
+	Name         string            `json:"name"`
+	Labels       map[string]string `json:"labels,omitempty"`
+	Capabilities []string          `json:"capabilities"`
+	Drivers      []string          `json:"drivers"`
+	Locked       bool              `json:"locked"`
+	Holder       *lock.Holder      `json:"holder,omitempty"`
+}
+
+func boardsList(c *cli.Context) error {
+	format, err := outputFormat(c, "text", "json")
+	if err != nil {
+		return err
+	}
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	inv, _ := loadInventory(c, l)
+	if ds := l.Diagnostics(); ds.HasErrors() {
+		printDiags(c.App.ErrWriter, ds, l.Sources())
+		return exit(2, "")
+	}
+	dir := c.String("lock-dir")
+	if dir == "" {
+		dir = lock.DefaultDir()
+	}
+	var rows []boardRow
+	for _, b := range inv.Boards {
+		row := boardRow{Name: b.Name, Labels: b.Labels, Drivers: b.DriverNames()}
+		for _, cp := range b.Capabilities() {
+			row.Capabilities = append(row.Capabilities, string(cp))
+		}
+		lk, h, err := lock.TryAcquire(dir, b.Name, lock.Holder{Plan: "jsplan boards list", PID: os.Getpid(), Since: time.Now()})
+		if err == nil && lk == nil {
+			row.Locked, row.Holder = true, h
+		}
+		lk.Release()
+		rows = append(rows, row)
+	}
+	if format == "json" {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rows)
+	}
+	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE")
+	for _, r := range rows {
+		var labels []string
+		for k, v := range r.Labels {
+			labels = append(labels, k+"="+v)
+		}
+		state := "free"
+		if r.Locked {
+			state = "busy"
+			if r.Holder != nil {
+				state = "busy: " + r.Holder.String()
+			}
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+	}
+	return w.Flush()
+}
+
+func sortStrings(s []string) []string {
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
+		}
+	}
+	return s
+}
+
+func boardsDiscover(c *cli.Context) error {
+	format, err := outputFormat(c, "text", "json")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var found []drivers.Found
+	for _, n := range drivers.Names() {
+		info, _ := drivers.Lookup(n)
+		if info.Discover == nil {
+			continue
+		}
+		f, err := info.Discover(ctx)
+		if err != nil {
+			fmt.Fprintf(c.App.ErrWriter, "jsplan: %s: discovery failed: %v\n", n, err)
+			continue
+		}
+		found = append(found, f...)
+	}
+	if format == "json" {
+		enc := json.NewEncoder(c.App.Writer)
+		enc.SetIndent("", "  ")
+		return enc.Encode(found)
+	}
+	if len(found) == 0 {
+		fmt.Fprintln(c.App.Writer, "# no attached devices recognised by the drivers")
+		return nil
+	}
+	for _, f := range found {
+		fmt.Fprintf(c.App.Writer, "# %s %s: %s\n", f.Driver, f.ID, f.Description)
+	}
+	return nil
+}

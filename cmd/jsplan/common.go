@@ -1,0 +1,118 @@
+package main
+
+import (
+	_ "embed"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/diag"
+)
+
+// builtinBoards is the inventory used when none is given: the virtual
+// board, so `jsplan apply` works with no hardware.
+//
+//go:embed boards.default.yaml
+var builtinBoards []byte
+
+const builtinName = "<built-in inventory>"
+
+var (
+	setFlag        = &cli.StringSliceFlag{Name: "set", Usage: "set a plan parameter, `NAME=VALUE` (repeatable)"}
+	paramsFileFlag = &cli.StringFlag{Name: "params-file", Usage: "read parameter values from a YAML `FILE` (name: value)",
+		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
+	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
+		EnvVars: []string{"JSPLAN_BOARDS"}}
+	boardFlag  = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME` (overrides the plan's selector)", EnvVars: []string{"JSPLAN_BOARD"}}
+	outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output `FORMAT`: text or json",
+		EnvVars: []string{"JSPLAN_OUTPUT"}}
+)
+
+func outputFormat(c *cli.Context, allowed ...string) (string, error) {
+	f := c.String("output")
+	for _, a := range allowed {
+		if f == a {
+			return f, nil
+		}
+	}
+	return "", exit(2, "--output must be one of %s, not %q", strings.Join(allowed, ", "), f)
+}
+
+// paramValues gathers --params-file and --set values (--set wins).
+func paramValues(c *cli.Context) (map[string]engine.Value, diag.Diagnostics) {
+	out := map[string]engine.Value{}
+	var ds diag.Diagnostics
+	if f := c.String("params-file"); f != "" {
+		src, err := os.ReadFile(f)
+		if err != nil {
+			return nil, ds.Append(diag.Errorf(diag.Range{Filename: f}, "", "cannot read parameters file: %v", err))
+		}
+		var doc yaml.Node
+		if err := yaml.Unmarshal(src, &doc); err != nil {
+			return nil, ds.Append(diag.Errorf(diag.Range{Filename: f}, "", "YAML syntax error: %v", strings.TrimPrefix(err.Error(), "yaml: ")))
+		}
+		if len(doc.Content) > 0 {
+			m := doc.Content[0]
+			if m.Kind != yaml.MappingNode {
+				return nil, ds.Append(diag.Errorf(diag.Range{Filename: f, Start: diag.Pos{Line: m.Line, Column: m.Column}}, "",
+					"a parameters file is a mapping of names to values"))
+			}
+			for i := 0; i+1 < len(m.Content); i += 2 {
+				k, v := m.Content[i], m.Content[i+1]
+				r := diag.Range{Filename: f, Start: diag.Pos{Line: v.Line, Column: v.Column}}
+				if v.Kind != yaml.ScalarNode {
+					ds = ds.Append(diag.Errorf(r, k.Value, "parameter %q: expected a string, number or boolean", k.Value))
+					continue
+				}
+				out[k.Value] = engine.Value{Text: v.Value, Source: r}
+			}
+		}
+	}
+	for _, kv := range c.StringSlice("set") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			ds = ds.Append(diag.Errorf(diag.Range{Filename: "--set"}, "", "expected NAME=VALUE, got %q", kv))
+			continue
+		}
+		out[k] = engine.Value{Text: v, Source: diag.Range{Filename: "--set " + k}}
+	}
+	return out, ds
+}
+
+// loadInventory reads the --boards files, or the built-in inventory.
+func loadInventory(c *cli.Context, l *engine.Loader) (*engine.Inventory, bool) {
+	inv := &engine.Inventory{}
+	files := c.StringSlice("boards")
+	for _, f := range files {
+		for _, part := range filepath.SplitList(f) {
+			l.LoadBoards(part, inv)
+		}
+	}
+	if len(files) == 0 {
+		l.LoadBoardsBytes(builtinName, builtinBoards, inv)
+	}
+	return inv, len(files) > 0
+}
+
+// printDiags writes diagnostics to w (text) with snippets.
+func printDiags(w io.Writer, ds diag.Diagnostics, src diag.Sources) {
+	diag.WriteText(w, ds, src)
+}
+
+func sortedNames(m map[string]bool) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+var _ = fmt.Sprint

@@ -1,0 +1,105 @@
+// Command jsplan validates and runs declarative hardware-in-the-loop test
+// plans on boards from an inventory.
+//
+// Exit status: 0 passed (or valid), 1 a step failed, 2 invalid plan or
+// usage, 3 infrastructure error, 130/143 interrupted by SIGINT/SIGTERM.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jsplan/jsplan/engine/diag"
+
+	_ "github.com/jsplan/jsplan/drivers/all"
+	_ "github.com/jsplan/jsplan/steps"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// exitError carries an exit status to main.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e *exitError) Error() string { return e.msg }
+
+func exit(code int, format string, args ...any) error {
+	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	return &cli.App{
+		Name:    "jsplan",
+		Usage:   "validate and run declarative hardware-in-the-loop test plans",
+		Version: version,
+		Description: "A plan (YAML) lists typed steps: power, flash, wait-for-login, console, run, ansible, collect, ...\n" +
+			"jsplan validates plans against its JSON Schema and runs them through drivers on a board from an inventory.\n\n" +
+			"Exit status: 0 passed/valid, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error,\n" +
+			"130/143 interrupted by SIGINT/SIGTERM.",
+		Writer:               stdout,
+		ErrWriter:            stderr,
+		EnableBashCompletion: true,
+		Commands: []*cli.Command{
+			validateCommand(),
+			renderCommand(),
+			applyCommand(),
+			schemaCommand(),
+			boardsCommand(),
+		},
+		OnUsageError: usageError,
+		CommandNotFound: func(c *cli.Context, name string) {
+			fmt.Fprintf(c.App.ErrWriter, "jsplan: unknown command %q\nRun 'jsplan --help' for usage.\n", name)
+			os.Exit(2)
+		},
+	}
+}
+
+// usageError ends a command whose flags or arguments are wrong with a
+// short message and a pointer to --help, not the whole help text.
+func usageError(c *cli.Context, err error, isSubcommand bool) error {
+	name := "jsplan"
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return exit(2, "%v\nRun '%s --help' for usage.", err, name)
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		setUsageErrors(c.Subcommands)
+	}
+}
+
+func main() {
+	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	app := newApp(stdout, stderr)
+	setUsageErrors(app.Commands)
+	err := app.Run(hoistFlags(app, args))
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.msg != "" {
+			fmt.Fprintln(stderr, "jsplan: "+ee.msg)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(stderr, "jsplan: "+err.Error())
+	var ds diag.Diagnostics
+	if errors.As(err, &ds) {
+		return ds.Class().ExitCode()
+	}
+	return 2
+}

@@ -1,0 +1,417 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/engine/diag"
+)
+
+// Inventory is a set of boards from one or more Boards documents.
+type Inventory struct {
+	Boards []*BoardSpec
+}
+
+// BoardSpec is a board as the inventory describes it.
+type BoardSpec struct {
+	Name   string
+	Labels map[string]string
+	Vars   map[string]string
+	// Drivers are the board's driver configurations, by driver name.
+	Drivers map[string]*yaml.Node
+	// Serve maps each capability the board has to the driver serving it.
+	Serve map[drivers.Capability]string
+	// File and Range locate the board in its inventory.
+	File  string
+	Dir   string
+	Range diag.Range
+}
+
+// Info is what plans can read of the board.
+func (b *BoardSpec) Info() *BoardInfo {
+	return &BoardInfo{Name: b.Name, Labels: b.Labels, Vars: b.Vars}
+}
+
+// Has reports whether the board serves capability c.
+func (b *BoardSpec) Has(c drivers.Capability) bool { _, ok := b.Serve[c]; return ok }
+
+// Capabilities lists what the board serves, in the fixed order.
+func (b *BoardSpec) Capabilities() []drivers.Capability {
+	var out []drivers.Capability
+	for _, c := range drivers.AllCapabilities {
+		if b.Has(c) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// Matches reports whether the board satisfies a selector.
+func (b *BoardSpec) Matches(sel BoardSelector) bool {
+	if sel.Name != "" && sel.Name != b.Name {
+		return false
+	}
+	for k, v := range sel.Labels {
+		if b.Labels[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// Lookup finds a board by name.
+func (inv *Inventory) Lookup(name string) *BoardSpec {
+	for _, b := range inv.Boards {
+		if b.Name == name {
+			return b
+		}
+	}
+	return nil
+}
+
+// Select returns the boards matching sel, in inventory order.
+func (inv *Inventory) Select(sel BoardSelector) []*BoardSpec {
+	var out []*BoardSpec
+	for _, b := range inv.Boards {
+		if b.Matches(sel) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// Names lists the boards' names.
+func (inv *Inventory) Names() []string {
+	var out []string
+	for _, b := range inv.Boards {
+		out = append(out, b.Name)
+	}
+	return out
+}
+
+// LoadBoards reads a Boards document into inv, checking every driver
+// configuration without touching hardware.
+func (l *Loader) LoadBoards(path string, inv *Inventory) {
+	f := l.readFile(path, true)
+	l.boardsFrom(f, inv)
+}
+
+// LoadBoardsBytes reads an inventory held in memory (the built-in one).
+func (l *Loader) LoadBoardsBytes(name string, src []byte, inv *Inventory) {
+	f := &fileDoc{path: name, abs: name}
+	l.files[name] = f
+	l.sources[name] = src
+	l.parse(f, src, true)
+	l.boardsFrom(f, inv)
+}
+
+func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
+	if f.root == nil {
+		return
+	}
+	if f.kind != "Boards" {
+		if f.kind == "Plan" {
+			_, kv := mapGet(f.root, "kind")
+			l.report(diag.Errorf(rangeOf(f.path, kv), "kind", "expected a Boards inventory, got a Plan"))
+		}
+		return
+	}
+	_, list := mapGet(f.root, "boards")
+	if list == nil || list.Kind != yaml.SequenceNode {
+		return
+	}
+	for i, bn := range list.Content {
+		path := fmt.Sprintf("boards[%d]", i)
+		if f.isBad(fmt.Sprintf("/boards/%d", i)) || bn.Kind != yaml.MappingNode {
+			continue
+		}
+		b := &BoardSpec{File: f.path, Dir: filepath.Dir(f.abs), Range: rangeOf(f.path, bn),
+			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}}
+		_, nn := mapGet(bn, "name")
+		b.Name = nn.Value
+		if _, ln := mapGet(bn, "labels"); ln != nil {
+			_ = ln.Decode(&b.Labels)
+		}
+		if _, vn := mapGet(bn, "vars"); vn != nil {
+			_ = vn.Decode(&b.Vars)
+		}
+		if prev := inv.Lookup(b.Name); prev != nil {
+			l.report(diag.Errorf(rangeOf(f.path, nn), path+".name", "duplicate board name %q", b.Name).
+				WithDetail("first defined at %s", prev.Range))
+			continue
+		}
+		_, dn := mapGet(bn, "drivers")
+		ok := true
+		for j := 0; j+1 < len(dn.Content); j += 2 {
+			name, cfg := dn.Content[j].Value, dn.Content[j+1]
+			b.Drivers[name] = cfg
+			if _, err := l.configure(name, cfg, f.path, path+".drivers."+name); err != nil {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		l.assignCapabilities(f, bn, b, path)
+		inv.Boards = append(inv.Boards, b)
+	}
+}
+
+// configure creates a device of driver name and decodes cfg into it,
+// reporting problems at cfg's position.
+func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (drivers.Device, error) {
+	info, ok := drivers.Lookup(name)
+	if !ok {
+		err := diag.Errorf(rangeOf(file, cfg), path, "unknown driver %q", name)
+		if s := suggest(name, drivers.Names()); s != "" {
+			err.WithDetail("did you mean %q?", s)
+		}
+		l.report(err)
+		return nil, err
+	}
+	dev := info.New()
+	if cfg.Kind == yaml.MappingNode || cfg.Kind == yaml.ScalarNode && cfg.ShortTag() != "!!null" {
+		if err := cfg.Decode(dev); err != nil {
+			d := diag.Errorf(rangeOf(file, cfg), path, "%s", cleanDecodeError(err))
+			l.report(d)
+			return nil, d
+		}
+	}
+	if v, ok := dev.(drivers.Validator); ok {
+		if err := v.Validate(); err != nil {
+			d := diag.Errorf(rangeOf(file, cfg), path, "%s: %v", name, err)
+			l.report(d)
+			return nil, d
+		}
+	}
+	return dev, nil
+}
+
+// assignCapabilities decides which driver serves each capability.
+func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, path string) {
+	names := sortedKeys(b.Drivers)
+	for _, c := range drivers.AllCapabilities {
+		if k, v := mapGet(bn, string(c)); v != nil {
+			info, ok := drivers.Lookup(v.Value)
+			if _, onBoard := b.Drivers[v.Value]; !onBoard || !ok || !info.ProvidesCap(c) {
+				l.report(diag.Errorf(rangeOf(f.path, v), path+"."+k.Value,
+					"%s: %q is not a driver of this board that provides %s", c, v.Value, c).
+					WithDetail("drivers of this board: %s", strings.Join(names, ", ")))
+				continue
+			}
+			b.Serve[c] = v.Value
+			continue
+		}
+		var providers []string
+		for _, name := range names {
+			info, _ := drivers.Lookup(name)
+			if info.ProvidesCap(c) && deviceServes(info, b.Drivers[name], c) {
+				providers = append(providers, name)
+			}
+		}
+		switch len(providers) {
+		case 0:
+		case 1:
+			b.Serve[c] = providers[0]
+		default:
+			l.report(diag.Errorf(b.Range, path, "drivers %s all provide %s", strings.Join(providers, " and "), c).
+				WithDetail("choose one with `%s: <driver>` on the board", c))
+		}
+	}
+}
+
+// deviceServes asks a configured device whether it serves c when it can
+// tell (drivers.CapabilityLister).
+func deviceServes(info drivers.Info, cfg *yaml.Node, c drivers.Capability) bool {
+	dev := info.New()
+	if cfg != nil && cfg.Kind == yaml.MappingNode {
+		if cfg.Decode(dev) != nil {
+			return true
+		}
+	}
+	cl, ok := dev.(drivers.CapabilityLister)
+	if !ok {
+		return true
+	}
+	for _, have := range cl.Capabilities() {
+		if have == c {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckBoard reports what stops plan p from running on the boards of inv:
+// a selector that matches nothing, or steps needing capabilities that no
+// matching board has.
+func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override string) []*BoardSpec {
+	sel := p.Board
+	if override != "" {
+		sel = BoardSelector{Name: override}
+	}
+	matches := inv.Select(sel)
+	if len(matches) == 0 {
+		r := p.BoardRange
+		if override != "" {
+			r = diag.Range{Filename: "--board"}
+		}
+		d := diag.Errorf(r, "board", "no board in the inventory matches %s", sel)
+		if sel.Name != "" {
+			if s := suggest(sel.Name, inv.Names()); s != "" {
+				d.WithDetail("did you mean %q?", s)
+			} else {
+				d.WithDetail("boards: %s", strings.Join(inv.Names(), ", "))
+			}
+		}
+		l.report(d)
+		return nil
+	}
+	needs := Needs(p.Steps, p.Finally)
+	var able []*BoardSpec
+	for _, b := range matches {
+		missing := false
+		for _, c := range drivers.AllCapabilities {
+			if _, need := needs[c]; need && !b.Has(c) {
+				missing = true
+			}
+		}
+		if !missing {
+			able = append(able, b)
+		}
+	}
+	if len(able) == 0 {
+		b := matches[0]
+		for _, c := range drivers.AllCapabilities {
+			if s, need := needs[c]; need && !b.Has(c) {
+				what := fmt.Sprintf("board %q", b.Name)
+				if len(matches) > 1 {
+					what = fmt.Sprintf("none of the %d boards matching %s", len(matches), sel)
+				}
+				l.report(diag.Errorf(s.Range, s.Path, "step %q needs %s, but %s has a %s driver", s.Title(), c, what, c).
+					WithDetail("%s serves: %s", b.Name, capList(b.Capabilities())))
+			}
+		}
+	}
+	return able
+}
+
+func capList(cs []drivers.Capability) string {
+	if len(cs) == 0 {
+		return "nothing"
+	}
+	var s []string
+	for _, c := range cs {
+		s = append(s, string(c))
+	}
+	return strings.Join(s, ", ")
+}
+
+// Board is an opened board: its devices, ready for a run.
+type Board struct {
+	Spec    *BoardSpec
+	devices map[string]drivers.Device
+	order   []string
+}
+
+// OpenBoard configures and opens every driver of b. On failure the devices
+// opened so far are closed.
+func OpenBoard(ctx context.Context, b *BoardSpec, env drivers.Env) (*Board, error) {
+	ob := &Board{Spec: b, devices: map[string]drivers.Device{}}
+	l := NewLoader(Options{})
+	names := sortedKeys(b.Drivers)
+	for _, name := range names {
+		dev, err := l.configure(name, b.Drivers[name], b.File, "drivers."+name)
+		if err != nil {
+			ob.Close()
+			return nil, err
+		}
+		e := env
+		e.BaseDir = b.Dir
+		e.StateDir = filepath.Join(env.StateDir, name)
+		if err := mkdirAll(e.StateDir); err != nil {
+			ob.Close()
+			return nil, &drivers.Error{Driver: name, Op: "open", Err: err}
+		}
+		if err := dev.Open(ctx, e); err != nil {
+			ob.Close()
+			var de *drivers.Error
+			if !errors.As(err, &de) {
+				err = &drivers.Error{Driver: name, Op: "open", Err: err}
+			}
+			return nil, err
+		}
+		ob.devices[name] = dev
+		ob.order = append(ob.order, name)
+	}
+	return ob, nil
+}
+
+// Close closes every device, in reverse order, and joins their errors.
+func (b *Board) Close() error {
+	var errs []error
+	for i := len(b.order) - 1; i >= 0; i-- {
+		if err := b.devices[b.order[i]].Close(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.order[i], err))
+		}
+	}
+	b.order = nil
+	return errors.Join(errs...)
+}
+
+func (b *Board) device(c drivers.Capability) (drivers.Device, error) {
+	name, ok := b.Spec.Serve[c]
+	if !ok {
+		return nil, diag.Infraf("board %q has no %s driver", b.Spec.Name, c)
+	}
+	return b.devices[name], nil
+}
+
+// Power returns the board's power device.
+func (b *Board) Power() (drivers.Power, error) {
+	d, err := b.device(drivers.CapPower)
+	if err != nil {
+		return nil, err
+	}
+	return d.(drivers.Power), nil
+}
+
+// ConsoleDevice returns the board's console device.
+func (b *Board) ConsoleDevice() (drivers.Console, error) {
+	d, err := b.device(drivers.CapConsole)
+	if err != nil {
+		return nil, err
+	}
+	return d.(drivers.Console), nil
+}
+
+// Storage returns the board's storage device.
+func (b *Board) Storage() (drivers.Storage, error) {
+	d, err := b.device(drivers.CapStorage)
+	if err != nil {
+		return nil, err
+	}
+	return d.(drivers.Storage), nil
+}
+
+// Network returns the board's network device.
+func (b *Board) Network() (drivers.Network, error) {
+	d, err := b.device(drivers.CapNetwork)
+	if err != nil {
+		return nil, err
+	}
+	return d.(drivers.Network), nil
+}
+
+// DriverNames lists the board's drivers, sorted.
+func (b *BoardSpec) DriverNames() []string {
+	n := sortedKeys(b.Drivers)
+	sort.Strings(n)
+	return n
+}

@@ -1,0 +1,332 @@
+// Package console keeps a board's console for the length of a run: one
+// reader goroutine copies every byte into a timestamped log and into a
+// bounded match window that steps expect against. Memory stays flat however
+// chatty the console is, and every wait ends on its context, whether or not
+// output keeps coming.
+package console
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"regexp"
+	"sync"
+	"time"
+)
+
+// DefaultWindow is the default size of the match window.
+const DefaultWindow = 64 << 10
+
+// overlap is how much already-scanned text a new scan looks at again, so a
+// match split across two reads is still found.
+const overlap = 4 << 10
+
+// ErrClosed is returned once the console stream has ended.
+var ErrClosed = errors.New("console closed")
+
+// Options configure a Session.
+type Options struct {
+	// Window is the match window's size (DefaultWindow if 0).
+	Window int
+	// Log receives every byte read, for the console log. It may be nil.
+	Log io.Writer
+	// FailOn patterns end the run at once when the console prints them;
+	// OnFail is called (from the reader goroutine) with the match.
+	FailOn []*regexp.Regexp
+	OnFail func(pattern, match string)
+}
+
+// Session is an open console.
+type Session struct {
+	rw   io.ReadWriteCloser
+	opts Options
+
+	mu       sync.Mutex
+	buf      []byte // the window
+	start    int64  // stream offset of buf[0]
+	mark     int64  // stream offset up to which text is consumed
+	scanned  int64  // stream offset up to which fail-on patterns were checked
+	err      error  // reader error, once the stream has ended
+	wake     chan struct{}
+	failed   bool
+	done     chan struct{}
+	wmu      sync.Mutex
+	captures []*Capture
+}
+
+// New starts the reader on rw.
+func New(rw io.ReadWriteCloser, opts Options) *Session {
+	if opts.Window <= 0 {
+		opts.Window = DefaultWindow
+	}
+	s := &Session{rw: rw, opts: opts, wake: make(chan struct{}), done: make(chan struct{}),
+		buf: make([]byte, 0, opts.Window)}
+	go s.read()
+	return s
+}
+
+func (s *Session) read() {
+	defer close(s.done)
+	p := make([]byte, 32<<10)
+	for {
+		n, err := s.rw.Read(p)
+		if n > 0 {
+			if s.opts.Log != nil {
+				_, _ = s.opts.Log.Write(p[:n])
+			}
+			s.append(p[:n])
+		}
+		if err != nil {
+			s.mu.Lock()
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrClosedPipe) || errors.Is(err, errClosedByUs) {
+				s.err = ErrClosed
+			} else {
+				s.err = fmt.Errorf("%w: %v", ErrClosed, err)
+			}
+			s.signal()
+			s.mu.Unlock()
+			return
+		}
+		// A read that returns (0, nil) means "no data yet" (serial read
+		// timeouts); go round again.
+	}
+}
+
+var errClosedByUs = errors.New("closed")
+
+func (s *Session) append(p []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.captures {
+		if len(c.buf)+len(p) > c.limit {
+			c.over = true
+		} else {
+			c.buf = append(c.buf, p...)
+		}
+	}
+	s.buf = append(s.buf, p...)
+	if over := len(s.buf) - s.opts.Window; over > 0 {
+		copy(s.buf, s.buf[over:])
+		s.buf = s.buf[:len(s.buf)-over]
+		s.start += int64(over)
+	}
+	s.checkFailOn()
+	s.signal()
+}
+
+// checkFailOn scans new text for the run's fail-on patterns.
+func (s *Session) checkFailOn() {
+	if len(s.opts.FailOn) == 0 || s.failed {
+		return
+	}
+	from := s.scanned - overlap
+	if from < s.start {
+		from = s.start
+	}
+	text := s.buf[from-s.start:]
+	for _, re := range s.opts.FailOn {
+		if loc := re.FindIndex(text); loc != nil {
+			s.failed = true
+			if s.opts.OnFail != nil {
+				go s.opts.OnFail(re.String(), string(text[loc[0]:loc[1]]))
+			}
+			break
+		}
+	}
+	s.scanned = s.start + int64(len(s.buf))
+}
+
+// signal wakes every waiter; call with mu held.
+func (s *Session) signal() {
+	close(s.wake)
+	s.wake = make(chan struct{})
+}
+
+// Write sends bytes to the board.
+func (s *Session) Write(p []byte) (int, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	s.mu.Lock()
+	err := s.err
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	return s.rw.Write(p)
+}
+
+// Send writes text, in small pieces with a pause between them when pace is
+// positive (slow UARTs and line editors drop fast input).
+func (s *Session) Send(ctx context.Context, text []byte, pace time.Duration) error {
+	if pace <= 0 {
+		_, err := s.Write(text)
+		return err
+	}
+	for len(text) > 0 {
+		n := min(len(text), 16)
+		if _, err := s.Write(text[:n]); err != nil {
+			return err
+		}
+		text = text[n:]
+		if len(text) > 0 {
+			select {
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			case <-time.After(pace):
+			}
+		}
+	}
+	return nil
+}
+
+// Match is the result of Expect.
+type Match struct {
+	// Index is the index of the pattern that matched.
+	Index int
+	// Text is the matched text; Groups its submatches.
+	Text   string
+	Groups []string
+	// Before is the unconsumed text before the match (up to the window).
+	Before string
+}
+
+// FailOnError is returned by Expect when a fail-on pattern matched.
+type FailOnError struct {
+	Pattern string
+	Text    string
+}
+
+func (e *FailOnError) Error() string {
+	return fmt.Sprintf("console printed %q (fail-on pattern %q)", e.Text, e.Pattern)
+}
+
+// Expect waits until one of patterns matches the unconsumed console text
+// and consumes the text through the match. A match of one of failOn first
+// returns a *FailOnError. It ends with the context's cause, or ErrClosed
+// when the stream ends.
+func (s *Session) Expect(ctx context.Context, patterns []*regexp.Regexp, failOn []*regexp.Regexp) (*Match, error) {
+	scanFrom := int64(-1)
+	for {
+		s.mu.Lock()
+		from := s.mark
+		if from < s.start {
+			from = s.start
+		}
+		// Only look again at what is new, plus an overlap.
+		if scanFrom > from {
+			from = scanFrom
+		}
+		text := s.buf[from-s.start:]
+		best, bestIdx, bestFail := []int(nil), -1, false
+		for i, re := range failOn {
+			if loc := re.FindSubmatchIndex(text); loc != nil && (best == nil || loc[0] < best[0]) {
+				best, bestIdx, bestFail = loc, i, true
+			}
+		}
+		for i, re := range patterns {
+			if loc := re.FindSubmatchIndex(text); loc != nil && (best == nil || loc[0] < best[0]) {
+				best, bestIdx, bestFail = loc, i, false
+			}
+		}
+		if best != nil {
+			m := &Match{Index: bestIdx, Text: string(text[best[0]:best[1]])}
+			mfrom := s.mark
+			if mfrom < s.start {
+				mfrom = s.start
+			}
+			m.Before = string(s.buf[mfrom-s.start : from-s.start+int64(best[0])])
+			for g := 2; g+1 < len(best); g += 2 {
+				if best[g] >= 0 {
+					m.Groups = append(m.Groups, string(text[best[g]:best[g+1]]))
+				} else {
+					m.Groups = append(m.Groups, "")
+				}
+			}
+			s.mark = from + int64(best[1])
+			s.mu.Unlock()
+			if bestFail {
+				return m, &FailOnError{Pattern: failOn[bestIdx].String(), Text: m.Text}
+			}
+			return m, nil
+		}
+		end := s.start + int64(len(s.buf))
+		scanFrom = end - overlap
+		err, wake := s.err, s.wake
+		s.mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		case <-wake:
+		}
+	}
+}
+
+// Tail returns up to n bytes of the most recent console text.
+func (s *Session) Tail(n int) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.buf) > n {
+		return string(s.buf[len(s.buf)-n:])
+	}
+	return string(s.buf)
+}
+
+// Discard consumes everything received so far.
+func (s *Session) Discard() {
+	s.mu.Lock()
+	s.mark = s.start + int64(len(s.buf))
+	s.mu.Unlock()
+}
+
+// Err returns the reader's error once the stream has ended.
+func (s *Session) Err() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.err
+}
+
+// Close closes the stream and waits for the reader to stop (bounded).
+func (s *Session) Close() error {
+	err := s.rw.Close()
+	select {
+	case <-s.done:
+	case <-time.After(2 * time.Second):
+	}
+	return err
+}
+
+// Capture collects every byte the console receives from now on, up to a
+// limit, beyond the match window (for file transfers over the console).
+type Capture struct {
+	s     *Session
+	limit int
+	buf   []byte
+	over  bool
+}
+
+// Capture starts a capture of at most limit bytes.
+func (s *Session) Capture(limit int) *Capture {
+	c := &Capture{s: s, limit: limit}
+	s.mu.Lock()
+	s.captures = append(s.captures, c)
+	s.mu.Unlock()
+	return c
+}
+
+// Stop ends the capture and returns what was collected; ok is false when
+// the limit was exceeded.
+func (c *Capture) Stop() (data []byte, ok bool) {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	for i, x := range c.s.captures {
+		if x == c {
+			c.s.captures = append(c.s.captures[:i], c.s.captures[i+1:]...)
+			break
+		}
+	}
+	return c.buf, !c.over
+}

@@ -1,0 +1,163 @@
+// Package lock serializes runs on a board across processes and containers
+// that share a lock directory (a host path). Locks are flock(2) locks on a
+// file named for the board: the kernel drops them when the holder dies, so
+// a crashed run never leaves a board locked. The file is never deleted
+// (deleting would race with a new holder); its content says who holds it.
+package lock
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+)
+
+// Holder describes who holds a lock.
+type Holder struct {
+	Board string    `json:"board"`
+	Plan  string    `json:"plan"`
+	PID   int       `json:"pid"`
+	Host  string    `json:"host"`
+	Since time.Time `json:"since"`
+}
+
+func (h Holder) String() string {
+	return fmt.Sprintf("plan %q (pid %d on %s, since %s)", h.Plan, h.PID, h.Host, h.Since.Format(time.RFC3339))
+}
+
+// Lock is a held board lock.
+type Lock struct {
+	f    *os.File
+	path string
+}
+
+// BusyError is returned when the wait for a lock ran out.
+type BusyError struct {
+	Board  string
+	Holder *Holder
+	Waited time.Duration
+}
+
+func (e *BusyError) Error() string {
+	who := "another run"
+	if e.Holder != nil {
+		who = e.Holder.String()
+	}
+	return fmt.Sprintf("board %q is busy: held by %s; gave up after waiting %s", e.Board, who, e.Waited.Round(time.Second))
+}
+
+var unsafe = regexp.MustCompile(`[^A-Za-z0-9_.-]`)
+
+// Path is the lock file of a board in dir.
+func Path(dir, board string) string {
+	return filepath.Join(dir, unsafe.ReplaceAllString(board, "_")+".lock")
+}
+
+// TryAcquire takes the lock without waiting. ok is false when it is held;
+// holder then says by whom (when readable).
+func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err error) {
+	if err := os.MkdirAll(dir, 0o777); err != nil {
+		return nil, nil, fmt.Errorf("lock directory: %w", err)
+	}
+	p := Path(dir, board)
+	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o666)
+	if err != nil {
+		return nil, nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		h := readHolder(f)
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, h, nil
+		}
+		return nil, nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	me.Board = board
+	b, _ := json.Marshal(me)
+	_ = f.Truncate(0)
+	_, _ = f.WriteAt(append(b, '\n'), 0)
+	return &Lock{f: f, path: p}, nil, nil
+}
+
+func readHolder(f *os.File) *Holder {
+	b := make([]byte, 4096)
+	n, _ := f.ReadAt(b, 0)
+	var h Holder
+	if n == 0 || json.Unmarshal(b[:n], &h) != nil {
+		return nil
+	}
+	return &h
+}
+
+// Acquire takes the lock of one of boards, waiting up to wait for any of
+// them to be free. notify is called once per holder change while waiting.
+func Acquire(ctx context.Context, dir string, boards []string, me Holder, wait time.Duration, notify func(board string, h *Holder)) (*Lock, string, error) {
+	start := time.Now()
+	seen := map[string]Holder{}
+	var last *Holder
+	for {
+		for _, b := range boards {
+			l, h, err := TryAcquire(dir, b, me)
+			if err != nil {
+				return nil, "", err
+			}
+			if l != nil {
+				return l, b, nil
+			}
+			if h != nil {
+				last = h
+				if prev, ok := seen[b]; !ok || prev != *h {
+					seen[b] = *h
+					if notify != nil {
+						notify(b, h)
+					}
+				}
+			} else if _, ok := seen[b]; !ok {
+				seen[b] = Holder{}
+				if notify != nil {
+					notify(b, nil)
+				}
+			}
+		}
+		if time.Since(start) >= wait {
+			return nil, "", &BusyError{Board: boards[0], Holder: last, Waited: time.Since(start)}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", context.Cause(ctx)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// Release drops the lock. The file stays, emptied.
+func (l *Lock) Release() error {
+	if l == nil || l.f == nil {
+		return nil
+	}
+	_ = l.f.Truncate(0)
+	err := l.f.Close() // closing drops the flock
+	l.f = nil
+	return err
+}
+
+// DefaultDir is the lock directory when none is configured: a host-wide
+// path, so containers that mount it share locks.
+func DefaultDir() string {
+	if d := os.Getenv("JSPLAN_LOCK_DIR"); d != "" {
+		return d
+	}
+	if fi, err := os.Stat("/var/lock"); err == nil && fi.IsDir() {
+		if f, err := os.CreateTemp("/var/lock", ".jsplan-probe-"); err == nil {
+			f.Close()
+			os.Remove(f.Name())
+			return "/var/lock/jsplan"
+		}
+	}
+	return filepath.Join(os.TempDir(), "jsplan-locks")
+}

@@ -1,0 +1,138 @@
+// Package report writes a run's results: report.json and a JUnit XML file
+// that CI systems read.
+package report
+
+import (
+	"encoding/json"
+	"encoding/xml"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/jsplan/jsplan/engine"
+)
+
+// WriteJSON writes res as indented JSON to path, atomically.
+func WriteJSON(path string, res *engine.Result) error {
+	b, err := json.MarshalIndent(res, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicWrite(path, append(b, '\n'))
+}
+
+type junitSuites struct {
+	XMLName  xml.Name     `xml:"testsuites"`
+	Name     string       `xml:"name,attr"`
+	Tests    int          `xml:"tests,attr"`
+	Failures int          `xml:"failures,attr"`
+	Errors   int          `xml:"errors,attr"`
+	Skipped  int          `xml:"skipped,attr"`
+	Time     string       `xml:"time,attr"`
+	Suites   []junitSuite `xml:"testsuite"`
+}
+
+type junitSuite struct {
+	Name      string      `xml:"name,attr"`
+	Tests     int         `xml:"tests,attr"`
+	Failures  int         `xml:"failures,attr"`
+	Errors    int         `xml:"errors,attr"`
+	Skipped   int         `xml:"skipped,attr"`
+	Time      string      `xml:"time,attr"`
+	Timestamp string      `xml:"timestamp,attr"`
+	Hostname  string      `xml:"hostname,attr,omitempty"`
+	Props     []junitProp `xml:"properties>property,omitempty"`
+	Cases     []junitCase `xml:"testcase"`
+}
+
+type junitProp struct {
+	Name  string `xml:"name,attr"`
+	Value string `xml:"value,attr"`
+}
+
+type junitCase struct {
+	Name      string        `xml:"name,attr"`
+	Classname string        `xml:"classname,attr"`
+	Time      string        `xml:"time,attr"`
+	Failure   *junitProblem `xml:"failure,omitempty"`
+	Error     *junitProblem `xml:"error,omitempty"`
+	Skipped   *junitProblem `xml:"skipped,omitempty"`
+	SystemOut string        `xml:"system-out,omitempty"`
+}
+
+type junitProblem struct {
+	Message string `xml:"message,attr,omitempty"`
+	Type    string `xml:"type,attr,omitempty"`
+	Text    string `xml:",chardata"`
+}
+
+// WriteJUnit writes res as JUnit XML: one testsuite for the plan, one
+// testcase per step (nested steps flattened, named by their index).
+func WriteJUnit(path string, res *engine.Result) error {
+	s := junitSuite{Name: res.Plan, Time: secs(res.Seconds), Timestamp: res.Start.UTC().Format("2006-01-02T15:04:05"),
+		Props: []junitProp{{"board", res.Board}, {"status", res.Status}, {"file", res.File}}}
+	add := func(prefix string, list []*engine.StepResult) {}
+	add = func(prefix string, list []*engine.StepResult) {
+		for _, st := range list {
+			c := junitCase{Name: fmt.Sprintf("%s%s %s", prefix, st.Index, st.Name), Classname: res.Plan + "." + st.Type,
+				Time: secs(st.Seconds), SystemOut: st.Output}
+			switch st.Status {
+			case engine.StatusFailed:
+				if !st.Ignored {
+					c.Failure = &junitProblem{Message: firstLine(st.Error), Type: st.Class, Text: st.Error}
+					s.Failures++
+				} else {
+					c.SystemOut = strings.TrimSpace(c.SystemOut + "\nignored failure (continue-on-error): " + st.Error)
+				}
+			case engine.StatusError, engine.StatusInterrupted:
+				if !st.Ignored {
+					c.Error = &junitProblem{Message: firstLine(st.Error), Type: st.Status, Text: st.Error}
+					s.Errors++
+				}
+			case engine.StatusSkipped:
+				c.Skipped = &junitProblem{Message: "not run: an earlier step failed or the run was stopped"}
+				s.Skipped++
+			}
+			s.Cases = append(s.Cases, c)
+			s.Tests++
+			add(prefix, st.Children)
+		}
+	}
+	add("", res.Steps)
+	add("finally ", res.Finally)
+	h, _ := os.Hostname()
+	s.Hostname = h
+	doc := junitSuites{Name: res.Plan, Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Skipped: s.Skipped,
+		Time: s.Time, Suites: []junitSuite{s}}
+	b, err := xml.MarshalIndent(doc, "", "  ")
+	if err != nil {
+		return err
+	}
+	return atomicWrite(path, append([]byte(xml.Header), append(b, '\n')...))
+}
+
+func secs(s float64) string { return fmt.Sprintf("%.3f", s) }
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	return s
+}
+
+func atomicWrite(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	_ = os.Chmod(tmp.Name(), 0o644)
+	return os.Rename(tmp.Name(), path)
+}

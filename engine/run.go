@@ -1,0 +1,531 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"regexp"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/redact"
+)
+
+// Step and run statuses, as reports show them.
+const (
+	StatusPassed      = "passed"
+	StatusFailed      = "failed"
+	StatusError       = "error"
+	StatusSkipped     = "skipped"
+	StatusInterrupted = "interrupted"
+)
+
+// ErrInterrupted is the cancel cause set when the run is stopped by a
+// signal (the CLI wraps it with the signal's name).
+var ErrInterrupted = errors.New("interrupted")
+
+// StepTimeoutError is the cause of a step's context when its timeout fires.
+type StepTimeoutError struct{ Timeout time.Duration }
+
+func (e *StepTimeoutError) Error() string {
+	return "step timed out after " + FormatDuration(e.Timeout)
+}
+
+// Class implements diag.Classer: a board that takes too long fails the test.
+func (e *StepTimeoutError) Class() diag.Class { return diag.Failure }
+
+// PlanTimeoutError is the cause of the plan's context when its timeout fires.
+type PlanTimeoutError struct{ Timeout time.Duration }
+
+func (e *PlanTimeoutError) Error() string {
+	return "plan timed out after " + FormatDuration(e.Timeout)
+}
+
+// Class implements diag.Classer.
+func (e *PlanTimeoutError) Class() diag.Class { return diag.Failure }
+
+// StepResult is the outcome of one step.
+type StepResult struct {
+	Index    string        `json:"index"`
+	Name     string        `json:"name"`
+	ID       string        `json:"id,omitempty"`
+	Type     string        `json:"type"`
+	Path     string        `json:"path"`
+	Status   string        `json:"status"`
+	Attempts int           `json:"attempts"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"duration_seconds"`
+	Error    string        `json:"error,omitempty"`
+	Class    string        `json:"class,omitempty"`
+	Ignored  bool          `json:"continue_on_error,omitempty"`
+	Output   string        `json:"output,omitempty"`
+	Children []*StepResult `json:"steps,omitempty"`
+
+	mu sync.Mutex
+}
+
+// Result is the outcome of a run.
+type Result struct {
+	Plan     string        `json:"plan"`
+	File     string        `json:"file"`
+	Board    string        `json:"board"`
+	Status   string        `json:"status"`
+	Summary  string        `json:"summary"`
+	Error    string        `json:"error,omitempty"`
+	Class    string        `json:"class,omitempty"`
+	ExitCode int           `json:"exit_code"`
+	Start    time.Time     `json:"start"`
+	Duration time.Duration `json:"-"`
+	Seconds  float64       `json:"duration_seconds"`
+	Steps    []*StepResult `json:"steps"`
+	Finally  []*StepResult `json:"finally,omitempty"`
+}
+
+// Event is one entry of the run's event stream.
+type Event struct {
+	Time     time.Time `json:"time"`
+	Type     string    `json:"event"` // run-start, step-start, step-end, log, run-end
+	Index    string    `json:"index,omitempty"`
+	Step     string    `json:"step,omitempty"`
+	StepType string    `json:"type,omitempty"`
+	Status   string    `json:"status,omitempty"`
+	Attempt  int       `json:"attempt,omitempty"`
+	Seconds  float64   `json:"duration_seconds,omitempty"`
+	Message  string    `json:"message,omitempty"`
+	Result   *Result   `json:"result,omitempty"`
+}
+
+// Sink receives events; the CLI's human and JSON views implement it.
+type Sink interface {
+	Event(Event)
+}
+
+// RunConfig configures a run.
+type RunConfig struct {
+	Plan      *Plan
+	Board     *Board
+	Artifacts string
+	Sink      Sink
+	Redactor  *redact.Redactor
+	// Hard is cancelled on a second signal: finally steps stop too.
+	Hard context.Context
+	// FinallyGrace bounds the finally steps after an interruption or a
+	// plan timeout (default 5 minutes).
+	FinallyGrace time.Duration
+	// ConsoleLog receives the raw console bytes (already timestamped by
+	// the caller's console.Log); may be nil.
+	ConsoleLog *console.Log
+}
+
+// Run is a plan being executed; steps reach the board through it.
+type Run struct {
+	cfg     RunConfig
+	board   *Board
+	console *console.Session
+	conErr  error
+	cancel  context.CancelCauseFunc
+	mu      sync.Mutex
+	secrets *redact.Redactor
+}
+
+type ctxKey int
+
+const resultKey ctxKey = 0
+
+// Execute runs the plan and its finally steps, and returns the result. It
+// never panics on a step's panic: that becomes an error of the step.
+func Execute(ctx context.Context, cfg RunConfig) *Result {
+	if cfg.Redactor == nil {
+		cfg.Redactor = &redact.Redactor{}
+	}
+	if cfg.FinallyGrace == 0 {
+		cfg.FinallyGrace = 5 * time.Minute
+	}
+	if cfg.Hard == nil {
+		cfg.Hard = context.Background()
+	}
+	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor}
+	p := cfg.Plan
+	res := &Result{Plan: p.Name, File: p.File, Start: time.Now()}
+	if cfg.Board != nil {
+		res.Board = cfg.Board.Spec.Name
+	}
+	r.emit(Event{Type: "run-start", Message: fmt.Sprintf("plan %s on board %s", p.Name, res.Board)})
+
+	runCtx, cancel := context.WithCancelCause(ctx)
+	r.cancel = cancel
+	defer cancel(nil)
+	if p.Timeout.Known() && p.Timeout.Duration > 0 {
+		var stop context.CancelFunc
+		runCtx, stop = context.WithTimeoutCause(runCtx, p.Timeout.Duration, &PlanTimeoutError{p.Timeout.Duration})
+		defer stop()
+	}
+	r.openConsole(runCtx)
+
+	var mainErr error
+	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
+
+	// Finally always runs: on a fresh context, bounded by the grace period
+	// when the run was interrupted or timed out, and cut short by a second
+	// signal.
+	fctx, fcancel := context.WithCancelCause(context.WithoutCancel(runCtx))
+	stopHard := context.AfterFunc(cfg.Hard, func() { fcancel(context.Cause(cfg.Hard)) })
+	var timer *time.Timer
+	if runCtx.Err() != nil {
+		timer = time.AfterFunc(cfg.FinallyGrace, func() {
+			fcancel(fmt.Errorf("finally steps cut off after the %s grace period", FormatDuration(cfg.FinallyGrace)))
+		})
+	}
+	if len(p.Finally) > 0 {
+		r.emit(Event{Type: "log", Message: "running finally steps"})
+	}
+	var finErr error
+	res.Finally, finErr = r.runFinally(fctx, p.Finally, "f", &StepResult{})
+	stopHard()
+	if timer != nil {
+		timer.Stop()
+	}
+	fcancel(nil)
+
+	if r.console != nil {
+		_ = r.console.Close()
+	}
+	r.finish(ctx, res, mainErr, finErr)
+	r.emit(Event{Type: "run-end", Status: res.Status, Seconds: res.Seconds, Message: res.Summary, Result: res})
+	return res
+}
+
+func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
+	res.Duration = time.Since(res.Start)
+	res.Seconds = res.Duration.Seconds()
+	err := mainErr
+	if err == nil {
+		err = finErr
+	}
+	switch {
+	case err == nil:
+		res.Status, res.ExitCode = StatusPassed, 0
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
+		res.Status, res.ExitCode = StatusInterrupted, 130
+		if s, ok := context.Cause(ctx).(interface{ ExitCode() int }); ok {
+			res.ExitCode = s.ExitCode()
+		}
+	default:
+		c := diag.ClassOf(err)
+		res.Class = c.String()
+		res.ExitCode = c.ExitCode()
+		res.Status = StatusFailed
+		if c == diag.Infra || c == diag.Invalid {
+			res.Status = StatusError
+		}
+	}
+	if err != nil {
+		res.Error = r.secrets.String(err.Error())
+	}
+	var total, passed, failed int
+	walkResults(res.Steps, func(s *StepResult) {
+		total++
+		switch s.Status {
+		case StatusPassed:
+			passed++
+		case StatusFailed, StatusError, StatusInterrupted:
+			failed++
+		}
+	})
+	res.Summary = fmt.Sprintf("%s: %d of %d steps passed", res.Status, passed, total)
+	if failed > 0 {
+		res.Summary += fmt.Sprintf(", %d failed", failed)
+	}
+	if res.Error != "" {
+		res.Summary += " (" + firstLine(res.Error) + ")"
+	}
+	res.Summary += fmt.Sprintf(" in %.1fs", res.Seconds)
+}
+
+func walkResults(rs []*StepResult, fn func(*StepResult)) {
+	for _, s := range rs {
+		fn(s)
+		walkResults(s.Children, fn)
+	}
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(s, "\n")
+	if len(s) > 200 {
+		s = s[:197] + "..."
+	}
+	return s
+}
+
+// openConsole starts the console session when the board has a console.
+func (r *Run) openConsole(ctx context.Context) {
+	if r.board == nil || !r.board.Spec.Has(drivers.CapConsole) {
+		return
+	}
+	dev, err := r.board.ConsoleDevice()
+	if err == nil {
+		var rw io.ReadWriteCloser
+		// The stream must outlive a cancelled run: finally steps use it.
+		rw, err = dev.OpenConsole(context.WithoutCancel(ctx))
+		if err == nil {
+			var fail []*regexp.Regexp
+			for _, p := range r.cfg.Plan.FailOn {
+				if p.Re != nil {
+					fail = append(fail, p.Re)
+				}
+			}
+			opts := console.Options{FailOn: fail, OnFail: func(pattern, match string) {
+				r.cancel(diag.Fail(&console.FailOnError{Pattern: pattern, Text: match}))
+			}}
+			if r.cfg.ConsoleLog != nil {
+				opts.Log = r.cfg.ConsoleLog
+			}
+			r.console = console.New(rw, opts)
+			return
+		}
+	}
+	r.conErr = diag.Infraf("cannot open the console: %v", err)
+}
+
+// Console returns the run's console session.
+func (r *Run) Console() (*console.Session, error) {
+	if r.console == nil {
+		if r.conErr != nil {
+			return nil, r.conErr
+		}
+		return nil, diag.Infraf("the board has no console")
+	}
+	if err := r.console.Err(); err != nil {
+		return nil, diag.Infraf("%v", err)
+	}
+	return r.console, nil
+}
+
+// Board returns the opened board.
+func (r *Run) Board() *Board { return r.board }
+
+// Artifacts is the artifacts directory.
+func (r *Run) Artifacts() string { return r.cfg.Artifacts }
+
+// Plan is the plan being run.
+func (r *Run) Plan() *Plan { return r.cfg.Plan }
+
+// Secret registers a value to mask everywhere.
+func (r *Run) Secret(v string) { r.secrets.Add(v) }
+
+// Redact masks secrets in s.
+func (r *Run) Redact(s string) string { return r.secrets.String(s) }
+
+// Logf writes a line to the run log, attributed to the current step.
+func (r *Run) Logf(ctx context.Context, format string, args ...any) {
+	msg := r.secrets.String(fmt.Sprintf(format, args...))
+	ev := Event{Type: "log", Message: msg}
+	if sr, ok := ctx.Value(resultKey).(*StepResult); ok {
+		ev.Index, ev.Step = sr.Index, sr.Name
+	}
+	if r.cfg.ConsoleLog != nil {
+		r.cfg.ConsoleLog.Note("%s", msg)
+	}
+	r.emit(ev)
+}
+
+// Output records output of the current step for the reports (the last
+// 4 KiB are kept).
+func (r *Run) Output(ctx context.Context, text string) {
+	sr, ok := ctx.Value(resultKey).(*StepResult)
+	if !ok {
+		return
+	}
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	sr.Output += r.secrets.String(text)
+	if len(sr.Output) > 4096 {
+		sr.Output = "..." + sr.Output[len(sr.Output)-4093:]
+	}
+}
+
+func (r *Run) emit(e Event) {
+	if r.cfg.Sink == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	e.Message = r.secrets.String(e.Message)
+	e.Step = r.secrets.String(e.Step)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cfg.Sink.Event(e)
+}
+
+// RunSteps runs nested steps (a group's) as children of the current step.
+// It stops at the first failure not marked continue-on-error.
+func (r *Run) RunSteps(ctx context.Context, steps []*Step) error {
+	parent, _ := ctx.Value(resultKey).(*StepResult)
+	if parent == nil {
+		parent = &StepResult{}
+	}
+	kids, err := r.runList(ctx, steps, parent.Index, parent)
+	parent.mu.Lock()
+	parent.Children = append(parent.Children, kids...)
+	parent.mu.Unlock()
+	return err
+}
+
+// RunFinally runs nested finally steps: every one is attempted.
+func (r *Run) RunFinally(ctx context.Context, steps []*Step) error {
+	parent, _ := ctx.Value(resultKey).(*StepResult)
+	if parent == nil {
+		parent = &StepResult{}
+	}
+	fctx := context.WithoutCancel(ctx)
+	kids, err := r.runFinally(fctx, steps, parent.Index+".f", parent)
+	parent.mu.Lock()
+	parent.Children = append(parent.Children, kids...)
+	parent.mu.Unlock()
+	return err
+}
+
+func index(prefix string, i int) string {
+	if prefix == "" {
+		return fmt.Sprint(i + 1)
+	}
+	return fmt.Sprintf("%s.%d", prefix, i+1)
+}
+
+func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent *StepResult) ([]*StepResult, error) {
+	var out []*StepResult
+	var first error
+	for i, s := range steps {
+		idx := index(prefix, i)
+		if first != nil || ctx.Err() != nil {
+			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
+			continue
+		}
+		sr, err := r.runStep(ctx, s, idx)
+		out = append(out, sr)
+		if err != nil && !s.ContinueOnError.Value {
+			first = err
+		}
+	}
+	if first == nil && ctx.Err() != nil {
+		first = context.Cause(ctx)
+	}
+	return out, first
+}
+
+func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, parent *StepResult) ([]*StepResult, error) {
+	var out []*StepResult
+	var first error
+	for i, s := range steps {
+		sr, err := r.runStep(ctx, s, index(prefix, i))
+		out = append(out, sr)
+		if err != nil && first == nil && !s.ContinueOnError.Value {
+			first = err
+		}
+	}
+	return out, first
+}
+
+func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
+	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
+	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
+	if r.cfg.ConsoleLog != nil {
+		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
+	}
+	sctx := context.WithValue(ctx, resultKey, sr)
+	attempts := s.Retry.Count()
+	var err error
+	for a := 1; a <= attempts; a++ {
+		sr.Attempts = a
+		err = r.attempt(sctx, s)
+		if err == nil || ctx.Err() != nil {
+			break
+		}
+		if a < attempts {
+			r.emit(Event{Type: "log", Index: idx, Step: sr.Name, Attempt: a,
+				Message: fmt.Sprintf("attempt %d of %d failed: %v; retrying in %s", a, attempts, err, FormatDuration(s.Retry.Delay.Duration))})
+			select {
+			case <-ctx.Done():
+			case <-time.After(s.Retry.Delay.Duration):
+			}
+			if ctx.Err() != nil {
+				break
+			}
+			sr.mu.Lock()
+			sr.Children = nil
+			sr.mu.Unlock()
+		}
+	}
+	sr.Duration = time.Since(sr.Start)
+	sr.Seconds = sr.Duration.Seconds()
+	switch {
+	case err == nil:
+		sr.Status = StatusPassed
+	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
+		sr.Status = StatusInterrupted
+	default:
+		c := diag.ClassOf(err)
+		sr.Class = c.String()
+		sr.Status = StatusFailed
+		if c == diag.Infra {
+			sr.Status = StatusError
+		}
+	}
+	if err != nil {
+		sr.Error = r.secrets.String(err.Error())
+		sr.Ignored = s.ContinueOnError.Value
+	}
+	msg := sr.Error
+	if sr.Ignored {
+		msg += " (continue-on-error)"
+	}
+	r.emit(Event{Type: "step-end", Index: idx, Step: sr.Name, StepType: s.Type, Status: sr.Status, Attempt: sr.Attempts, Seconds: sr.Seconds, Message: msg})
+	return sr, err
+}
+
+// attempt runs the action once under the step's timeout, turning a panic
+// into an error and a timeout into a StepTimeoutError.
+func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
+	timeout := s.Timeout.Duration
+	if !s.Timeout.IsSet() {
+		if st, ok := LookupStep(s.Type); ok {
+			timeout = st.DefaultTimeout
+		}
+	}
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, timeout, &StepTimeoutError{timeout})
+		defer cancel()
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			err = diag.Infraf("internal error in step %s: %v", s.Type, p)
+		}
+	}()
+	err = s.Action.Run(ctx, r)
+	if err != nil && ctx.Err() != nil {
+		cause := context.Cause(ctx)
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			err = cause
+		} else if !errors.Is(err, cause) {
+			var te *StepTimeoutError
+			var pe *PlanTimeoutError
+			if errors.As(cause, &te) || errors.As(cause, &pe) || errors.Is(cause, ErrInterrupted) {
+				err = fmt.Errorf("%w (while: %v)", cause, err)
+			} else if ds := diag.ClassOf(cause); ds == diag.Failure {
+				err = cause
+			}
+		}
+	}
+	return err
+}
+
+func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }

@@ -1,0 +1,161 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/diag"
+)
+
+// shellResult is a command's outcome on the board's shell.
+type shellResult struct {
+	Output []byte
+	Code   int
+}
+
+// shellQuote quotes s for a POSIX shell.
+func shellQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// printfQuote turns a script into a printf format string on one line, so a
+// multi-line script is typed as one line (no interleaved echo).
+func printfQuote(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		switch {
+		case c == '%':
+			b.WriteString("%%")
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\'':
+			b.WriteString(`'\''`)
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c < 0x20 || c == 0x7f:
+			fmt.Fprintf(&b, `\%03o`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return "'" + b.String() + "'"
+}
+
+func nonce() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// runShell runs script in the logged-in shell on the board's console and
+// returns its output and exit status. The script is typed as one line and
+// framed by markers whose echo cannot match, so neither the echo nor the
+// prompt ends up in the output. On cancellation it sends Ctrl-C so the
+// shell is usable by the next step.
+func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*shellResult, error) {
+	con, err := r.Console()
+	if err != nil {
+		return nil, err
+	}
+	n := nonce()
+	begin := "JSPLAN-" + n + "-B"
+	end := "JSPLAN-" + n + "-E:"
+	// "JSPL""AN" in the typed line: the echo never contains the marker.
+	line := fmt.Sprintf(`echo "JSPL""AN-%s-B"; eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`+"\n", n, printfQuote(script), n)
+	capture := con.Capture(limit)
+	defer capture.Stop()
+	if _, err := con.Write([]byte(line)); err != nil {
+		return nil, diag.Infraf("console: %v", err)
+	}
+	if _, err := con.Expect(ctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(begin) + `\r?\n`)}, nil); err != nil {
+		interrupt(con)
+		return nil, waitError(err, "the shell did not start the command")
+	}
+	m, err := con.Expect(ctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`)}, nil)
+	if err != nil {
+		interrupt(con)
+		return nil, waitError(err, "the command did not finish")
+	}
+	data, ok := capture.Stop()
+	if !ok {
+		return nil, diag.Failf("command output is larger than %d bytes", limit)
+	}
+	code, _ := strconv.Atoi(m.Groups[0])
+	out := data
+	if i := bytes.Index(out, []byte(begin)); i >= 0 {
+		out = out[i+len(begin):]
+		out = bytes.TrimPrefix(bytes.TrimPrefix(out, []byte("\r")), []byte("\n"))
+	}
+	if i := bytes.Index(out, []byte(end)); i >= 0 {
+		out = out[:i]
+	}
+	out = bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))
+	return &shellResult{Output: out, Code: code}, nil
+}
+
+func interrupt(con *console.Session) { _, _ = con.Write([]byte{3}) }
+
+// waitError explains why a console wait ended.
+func waitError(err error, what string) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := err.(*console.FailOnError); ok {
+		return diag.Fail(err)
+	}
+	if err == console.ErrClosed || strings.HasPrefix(err.Error(), console.ErrClosed.Error()) {
+		return diag.Infraf("%s: %v", what, err)
+	}
+	return err
+}
+
+// expandKeys turns key macros such as <ENTER> or <CTRL-C> into bytes.
+func expandKeys(s string) string {
+	if !strings.Contains(s, "<") {
+		return s
+	}
+	return keyRE.ReplaceAllStringFunc(s, func(m string) string {
+		name := strings.ToUpper(m[1 : len(m)-1])
+		if v, ok := keys[name]; ok {
+			return v
+		}
+		if strings.HasPrefix(name, "CTRL-") && len(name) == 6 {
+			c := name[5]
+			if c >= 'A' && c <= 'Z' || c >= '[' && c <= '_' {
+				return string([]byte{c & 0x1f})
+			}
+		}
+		return m
+	})
+}
+
+var keyRE = regexp.MustCompile(`<[A-Za-z0-9-]+>`)
+
+var keys = map[string]string{
+	"ENTER": "\r", "LF": "\n", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "SPACE": " ",
+	"BACKSPACE": "\x7f", "DEL": "\x1b[3~", "UP": "\x1b[A", "DOWN": "\x1b[B", "RIGHT": "\x1b[C", "LEFT": "\x1b[D",
+	"HOME": "\x1b[H", "END": "\x1b[F",
+	"F1": "\x1bOP", "F2": "\x1bOQ", "F3": "\x1bOR", "F4": "\x1bOS", "F5": "\x1b[15~", "F6": "\x1b[17~",
+	"F7": "\x1b[18~", "F8": "\x1b[19~", "F9": "\x1b[20~", "F10": "\x1b[21~", "F11": "\x1b[23~", "F12": "\x1b[24~",
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	case <-t.C:
+		return nil
+	}
+}
