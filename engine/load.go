@@ -365,7 +365,9 @@ func (l *Loader) instantiate(f *fileDoc, values map[string]valueSrc, at *diag.Ra
 		p.Description = n.Value
 	}
 	sc := &scope{plan: p.Name, dir: p.Dir, values: map[string]scopeValue{}}
-	if _, pn := mapGet(root, "params"); pn != nil && !f.isBad("/params") {
+	if _, pn := mapGet(root, "params"); pn != nil && pn.Kind == yaml.MappingNode {
+		// even a param with mistakes is declared, so its references do not
+		// cascade into more errors
 		p.Params = l.decodeParams(f, pn)
 	}
 	l.bindParams(f, p, sc, values, at)
@@ -448,6 +450,10 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 					p.Default = fv.Value
 				}
 			}
+		}
+		if f.isBad("/params/" + k.Value) {
+			out = append(out, p)
+			continue
 		}
 		if p.Type == "enum" && len(p.Values) == 0 {
 			l.report(diag.Errorf(p.Range, path, "an enum parameter needs `values`"))
