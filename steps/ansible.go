@@ -139,9 +139,11 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		"ANSIBLE_LOCAL_TEMP="+filepath.Join(tmp, "local"),
 		"ANSIBLE_CALLBACKS_ENABLED=junit",
 	)
-	if r.Artifacts() != "" {
-		env = append(env, "JUNIT_OUTPUT_DIR="+filepath.Join(r.Artifacts(), "ansible-junit"))
-	}
+	// The junit callback writes task results (module output, messages)
+	// as they are: it writes into the temporary directory, and the reports
+	// reach the artifacts with secrets masked.
+	junitTmp := filepath.Join(tmp, "junit")
+	env = append(env, "JUNIT_OUTPUT_DIR="+junitTmp)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
@@ -150,12 +152,43 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	out, code, err := runCommand(ctx, r, cmd)
 	if r.Artifacts() != "" {
 		_ = os.WriteFile(filepath.Join(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log"), []byte(r.Redact(out)), 0o644)
+		if err := copyRedacted(r, junitTmp, filepath.Join(r.Artifacts(), "ansible-junit")); err != nil {
+			r.Logf(ctx, "ansible junit reports: %v", err)
+		}
 	}
 	if err != nil {
 		return err
 	}
 	if code != 0 {
 		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(r.Redact(out), 4))
+	}
+	return nil
+}
+
+// copyRedacted copies the files of directory src into dst with secrets
+// masked. A missing src is not an error (ansible wrote no report).
+func copyRedacted(r *engine.Run, src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), []byte(r.Redact(string(data))), 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }
