@@ -279,7 +279,13 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 		if err != nil {
 			return n, diag.Infraf("collect over ssh: %v", err)
 		}
-		files := strings.Fields(string(out))
+		// One name a line: names may contain spaces.
+		var files []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSuffix(l, "\r"); l != "" {
+				files = append(files, l)
+			}
+		}
 		if len(files) == 0 && !a.Optional {
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
