@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,17 +68,39 @@ func init() {
 	})
 }
 
-// inventory is the INI inventory for the board.
-func inventory(group, board string, ep drivers.Endpoint) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[%s]\n%s ansible_host=%s ansible_port=%d", group, board, ep.Host, ep.Port)
+// inventory is the board's inventory in ansible's YAML format (written as
+// JSON, which is YAML): unlike INI, it takes any character in names,
+// paths and user names.
+func inventory(group, board string, ep drivers.Endpoint) []byte {
+	host := map[string]any{"ansible_host": ep.Host, "ansible_port": ep.Port}
 	if ep.User != "" {
-		fmt.Fprintf(&b, " ansible_user=%s", ep.User)
+		host["ansible_user"] = ep.User
 	}
 	if ep.KeyFile != "" {
-		fmt.Fprintf(&b, " ansible_ssh_private_key_file=%s", ep.KeyFile)
+		host["ansible_ssh_private_key_file"] = ep.KeyFile
 	}
-	b.WriteString("\n")
+	inv := map[string]any{group: map[string]any{"hosts": map[string]any{board: host}}}
+	b, _ := json.MarshalIndent(inv, "", "  ")
+	return append(b, '\n')
+}
+
+// ansibleSSHArgs are the ssh options ansible uses for the board: no host
+// key store, no connection sharing (no master process outlives the step),
+// only the board's key, and the endpoint's own options. Ansible splits the
+// value like a shell, so each option is quoted.
+func ansibleSSHArgs(ep drivers.Endpoint) string {
+	opts := []string{"ControlMaster=no", "UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no"}
+	if ep.KeyFile != "" {
+		opts = append(opts, "IdentitiesOnly=yes")
+	}
+	opts = append(opts, ep.Options...)
+	var b strings.Builder
+	for i, o := range opts {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString("-o " + shellQuote(o))
+	}
 	return b.String()
 }
 
@@ -103,8 +124,8 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Infraf("%v", err)
 	}
 	defer os.RemoveAll(tmp)
-	inv := filepath.Join(tmp, "inventory.ini")
-	if err := os.WriteFile(inv, []byte(inventory(a.Group, r.Board().Spec.Name, ep)), 0o600); err != nil {
+	inv := filepath.Join(tmp, "inventory.yml")
+	if err := os.WriteFile(inv, inventory(a.Group, r.Board().Spec.Name, ep), 0o600); err != nil {
 		return diag.Infraf("%v", err)
 	}
 	args := []string{"-i", inv, a.Playbook}
@@ -129,10 +150,9 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		args = append(args, "-"+strings.Repeat("v", a.Verbosity))
 	}
 	cmd := exec.Command("ansible-playbook", args...)
-	sshArgs := "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"
 	env := append(os.Environ(),
 		"ANSIBLE_HOST_KEY_CHECKING=False",
-		"ANSIBLE_SSH_ARGS="+sshArgs,
+		"ANSIBLE_SSH_ARGS="+ansibleSSHArgs(ep),
 		"ANSIBLE_RETRY_FILES_ENABLED=False",
 		"ANSIBLE_NOCOLOR=1",
 		"ANSIBLE_FORCE_COLOR=0",
