@@ -3,9 +3,11 @@ package steps
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -184,9 +186,98 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		return err
 	}
 	if code != 0 {
-		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(r.Redact(out), 4))
+		out = r.Redact(out)
+		if f := ansibleFailures(out); len(f) > 0 {
+			return diag.Failf("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		}
+		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
 	}
 	return nil
+}
+
+// ansibleResultRE matches the default callback's line for a failed or
+// unreachable host: fatal: [host]: FAILED! => {...}, or failed: [host]
+// (item=x) => {...} inside a loop.
+var ansibleResultRE = regexp.MustCompile(`^(?:fatal|failed): \[([^\]]+)\](?: \(item=(.*?)\))?(?:: (FAILED|UNREACHABLE)!)? => (.*)$`)
+
+// ansibleFailures explains a failed run from ansible's output: which task
+// failed on which host and the task's message, or ansible's ERROR! line.
+// At most three entries.
+func ansibleFailures(out string) []string {
+	var res []string
+	lines := strings.Split(out, "\n")
+	task := ""
+	for i := 0; i < len(lines) && len(res) < 3; i++ {
+		l := strings.TrimRight(lines[i], " \r")
+		if t, ok := strings.CutPrefix(l, "TASK ["); ok {
+			if j := strings.LastIndex(t, "]"); j >= 0 {
+				task = t[:j]
+			}
+			continue
+		}
+		if e, ok := strings.CutPrefix(l, "ERROR! "); ok {
+			res = append(res, e)
+			continue
+		}
+		m := ansibleResultRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		host, item, kind, payload := m[1], m[2], m[3], m[4]
+		// With verbose results the JSON spans lines up to a lone "}".
+		if payload == "{" {
+			var b strings.Builder
+			b.WriteString(payload)
+			for i+1 < len(lines) {
+				i++
+				b.WriteString("\n" + lines[i])
+				if strings.TrimRight(lines[i], " \r") == "}" {
+					break
+				}
+			}
+			payload = b.String()
+		}
+		msg := ansibleMessage(payload)
+		where := fmt.Sprintf("task %q failed on %s", task, host)
+		if item != "" {
+			where += " (item " + item + ")"
+		}
+		if kind == "UNREACHABLE" {
+			where = fmt.Sprintf("%s is unreachable (task %q)", host, task)
+		}
+		res = append(res, where+": "+msg)
+	}
+	return res
+}
+
+// ansibleMessage is the useful part of a task result: its msg, and for a
+// failed command its status and last line of stderr.
+func ansibleMessage(payload string) string {
+	var v map[string]any
+	if err := json.Unmarshal([]byte(payload), &v); err != nil {
+		v = map[string]any{"msg": payload}
+	}
+	msg, _ := v["msg"].(string)
+	if msg == "" && v["msg"] != nil {
+		b, _ := json.Marshal(v["msg"])
+		msg = string(b)
+	}
+	if rc, ok := v["rc"].(float64); ok && rc != 0 {
+		msg = strings.TrimSuffix(fmt.Sprintf("%s (status %d)", msg, int(rc)), " ")
+		if se, _ := v["stderr"].(string); strings.TrimSpace(se) != "" {
+			se = strings.TrimSpace(se)
+			se = se[strings.LastIndex(se, "\n")+1:]
+			msg += ": " + se
+		}
+	}
+	msg = strings.Join(strings.Fields(msg), " ")
+	if msg == "" {
+		msg = "no message"
+	}
+	if r := []rune(msg); len(r) > 400 {
+		msg = string(r[:400]) + "..."
+	}
+	return msg
 }
 
 // copyRedacted copies the files of directory src into dst with secrets
