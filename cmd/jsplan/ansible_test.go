@@ -512,6 +512,19 @@ func TestCollectSSH(t *testing.T) {
 		}
 	})
 
+	t.Run("unreachable board is an infrastructure error", func(t *testing.T) {
+		w := newSSHWorld(t, bin, srv)
+		w.writeBoards(sshClosedPort(t))
+		w.write("plan.yaml", sshCollectPlan(filepath.Join(w.board, "*.log"), "      optional: true\n"))
+		res := w.apply("plan.yaml")
+		if res.code != 3 {
+			t.Fatalf("exit %d, want 3:\n%s", res.code, res)
+		}
+		if !strings.Contains(res.stdout+res.stderr, "Connection refused") {
+			t.Errorf("ssh's reason is not shown:\n%s", res)
+		}
+	})
+
 	t.Run("glob matching nothing fails", func(t *testing.T) {
 		w := newSSHWorld(t, bin, srv)
 		w.write("plan.yaml", sshCollectPlan(filepath.Join(w.board, "no-such-dir", "*.log"), ""))
