@@ -10,7 +10,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jsplan/jsplan/internal/sshdtest"
 )
@@ -53,7 +55,28 @@ func newSSHWorld(t *testing.T, bin string, srv *sshdtest.Server) *sshWorld {
 	w := &sshWorld{t: t, bin: bin, srv: srv, dir: t.TempDir(), board: t.TempDir(), home: t.TempDir()}
 	w.artifacts = filepath.Join(t.TempDir(), "artifacts")
 	w.writeBoards(srv.Port)
+	t.Cleanup(w.nothingLeft)
 	return w
+}
+
+// nothingLeft checks that jsplan left no process behind on this side:
+// ansible-playbook (its command line names the playbook in w.dir) and ssh
+// clients (they name the key file). Processes on the board side (under
+// sshd) are the board's, and sshdtest ends them.
+func (w *sshWorld) nothingLeft() {
+	w.t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		left := append(sshdtest.Mentioning(w.dir), sshdtest.Mentioning(w.srv.KeyFile)...)
+		if len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Errorf("processes of the run are still alive after jsplan exited:\n%s", sshdtest.Describe(left))
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // writeBoards writes the inventory: the sim board's ssh endpoint is the
@@ -350,6 +373,66 @@ func TestAnsibleSSH(t *testing.T) {
 			!strings.Contains(rep.Steps[0].Error, "Connection refused") {
 			t.Errorf("step error does not say the board is unreachable: %+v", rep.Steps)
 		}
+	})
+
+	t.Run("SIGTERM stops ansible and its ssh", func(t *testing.T) {
+		w := newSSHWorld(t, bin, srv)
+		w.write("slow.yml", `- hosts: all
+  gather_facts: false
+  tasks:
+    - name: hang on the board
+      ansible.builtin.shell: touch {{ out }}/started; sleep 600
+`)
+		w.write("plan.yaml", sshAnsiblePlan("slow.yml", ""))
+		cmd := exec.Command(bin, "apply", filepath.Join(w.dir, "plan.yaml"),
+			"--boards", filepath.Join(w.dir, "boards.yaml"), "--board", "sim-1",
+			"--artifacts", w.artifacts, "--lock-dir", filepath.Join(w.home, "locks"),
+			"--state-dir", filepath.Join(w.home, "state"), "--set", "secret="+sshSecret, "--set", "out="+w.board)
+		cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+filepath.Join(w.home, "ansible"))
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		// The task runs on the board once its file appears.
+		deadline := time.Now().Add(3 * time.Minute)
+		for !w.exists(filepath.Join(w.board, "started")) {
+			select {
+			case err := <-done:
+				t.Fatalf("jsplan ended before the task started: %v\n%s", err, out.String())
+			default:
+			}
+			if time.Now().After(deadline) {
+				_ = cmd.Process.Kill()
+				<-done
+				t.Fatalf("the task did not start on the board:\n%s", out.String())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if len(sshdtest.Mentioning(w.dir)) == 0 {
+			t.Errorf("no ansible-playbook process seen while the task ran")
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			<-done
+			t.Fatalf("jsplan did not stop after SIGTERM:\n%s", out.String())
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 143 {
+			t.Errorf("exit %v after SIGTERM, want 143:\n%s", err, out.String())
+		}
+		if rep := w.report(); rep.Status != "interrupted" {
+			t.Errorf("report status %q, want interrupted", rep.Status)
+		}
+		if strings.Contains(out.String(), sshSecret) {
+			t.Errorf("the secret shows in the output:\n%s", out.String())
+		}
+		// nothingLeft (cleanup) checks that ansible-playbook and ssh are gone.
 	})
 
 	t.Run("tags", func(t *testing.T) {

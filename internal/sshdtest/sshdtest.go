@@ -238,6 +238,20 @@ func (s *Server) Processes() []int {
 	return pids
 }
 
+// Mentioning lists the live processes (not zombies) whose command line
+// contains substr, other than the calling process: to check that a test
+// left nothing running that used its files.
+func Mentioning(substr string) []int {
+	var pids []int
+	for pid, p := range scanProcs() {
+		if pid != os.Getpid() && p.state != 'Z' && strings.Contains(p.cmdline, substr) {
+			pids = append(pids, pid)
+		}
+	}
+	slices.Sort(pids)
+	return pids
+}
+
 // Describe returns "pid cmdline" lines for pids, for error messages.
 func Describe(pids []int) string {
 	var b strings.Builder
