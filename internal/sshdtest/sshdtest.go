@@ -46,6 +46,11 @@ type Server struct {
 	// whose command line names it (ssh clients using KeyFile) are
 	// attributed to the server and ended with it.
 	Dir string
+	// Home is HOME in the server's sessions (a directory in Dir): the
+	// user's shell startup files (~/.bashrc) are not read, so a login is
+	// as quick as on a plain board, and what tools keep in ~ (ansible's
+	// remote temp files) stays in the test's directory.
+	Home string
 
 	cmd  *exec.Cmd
 	log  *syncBuffer
@@ -70,7 +75,10 @@ func Start(t testing.TB) *Server {
 		t.Fatalf("sshdtest: current user: %v", err)
 	}
 	dir := t.TempDir()
-	s := &Server{Host: "127.0.0.1", User: u.Username, Dir: dir, KeyFile: filepath.Join(dir, "id_ed25519")}
+	s := &Server{Host: "127.0.0.1", User: u.Username, Dir: dir, KeyFile: filepath.Join(dir, "id_ed25519"), Home: filepath.Join(dir, "home")}
+	if err := os.Mkdir(s.Home, 0o700); err != nil {
+		t.Fatalf("sshdtest: %v", err)
+	}
 	hostKey := filepath.Join(dir, "ssh_host_ed25519_key")
 	for _, k := range []struct{ file, comment string }{{hostKey, "jsplan-test-host"}, {s.KeyFile, "jsplan-test-client"}} {
 		out, err := exec.Command(SSHKeygen, "-q", "-t", "ed25519", "-N", "", "-C", k.comment, "-f", k.file).CombinedOutput()
@@ -148,6 +156,7 @@ func (s *Server) config(hostKey string) string {
 		"MaxStartups 64",
 		"LogLevel INFO",
 		"Subsystem sftp internal-sftp",
+		"SetEnv HOME=" + s.Home,
 	}
 	return strings.Join(lines, "\n") + "\n"
 }
@@ -219,23 +228,40 @@ func (s *Server) SSHArgs() []string {
 func (s *Server) PID() int { return s.cmd.Process.Pid }
 
 // Processes lists the processes attributed to the server that are still
-// alive: sshd, everything it spawned, and any process whose command line
-// names the server's directory (ssh clients with its key, ControlMaster
-// mux processes with a control path in it).
+// alive: sshd, everything it spawned, commands run in its sessions (found
+// by SSH_CONNECTION in their environment, also once orphaned), and any
+// process whose command line names the server's directory (ssh clients
+// with its key, ControlMaster mux processes with a control path in it).
 func (s *Server) Processes() []int {
 	procs := scanProcs()
 	var pids []int
 	root := s.cmd.Process.Pid
+	session := []byte(" 127.0.0.1 " + strconv.Itoa(s.Port) + "\x00")
 	for pid, p := range procs {
-		if pid == os.Getpid() {
+		if pid == os.Getpid() || p.state == 'Z' {
 			continue
 		}
-		if pid == root || descends(procs, pid, root) || strings.Contains(p.cmdline, s.Dir) {
+		if pid == root || descends(procs, pid, root) || strings.Contains(p.cmdline, s.Dir) || inSession(pid, session) {
 			pids = append(pids, pid)
 		}
 	}
 	slices.Sort(pids)
 	return pids
+}
+
+// inSession tells whether the process's SSH_CONNECTION ends with the
+// server's address (" 127.0.0.1 PORT").
+func inSession(pid int, suffix []byte) bool {
+	env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		return false
+	}
+	for _, kv := range bytes.SplitAfter(env, []byte{0}) {
+		if v, ok := bytes.CutPrefix(kv, []byte("SSH_CONNECTION=")); ok {
+			return bytes.HasSuffix(v, suffix)
+		}
+	}
+	return false
 }
 
 // Mentioning lists the live processes (not zombies) whose command line

@@ -1,7 +1,12 @@
 package sshdtest_test
 
 import (
+	"bytes"
+	"fmt"
+	"os"
 	"os/exec"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -14,10 +19,11 @@ import (
 // takes its processes with it when the test ends: sshd, its session
 // processes and an ssh client still connected.
 func TestSSHServer(t *testing.T) {
-	var sshdPID int
+	var sshdPID, orphan int
 	var client *exec.Cmd
+	var s *sshdtest.Server
 	t.Run("server", func(t *testing.T) {
-		s := sshdtest.Start(t)
+		s = sshdtest.Start(t)
 		sshdPID = s.PID()
 		if s.Host != "127.0.0.1" || s.Port <= 0 || s.User == "" || s.KeyFile == "" {
 			t.Fatalf("bad server fields: %+v", s)
@@ -43,6 +49,24 @@ func TestSSHServer(t *testing.T) {
 		}
 		if out, err := exec.Command("ssh", append(args, "true")...).CombinedOutput(); err == nil {
 			t.Fatalf("ssh with an unknown key logged in:\n%s", out)
+		}
+
+		// Sessions get their own HOME: the user's ~/.bashrc is not read.
+		out, err = exec.Command("ssh", append(s.SSHArgs(), `echo "$HOME"`)...).CombinedOutput()
+		if err != nil || strings.TrimSpace(string(out)) != s.Home {
+			t.Errorf("HOME in a session = %q (%v), want %s", out, err, s.Home)
+		}
+
+		// A process left running on the "board", orphaned at once.
+		out, err = exec.Command("ssh", append(s.SSHArgs(), "sleep 600 </dev/null >/dev/null 2>&1 & echo $!")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("ssh: %v\n%s", err, out)
+		}
+		if orphan, err = strconv.Atoi(strings.TrimSpace(string(out))); err != nil {
+			t.Fatalf("no pid from the board: %q", out)
+		}
+		if !slices.Contains(s.Processes(), orphan) {
+			t.Errorf("the orphaned session process %d is not attributed to the server:\n%s", orphan, sshdtest.Describe(s.Processes()))
 		}
 
 		// A client that is still connected when the test ends.
@@ -72,7 +96,20 @@ func TestSSHServer(t *testing.T) {
 		_ = client.Process.Kill()
 		t.Errorf("the connected ssh client (pid %d) was not ended with the server", client.Process.Pid)
 	}
-	if out, _ := exec.Command("sh", "-c", "ps -eo pid,args | grep -e 'sleep 600' | grep -v grep || true").Output(); len(out) > 0 {
-		t.Errorf("the remote command survived the server:\n%s", out)
+	if alive(orphan) {
+		t.Errorf("the orphaned process %d on the board survived the server", orphan)
 	}
+	if left := s.Processes(); len(left) > 0 {
+		t.Errorf("processes of the server survived it:\n%s", sshdtest.Describe(left))
+	}
+}
+
+// alive tells whether pid runs (zombies are dead).
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] != 'Z'
 }
