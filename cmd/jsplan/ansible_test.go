@@ -270,6 +270,11 @@ func TestAnsibleSSH(t *testing.T) {
 		if !w.exists(filepath.Join(w.board, "extra")) {
 			t.Errorf("the extra task did not run without tags")
 		}
+		// The step's env reached ansible: the copy task put its temporary
+		// file under ANSIBLE_REMOTE_TEMP.
+		if !w.exists(filepath.Join(w.board, ".ansible-remote")) {
+			t.Errorf("env: ANSIBLE_REMOTE_TEMP did not reach ansible")
+		}
 		// The secret reached the board intact: masking is for output only.
 		if tok, _ := os.ReadFile(filepath.Join(w.board, "token")); string(tok) != sshSecret {
 			t.Errorf("the board got token %q, want the secret", tok)
