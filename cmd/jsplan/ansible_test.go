@@ -27,7 +27,7 @@ const sshSecret = "tok-9f3c2e71-SECRET"
 
 // sshBuildJSPlan builds jsplan (pure Go, as released) into a temporary
 // directory.
-func sshBuildJSPlan(t *testing.T) string {
+func sshBuildJSPlan(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "jsplan")
 	cmd := exec.Command("go", "build", "-o", bin, ".")
@@ -41,7 +41,7 @@ func sshBuildJSPlan(t *testing.T) string {
 // sshWorld is a plan directory, an inventory whose sim board reaches the
 // test's sshd, and the directories jsplan writes to.
 type sshWorld struct {
-	t         *testing.T
+	t         testing.TB
 	bin       string
 	srv       *sshdtest.Server
 	dir       string // plans and playbooks
@@ -50,7 +50,7 @@ type sshWorld struct {
 	home      string
 }
 
-func newSSHWorld(t *testing.T, bin string, srv *sshdtest.Server) *sshWorld {
+func newSSHWorld(t testing.TB, bin string, srv *sshdtest.Server) *sshWorld {
 	t.Helper()
 	w := &sshWorld{t: t, bin: bin, srv: srv, dir: t.TempDir(), board: t.TempDir(), home: t.TempDir()}
 	w.artifacts = filepath.Join(t.TempDir(), "artifacts")
@@ -198,7 +198,7 @@ func (w *sshWorld) exists(p string) bool {
 }
 
 // sshNeeds starts sshd and checks that the programs the steps run exist.
-func sshNeeds(t *testing.T, programs ...string) *sshdtest.Server {
+func sshNeeds(t testing.TB, programs ...string) *sshdtest.Server {
 	t.Helper()
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
@@ -619,5 +619,70 @@ func TestCollectSSH(t *testing.T) {
 		if res := w.apply("plan.yaml"); res.code != 1 {
 			t.Fatalf("exit %d for a glob that matches nothing, want 1:\n%s", res.code, res)
 		}
+	})
+}
+
+// BenchmarkAnsibleSSH runs a three-task playbook on the board through
+// jsplan apply, with and without pipelining, and ansible-playbook directly
+// with the settings the step uses: the ratios show what pipelining saves
+// and what jsplan adds. logins/op counts SSH logins at the server.
+//
+//	go test -run '^$' -bench AnsibleSSH -benchtime 5x ./cmd/jsplan/
+func BenchmarkAnsibleSSH(b *testing.B) {
+	srv := sshNeeds(b, "ansible-playbook")
+	bin := sshBuildJSPlan(b)
+	const playbook = `- hosts: all
+  gather_facts: false
+  tasks:
+    - ansible.builtin.shell: echo hi > {{ out }}/marker
+    - ansible.builtin.file: {path: "{{ out }}/extra", state: touch}
+    - ansible.builtin.copy: {dest: "{{ out }}/copied", content: "x"}
+`
+	logins := func() int { return strings.Count(srv.Log(), "Accepted publickey") }
+	for _, mode := range []struct{ name, env string }{
+		{"jsplan/pipelining", ""},
+		{"jsplan/no-pipelining", `      env: {ANSIBLE_PIPELINING: "False"}` + "\n"},
+	} {
+		b.Run(mode.name, func(b *testing.B) {
+			w := newSSHWorld(b, bin, srv)
+			w.write("bench.yml", playbook)
+			w.write("plan.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: bench
+params:
+  out: {type: string}
+  secret: {type: string, secret: true}
+steps:
+  - ansible:
+      playbook: bench.yml
+      extra-vars: {out: "${{ params.out }}"}
+`+mode.env)
+			n := logins()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if res := w.apply("plan.yaml", "--set", "out="+w.board); res.code != 0 {
+					b.Fatalf("apply: %s", res)
+				}
+			}
+			b.ReportMetric(float64(logins()-n)/float64(b.N), "logins/op")
+		})
+	}
+	b.Run("ansible-playbook", func(b *testing.B) {
+		w := newSSHWorld(b, bin, srv)
+		pb := w.write("bench.yml", playbook)
+		inv := w.write("inventory.yml", fmt.Sprintf(
+			"board:\n  hosts:\n    sim-1: {ansible_host: 127.0.0.1, ansible_port: %d, ansible_user: %s, ansible_ssh_private_key_file: %s}\n",
+			srv.Port, srv.User, srv.KeyFile))
+		n := logins()
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			cmd := exec.Command("ansible-playbook", "-i", inv, pb, "-e", "out="+w.board)
+			cmd.Env = append(os.Environ(), "ANSIBLE_HOME="+filepath.Join(w.home, "ansible"), "ANSIBLE_HOST_KEY_CHECKING=False",
+				"ANSIBLE_PIPELINING=True", "ANSIBLE_SSH_ARGS=-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes")
+			if out, err := cmd.CombinedOutput(); err != nil {
+				b.Fatalf("ansible-playbook: %v\n%s", err, out)
+			}
+		}
+		b.ReportMetric(float64(logins()-n)/float64(b.N), "logins/op")
 	})
 }
