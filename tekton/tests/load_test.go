@@ -15,6 +15,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/apis/pipeline/pod"
 	v1 "github.com/tektoncd/pipeline/pkg/apis/pipeline/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 )
@@ -119,6 +120,11 @@ func decodeDocument(file string, raw []byte) (kind string, obj any, err error) {
 	}
 	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
 		return "", nil, fmt.Errorf("strict decoding as %s: %w", tm.Kind, err)
+	}
+	// The API server names an object with generateName before the webhook
+	// sees it.
+	if o, ok := obj.(metav1.Object); ok && o.GetName() == "" && o.GetGenerateName() != "" {
+		o.SetName(o.GetGenerateName() + "x7k2p")
 	}
 	return tm.Kind, obj, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/tektoncd/pipeline/pkg/reconciler/taskrun"
 	trresources "github.com/tektoncd/pipeline/pkg/reconciler/taskrun/resources"
 	"github.com/tektoncd/pipeline/pkg/workspace"
+	corev1 "k8s.io/api/core/v1"
 	"knative.dev/pkg/apis"
 	"sigs.k8s.io/yaml"
 )
@@ -240,10 +241,18 @@ func checkOnePVCPerTask(t *testing.T, m *manifest, p *v1.PipelineSpec, bindings 
 	for _, pt := range append(append([]v1.PipelineTask{}, p.Tasks...), p.Finally...) {
 		var wb []v1.WorkspaceBinding
 		for _, w := range pt.Workspaces {
-			if b, ok := byName[w.Workspace]; ok {
-				b.Name = w.Name
-				wb = append(wb, b)
+			b, ok := byName[w.Workspace]
+			if !ok {
+				continue
 			}
+			// The reconciler turns a PipelineRun's volumeClaimTemplate into
+			// one PVC per pipeline workspace before it creates the TaskRuns.
+			if b.VolumeClaimTemplate != nil {
+				b.VolumeClaimTemplate = nil
+				b.PersistentVolumeClaim = &corev1.PersistentVolumeClaimVolumeSource{ClaimName: "pvc-" + w.Workspace}
+			}
+			b.Name = w.Name
+			wb = append(wb, b)
 		}
 		if err := workspace.ValidateOnlyOnePVCIsUsed(wb); err != nil {
 			t.Errorf("%v: pipeline task %s: %v", m, pt.Name, err)
@@ -323,11 +332,13 @@ func imagePinned(ref string) bool {
 // image is fully qualified and pinned.
 func TestScriptsAndImages(t *testing.T) {
 	ms := loadManifests(t)
-	check := func(where string, spec *v1.TaskSpec, params v1.ParamSpecs) {
-		defaults := map[string]string{}
-		for _, p := range append(append(v1.ParamSpecs{}, params...), spec.Params...) {
-			if p.Default != nil {
-				defaults[p.Name] = p.Default.StringVal
+	paramRef := regexp.MustCompile(`^\$\(params\.([a-z0-9-]+)\)$`)
+	// values: what a param of the Task resolves to where it runs (its
+	// default, or the Pipeline param a pipeline task passes to it).
+	check := func(where string, spec *v1.TaskSpec, values map[string]string) {
+		for _, p := range spec.Params {
+			if _, ok := values[p.Name]; !ok && p.Default != nil {
+				values[p.Name] = p.Default.StringVal
 			}
 		}
 		for _, s := range spec.Steps {
@@ -335,27 +346,42 @@ func TestScriptsAndImages(t *testing.T) {
 				t.Errorf("%s step %s: script uses $(params.…) or $(tasks.…); pass it through env", where, s.Name)
 			}
 			img := s.Image
-			if m := regexp.MustCompile(`^\$\(params\.([a-z0-9-]+)\)$`).FindStringSubmatch(img); m != nil {
-				img = defaults[m[1]]
+			if m := paramRef.FindStringSubmatch(img); m != nil {
+				img = values[m[1]]
 			}
 			if !imagePinned(img) {
-				t.Errorf("%s step %s: image %q is not fully qualified and pinned", where, s.Name, s.Image)
+				t.Errorf("%s step %s: image %q (%q) is not fully qualified and pinned", where, s.Name, s.Image, img)
 			}
 		}
 	}
 	for _, m := range ms {
 		switch obj := m.Obj.(type) {
 		case *v1.Task:
-			check(m.String(), &obj.Spec, nil)
+			check(m.String(), &obj.Spec, map[string]string{})
 		case *v1.TaskRun:
 			if obj.Spec.TaskSpec != nil {
-				check(m.String(), obj.Spec.TaskSpec, nil)
+				check(m.String(), obj.Spec.TaskSpec, map[string]string{})
 			}
 		case *v1.Pipeline:
-			for _, pt := range append(append([]v1.PipelineTask{}, obj.Spec.Tasks...), obj.Spec.Finally...) {
-				if pt.TaskSpec != nil {
-					check(m.String()+" task "+pt.Name, &pt.TaskSpec.TaskSpec, pt.TaskSpec.Params)
+			defaults := map[string]string{}
+			for _, p := range obj.Spec.Params {
+				if p.Default != nil {
+					defaults[p.Name] = p.Default.StringVal
 				}
+			}
+			for _, pt := range append(append([]v1.PipelineTask{}, obj.Spec.Tasks...), obj.Spec.Finally...) {
+				if pt.TaskSpec == nil {
+					continue
+				}
+				values := map[string]string{}
+				for _, p := range pt.Params {
+					v := p.Value.StringVal
+					if m := paramRef.FindStringSubmatch(v); m != nil {
+						v = defaults[m[1]]
+					}
+					values[p.Name] = v
+				}
+				check(m.String()+" task "+pt.Name, &pt.TaskSpec.TaskSpec, values)
 			}
 		}
 	}
@@ -427,5 +453,100 @@ func TestDutlinkSampleMatchesTask(t *testing.T) {
 	got.Description, want.Description = "", ""
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("the dutlink variant differs from the catalog Task beyond device access (-task +variant):\n%s", d)
+	}
+}
+
+// TestTknStartCommand checks the `tkn pipeline start` command line in the
+// pipeline's README against the Pipeline: it names the Pipeline, gives every
+// required param and workspace, names nothing the Pipeline lacks, and the
+// files it passes exist and decode.
+func TestTknStartCommand(t *testing.T) {
+	dir := filepath.Join(tektonDir, "pipeline", "jsplan-hil")
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?s)tkn pipeline start .*?--showlog`).Find(readme)
+	if m == nil {
+		t.Fatal("README.md has no `tkn pipeline start ... --showlog` command")
+	}
+	fields := strings.Fields(strings.ReplaceAll(string(m), "\\\n", " "))
+	o := collect(t, loadManifests(t))
+	p := o.pipelines[fields[3]]
+	if p == nil {
+		t.Fatalf("tkn starts Pipeline %q, which is not defined", fields[3])
+	}
+	params, workspaces := map[string]bool{}, map[string]bool{}
+	useDefaults := false
+	for i := 4; i < len(fields); i++ {
+		f := fields[i]
+		switch f {
+		case "--param", "--workspace", "--pod-template":
+			if i+1 >= len(fields) {
+				t.Fatalf("%s without a value", f)
+			}
+			i++
+			v := fields[i]
+			switch f {
+			case "--param":
+				params[strings.SplitN(v, "=", 2)[0]] = true
+			case "--workspace":
+				for _, kv := range strings.Split(v, ",") {
+					k, val, _ := strings.Cut(kv, "=")
+					switch k {
+					case "name":
+						workspaces[val] = true
+					case "volumeClaimTemplateFile":
+						checkFileDecodes(t, filepath.Join(dir, val), "PersistentVolumeClaim")
+					}
+				}
+			case "--pod-template":
+				checkFileDecodes(t, filepath.Join(dir, v), "PodTemplate")
+			}
+		case "--use-param-defaults":
+			useDefaults = true
+		case "--showlog":
+		default:
+			t.Errorf("unexpected tkn argument %q", f)
+		}
+	}
+	declared := map[string]bool{}
+	for _, ps := range p.Spec.Params {
+		declared[ps.Name] = true
+		if !params[ps.Name] && (ps.Default == nil || !useDefaults) {
+			t.Errorf("tkn command does not give param %s", ps.Name)
+		}
+	}
+	for name := range params {
+		if !declared[name] {
+			t.Errorf("tkn command gives param %s, which the Pipeline does not declare", name)
+		}
+	}
+	wsDeclared := map[string]bool{}
+	for _, w := range p.Spec.Workspaces {
+		wsDeclared[w.Name] = true
+		if !w.Optional && !workspaces[w.Name] {
+			t.Errorf("tkn command does not bind workspace %s", w.Name)
+		}
+	}
+	for name := range workspaces {
+		if !wsDeclared[name] {
+			t.Errorf("tkn command binds workspace %s, which the Pipeline does not declare", name)
+		}
+	}
+}
+
+func checkFileDecodes(t *testing.T, path, kind string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	k, _, err := decodeDocument(filepath.Base(path), b)
+	if err != nil {
+		t.Errorf("%s: %v", path, err)
+	} else if k != kind {
+		t.Errorf("%s: a %s, want a %s", path, k, kind)
 	}
 }
