@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -42,6 +43,9 @@ type emulation struct {
 	ConfigMaps map[string]*corev1.ConfigMap
 	Secrets    map[string]*corev1.Secret
 	Claims     map[string]string
+	// HostPaths maps a hostPath volume's path to the host directory that
+	// stands in for it ("/dev" may map to itself).
+	HostPaths map[string]string
 	// PathDirs are put in front of the system PATH (where jsplan is).
 	PathDirs []string
 	// Started, when set, is called with the process group of each step.
@@ -50,6 +54,33 @@ type emulation struct {
 	root   string
 	mounts map[string]string // container path -> host path
 	vols   map[string]string // volume name -> host dir
+}
+
+// tester is the part of *testing.T the emulation uses; goTester makes it
+// usable from a goroutine other than the test's.
+type tester interface {
+	Helper()
+	Errorf(format string, args ...any)
+	Fatalf(format string, args ...any)
+	Fatal(args ...any)
+	TempDir() string
+	Cleanup(func())
+}
+
+// goTester reports a fatal error as an error and ends only its goroutine,
+// which must signal the test (e.g. close a channel) in a deferred call.
+type goTester struct{ *testing.T }
+
+func (g goTester) Fatalf(format string, args ...any) {
+	g.T.Helper()
+	g.T.Errorf(format, args...)
+	runtime.Goexit()
+}
+
+func (g goTester) Fatal(args ...any) {
+	g.T.Helper()
+	g.T.Error(args...)
+	runtime.Goexit()
 }
 
 // emulationResult is what the TaskRun's status would show.
@@ -62,7 +93,7 @@ type emulationResult struct {
 	Spec      *v1.TaskSpec      // the substituted spec
 }
 
-func (e *emulation) run(t *testing.T) *emulationResult {
+func (e *emulation) run(t tester) *emulationResult {
 	t.Helper()
 	ctx := context.Background()
 	e.root = t.TempDir()
@@ -139,8 +170,10 @@ func (e *emulation) run(t *testing.T) *emulationResult {
 			}
 		}
 	}
-	// Tekton's implicit mounts.
-	for _, p := range []string{pipeline.DefaultResultPath, pipeline.StepsDir, pipeline.HomeDir, pipeline.CredsDir, pipeline.WorkspaceDir, "/tekton/scripts"} {
+	// Tekton's implicit mounts, and the writable directories of the
+	// container's own filesystem that the Task may use (its default lock
+	// directory is there).
+	for _, p := range []string{pipeline.DefaultResultPath, pipeline.StepsDir, pipeline.HomeDir, pipeline.CredsDir, pipeline.WorkspaceDir, "/tekton/scripts", "/var/lock", "/run/lock"} {
 		e.mounts[p] = e.mkdir(t, "pod"+p)
 	}
 	var output bytes.Buffer
@@ -200,7 +233,7 @@ func (e *emulation) run(t *testing.T) *emulationResult {
 	return res
 }
 
-func (e *emulation) mkdir(t *testing.T, rel string) string {
+func (e *emulation) mkdir(t tester, rel string) string {
 	t.Helper()
 	dir := filepath.Join(e.root, filepath.FromSlash(rel))
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -210,7 +243,7 @@ func (e *emulation) mkdir(t *testing.T, rel string) string {
 }
 
 // volumeDir materializes a pod volume as a host directory, once per volume.
-func (e *emulation) volumeDir(t *testing.T, v corev1.Volume) string {
+func (e *emulation) volumeDir(t tester, v corev1.Volume) string {
 	t.Helper()
 	if dir, ok := e.vols[v.Name]; ok {
 		return dir
@@ -219,6 +252,12 @@ func (e *emulation) volumeDir(t *testing.T, v corev1.Volume) string {
 	switch {
 	case v.EmptyDir != nil:
 		dir = e.mkdir(t, "volumes/"+v.Name)
+	case v.HostPath != nil:
+		d, ok := e.HostPaths[v.HostPath.Path]
+		if !ok {
+			t.Fatalf("no host directory for hostPath %s", v.HostPath.Path)
+		}
+		dir = d
 	case v.PersistentVolumeClaim != nil:
 		d, ok := e.Claims[v.PersistentVolumeClaim.ClaimName]
 		if !ok {
@@ -254,14 +293,14 @@ func (e *emulation) volumeDir(t *testing.T, v corev1.Volume) string {
 		}
 		writeKeys(t, dir, files, v.Secret.Items, v.Secret.DefaultMode)
 	default:
-		t.Fatalf("volume %s: only emptyDir, PVC, ConfigMap and Secret volumes are emulated", v.Name)
+		t.Fatalf("volume %s: only emptyDir, hostPath, PVC, ConfigMap and Secret volumes are emulated", v.Name)
 	}
 	e.vols[v.Name] = dir
 	return dir
 }
 
 // writeKeys writes ConfigMap or Secret keys as files, as the kubelet does.
-func writeKeys(t *testing.T, dir string, files map[string][]byte, items []corev1.KeyToPath, defaultMode *int32) {
+func writeKeys(t tester, dir string, files map[string][]byte, items []corev1.KeyToPath, defaultMode *int32) {
 	t.Helper()
 	mode := fs.FileMode(0o644)
 	if defaultMode != nil {
@@ -328,7 +367,7 @@ func translate(s string, mounts map[string]string) string {
 }
 
 // runStep runs one step as the entrypoint would and returns its exit code.
-func (e *emulation) runStep(t *testing.T, i int, s v1.Step, mounts map[string]string, output *bytes.Buffer) int {
+func (e *emulation) runStep(t tester, i int, s v1.Step, mounts map[string]string, output *bytes.Buffer) int {
 	t.Helper()
 	if s.Script == "" {
 		t.Fatalf("step %s: only script steps are emulated", s.Name)
@@ -396,7 +435,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 }
 
 // snapshot lists the files under dir with their sizes and modes.
-func snapshot(t *testing.T, dir string) string {
+func snapshot(t tester, dir string) string {
 	t.Helper()
 	var b strings.Builder
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
