@@ -403,11 +403,24 @@ func (e *emulation) runStep(t tester, i int, s v1.Step, mounts map[string]string
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("step %s: %v", s.Name, err)
 	}
-	t.Cleanup(func() { _ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) })
+	pgid := cmd.Process.Pid
+	waited := false
+	t.Cleanup(func() {
+		if !waited { // the test stopped early: end the step's processes
+			_ = syscall.Kill(-pgid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
 	if e.Started != nil {
-		e.Started(cmd.Process.Pid)
+		e.Started(pgid)
 	}
 	err := cmd.Wait()
+	waited = true
+	// The container would be gone now; nothing of the step may outlive it.
+	if syscall.Kill(-pgid, 0) == nil {
+		t.Errorf("step %s left processes running in its process group", s.Name)
+		_ = syscall.Kill(-pgid, syscall.SIGKILL)
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
