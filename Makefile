@@ -46,7 +46,7 @@ vet:
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
 
-demo: deps build
+demo: build
 	@mkdir -p $(OUT)
 	@id=demo-$$(date +%s); \
 	( head -c 4194304 /dev/urandom; printf '\nJSPLAN_IMAGE_ID=%s\n' $$id ) > $(OUT)/demo.img; \

@@ -3,8 +3,11 @@ module github.com/jsplan/jsplan
 go 1.26.8
 
 require (
+	github.com/creack/pty v1.1.24
+	github.com/google/gousb v1.1.3
 	github.com/santhosh-tekuri/jsonschema/v5 v5.3.1
 	github.com/urfave/cli/v2 v2.27.7
+	go.bug.st/serial v1.8.0
 	golang.org/x/sys v0.43.0
 	gopkg.in/yaml.v3 v3.0.1
 )

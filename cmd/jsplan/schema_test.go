@@ -39,11 +39,11 @@ func TestThirdPartyValidatorAgrees(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad := map[string]string{
-		"unknown-key.yaml": "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - power: on\n    timout: 3s\n",
-		"two-actions.yaml": "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - power: on\n    sleep: 1s\n",
+		"unknown-key.yaml":  "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - power: on\n    timout: 3s\n",
+		"two-actions.yaml":  "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - power: on\n    sleep: 1s\n",
 		"bad-duration.yaml": "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - sleep: 5 minutes\n",
-		"wrong-type.yaml":  "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - run: {command: [1, 2]}\n",
-		"no-steps.yaml":    "apiVersion: jsplan.dev/v1\nkind: Plan\n",
+		"wrong-type.yaml":   "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - run: {command: [1, 2]}\n",
+		"no-steps.yaml":     "apiVersion: jsplan.dev/v1\nkind: Plan\n",
 	}
 	var files []string
 	for name, text := range bad {
