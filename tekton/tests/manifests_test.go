@@ -180,9 +180,18 @@ func TestRunsMatchTheirTasks(t *testing.T) {
 		}
 	}
 	for _, p := range o.pipelines {
+		defaults := map[string]string{}
+		for _, ps := range p.Spec.Params {
+			if ps.Default != nil {
+				defaults[ps.Name] = ps.Default.StringVal
+			}
+		}
 		for _, pt := range append(append([]v1.PipelineTask{}, p.Spec.Tasks...), p.Spec.Finally...) {
-			spec, name := pipelineTaskSpec(pt, o)
+			spec, name := pipelineTaskSpec(pt, o, defaults)
 			if spec == nil {
+				if pt.TaskRef == nil || pt.TaskRef.Resolver != "hub" {
+					t.Errorf("Pipeline %s, task %s: its Task is not under tekton/", p.Name, pt.Name)
+				}
 				continue
 			}
 			for _, e := range checkRunAgainstTask(ctx, name, spec, pt.Params, pt.Matrix) {
@@ -195,16 +204,45 @@ func TestRunsMatchTheirTasks(t *testing.T) {
 	}
 }
 
-func pipelineTaskSpec(pt v1.PipelineTask, o objects) (*v1.TaskSpec, string) {
+// pipelineTaskSpec finds the Task a pipeline task runs: inline, by name, or
+// through the cluster resolver by a name that may be a Pipeline param (its
+// default then).
+func pipelineTaskSpec(pt v1.PipelineTask, o objects, defaults map[string]string) (*v1.TaskSpec, string) {
 	if pt.TaskSpec != nil {
 		return &pt.TaskSpec.TaskSpec, pt.Name + " (inline)"
 	}
-	if pt.TaskRef != nil && pt.TaskRef.Resolver == "" {
-		if task := o.tasks[pt.TaskRef.Name]; task != nil {
-			return &task.Spec, task.Name
+	name := ""
+	switch {
+	case pt.TaskRef == nil:
+	case pt.TaskRef.Resolver == "":
+		name = pt.TaskRef.Name
+	case pt.TaskRef.Resolver == "cluster":
+		name = clusterTaskName(pt.TaskRef)
+		if m := regexp.MustCompile(`^\$\(params\.([a-z0-9-]+)\)$`).FindStringSubmatch(name); m != nil {
+			name = defaults[m[1]]
 		}
 	}
+	if task := o.tasks[name]; task != nil {
+		return &task.Spec, task.Name
+	}
 	return nil, ""
+}
+
+// clusterTaskName is the name param of a cluster-resolver reference to a Task.
+func clusterTaskName(ref *v1.TaskRef) string {
+	kind, name := "task", ""
+	for _, p := range ref.Params {
+		switch p.Name {
+		case "kind":
+			kind = p.Value.StringVal
+		case "name":
+			name = p.Value.StringVal
+		}
+	}
+	if kind != "task" {
+		return ""
+	}
+	return name
 }
 
 // checkPipelineTaskWorkspaces: the Task's required workspaces are all given,
@@ -403,13 +441,13 @@ func TestScriptsAndImages(t *testing.T) {
 func TestDutlinkSampleMatchesTask(t *testing.T) {
 	task := catalogTask(t)
 	var variant *v1.Task
-	for _, m := range manifestsIn(t, "task/jsplan/0.1/samples/taskrun-dutlink.yaml") {
+	for _, m := range manifestsIn(t, "task/jsplan/0.1/samples/task-jsplan-dutlink.yaml") {
 		if tk, ok := m.Obj.(*v1.Task); ok {
 			variant = tk
 		}
 	}
 	if variant == nil {
-		t.Fatal("samples/taskrun-dutlink.yaml has no Task")
+		t.Fatal("samples/task-jsplan-dutlink.yaml has no Task")
 	}
 	ctx := apis.WithinCreate(context.Background())
 	variant.SetDefaults(ctx)

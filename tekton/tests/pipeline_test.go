@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -154,6 +155,17 @@ func runPipeline(t *testing.T, idParam string, wantCode int, wantVerdict, wantSt
 			resources.ApplyTaskResults(resources.PipelineRunState{rpt}, refs)
 		}
 		pt := rpt.PipelineTask
+		b, err := json.Marshal(pt.Params)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if pt.TaskRef != nil {
+			rb, _ := json.Marshal(pt.TaskRef)
+			b = append(b, rb...)
+		}
+		if left := leftoverVariables(b); len(left) > 0 {
+			t.Fatalf("task %s: variables left after the PipelineRun's substitutions: %v", name, left)
+		}
 		tr := &v1.TaskRun{
 			TypeMeta:   metav1.TypeMeta{APIVersion: "tekton.dev/v1", Kind: "TaskRun"},
 			ObjectMeta: metav1.ObjectMeta{Name: pr.Name + "-" + name, Namespace: pr.Namespace},
@@ -172,7 +184,7 @@ func runPipeline(t *testing.T, idParam string, wantCode int, wantVerdict, wantSt
 		case pt.TaskSpec != nil:
 			tk = &v1.Task{ObjectMeta: metav1.ObjectMeta{Name: name}, Spec: pt.TaskSpec.TaskSpec}
 			tr.Spec.TaskSpec = &pt.TaskSpec.TaskSpec
-		case pt.TaskRef != nil && pt.TaskRef.Name == task.Name:
+		case pt.TaskRef != nil && pt.TaskRef.Resolver == "cluster" && clusterTaskName(pt.TaskRef) == task.Name:
 			tk = task
 			tr.Spec.TaskRef = &v1.TaskRef{Name: task.Name}
 		default:

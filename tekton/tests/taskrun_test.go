@@ -394,13 +394,13 @@ func TestInterrupted(t *testing.T) {
 // with an infrastructure error.
 func TestDutlinkVariantLocksAcrossPods(t *testing.T) {
 	var variant *v1.Task
-	for _, m := range manifestsIn(t, "task/jsplan/0.1/samples/taskrun-dutlink.yaml") {
+	for _, m := range manifestsIn(t, "task/jsplan/0.1/samples/task-jsplan-dutlink.yaml") {
 		if tk, ok := m.Obj.(*v1.Task); ok {
 			variant = tk
 		}
 	}
 	if variant == nil {
-		t.Fatal("no Task in samples/taskrun-dutlink.yaml")
+		t.Fatal("no Task in samples/task-jsplan-dutlink.yaml")
 	}
 	nodeLocks := t.TempDir() // the node's /var/lock/jsplan
 	pod := func(plan string, params map[string]any) (*emulation, string) {
