@@ -71,6 +71,9 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	end := "JSPLAN-" + n + "-E:"
 	// "JSPL""AN" in the typed line: the echo never contains the marker.
 	line := fmt.Sprintf(`echo "JSPL""AN-%s-B"; eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`+"\n", n, printfQuote(script), n)
+	// The console echoes the typed line, where the script is printf-quoted:
+	// mask secrets in that form too.
+	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
 	if _, err := con.Write([]byte(line)); err != nil {

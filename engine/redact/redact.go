@@ -23,6 +23,7 @@ type Redactor struct {
 func (r *Redactor) Add(values ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	added := false
 	for _, v := range values {
 		if v == "" {
 			continue
@@ -35,7 +36,11 @@ func (r *Redactor) Add(values ...string) {
 		}
 		if !dup {
 			r.secrets = append(r.secrets, v)
+			added = true
 		}
+	}
+	if !added {
+		return
 	}
 	// longest first, so a secret containing another is masked whole
 	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
@@ -44,6 +49,22 @@ func (r *Redactor) Add(values ...string) {
 		pairs = append(pairs, s, Mask)
 	}
 	r.replacer = strings.NewReplacer(pairs...)
+}
+
+// AddForms also masks fn(v) for every secret v registered so far: the form
+// a secret takes once quoted or escaped, e.g. in a command line a step types
+// on a console, which the console echoes.
+func (r *Redactor) AddForms(fn func(string) string) {
+	r.mu.RLock()
+	values := append([]string(nil), r.secrets...)
+	r.mu.RUnlock()
+	var forms []string
+	for _, v := range values {
+		if f := fn(v); f != v {
+			forms = append(forms, f)
+		}
+	}
+	r.Add(forms...)
 }
 
 // String masks every secret in s.
