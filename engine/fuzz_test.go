@@ -11,7 +11,8 @@ import (
 	"github.com/jsplan/jsplan/engine/diag"
 )
 
-// FuzzLoad feeds arbitrary documents to the loader, as a plan (to validate
+// FuzzLoad feeds arbitrary documents to the loader (from memory: a file
+// write per input made the fuzzer wait on the disk), as a plan (to validate
 // and to run) and as an inventory. It must never panic, every problem must
 // be a positioned diagnostic without Go or YAML type jargon, and what loads
 // must render. `go test` runs the seeds only; `make fuzz` searches.
@@ -63,16 +64,13 @@ func FuzzLoad(f *testing.F) {
 	board := &engine.BoardInfo{Name: "sim-1", Labels: map[string]string{"arch": "x86_64"}, Vars: map[string]string{"image-id-file": "etc/image-id"}}
 
 	f.Fuzz(func(t *testing.T, src []byte) {
-		if err := os.WriteFile(planPath, src, 0o644); err != nil {
-			t.Fatal(err)
-		}
 		env := func(string) (string, bool) { return "1", true }
 		for _, opts := range []engine.Options{
 			{Mode: engine.ModeValidate},
 			{Mode: engine.ModeRun, Env: env, Board: board, Artifacts: root},
 		} {
 			l := engine.NewLoader(opts)
-			p := l.LoadPlan(planPath)
+			p := l.LoadPlanBytes(planPath, src)
 			ds := l.Diagnostics()
 			checkDiags(t, ds, l.Sources())
 			if p == nil && !ds.HasErrors() {

@@ -301,7 +301,29 @@ type planInstance struct {
 // LoadPlan loads a top-level plan. It returns nil when the plan is
 // unusable; Diagnostics tells why.
 func (l *Loader) LoadPlan(path string) *Plan {
-	f := l.readFile(path, true)
+	return l.loadPlan(l.readFile(path, true))
+}
+
+// LoadPlanBytes loads a top-level plan held in memory; name stands for its
+// path: it names the plan in diagnostics, and used plans resolve against
+// its directory.
+func (l *Loader) LoadPlanBytes(name string, src []byte) *Plan {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		abs = name
+	}
+	f := &fileDoc{path: name, abs: abs}
+	l.files[abs] = f
+	if int64(len(src)) > l.opts.MaxFileSize {
+		l.report(diag.Errorf(diag.Range{Filename: name}, "", "file is larger than %d bytes", l.opts.MaxFileSize))
+		return nil
+	}
+	l.sources[name] = src
+	l.parse(f, src, true)
+	return l.loadPlan(f)
+}
+
+func (l *Loader) loadPlan(f *fileDoc) *Plan {
 	if f.root == nil {
 		return nil
 	}
