@@ -70,7 +70,10 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
 	// "JSPL""AN" in the typed line: the echo never contains the marker.
-	line := fmt.Sprintf(`echo "JSPL""AN-%s-B"; eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`+"\n", n, printfQuote(script), n)
+	// `command eval`: a syntax error in the script fails it with status 2;
+	// a plain eval would make the interactive shell drop the rest of the
+	// line, end marker included, and the step would wait for its timeout.
+	line := fmt.Sprintf(`echo "JSPL""AN-%s-B"; command eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`+"\n", n, printfQuote(script), n)
 	// The console echoes the typed line, where the script is printf-quoted:
 	// mask secrets in that form too.
 	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
