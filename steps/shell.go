@@ -108,7 +108,32 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	return &shellResult{Output: out, Code: code}, nil
 }
 
-func interrupt(con *console.Session) { _, _ = con.Write([]byte{3}) }
+// interrupt stops the command running in the shell with Ctrl-C, then waits
+// (a few seconds at most) until the shell answers again: the shell drops
+// input that arrives while it handles the interrupt, so the next step's
+// command line would be lost. The probe is a harmless echo, typed again
+// until its answer shows.
+func interrupt(con *console.Session) {
+	if _, err := con.Write([]byte{3}); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n := nonce()
+	probe := []byte(`echo "JSPL""AN-` + n + `-S"` + "\n")
+	answer := []*regexp.Regexp{regexp.MustCompile(`JSPLAN-` + n + `-S`)}
+	for ctx.Err() == nil {
+		if _, err := con.Write(probe); err != nil {
+			return
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := con.Expect(wctx, answer, nil)
+		wcancel()
+		if err == nil || wctx.Err() == nil {
+			return // answered, or the console is gone
+		}
+	}
+}
 
 // waitError explains why a console wait ended.
 func waitError(err error, what string) error {

@@ -223,3 +223,24 @@ func TestRunSecretInLongScript(t *testing.T) {
 		})
 	}
 }
+
+// TestRunAfterATimeout checks the shell takes the next command after a
+// step timed out and was interrupted with Ctrl-C.
+func TestRunAfterATimeout(t *testing.T) {
+	var plan strings.Builder
+	plan.WriteString(head + login)
+	for i := 0; i < 3; i++ {
+		fmt.Fprintf(&plan, "  - name: hang %d\n    continue-on-error: true\n    timeout: 500ms\n    run: sleep 30\n", i)
+		fmt.Fprintf(&plan, "  - name: next %d\n    timeout: 10s\n    run: {command: 'echo next-$((%d+1))', expect-output: next-%d}\n", i, i, i+1)
+		fmt.Fprintf(&plan, "  - name: idle %d\n    continue-on-error: true\n    timeout: 500ms\n    run: read x\n", i)
+	}
+	plan.WriteString("  - name: last\n    timeout: 10s\n    run: echo last\n")
+	r := execute(t, "", "", plan.String(), true, nil)
+	for _, s := range r.res.Steps {
+		if strings.HasPrefix(s.Name, "next") || s.Name == "last" {
+			if s.Status != engine.StatusPassed {
+				t.Errorf("%s after an interrupted step: %s %s", s.Name, s.Status, s.Error)
+			}
+		}
+	}
+}
