@@ -202,7 +202,7 @@ func TestRunLongScript(t *testing.T) {
 // never shows the secret, whole or in part, wherever the script is cut.
 func TestRunSecretInLongScript(t *testing.T) {
 	secret := "s3cr%t\\VALUE-42-" + strings.Repeat("k", 40)
-	for _, pad := range []int{0, 97, 300, 511, 700} {
+	for _, pad := range []int{0, 300, 660, 680, 700} {
 		t.Run(fmt.Sprint(pad), func(t *testing.T) {
 			cmd := "x='" + strings.Repeat("p", pad) + "'; y='${{ params.token }}'; z='" + strings.Repeat("q", 2000) + "'; echo \"${#x} ${#y} ${#z}\""
 			plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
@@ -212,7 +212,7 @@ func TestRunSecretInLongScript(t *testing.T) {
 				t.Fatalf("%s %s", s.Status, s.Error)
 			}
 			clog := r.consoleLog(t)
-			if !strings.Contains(clog, "y='***'") && !strings.Contains(clog, "***") {
+			if !strings.Contains(clog, "***") {
 				t.Errorf("console.log shows no mask")
 			}
 			for _, part := range []string{"VALUE-42", strings.Repeat("k", 10)} {
