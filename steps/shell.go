@@ -235,7 +235,7 @@ func expandKeys(s string) string {
 	})
 }
 
-var keyRE = regexp.MustCompile(`<[A-Za-z0-9-]+>`)
+var keyRE = regexp.MustCompile(`<(?:(?i:ctrl-)[\[\\\]^_]|[A-Za-z0-9-]+)>`)
 
 var keys = map[string]string{
 	"ENTER": "\r", "LF": "\n", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "SPACE": " ",
