@@ -259,11 +259,32 @@ func TestApplyStepTimeoutWhileConsoleFloods(t *testing.T) {
 func TestApplyConcurrentRunsAreSerialized(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
-	pf := e.write("busy.yaml", plan("busy",
-		"  - name: work\n    run: echo working\n  - name: hold the board\n    sleep: 2s\n", powerOff))
-	a := e.start(e.applyArgs(pf, filepath.Join(e.dir, "a"), "--output", "json")...)
+	// Each run holds the board until the test creates its release file.
+	pf := e.write("busy.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: busy
+params:
+  release: {type: path, required: true}
+steps:
+  - power: on
+  - wait-for-login: {username: root, password: sim-password}
+  - name: work
+    run: echo working
+  - name: hold the board
+    timeout: 60s
+    local:
+      command: 'while [ ! -e "$RELEASE" ]; do sleep 0.05; done'
+      env: {RELEASE: "${{ params.release }}"}
+finally:
+  - power: off
+`)
+	relA, relB := filepath.Join(e.dir, "release-a"), filepath.Join(e.dir, "release-b")
+	a := e.start(e.applyArgs(pf, filepath.Join(e.dir, "a"), "--output", "json", "--set", "release="+relA)...)
 	a.waitLine("run-start", func(l string) bool { return strings.Contains(l, `"run-start"`) })
-	b := e.start(e.applyArgs(pf, filepath.Join(e.dir, "b"), "--output", "json")...)
+	b := e.start(e.applyArgs(pf, filepath.Join(e.dir, "b"), "--output", "json", "--set", "release="+relB)...)
+	b.waitLine("busy", func(l string) bool { return strings.Contains(l, "busy") })
+	e.write("release-a", "")
+	e.write("release-b", "")
 	if c := a.wait(); c != 0 {
 		t.Fatalf("first run: exit %d\n%s\n%s", c, a.stdout(), a.stderrText())
 	}
