@@ -23,6 +23,16 @@ func TestRedactor(t *testing.T) {
 	if got := r.String("PASSWORD1 PASS pass"); got != "*** *** ***" {
 		t.Errorf("forms: %q", got)
 	}
+	// Forms derive from the secrets only, never from earlier forms, so
+	// calling AddForms per command does not pile them up.
+	r2 := &Redactor{}
+	r2.Add("s3cr3t")
+	for i := 0; i < 3; i++ {
+		r2.AddForms(func(s string) string { return s + "!" })
+	}
+	if got := r2.String("s3cr3t!!"); got != "***!" {
+		t.Errorf("a form of a form was masked: %q", got)
+	}
 }
 
 func TestRedactorConcurrent(t *testing.T) {
