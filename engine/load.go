@@ -8,9 +8,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	"gopkg.in/yaml.v3"
 
@@ -406,7 +408,9 @@ func (l *Loader) instantiate(f *fileDoc, values map[string]valueSrc, at *diag.Ra
 		p.Description = n.Value
 	}
 	sc := &scope{plan: p.Name, dir: p.Dir, values: map[string]scopeValue{}}
-	if _, pn := mapGet(root, "params"); pn != nil && !f.isBad("/params") {
+	if _, pn := mapGet(root, "params"); pn != nil && pn.Kind == yaml.MappingNode {
+		// even a param with mistakes is declared, so its references do not
+		// cascade into more errors
 		p.Params = l.decodeParams(f, pn)
 	}
 	l.bindParams(f, p, sc, values, at)
@@ -489,6 +493,10 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 					p.Default = fv.Value
 				}
 			}
+		}
+		if f.isBad("/params/" + k.Value) {
+			out = append(out, p)
+			continue
 		}
 		if p.Type == "enum" && len(p.Values) == 0 {
 			l.report(diag.Errorf(p.Range, path, "an enum parameter needs `values`"))
@@ -966,4 +974,46 @@ func (l *Loader) Kind(path string) string {
 		return "Plan"
 	}
 	return f.kind
+}
+
+// Preload reads, parses and schema-checks files on all CPUs; the loads
+// that follow use the results. Diagnostics keep the order of paths.
+func (l *Loader) Preload(paths []string) {
+	workers := runtime.GOMAXPROCS(0)
+	if workers > len(paths) {
+		workers = len(paths)
+	}
+	if workers < 2 {
+		return
+	}
+	results := make([]*Loader, len(paths))
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				sub := NewLoader(l.opts)
+				sub.readFile(paths[i], false)
+				results[i] = sub
+			}
+		}()
+	}
+	for i := range paths {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
+	for _, sub := range results {
+		for abs, f := range sub.files {
+			if _, seen := l.files[abs]; !seen {
+				l.files[abs] = f
+				l.diags = append(l.diags, sub.diags...)
+			}
+		}
+		for name, src := range sub.sources {
+			l.sources[name] = src
+		}
+	}
 }

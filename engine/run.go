@@ -171,9 +171,6 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 
 	var mainErr error
 	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
-	if mainErr == nil && r.conErr != nil {
-		mainErr = r.conErr
-	}
 
 	// Finally always runs: on a fresh context, bounded by the grace period
 	// when the run was interrupted or timed out, and cut short by a second
@@ -275,7 +272,8 @@ func (r *Run) openConsole(ctx context.Context) {
 	dev, err := r.board.ConsoleDevice()
 	if err == nil {
 		var rw io.ReadWriteCloser
-		rw, err = dev.OpenConsole(ctx)
+		// The stream must outlive a cancelled run: finally steps use it.
+		rw, err = dev.OpenConsole(context.WithoutCancel(ctx))
 		if err == nil {
 			var fail []*regexp.Regexp
 			for _, p := range r.cfg.Plan.FailOn {
@@ -365,6 +363,7 @@ func (r *Run) emit(e Event) {
 		e.Time = time.Now()
 	}
 	e.Message = r.secrets.String(e.Message)
+	e.Step = r.secrets.String(e.Step)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg.Sink.Event(e)
@@ -411,7 +410,7 @@ func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent 
 	for i, s := range steps {
 		idx := index(prefix, i)
 		if first != nil || ctx.Err() != nil {
-			out = append(out, &StepResult{Index: idx, Name: s.Title(), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
+			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
 			continue
 		}
 		sr, err := r.runStep(ctx, s, idx)
@@ -440,7 +439,7 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 }
 
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
-	sr := &StepResult{Index: idx, Name: s.Title(), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
+	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
 	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
 	if r.cfg.ConsoleLog != nil {
 		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)

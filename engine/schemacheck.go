@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -115,11 +117,11 @@ func (c *schemaReporter) walk(ve *jsonschema.ValidationError) {
 	n, key := c.at(inst)
 	path := pointerToPath(inst)
 	r := rangeOf(c.f.path, n)
+	if c.special(sptr, kw, ve, n, inst, path) {
+		return
+	}
 	switch kw {
 	case "oneOf", "anyOf":
-		if c.special(sptr, ve, n, inst, path) {
-			return
-		}
 		// Keep the branches whose shape (type) matches the value.
 		var match []*jsonschema.ValidationError
 		for _, cause := range ve.Causes {
@@ -214,54 +216,50 @@ func (c *schemaReporter) walk(ve *jsonschema.ValidationError) {
 
 // special handles the shared definitions whose raw errors would be
 // cryptic: the step's one-action rule and the typed scalars.
-func (c *schemaReporter) special(sptr string, ve *jsonschema.ValidationError, n *yaml.Node, inst, path string) bool {
+func (c *schemaReporter) special(sptr, kw string, ve *jsonschema.ValidationError, n *yaml.Node, inst, path string) bool {
 	r := rangeOf(c.f.path, n)
-	switch sptr {
-	case "/$defs/step":
-		if n == nil || n.Kind != yaml.MappingNode {
-			return false
-		}
-		var actions []*yaml.Node
-		for i := 0; i+1 < len(n.Content); i += 2 {
-			if _, ok := LookupStep(n.Content[i].Value); ok {
-				actions = append(actions, n.Content[i])
-			}
-		}
-		switch {
-		case len(actions) == 0:
-			// unknown keys are reported by additionalProperties; name the choices
-			var names []string
-			for _, t := range StepTypes() {
-				names = append(names, t.Name)
-			}
-			d := diag.Errorf(r, path, "step has no action").WithDetail("add one of: %s", strings.Join(names, ", "))
-			for i := 0; i+1 < len(n.Content); i += 2 {
-				if s := suggest(n.Content[i].Value, names); s != "" && !reservedStepKeys[n.Content[i].Value] {
-					d = nil // the unknown-key error already says "did you mean"
-				}
-			}
-			if d != nil {
-				c.add(inst, d)
-			} else {
-				c.f.bad = append(c.f.bad, inst)
-			}
-		case len(actions) > 1:
-			var names []string
-			for _, a := range actions {
-				names = append(names, a.Value)
-			}
-			c.add(inst, diag.Errorf(rangeOf(c.f.path, actions[1]), path, "step has %d actions (%s); a step does exactly one thing",
-				len(actions), strings.Join(names, ", ")).WithDetail("split it into %d steps", len(actions)))
-		default:
-			return false
-		}
-		// other errors inside the step still matter
-		for _, cause := range ve.Causes {
-			if cause.InstanceLocation != inst {
-				c.walk(cause)
-			}
-		}
+	if strings.HasPrefix(sptr, "/$defs/step/dependentSchemas/") {
+		// two actions: report once, at the step
+		stepPtr := inst[:strings.LastIndexByte(inst, '/')]
+		sn, _ := c.at(stepPtr)
+		c.actionCount(sn, stepPtr, pointerToPath(stepPtr))
 		return true
+	}
+	switch {
+	case sptr == "/$defs/step" && kw == "not":
+		c.actionCount(n, inst, path)
+		return true
+	case sptr == "/$defs/step" && kw == "oneOf":
+		return c.actionCount(n, inst, path)
+	case (sptr == "/$defs/duration" || strings.HasSuffix(sptr, "/$defs/duration")) && (kw == "pattern" || kw == "type"):
+		c.add(inst, diag.Errorf(r, path, "malformed duration %s", valueQuoted(n)).
+			WithDetail("use a number and a unit, e.g. 30s, 5m, 1h30m, or a reference such as ${{ params.timeout }}"))
+		return true
+	case sptr == "/$defs/int" && (kw == "pattern" || kw == "type"):
+		c.add(inst, diag.Errorf(r, path, "expected an integer, got %s", valueKind(n)))
+		return true
+	case sptr == "/$defs/bool" && (kw == "pattern" || kw == "type"):
+		c.add(inst, diag.Errorf(r, path, "expected true or false, got %s", valueKind(n)))
+		return true
+	case sptr == "/$defs/stringList" && kw == "type":
+		c.add(inst, diag.Errorf(r, path, "expected a string or a list of strings, got %s", valueKind(n)))
+		return true
+	case sptr == "/$defs/retry/properties/attempts":
+		c.add(inst, diag.Errorf(r, path, "attempts must be an integer of at least 1, got %s", valueKind(n)))
+		return true
+	case kw == "pattern":
+		// a short form written as ^(a|b|c)$ reads as a choice
+		if m := choiceRE.FindStringSubmatch(fmt.Sprint(schemaAt(sptr)["pattern"])); m != nil {
+			opts := strings.Split(m[1], "|")
+			d := diag.Errorf(r, path, "%s must be one of %s, or a mapping", lastName(path), strings.Join(opts, ", "))
+			if s := suggest(valueText(n), opts); s != "" {
+				d.WithDetail("did you mean %q?", s)
+			}
+			c.add(inst, d)
+			return true
+		}
+	}
+	switch sptr {
 	case "/$defs/duration":
 		c.add(inst, diag.Errorf(r, path, "malformed duration %q", valueText(n)).
 			WithDetail("use a number and a unit, e.g. 30s, 5m, 1h30m, or a reference such as ${{ params.timeout }}"))
@@ -280,6 +278,59 @@ func (c *schemaReporter) special(sptr string, ve *jsonschema.ValidationError, n 
 		return true
 	}
 	return false
+}
+
+var choiceRE = regexp.MustCompile(`^\^\(([A-Za-z0-9_|-]+)\)\$$`)
+
+// actionCount reports a step with no action or several; false when the
+// step has exactly one (the error is elsewhere).
+func (c *schemaReporter) actionCount(n *yaml.Node, inst, path string) bool {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return false
+	}
+	r := rangeOf(c.f.path, n)
+	var actions []*yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if _, ok := LookupStep(n.Content[i].Value); ok {
+			actions = append(actions, n.Content[i])
+		}
+	}
+	switch {
+	case len(actions) == 0:
+		var names []string
+		for _, t := range StepTypes() {
+			names = append(names, t.Name)
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k := n.Content[i].Value
+			if !reservedStepKeys[k] && suggest(k, names) != "" {
+				// the unknown-key error already says "did you mean"
+				c.f.bad = append(c.f.bad, inst)
+				return true
+			}
+		}
+		c.add(inst, diag.Errorf(r, path, "step has no action").WithDetail("add one of: %s", strings.Join(names, ", ")))
+	case len(actions) > 1:
+		var names []string
+		for _, a := range actions {
+			names = append(names, a.Value)
+		}
+		c.add(inst, diag.Errorf(rangeOf(c.f.path, actions[1]), path, "step has %d actions (%s); a step does exactly one thing",
+			len(actions), strings.Join(names, ", ")).WithDetail("split it into %d steps", len(actions)))
+	default:
+		return false
+	}
+	return true
+}
+
+func valueQuoted(n *yaml.Node) string {
+	if n == nil {
+		return `""`
+	}
+	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!str" {
+		return strconv.Quote(n.Value)
+	}
+	return n.Value
 }
 
 func onlyTypeErrorsAt(ve *jsonschema.ValidationError, inst string) bool {

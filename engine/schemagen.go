@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"encoding/json"
+	"sort"
 
 	"github.com/jsplan/jsplan/drivers"
 )
@@ -38,16 +39,19 @@ func strictObject(desc string, props obj, required ...string) obj {
 // output, checked by a test so the two never drift.
 func GenerateSchema() []byte {
 	defs := obj{
+		// Alternatives are written as type lists whose keywords apply to one
+		// type each (pattern to strings, items to arrays) rather than anyOf:
+		// no failing branch is ever evaluated, which keeps validation fast.
 		"expr": obj{"type": "string", "pattern": exprPattern,
 			"description": "A reference such as ${{ params.timeout }}, resolved before the run."},
 		"duration": obj{"description": "A duration: a number and a unit (ms, s, m, h), e.g. 30s, 1m30s; or a reference.",
-			"anyOf": []any{obj{"type": "string", "pattern": durationPattern}, ref("expr")}},
-		"int":        obj{"anyOf": []any{obj{"type": "integer"}, ref("expr")}},
-		"bool":       obj{"anyOf": []any{obj{"type": "boolean"}, ref("expr")}},
-		"stringList": obj{"anyOf": []any{obj{"type": "string"}, obj{"type": "array", "items": obj{"type": "string"}}}},
+			"type": "string", "pattern": "(" + durationPattern + ")|(" + exprPattern + ")"},
+		"int":        obj{"type": []any{"integer", "string"}, "pattern": exprPattern, "description": "An integer or a reference."},
+		"bool":       obj{"type": []any{"boolean", "string"}, "pattern": exprPattern, "description": "true, false or a reference."},
+		"stringList": obj{"type": []any{"string", "array"}, "items": obj{"type": "string"}},
 		"stringMap":  obj{"type": "object", "additionalProperties": obj{"type": []any{"string", "number", "boolean"}}},
 		"retry": strictObject("Run the step again when it fails.", obj{
-			"attempts": obj{"description": "Total number of attempts (1 = no retry).", "anyOf": []any{obj{"type": "integer", "minimum": 1}, ref("expr")}},
+			"attempts": obj{"description": "Total number of attempts (1 = no retry).", "type": []any{"integer", "string"}, "minimum": 1, "pattern": exprPattern},
 			"delay":    obj{"$ref": "#/$defs/duration", "description": "Pause between attempts."},
 		}, "attempts"),
 		"steps": obj{"type": "array", "items": ref("step")},
@@ -68,7 +72,11 @@ func GenerateSchema() []byte {
 		"retry":             ref("retry"),
 		"continue-on-error": obj{"$ref": "#/$defs/bool", "description": "A failure of this step does not fail the plan."},
 	}
-	var oneOf []any
+	var common, actions []any
+	for k := range reservedStepKeys {
+		common = append(common, k)
+	}
+	sort.Slice(common, func(i, j int) bool { return common[i].(string) < common[j].(string) })
 	for _, t := range StepTypes() {
 		s := t.Schema
 		if s == nil {
@@ -76,10 +84,23 @@ func GenerateSchema() []byte {
 		}
 		defs["step."+t.Name] = s
 		stepProps[t.Name] = obj{"$ref": "#/$defs/step." + t.Name, "description": t.Summary}
-		oneOf = append(oneOf, obj{"required": []any{t.Name}})
+		actions = append(actions, t.Name)
 	}
 	step := strictObject("A step: common keys and exactly one action key.", stepProps)
-	step["oneOf"] = oneOf
+	// At least one action: not every key may be a common one.
+	step["not"] = obj{"propertyNames": obj{"enum": common}}
+	// At most one action: each action key excludes the others.
+	dep := obj{}
+	for _, a := range actions {
+		others := obj{}
+		for _, b := range actions {
+			if a != b {
+				others[b.(string)] = false
+			}
+		}
+		dep[a.(string)] = obj{"properties": others}
+	}
+	step["dependentSchemas"] = dep
 	defs["step"] = step
 
 	defs["Plan"] = strictObject("A test plan, or a library of steps used by other plans.", obj{

@@ -1,11 +1,17 @@
 package engine
 
+import "strings"
+
 // suggest returns the candidate closest to name when it is close enough to
 // be a likely typo, else "".
 func suggest(name string, candidates []string) string {
 	best, bestD := "", 1<<30
 	for _, c := range candidates {
 		d := editDistance(name, c)
+		// on a tie, prefer a candidate that extends what was typed ("of" -> "off")
+		if d == bestD && strings.HasPrefix(c, name) && !strings.HasPrefix(best, name) {
+			best = c
+		}
 		if d < bestD {
 			best, bestD = c, d
 		}

@@ -54,7 +54,7 @@ func init() {
 			if a.Group == "" {
 				a.Group = "board"
 			}
-			if dc.Mode() == engine.ModeRun {
+			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Playbook) {
 				if _, err := os.Stat(a.Playbook); err != nil {
 					node := n
 					if c := dc.Child(n, "playbook"); c != nil {

@@ -7,6 +7,10 @@
 package steps
 
 import (
+	"fmt"
+	"regexp"
+	"strings"
+
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
@@ -25,9 +29,41 @@ func object(props obj, required ...string) obj {
 	return o
 }
 
-// shortOr is a schema that accepts a short scalar form or the full object.
+// shortOr is a schema that accepts a short scalar form or the full
+// object. It is one schema with a type list, not an anyOf: object keywords
+// apply only to objects and string keywords only to strings, so a validator
+// never evaluates a failing branch (fast, and its errors stay plain).
 func shortOr(short obj, full obj) obj {
-	return obj{"anyOf": []any{short, full}}
+	out := obj{}
+	for k, v := range full {
+		out[k] = v
+	}
+	types := []any{"object"}
+	switch t := short["type"].(type) {
+	case string:
+		types = append([]any{t}, types...)
+	case []any:
+		types = append(append([]any{}, t...), types...)
+	}
+	if enum, ok := short["enum"].([]any); ok {
+		var alts []string
+		for _, e := range enum {
+			alts = append(alts, regexp.QuoteMeta(fmt.Sprint(e)))
+		}
+		types = append([]any{"string"}, types...)
+		out["pattern"] = "^(" + strings.Join(alts, "|") + ")$"
+	}
+	for _, k := range []string{"pattern", "items"} {
+		if v, ok := short[k]; ok {
+			out[k] = v
+		}
+	}
+	if r, ok := short["$ref"].(string); ok && r == "#/$defs/stringList" {
+		types = append([]any{"string", "array"}, types...)
+		out["items"] = obj{"type": "string"}
+	}
+	out["type"] = types
+	return out
 }
 
 func str(desc string) obj { return obj{"type": "string", "description": desc} }

@@ -44,7 +44,7 @@ func init() {
 			}
 			a.Image = dc.LocalPath(a.Image)
 			a.Bmap = dc.LocalPath(a.Bmap)
-			if dc.Mode() == engine.ModeRun {
+			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Image) {
 				if _, err := os.Stat(a.Image); err != nil {
 					node := n
 					if c := dc.Child(n, "image"); c != nil {

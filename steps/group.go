@@ -2,7 +2,6 @@ package steps
 
 import (
 	"context"
-	"errors"
 
 	"gopkg.in/yaml.v3"
 
@@ -47,9 +46,6 @@ func runBlock(ctx context.Context, r *engine.Run, steps, finally []*engine.Step)
 		if err == nil {
 			err = ferr
 		}
-	}
-	if err != nil && ctx.Err() != nil && !errors.Is(err, context.Cause(ctx)) {
-		return err
 	}
 	return err
 }

@@ -29,9 +29,21 @@ type loginAction struct {
 const (
 	defaultLoginPrompt    = `login:\s*$`
 	defaultPasswordPrompt = `[Pp]assword:\s*$`
-	defaultShellPrompt    = `[#$>]\s*$`
-	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
+	// A prompt may be followed by terminal queries (busybox ash sends ESC[6n).
+	defaultShellPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
+	loginIncorrect     = `Login incorrect|Authentication failure|Permission denied`
 )
+
+var defaultPatterns = map[string]engine.Pattern{
+	"login-prompt":    {Source: defaultLoginPrompt, Re: regexp.MustCompile("(?m)" + defaultLoginPrompt)},
+	"password-prompt": {Source: defaultPasswordPrompt, Re: regexp.MustCompile("(?m)" + defaultPasswordPrompt)},
+	"prompt":          {Source: defaultShellPrompt, Re: regexp.MustCompile("(?m)" + defaultShellPrompt)},
+}
+
+var loginRefused = regexp.MustCompile(loginIncorrect)
+
+// passwordPause is the wait between the password prompt and the password.
+const passwordPause = 250 * time.Millisecond
 
 func init() {
 	engine.Register(engine.StepType{
@@ -58,7 +70,7 @@ func init() {
 			}{{"login-prompt", a.LoginPrompt}, {"password-prompt", a.PasswordPrompt}, {"prompt", a.Prompt}} {
 				node := dc.Child(n, f.key)
 				if node == nil {
-					a.patterns = append(a.patterns, engine.Pattern{Source: f.val, Re: regexp.MustCompile("(?m)" + f.val)})
+					a.patterns = append(a.patterns, defaultPatterns[f.key])
 					continue
 				}
 				p, ok := dc.Regexp(node, f.key)
@@ -113,12 +125,17 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	if err := con.Send(ctx, []byte(a.Username+"\n"), 0); err != nil {
 		return diag.Infraf("console: %v", err)
 	}
-	bad := regexp.MustCompile(loginIncorrect)
+	bad := loginRefused
 	m, err := con.Expect(ctx, []*regexp.Regexp{pass, prompt, bad, login}, fail)
 	if err != nil {
 		return waitError(err, "no password prompt or shell prompt after the user name")
 	}
 	if m.Index == 0 {
+		// login(1) prints the prompt before it turns echo off: a password
+		// typed at once would be echoed onto the console.
+		if err := sleepCtx(ctx, passwordPause); err != nil {
+			return err
+		}
 		if err := con.Send(ctx, []byte(a.Password+"\n"), 0); err != nil {
 			return diag.Infraf("console: %v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -117,11 +118,7 @@ func boardsList(c *cli.Context) error {
 }
 
 func sortStrings(s []string) []string {
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
+	sort.Strings(s)
 	return s
 }
 
@@ -154,8 +151,6 @@ func boardsDiscover(c *cli.Context) error {
 		fmt.Fprintln(c.App.Writer, "# no attached devices recognised by the drivers")
 		return nil
 	}
-	for _, f := range found {
-		fmt.Fprintf(c.App.Writer, "# %s %s: %s\n", f.Driver, f.ID, f.Description)
-	}
-	return nil
+	_, err = c.App.Writer.Write(drivers.InventorySnippet(found))
+	return err
 }

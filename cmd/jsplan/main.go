@@ -53,13 +53,28 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			schemaCommand(),
 			boardsCommand(),
 		},
-		OnUsageError: func(c *cli.Context, err error, isSubcommand bool) error {
-			return exit(2, "%v\nRun '%s --help' for usage.", err, c.Command.HelpName)
-		},
+		OnUsageError: usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "jsplan: unknown command %q\nRun 'jsplan --help' for usage.\n", name)
 			os.Exit(2)
 		},
+	}
+}
+
+// usageError ends a command whose flags or arguments are wrong with a
+// short message and a pointer to --help, not the whole help text.
+func usageError(c *cli.Context, err error, isSubcommand bool) error {
+	name := "jsplan"
+	if c.Command != nil && c.Command.HelpName != "" {
+		name = c.Command.HelpName
+	}
+	return exit(2, "%v\nRun '%s --help' for usage.", err, name)
+}
+
+func setUsageErrors(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = usageError
+		setUsageErrors(c.Subcommands)
 	}
 }
 
@@ -69,6 +84,7 @@ func main() {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	app := newApp(stdout, stderr)
+	setUsageErrors(app.Commands)
 	err := app.Run(hoistFlags(app, args))
 	if err == nil {
 		return 0

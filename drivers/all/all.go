@@ -4,5 +4,10 @@
 package all
 
 import (
+	_ "github.com/jsplan/jsplan/drivers/blockdev"
+	_ "github.com/jsplan/jsplan/drivers/command"
+	_ "github.com/jsplan/jsplan/drivers/dutlink"
+	_ "github.com/jsplan/jsplan/drivers/qemu"
+	_ "github.com/jsplan/jsplan/drivers/serial"
 	_ "github.com/jsplan/jsplan/drivers/sim"
 )

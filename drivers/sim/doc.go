@@ -18,5 +18,22 @@
 //   - Faults (a boot hang, a kernel panic, refused logins, a failing power
 //     switch, a console that dies) can be switched on in the configuration.
 //
+// A board entry in a Boards inventory:
+//
+//	boards:
+//	- name: sim-1
+//	  labels: {arch: x86_64, virtual: "true"}
+//	  vars: {image-id-file: etc/image-id}   # relative to the shell's directory
+//	  drivers:
+//	    sim:
+//	      hostname: sim                    # default
+//	      boot-delay: 20ms                 # default
+//	      ssh: {host: 127.0.0.1, port: 2222, key-file: keys/id_ed25519}
+//	      faults: {console-drop-after: 30s}
+//
+// The shell is a real process on the host, run as the jsplan user, with the
+// board's root directory as its working directory and HOME: the board is a
+// simulation, not a sandbox.
+//
 // The driver is implemented for Linux only; elsewhere it is not registered.
 package sim

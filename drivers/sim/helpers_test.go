@@ -27,7 +27,7 @@ const waitLimit = 20 * time.Second
 // console reads the host side of a board console in the background and
 // lets a test wait for text to appear.
 type console struct {
-	t    *testing.T
+	t    testing.TB
 	rw   io.ReadWriteCloser
 	mu   sync.Mutex
 	buf  []byte // received, not consumed yet
@@ -36,7 +36,7 @@ type console struct {
 	done chan struct{}
 }
 
-func newConsole(t *testing.T, rw io.ReadWriteCloser) *console {
+func newConsole(t testing.TB, rw io.ReadWriteCloser) *console {
 	c := &console{t: t, rw: rw, news: make(chan struct{}, 1), done: make(chan struct{})}
 	go c.pump()
 	t.Cleanup(func() {
@@ -150,7 +150,7 @@ func (c *console) send(s string) {
 
 // board is a sim device under test with its console.
 type board struct {
-	t       *testing.T
+	t       testing.TB
 	dev     *Device
 	con     *console
 	state   string
@@ -159,7 +159,7 @@ type board struct {
 
 // newBoard decodes cfg (YAML) strictly into a new sim device as the engine
 // does, opens it in a temp state directory and opens its console.
-func newBoard(t *testing.T, cfg string) *board {
+func newBoard(t testing.TB, cfg string) *board {
 	t.Helper()
 	b := &board{t: t, state: t.TempDir()}
 	b.dev = decode(t, cfg)
@@ -190,7 +190,7 @@ func newBoard(t *testing.T, cfg string) *board {
 }
 
 // decode builds a device from the registry and decodes cfg into it strictly.
-func decode(t *testing.T, cfg string) *Device {
+func decode(t testing.TB, cfg string) *Device {
 	t.Helper()
 	info, ok := drivers.Lookup(Name)
 	if !ok {

@@ -210,7 +210,12 @@ func (d *Device) on(ctx context.Context) error {
 	if err != nil {
 		return drivers.Errorf(Name, "power on", "read image id: %v", err)
 	}
-	if err := os.WriteFile(filepath.Join(d.root, "etc", "image-id"), []byte(id+"\n"), 0o644); err != nil {
+	// The shell may have removed the directory: a board's /etc is always there.
+	err = os.MkdirAll(filepath.Join(d.root, "etc"), 0o755)
+	if err == nil {
+		err = os.WriteFile(filepath.Join(d.root, "etc", "image-id"), []byte(id+"\n"), 0o644)
+	}
+	if err != nil {
 		return drivers.Errorf(Name, "power on", "write image id: %v", err)
 	}
 	g := newGeneration()

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"os"
@@ -196,6 +197,7 @@ func TestResetReboots(t *testing.T) {
 	b.on()
 	b.login()
 	pid := b.pidAfter("echo PID=$$", "PID")
+	b.run("rm -r etc")
 	if err := b.dev.Reset(context.Background()); err != nil {
 		t.Fatalf("Reset: %v", err)
 	}
@@ -205,7 +207,7 @@ func TestResetReboots(t *testing.T) {
 	b.con.waitFor("Linux version")
 	b.con.waitFor("sim: booting image none")
 	b.login()
-	if out := b.run("echo rebooted"); !strings.Contains(out, "rebooted\r\n") {
+	if out := b.run("cat etc/image-id; echo rebooted"); !strings.Contains(out, "none\r\nrebooted\r\n") {
 		t.Fatalf("after reset: %q", out)
 	}
 }
@@ -425,4 +427,47 @@ func TestInputWhileOffIsLost(t *testing.T) {
 	b.con.waitFor("sim login: ")
 	b.con.absent("Password:", 300*time.Millisecond)
 	b.login2()
+}
+
+// TestConsoleTransfersData moves a file both ways over the console with
+// base64, as a plan without network would: no byte may be lost either way.
+func TestConsoleTransfersData(t *testing.T) {
+	b := newBoard(t, fastCfg)
+	data := make([]byte, 96<<10)
+	for i := range data {
+		data[i] = byte(i*7 + i/251)
+	}
+	root := filepath.Join(b.state, "root")
+	if err := os.WriteFile(filepath.Join(root, "down.bin"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	b.on()
+	b.login()
+
+	// Board to host.
+	b.con.send("base64 down.bin; echo END-$((40+2))\r")
+	b.con.waitFor("\r\n") // the echoed command line
+	out := b.con.waitFor("END-42\r\n")
+	got, err := base64.StdEncoding.DecodeString(strings.NewReplacer("\r\n", "", "END-42", "").Replace(out))
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("download: %d bytes, err %v; want %d identical bytes", len(got), err, len(data))
+	}
+	b.con.waitFor("root@sim:~# ")
+
+	// Host to board.
+	enc := base64.StdEncoding.EncodeToString(data)
+	var in strings.Builder
+	in.WriteString("base64 -d > up.bin <<'EOF'\r")
+	for len(enc) > 0 {
+		n := min(76, len(enc))
+		in.WriteString(enc[:n] + "\r")
+		enc = enc[n:]
+	}
+	in.WriteString("EOF\r")
+	b.con.send(in.String())
+	b.run("echo done")
+	up, err := os.ReadFile(filepath.Join(root, "up.bin"))
+	if err != nil || !bytes.Equal(up, data) {
+		t.Fatalf("upload: %d bytes, err %v; want %d identical bytes", len(up), err, len(data))
+	}
 }
