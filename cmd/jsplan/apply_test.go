@@ -39,7 +39,9 @@ func TestApplyDemoPlan(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := e.run(e.applyArgs(planFile, e.art, "--set", "image="+img, "--set", "image-id=demo-1234")...)
+	// The built-in inventory, as in the README.
+	r := e.run("apply", planFile, "--set", "image="+img, "--set", "image-id=demo-1234",
+		"--artifacts", e.art, "--lock-dir", e.locks, "--state-dir", e.state)
 	if r.code != 0 {
 		t.Fatalf("want exit 0, got %s", r)
 	}
@@ -122,7 +124,7 @@ func TestApplyDemoPlan(t *testing.T) {
 	if doc["kind"] != "Plan" || doc["name"] != "virtual-smoke" {
 		t.Errorf("plan.rendered.yaml: kind %v name %v", doc["kind"], doc["name"])
 	}
-	if strings.Contains(string(rendered), "${{") || strings.Contains(string(rendered), "sim-password") {
+	if strings.Contains(string(rendered), "${{") || strings.Contains(string(rendered), "demo-password") {
 		t.Errorf("plan.rendered.yaml holds a reference or the password:\n%s", rendered)
 	}
 

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,9 +57,10 @@ const runLimit = 90 * time.Second
 // testEnv is one test's private directories: plans, artifacts, locks and
 // driver state all live under t.TempDir().
 type testEnv struct {
-	t                      *testing.T
-	dir                    string
-	art, locks, state, tmp string
+	t                 *testing.T
+	dir               string
+	art, locks, state string
+	boards            string // the default inventory file
 }
 
 func newEnv(t *testing.T) *testEnv {
@@ -66,8 +68,20 @@ func newEnv(t *testing.T) *testEnv {
 	d := t.TempDir()
 	e := &testEnv{t: t, dir: d, art: filepath.Join(d, "artifacts"), locks: filepath.Join(d, "locks"),
 		state: filepath.Join(d, "state")}
+	e.boards = e.write("boards.yaml", testBoards)
 	return e
 }
+
+// testBoards is the inventory tests use unless they bring their own: the
+// virtual board with a known password, booting fast.
+const testBoards = `apiVersion: jsplan.dev/v1
+kind: Boards
+boards:
+  - name: sim-1
+    labels: {kind: virtual}
+    drivers:
+      sim: {password: sim-password, boot-delay: 5ms}
+`
 
 // write puts content in a file of the test directory and returns its path.
 func (e *testEnv) write(name, content string) string {
@@ -82,9 +96,13 @@ func (e *testEnv) write(name, content string) string {
 	return p
 }
 
-// applyArgs is `apply PLAN` with the test's directories and extra flags.
+// applyArgs is `apply PLAN` with the test's directories and extra flags;
+// the test's inventory unless extra names one.
 func (e *testEnv) applyArgs(plan, artifacts string, extra ...string) []string {
 	args := []string{"apply", plan, "--artifacts", artifacts, "--lock-dir", e.locks, "--state-dir", e.state}
+	if !slices.Contains(extra, "--boards") {
+		args = append(args, "--boards", e.boards)
+	}
 	return append(args, extra...)
 }
 
