@@ -119,7 +119,7 @@ func typedLines(r *engine.Run, n, script string) []string {
 	// a plain eval would make the interactive shell drop the rest of the
 	// line, end marker included, and the step would wait for its timeout.
 	run := func(format string) string {
-		return fmt.Sprintf(`echo "JSPL""AN-%s-B"; command eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`, n, format, n)
+		return fmt.Sprintf(`echo "JSPL""AN-%s-B"; command eval "$(printf -- %s)"; echo "JSPL""AN-%s-E:$?"`, n, format, n)
 	}
 	if line := run(printfQuote(script)); len(line) <= maxTypedLine {
 		return []string{line}

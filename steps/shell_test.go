@@ -72,14 +72,14 @@ func sh(t testing.TB, args ...string) []byte {
 }
 
 func TestPrintfQuoteRoundTrip(t *testing.T) {
-	extra := []string{"", "%", "%%s", "\\", "\\\\n", "'", "''\\''", "\x00nul", "\x1b[1m", "\n", "trailing\n\n", "\r\n", strings.Repeat("%'\\\n", 100)}
+	extra := []string{"-0", "--", "-n x", "-v var %s", "", "%", "%%s", "\\", "\\\\n", "'", "''\\''", "\x00nul", "\x1b[1m", "\n", "trailing\n\n", "\r\n", strings.Repeat("%'\\\n", 100)}
 	for _, s := range append(append([]string{}, scripts...), extra...) {
 		q := steps.PrintfQuote(s)
 		if strings.ContainsAny(q, "\n\r\x00") {
 			t.Errorf("PrintfQuote(%q) is not one line: %q", s, q)
 		}
-		if got := sh(t, "-c", "printf "+q); !bytes.Equal(got, []byte(s)) {
-			t.Errorf("printf %s printed %q, want %q", q, got, s)
+		if got := sh(t, "-c", "printf -- "+q); !bytes.Equal(got, []byte(s)) {
+			t.Errorf("printf -- %s printed %q, want %q", q, got, s)
 		}
 	}
 }
@@ -87,7 +87,7 @@ func TestPrintfQuoteRoundTrip(t *testing.T) {
 func TestPrintfQuoteEvalMatchesScript(t *testing.T) {
 	for _, s := range scripts {
 		direct := sh(t, "-c", s)
-		viaEval := sh(t, "-c", `eval "$(printf `+steps.PrintfQuote(s)+`)"`)
+		viaEval := sh(t, "-c", `command eval "$(printf -- `+steps.PrintfQuote(s)+`)"`)
 		if !bytes.Equal(direct, viaEval) {
 			t.Errorf("script %q:\n direct %q\n eval   %q", s, direct, viaEval)
 		}
@@ -111,7 +111,7 @@ func FuzzPrintfQuote(f *testing.F) {
 		if len(s) > 4096 {
 			return
 		}
-		if got := sh(t, "-c", "printf "+steps.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
+		if got := sh(t, "-c", "printf -- "+steps.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
 			t.Errorf("round trip of %q gave %q", s, got)
 		}
 	})
@@ -157,6 +157,10 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
     continue-on-error: true
     timeout: 20s
     run: echo "unterminated
+  - name: script starting with a dash
+    continue-on-error: true
+    timeout: 20s
+    run: "-x"
   - name: shell state persists
     run: {command: "cd /; X=kept; export X", exit-code: 0}
   - name: state seen
@@ -165,7 +169,8 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
 	for name, want := range map[string]string{
 		"status 3 expected": engine.StatusPassed, "output matches": engine.StatusPassed,
 		"output forbidden": engine.StatusFailed, "wrong status": engine.StatusFailed, "syntax error": engine.StatusFailed,
-		"shell state persists": engine.StatusPassed, "state seen": engine.StatusPassed,
+		"script starting with a dash": engine.StatusFailed,
+		"shell state persists":        engine.StatusPassed, "state seen": engine.StatusPassed,
 	} {
 		if s := r.step(t, name); s.Status != want {
 			t.Errorf("step %q: %s (%s), want %s", name, s.Status, s.Error, want)
@@ -176,6 +181,9 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
 	}
 	if e := r.step(t, "syntax error").Error; !strings.Contains(e, "status 2") {
 		t.Errorf("a syntax error should fail the step at once with status 2, got %q", e)
+	}
+	if e := r.step(t, "script starting with a dash").Error; !strings.Contains(e, "status 127") {
+		t.Errorf("running -x: want status 127 (command not found), got %q", e)
 	}
 	if e := r.step(t, "wrong status").Error; !strings.Contains(e, "status 1 (expected 0)") || !strings.Contains(e, "last words") {
 		t.Errorf("exit status error: %q", e)
