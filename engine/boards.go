@@ -292,11 +292,11 @@ func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override BoardSelector) []*
 		b := matches[0]
 		for _, c := range drivers.AllCapabilities {
 			if s, need := needs[c]; need && !b.Has(c) {
-				what := fmt.Sprintf("board %q", b.Name)
+				what := fmt.Sprintf("board %q has no %s driver", b.Name, c)
 				if len(matches) > 1 {
-					what = fmt.Sprintf("none of the %d boards matching %s", len(matches), sel)
+					what = fmt.Sprintf("none of the %d boards matching %s has a %s driver", len(matches), sel, c)
 				}
-				l.report(diag.Errorf(s.Range, s.Path, "step %q needs %s, but %s has a %s driver", s.Title(), c, what, c).
+				l.report(diag.Errorf(s.Range, s.Path, "step %q needs %s, but %s", s.Title(), c, what).
 					WithDetail("%s serves: %s", b.Name, capList(b.Capabilities())))
 			}
 		}

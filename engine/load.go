@@ -230,12 +230,33 @@ func yamlSyntaxError(file string, err error) *diag.Diagnostic {
 	r := diag.Range{Filename: file}
 	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		r.Start = diag.Pos{Line: line, Column: 1}
 		msg = m[2]
+		if yamlParserErrors[msg] {
+			// yaml.v3 gives a parser error the 0-based line of the
+			// construct it was parsing (scanner errors are 1-based).
+			line++
+		}
+		r.Start = diag.Pos{Line: line, Column: 1}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
 	return diag.Errorf(r, "", "YAML syntax error: %s", msg)
+}
+
+// yamlParserErrors are the messages of yaml.v3's parser (as opposed to its
+// scanner), whose line numbers are one too low.
+var yamlParserErrors = map[string]bool{
+	"did not find expected <stream-start>":   true,
+	"did not find expected <document start>": true,
+	"did not find expected node content":     true,
+	"did not find expected '-' indicator":    true,
+	"did not find expected key":              true,
+	"did not find expected ',' or ']'":       true,
+	"did not find expected ',' or '}'":       true,
+	"found undefined tag handle":             true,
+	"found duplicate %YAML directive":        true,
+	"found incompatible YAML document":       true,
+	"found duplicate %TAG directive":         true,
 }
 
 func kindName(n *yaml.Node) string {
@@ -286,7 +307,29 @@ type planInstance struct {
 // LoadPlan loads a top-level plan. It returns nil when the plan is
 // unusable; Diagnostics tells why.
 func (l *Loader) LoadPlan(path string) *Plan {
-	f := l.readFile(path, true)
+	return l.loadPlan(l.readFile(path, true))
+}
+
+// LoadPlanBytes loads a top-level plan held in memory; name stands for its
+// path: it names the plan in diagnostics, and used plans resolve against
+// its directory.
+func (l *Loader) LoadPlanBytes(name string, src []byte) *Plan {
+	abs, err := filepath.Abs(name)
+	if err != nil {
+		abs = name
+	}
+	f := &fileDoc{path: name, abs: abs}
+	l.files[abs] = f
+	if int64(len(src)) > l.opts.MaxFileSize {
+		l.report(diag.Errorf(diag.Range{Filename: name}, "", "file is larger than %d bytes", l.opts.MaxFileSize))
+		return nil
+	}
+	l.sources[name] = src
+	l.parse(f, src, true)
+	return l.loadPlan(f)
+}
+
+func (l *Loader) loadPlan(f *fileDoc) *Plan {
 	if f.root == nil {
 		return nil
 	}

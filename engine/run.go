@@ -320,6 +320,10 @@ func (r *Run) Plan() *Plan { return r.cfg.Plan }
 // Secret registers a value to mask everywhere.
 func (r *Run) Secret(v string) { r.secrets.Add(v) }
 
+// SecretForms also masks fn(v) for every secret v known so far: the form a
+// step writes a secret in, e.g. quoted for a shell (see redact.AddForms).
+func (r *Run) SecretForms(fn func(string) string) { r.secrets.AddForms(fn) }
+
 // Redact masks secrets in s.
 func (r *Run) Redact(s string) string { return r.secrets.String(s) }
 

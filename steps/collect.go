@@ -97,7 +97,7 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 	if r.Artifacts() == "" {
 		return diag.Infraf("collect needs an artifacts directory (--artifacts)")
 	}
-	if err := os.MkdirAll(filepath.Join(r.Artifacts(), a.To), 0o755); err != nil {
+	if err := os.MkdirAll(r.Artifacts(), 0o755); err != nil {
 		return diag.Infraf("artifacts: %v", err)
 	}
 	root, err := os.OpenRoot(r.Artifacts())
@@ -105,6 +105,11 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Infraf("artifacts: %v", err)
 	}
 	defer root.Close()
+	// Inside the root: a symlink in the artifacts must not lead the
+	// directories out of it.
+	if err := root.MkdirAll(a.To, 0o755); err != nil {
+		return diag.Failf("collect into %s: %v", a.To, err)
+	}
 	var n int
 	switch {
 	case a.From == "local":

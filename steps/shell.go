@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
@@ -57,8 +58,8 @@ func nonce() string {
 }
 
 // runShell runs script in the logged-in shell on the board's console and
-// returns its output and exit status. The script is typed as one line and
-// framed by markers whose echo cannot match, so neither the echo nor the
+// returns its output and exit status. The script is typed as one line (a
+// long one in pieces, see typedLines) and framed by markers whose echo cannot match, so neither the echo nor the
 // prompt ends up in the output. On cancellation it sends Ctrl-C so the
 // shell is usable by the next step.
 func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*shellResult, error) {
@@ -69,12 +70,15 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	n := nonce()
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
-	// "JSPL""AN" in the typed line: the echo never contains the marker.
-	line := fmt.Sprintf(`echo "JSPL""AN-%s-B"; eval "$(printf %s)"; echo "JSPL""AN-%s-E:$?"`+"\n", n, printfQuote(script), n)
+	// The console echoes the typed lines, where the script is printf-quoted:
+	// mask secrets in that form too.
+	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
-	if _, err := con.Write([]byte(line)); err != nil {
-		return nil, diag.Infraf("console: %v", err)
+	for _, line := range typedLines(r, n, script) {
+		if _, err := con.Write([]byte(line + "\n")); err != nil {
+			return nil, diag.Infraf("console: %v", err)
+		}
 	}
 	if _, err := con.Expect(ctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(begin) + `\r?\n`)}, nil); err != nil {
 		interrupt(con)
@@ -102,7 +106,100 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	return &shellResult{Output: out, Code: code}, nil
 }
 
-func interrupt(con *console.Session) { _, _ = con.Write([]byte{3}) }
+// maxTypedLine bounds a line typed at the board's shell: a Linux tty takes
+// 4095 bytes per line, BusyBox ash's line editor 1024.
+const maxTypedLine = 768
+
+// typedLines returns the lines to type to run script with markers n. A
+// short script is one line. A longer one is first stored, printf-quoted, in
+// a shell variable, piece by piece, one line each.
+func typedLines(r *engine.Run, n, script string) []string {
+	// "JSPL""AN" in the typed line: the echo never contains the marker.
+	// `command eval`: a syntax error in the script fails it with status 2;
+	// a plain eval would make the interactive shell drop the rest of the
+	// line, end marker included, and the step would wait for its timeout.
+	run := func(format string) string {
+		return fmt.Sprintf(`echo "JSPL""AN-%s-B"; command eval "$(printf -- %s)"; echo "JSPL""AN-%s-E:$?"`, n, format, n)
+	}
+	if line := run(printfQuote(script)); len(line) <= maxTypedLine {
+		return []string{line}
+	}
+	v := "_jsplan_" + n
+	var lines []string
+	for _, piece := range splitScript(r, script, maxTypedLine-2*len(v)-8) {
+		if len(lines) == 0 {
+			lines = append(lines, v+"="+printfQuote(piece))
+		} else {
+			lines = append(lines, v+`="$`+v+`"`+printfQuote(piece))
+		}
+	}
+	return append(lines, run(`"$`+v+`"`)+"; unset "+v)
+}
+
+// splitScript cuts s into pieces whose printf-quoted form is at most budget
+// bytes, never inside a UTF-8 sequence nor inside a secret (each piece is
+// echoed on its own line; a secret cut in two would not be masked).
+func splitScript(r *engine.Run, s string, budget int) []string {
+	hasSecret := r.Redact(s) != s
+	var out []string
+	for len(s) > 0 {
+		end, size := 0, 0
+		for ; end < len(s); end++ {
+			w := len(printfQuote(s[end:end+1])) - 2
+			if size+w > budget {
+				break
+			}
+			size += w
+		}
+		if end == len(s) {
+			return append(out, s)
+		}
+		cut := end
+		for cut > 0 && (!utf8.RuneStart(s[cut]) || hasSecret && cutsSecret(r, s, cut)) {
+			cut--
+		}
+		if cut == 0 {
+			cut = end // a secret longer than a line: no way around it
+		}
+		out = append(out, s[:cut])
+		s = s[cut:]
+	}
+	return out
+}
+
+// cutsSecret reports whether cutting s at i splits a secret.
+func cutsSecret(r *engine.Run, s string, i int) bool {
+	const window = 4096
+	lo, hi := max(0, i-window), min(len(s), i+window)
+	return r.Redact(s[lo:i])+r.Redact(s[i:hi]) != r.Redact(s[lo:hi])
+}
+
+// interrupt stops the command running in the shell with Ctrl-C, then waits
+// (a few seconds at most) until the shell answers again: the shell drops
+// input that arrives while it handles the interrupt, so the next step's
+// command line would be lost. The probe is a harmless echo, typed again
+// until its answer shows.
+func interrupt(con *console.Session) {
+	if _, err := con.Write([]byte{3}); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	n := nonce()
+	probe := []byte(`echo "JSPL""AN-` + n + `-S"` + "\n")
+	answer := []*regexp.Regexp{regexp.MustCompile(`JSPLAN-` + n + `-S`)}
+	for ctx.Err() == nil {
+		if _, err := con.Write(probe); err != nil {
+			return
+		}
+		wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		_, err := con.Expect(wctx, answer, nil)
+		wcancel()
+		if err == nil || wctx.Err() == nil {
+			return // answered, or the console is gone
+		}
+	}
+}
 
 // waitError explains why a console wait ended.
 func waitError(err error, what string) error {
@@ -138,7 +235,7 @@ func expandKeys(s string) string {
 	})
 }
 
-var keyRE = regexp.MustCompile(`<[A-Za-z0-9-]+>`)
+var keyRE = regexp.MustCompile(`<(?:(?i:ctrl-)[\[\\\]^_]|[A-Za-z0-9-]+)>`)
 
 var keys = map[string]string{
 	"ENTER": "\r", "LF": "\n", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "SPACE": " ",

@@ -155,7 +155,6 @@ func apply(c *cli.Context) error {
 		}
 		red.Add(l.Secrets()...)
 	}
-	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), []byte(red.String(string(engine.YAML(engine.Render(res.plan, res.board))))), 0o644)
 
 	// Console log, open from the first byte.
 	start := time.Now()
@@ -180,6 +179,9 @@ func apply(c *cli.Context) error {
 	}
 	var result *engine.Result
 	board, err := engine.OpenBoard(ctx, res.board, env)
+	// Rendered once the drivers have registered their secrets (a board's
+	// password), so those are masked too.
+	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), engine.YAML(maskNode(engine.Render(res.plan, res.board), red)), 0o644)
 	if err != nil {
 		clog.Close()
 		clogFile.Close()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/urfave/cli/v2"
+	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/redact"
@@ -36,15 +37,33 @@ func renderCommand() *cli.Command {
 			}
 			red := &redact.Redactor{}
 			red.Add(l.Secrets()...)
-			n := engine.Render(res.plan, res.board)
+			n := maskNode(engine.Render(res.plan, res.board), red)
 			out := engine.YAML(n)
 			if format == "json" {
 				out = engine.JSON(n)
 			}
-			_, err = c.App.Writer.Write([]byte(red.String(string(out))))
+			_, err = c.App.Writer.Write(out)
 			return err
 		},
 	}
+}
+
+// maskNode replaces secrets in every scalar of n, before it is encoded:
+// masking the encoded text would miss a secret the encoder escaped, and
+// would turn a plain YAML scalar into ***, which YAML reads as an alias.
+func maskNode(n *yaml.Node, red *redact.Redactor) *yaml.Node {
+	if n == nil {
+		return nil
+	}
+	if n.Kind == yaml.ScalarNode {
+		if v := red.String(n.Value); v != n.Value {
+			n.Value, n.Tag, n.Style = v, "!!str", 0
+		}
+	}
+	for _, c := range n.Content {
+		maskNode(c, red)
+	}
+	return n
 }
 
 // resolved is a plan loaded for a run, with its board.

@@ -5,6 +5,7 @@ package redact
 import (
 	"encoding/json"
 	"html"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -17,7 +18,8 @@ const Mask = "***"
 // it is safe for concurrent use.
 type Redactor struct {
 	mu       sync.RWMutex
-	secrets  []string
+	secrets  []string // the registered values
+	masked   []string // secrets and their forms, longest first
 	replacer *strings.Replacer
 }
 
@@ -25,29 +27,50 @@ type Redactor struct {
 func (r *Redactor) Add(values ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var all []string
 	for _, v := range values {
-		if v == "" {
-			continue
-		}
-		// the forms a value takes inside JSON and XML reports of other tools
-		all = append(all, v, jsonEscaped(v, true), jsonEscaped(v, false), html.EscapeString(v))
-	}
-	for _, v := range all {
-		dup := false
-		for _, s := range r.secrets {
-			if s == v {
-				dup = true
-			}
-		}
-		if !dup {
+		if v != "" && !slices.Contains(r.secrets, v) {
 			r.secrets = append(r.secrets, v)
 		}
 	}
+	var forms []string
+	for _, v := range values {
+		if v != "" {
+			// the forms a value takes inside JSON and XML reports of other tools
+			forms = append(forms, v, jsonEscaped(v, true), jsonEscaped(v, false), html.EscapeString(v))
+		}
+	}
+	r.mask(forms)
+}
+
+// AddForms also masks fn(v) for every secret v registered so far (not for
+// forms added before): the form a secret takes once quoted or escaped, e.g.
+// in a command line a step types on a console, which the console echoes.
+func (r *Redactor) AddForms(fn func(string) string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	forms := make([]string, 0, len(r.secrets))
+	for _, v := range r.secrets {
+		forms = append(forms, fn(v))
+	}
+	r.mask(forms)
+}
+
+// mask adds values to the masked strings; the caller holds mu.
+func (r *Redactor) mask(values []string) {
+	added := false
+	for _, v := range values {
+		if v != "" && !slices.Contains(r.masked, v) {
+			r.masked = append(r.masked, v)
+			added = true
+		}
+	}
+	if !added {
+		return
+	}
 	// longest first, so a secret containing another is masked whole
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
-	var pairs []string
-	for _, s := range r.secrets {
+	sort.Slice(r.masked, func(i, j int) bool { return len(r.masked[i]) > len(r.masked[j]) })
+	pairs := make([]string, 0, 2*len(r.masked))
+	for _, s := range r.masked {
 		pairs = append(pairs, s, Mask)
 	}
 	r.replacer = strings.NewReplacer(pairs...)
@@ -76,15 +99,15 @@ func (r *Redactor) String(s string) string {
 	return rep.Replace(s)
 }
 
-// MaxLen is the length of the longest secret.
+// MaxLen is the length of the longest masked string.
 func (r *Redactor) MaxLen() int {
 	if r == nil {
 		return 0
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	if len(r.secrets) == 0 {
+	if len(r.masked) == 0 {
 		return 0
 	}
-	return len(r.secrets[0])
+	return len(r.masked[0])
 }

@@ -1,0 +1,423 @@
+package console
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// line is the board end of a console: what the test writes to w, the
+// session reads; what the session writes is kept in sent.
+type line struct {
+	r    *io.PipeReader
+	w    *io.PipeWriter
+	mu   sync.Mutex
+	sent bytes.Buffer
+}
+
+func newLine() *line {
+	r, w := io.Pipe()
+	return &line{r: r, w: w}
+}
+
+func (l *line) Read(p []byte) (int, error) { return l.r.Read(p) }
+
+func (l *line) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.sent.Write(p)
+}
+
+func (l *line) Close() error { return l.r.CloseWithError(errClosedByUs) }
+
+// session opens a session on a new line and closes both at the end of
+// the test.
+func session(t testing.TB, opts Options) (*Session, *line) {
+	t.Helper()
+	l := newLine()
+	s := New(l, opts)
+	t.Cleanup(func() {
+		l.w.Close()
+		s.Close()
+	})
+	return s, l
+}
+
+// feed writes chunks one Write each, so the reader sees them as separate
+// reads (a pipe returns at most one Write per Read).
+func feed(t testing.TB, l *line, chunks ...string) {
+	t.Helper()
+	for _, c := range chunks {
+		if _, err := l.w.Write([]byte(c)); err != nil {
+			t.Errorf("feed: %v", err)
+			return
+		}
+	}
+}
+
+func res(patterns ...string) []*regexp.Regexp {
+	var out []*regexp.Regexp
+	for _, p := range patterns {
+		out = append(out, regexp.MustCompile(p))
+	}
+	return out
+}
+
+// expectAsync starts Expect and returns a channel with its outcome.
+type outcome struct {
+	m   *Match
+	err error
+}
+
+func expectAsync(ctx context.Context, s *Session, patterns, failOn []*regexp.Regexp) <-chan outcome {
+	ch := make(chan outcome, 1)
+	go func() {
+		m, err := s.Expect(ctx, patterns, failOn)
+		ch <- outcome{m, err}
+	}()
+	return ch
+}
+
+// wait returns the outcome, failing the test if Expect does not return
+// within a generous bound (it must end on its own).
+func wait(t *testing.T, ch <-chan outcome) outcome {
+	t.Helper()
+	select {
+	case o := <-ch:
+		return o
+	case <-time.After(30 * time.Second):
+		t.Fatal("Expect did not return")
+		return outcome{}
+	}
+}
+
+func TestExpectAcrossChunkBoundaries(t *testing.T) {
+	s, l := session(t, Options{})
+	ctx := context.Background()
+	ch := expectAsync(ctx, s, res(`sim login: $`), nil)
+	// The prompt arrives in pieces, the first after more than a read
+	// buffer of boot log.
+	feed(t, l, strings.Repeat("boot log line\r\n", 3000)+"sim lo", "g", "in", ": ")
+	o := wait(t, ch)
+	if o.err != nil {
+		t.Fatal(o.err)
+	}
+	if o.m.Text != "sim login: " || o.m.Index != 0 {
+		t.Errorf("match %q index %d", o.m.Text, o.m.Index)
+	}
+	if !strings.HasSuffix(o.m.Before, "boot log line\r\n") || len(o.m.Before) > DefaultWindow {
+		t.Errorf("Before has %d bytes, ends %q", len(o.m.Before), o.m.Before[max(0, len(o.m.Before)-20):])
+	}
+
+	// What was matched is consumed: the same pattern waits for new text.
+	ch = expectAsync(ctx, s, res(`login: `), nil)
+	feed(t, l, "Password: ", "\r\nLogin incorrect\r\nsim ", "login: ")
+	o = wait(t, ch)
+	if o.err != nil || o.m.Before != "Password: \r\nLogin incorrect\r\nsim " {
+		t.Errorf("second Expect: %+v %v", o.m, o.err)
+	}
+}
+
+func TestExpectSubmatches(t *testing.T) {
+	s, l := session(t, Options{})
+	ch := expectAsync(context.Background(), s, res(`image (\S+) (ok|bad)?`), nil)
+	feed(t, l, "booting image demo-12", "34 \r\n")
+	o := wait(t, ch)
+	if o.err != nil || len(o.m.Groups) != 2 || o.m.Groups[0] != "demo-1234" || o.m.Groups[1] != "" {
+		t.Errorf("groups %q, %v", o.m.Groups, o.err)
+	}
+}
+
+func TestExpectFirstMatchByPositionWins(t *testing.T) {
+	s, l := session(t, Options{})
+	ctx := context.Background()
+	feed(t, l, "aaa BETA bbb ALPHA ccc\n")
+	// Whatever the order of the patterns, the earliest text wins.
+	for i, want := range []struct {
+		index int
+		text  string
+	}{{1, "BETA"}, {0, "ALPHA"}} {
+		o := wait(t, expectAsync(ctx, s, res(`ALPHA`, `BETA`), nil))
+		if o.err != nil || o.m.Index != want.index || o.m.Text != want.text {
+			t.Errorf("Expect %d: %+v %v, want %s (pattern %d)", i, o.m, o.err, want.text, want.index)
+		}
+	}
+	// Nothing is left to match.
+	ctx2, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if o := wait(t, expectAsync(ctx2, s, res(`ALPHA`, `BETA`), nil)); o.err == nil {
+		t.Errorf("matched consumed text: %+v", o.m)
+	}
+}
+
+func TestExpectFailOn(t *testing.T) {
+	s, l := session(t, Options{})
+	ctx := context.Background()
+	ch := expectAsync(ctx, s, res(`login:`), res(`Kernel panic`))
+	feed(t, l, "[ 0.6] Kernel pa", "nic - not syncing\r\nlogin:")
+	o := wait(t, ch)
+	var fe *FailOnError
+	if !errors.As(o.err, &fe) || fe.Text != "Kernel panic" || fe.Pattern != "Kernel panic" {
+		t.Fatalf("want a FailOnError, got %+v %v", o.m, o.err)
+	}
+	// The login prompt printed after the panic is still there; a fail-on
+	// pattern printed after the expected text does not matter.
+	o = wait(t, expectAsync(ctx, s, res(`login:`), res(`oops`)))
+	if o.err != nil {
+		t.Errorf("login after the panic: %v", o.err)
+	}
+	feed(t, l, "ready\r\n oops")
+	if o := wait(t, expectAsync(ctx, s, res(`ready`), res(`oops`))); o.err != nil {
+		t.Errorf("expected text before a fail-on pattern: %v", o.err)
+	}
+}
+
+func TestSessionFailOnWithoutExpect(t *testing.T) {
+	got := make(chan [2]string, 1)
+	s, l := session(t, Options{FailOn: res(`Kernel panic - not syncing`), OnFail: func(p, m string) { got <- [2]string{p, m} }})
+	// Split across reads and after more than the overlap of text.
+	feed(t, l, strings.Repeat("x", 10000)+"Kernel panic - not ", "syncing: VFS\r\n")
+	select {
+	case g := <-got:
+		if g[0] != "Kernel panic - not syncing" || g[1] != "Kernel panic - not syncing" {
+			t.Errorf("OnFail(%q, %q)", g[0], g[1])
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("OnFail was not called")
+	}
+	// once only
+	feed(t, l, "Kernel panic - not syncing again\r\n")
+	_ = s
+	select {
+	case g := <-got:
+		t.Errorf("OnFail called twice: %v", g)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+func TestExpectTimeoutWhileOutputFlows(t *testing.T) {
+	s, l := session(t, Options{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		chunk := []byte(strings.Repeat("flood flood flood\r\n", 100))
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := l.w.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	defer func() { close(stop); l.w.Close(); wg.Wait() }()
+	cause := errors.New("step timed out after 200ms")
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 200*time.Millisecond, cause)
+	defer cancel()
+	o := wait(t, expectAsync(ctx, s, res(`never printed`), nil))
+	if !errors.Is(o.err, cause) {
+		t.Errorf("want the context's cause, got %v", o.err)
+	}
+}
+
+func TestWindowStaysBounded(t *testing.T) {
+	s, l := session(t, Options{})
+	const total = 50 << 20
+	ch := expectAsync(context.Background(), s, res(`THE END`), nil)
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<12) // 64 KiB
+	maxCap := 0
+	for n := 0; n < total; n += len(chunk) {
+		feed(t, l, string(chunk))
+		s.mu.Lock()
+		maxCap = max(maxCap, cap(s.buf))
+		if len(s.buf) > DefaultWindow {
+			t.Fatalf("window holds %d bytes, more than %d", len(s.buf), DefaultWindow)
+		}
+		s.mu.Unlock()
+	}
+	feed(t, l, "THE END\r\n")
+	if o := wait(t, ch); o.err != nil || o.m.Text != "THE END" {
+		t.Fatalf("marker after 50 MB: %+v %v", o.m, o.err)
+	}
+	// append may grow the slice by one read before it is trimmed, never more.
+	if limit := 2*DefaultWindow + 32<<10; maxCap > limit {
+		t.Errorf("window buffer grew to %d bytes (limit %d)", maxCap, limit)
+	}
+	if tail := s.Tail(100); !strings.HasSuffix(tail, "THE END\r\n") || len(tail) != 100 {
+		t.Errorf("Tail: %q", tail)
+	}
+}
+
+func TestCapture(t *testing.T) {
+	s, l := session(t, Options{Window: 1024})
+	feed(t, l, "before\n")
+	waitFor(t, s, "before")
+	c := s.Capture(1 << 20)
+	big := strings.Repeat("y", 5000) // more than the window
+	feed(t, l, "one\n", big, "\ntwo\n")
+	waitFor(t, s, "two")
+	data, ok := c.Stop()
+	if !ok || string(data) != "one\n"+big+"\ntwo\n" {
+		t.Errorf("capture: ok=%v %d bytes", ok, len(data))
+	}
+	feed(t, l, "after\n")
+	waitFor(t, s, "after")
+	if again, _ := c.Stop(); len(again) != len(data) {
+		t.Errorf("capture grew after Stop")
+	}
+
+	small := s.Capture(10)
+	feed(t, l, "0123456789ABCDEF\n")
+	waitFor(t, s, "ABCDEF")
+	if data, ok := small.Stop(); ok || len(data) > 10 {
+		t.Errorf("capture over its limit: ok=%v %d bytes", ok, len(data))
+	}
+}
+
+func waitFor(t *testing.T, s *Session, text string) {
+	t.Helper()
+	o := wait(t, expectAsync(context.Background(), s, res(regexp.QuoteMeta(text)), nil))
+	if o.err != nil {
+		t.Fatalf("waiting for %q: %v", text, o.err)
+	}
+}
+
+func TestSessionEndOfStream(t *testing.T) {
+	s, l := session(t, Options{})
+	ch := expectAsync(context.Background(), s, res(`never`), nil)
+	feed(t, l, "last words\n")
+	l.w.Close()
+	o := wait(t, ch)
+	if !errors.Is(o.err, ErrClosed) || !errors.Is(s.Err(), ErrClosed) {
+		t.Errorf("Expect after the end: %v, Err %v", o.err, s.Err())
+	}
+	if _, err := s.Write([]byte("x")); err == nil {
+		t.Errorf("Write after the end succeeded")
+	}
+	// Text received before the end can still be matched.
+	if o := wait(t, expectAsync(context.Background(), s, res(`last words`), nil)); o.err != nil {
+		t.Errorf("text before the end: %v", o.err)
+	}
+}
+
+func TestSendPaced(t *testing.T) {
+	s, l := session(t, Options{})
+	text := strings.Repeat("abcdefgh", 10)
+	if err := s.Send(context.Background(), []byte(text), time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	l.mu.Lock()
+	got := l.sent.String()
+	l.mu.Unlock()
+	if got != text {
+		t.Errorf("sent %q", got)
+	}
+	ctx, cancel := context.WithCancelCause(context.Background())
+	stop := errors.New("stopped")
+	cancel(stop)
+	if err := s.Send(ctx, []byte(text), time.Hour); !errors.Is(err, stop) {
+		t.Errorf("paced Send on a cancelled context: %v", err)
+	}
+}
+
+func TestLogTimestampsAndRedacts(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	w := &lockedBuffer{mu: &mu, b: &buf}
+	lg := NewLog(w, time.Now(), func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") })
+	io.WriteString(lg, "first line\r\nsecond ")
+	io.WriteString(lg, "line has hunter2\r\n")
+	lg.Note("step %d: %s", 3, "hunter2 in a note")
+	io.WriteString(lg, "a prompt# ") // no newline: flushed when idle
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		mu.Lock()
+		done := strings.Contains(buf.String(), "a prompt# ")
+		mu.Unlock()
+		if done || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	io.WriteString(lg, strings.Repeat("z", 5000)+"\n")
+	lg.Close()
+	io.WriteString(lg, "after close\n")
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	stamp := regexp.MustCompile(`^\[ *\d+\.\d{3}\] `)
+	want := []string{"first line", "second line has ***", "### step 3: *** in a note", "a prompt# ", strings.Repeat("z", maxLine), strings.Repeat("z", 5000-maxLine)}
+	if len(lines) != len(want) {
+		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), out)
+	}
+	for i, l := range lines {
+		if !stamp.MatchString(l) || stamp.ReplaceAllString(l, "") != want[i] {
+			t.Errorf("line %d: %q, want a timestamp and %q", i, l[:min(len(l), 60)], want[i][:min(len(want[i]), 60)])
+		}
+	}
+}
+
+type lockedBuffer struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+// BenchmarkExpectThroughput measures how fast the session takes console
+// text in while an Expect waits: 1 MiB of boot-log-like text, then the
+// awaited line.
+func BenchmarkExpectThroughput(b *testing.B) {
+	for _, bc := range []struct {
+		name string
+		opts func() Options
+	}{
+		{"plain", func() Options { return Options{} }},
+		{"log+fail-on", func() Options {
+			return Options{Log: NewLog(io.Discard, time.Now(), nil), FailOn: res(`Kernel panic`, `Oops: `, `BUG: `)}
+		}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			var text bytes.Buffer
+			for i := 0; text.Len() < 1<<20; i++ {
+				text.WriteString("[    1.234567] usb 1-1: new high-speed USB device number 2 using xhci_hcd\r\n")
+			}
+			payload := text.Bytes()
+			pats := res(`login: $`)
+			b.SetBytes(int64(len(payload)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l := newLine()
+				s := New(l, bc.opts())
+				go func() {
+					for p := payload; len(p) > 0; {
+						n := min(len(p), 4096) // a pty hands out at most 4 KiB per read
+						l.w.Write(p[:n])
+						p = p[n:]
+					}
+					l.w.Write([]byte("sim login: "))
+				}()
+				if _, err := s.Expect(context.Background(), pats, nil); err != nil {
+					b.Fatal(err)
+				}
+				l.w.Close()
+				s.Close()
+			}
+		})
+	}
+}

@@ -1,0 +1,167 @@
+package engine_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jsplan/jsplan/engine"
+)
+
+// loadRun loads a plan for a run with no board.
+func loadRun(t testing.TB, src string) *engine.Plan {
+	t.Helper()
+	dir := writeFiles(t, map[string]string{"plan.yaml": src})
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeRun, Env: func(string) (string, bool) { return "", false }, Artifacts: dir})
+	p := l.LoadPlan(filepath.Join(dir, "plan.yaml"))
+	if p == nil || l.Diagnostics().HasErrors() {
+		t.Fatalf("load: %v", l.Diagnostics())
+	}
+	return p
+}
+
+// recorder is a Sink that keeps the events.
+type recorder struct{ events []engine.Event }
+
+func (r *recorder) Event(e engine.Event) { r.events = append(r.events, e) }
+
+func TestExecuteStatusesAndEvents(t *testing.T) {
+	p := loadRun(t, head+`steps:
+  - log: one
+  - name: ignored failure
+    continue-on-error: true
+    local: exit 3
+  - group:
+      steps:
+        - log: inner
+        - name: inner failure
+          local: exit 4
+        - log: never
+      finally:
+        - log: group cleanup
+  - log: skipped
+finally:
+  - name: first cleanup fails
+    local: exit 5
+  - log: second cleanup runs
+`)
+	rec := &recorder{}
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: rec})
+	if res.Status != engine.StatusFailed || res.ExitCode != 1 {
+		t.Errorf("status %q exit %d", res.Status, res.ExitCode)
+	}
+	var got []string
+	var walk func(prefix string, rs []*engine.StepResult)
+	walk = func(prefix string, rs []*engine.StepResult) {
+		for _, r := range rs {
+			got = append(got, prefix+r.Index+"="+r.Status)
+			walk(prefix, r.Children)
+		}
+	}
+	walk("", res.Steps)
+	walk("", res.Finally)
+	want := "1=passed 2=failed 3=failed 3.1=passed 3.2=failed 3.3=skipped 3.f.1=passed 4=skipped f.1=failed f.2=passed"
+	if strings.Join(got, " ") != want {
+		t.Errorf("results:\n got %s\nwant %s", strings.Join(got, " "), want)
+	}
+	if !res.Steps[1].Ignored {
+		t.Errorf("continue-on-error failure not marked ignored")
+	}
+	if !strings.Contains(res.Error, "status 4") {
+		t.Errorf("run error %q should be the first failure", res.Error)
+	}
+	if len(rec.events) == 0 || rec.events[0].Type != "run-start" || rec.events[len(rec.events)-1].Type != "run-end" {
+		t.Errorf("events do not start with run-start and end with run-end")
+	}
+	starts, ends := 0, 0
+	for _, e := range rec.events {
+		switch e.Type {
+		case "step-start":
+			starts++
+		case "step-end":
+			ends++
+		}
+	}
+	if starts != ends || ends != 8 {
+		t.Errorf("%d step-start and %d step-end events, want 8 each (skipped steps do not run)", starts, ends)
+	}
+}
+
+func TestExecuteRetry(t *testing.T) {
+	dir := t.TempDir()
+	p := loadRun(t, head+`steps:
+  - name: flaky
+    retry: {attempts: 3, delay: 10ms}
+    local:
+      command: 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ $n -ge 3 ]'
+      dir: `+dir+`
+`)
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
+	if res.Status != engine.StatusPassed || res.Steps[0].Attempts != 3 {
+		t.Errorf("status %q after %d attempts: %s", res.Status, res.Steps[0].Attempts, res.Error)
+	}
+}
+
+func TestExecutePlanTimeoutStillRunsFinally(t *testing.T) {
+	p := loadRun(t, head+"timeout: 200ms\nsteps:\n  - sleep: 100ms\n  - sleep: 150ms\n  - log: never\nfinally:\n  - log: cleanup\n")
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
+	if res.Status != engine.StatusFailed || !strings.Contains(res.Error, "plan timed out after 200ms") {
+		t.Errorf("status %q error %q", res.Status, res.Error)
+	}
+	if res.Steps[0].Status != engine.StatusPassed || res.Steps[1].Status != engine.StatusFailed || res.Steps[2].Status != engine.StatusSkipped {
+		t.Errorf("steps: %s %s %s", res.Steps[0].Status, res.Steps[1].Status, res.Steps[2].Status)
+	}
+	if res.Finally[0].Status != engine.StatusPassed {
+		t.Errorf("finally after a plan timeout: %s", res.Finally[0].Status)
+	}
+}
+
+func TestExecuteReportsAreJSON(t *testing.T) {
+	p := loadRun(t, head+"steps:\n  - log: hi\n")
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back map[string]any
+	if err := json.Unmarshal(b, &back); err != nil || back["status"] != "passed" {
+		t.Errorf("report JSON: %s", b)
+	}
+}
+
+// BenchmarkStepOverhead is the engine's cost per step: a plan of 1000 log
+// steps with no board, with events encoded as the CLI's JSON view does.
+func BenchmarkStepOverhead(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(head + "steps:\n")
+	const steps = 1000
+	for i := 0; i < steps; i++ {
+		fmt.Fprintf(&sb, "  - log: step %d\n", i)
+	}
+	p := loadRun(b, sb.String())
+	for _, bc := range []struct {
+		name string
+		sink engine.Sink
+	}{
+		{"no-sink", nil},
+		{"json-sink", jsonSink{json.NewEncoder(io.Discard)}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: bc.sink})
+				if res.Status != engine.StatusPassed {
+					b.Fatal(res.Error)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Microseconds())/float64(b.N)/steps, "µs/step")
+		})
+	}
+}
+
+type jsonSink struct{ enc *json.Encoder }
+
+func (s jsonSink) Event(e engine.Event) { _ = s.enc.Encode(e) }
