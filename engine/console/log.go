@@ -44,18 +44,25 @@ func (l *Log) Write(p []byte) (int, error) {
 	if l.closed {
 		return len(p), nil
 	}
-	for _, c := range p {
-		if c == '\r' {
-			continue
+	n := len(p)
+	for len(p) > 0 {
+		seg, rest, nl := bytes.Cut(p, []byte{'\n'})
+		for len(seg) > 0 { // drop the CRs of CRLF line ends
+			i := bytes.IndexByte(seg, '\r')
+			if i < 0 {
+				l.line.Write(seg)
+				break
+			}
+			l.line.Write(seg[:i])
+			seg = seg[i+1:]
 		}
-		if c == '\n' {
+		for l.line.Len() >= maxLine {
+			l.cutLocked()
+		}
+		if nl {
 			l.flushLocked(true)
-			continue
 		}
-		l.line.WriteByte(c)
-		if l.line.Len() >= maxLine {
-			l.flushLocked(true)
-		}
+		p = rest
 	}
 	if l.line.Len() > 0 {
 		if l.timer == nil {
@@ -64,7 +71,15 @@ func (l *Log) Write(p []byte) (int, error) {
 			l.timer.Reset(idleFlush)
 		}
 	}
-	return len(p), nil
+	return n, nil
+}
+
+// cutLocked writes the first maxLine bytes of an overlong line.
+func (l *Log) cutLocked() {
+	rest := append([]byte(nil), l.line.Bytes()[maxLine:]...)
+	l.line.Truncate(maxLine)
+	l.flushLocked(true)
+	l.line.Write(rest)
 }
 
 func (l *Log) idle() {
