@@ -204,6 +204,29 @@ func (d *Device) Off(ctx context.Context) error {
 	return nil
 }
 
+// Cycle powers the board off and on again. A virtual machine has nothing to
+// discharge, so the pause only keeps a running machine off for delay, as the
+// plan asked; a machine that is already off starts at once (a plan usually
+// powers off before flashing and then cycles to boot).
+func (d *Device) Cycle(ctx context.Context, delay time.Duration) error {
+	d.mu.Lock()
+	wasOn := d.runningLocked()
+	d.mu.Unlock()
+	if wasOn {
+		if err := d.Off(ctx); err != nil {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
+	return d.On(ctx)
+}
+
 // Reset resets the machine without stopping QEMU (QMP system_reset).
 func (d *Device) Reset(ctx context.Context) error {
 	d.mu.Lock()

@@ -593,6 +593,18 @@ func listeners(t *testing.T, port int) []string {
 	return addrs
 }
 
+// TestCycleWhileOff checks that cycling a board that is off powers it on at
+// once, without the pause (an hour here) meant for a running board: On then
+// fails because nothing was flashed.
+func TestCycleWhileOff(t *testing.T) {
+	needQEMU(t)
+	d, _ := openBoard(t, Config{})
+	err := d.Cycle(ctxFor(t, 30*time.Second), time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "flash an image first") {
+		t.Fatalf("Cycle of an off board without an image = %v, want the power on error", err)
+	}
+}
+
 // TestQEMUStartFailure checks that a QEMU that refuses its command line gives
 // a clear infrastructure error carrying QEMU's message, and leaves no process.
 func TestQEMUStartFailure(t *testing.T) {
