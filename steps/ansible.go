@@ -130,6 +130,11 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	cmd := exec.Command("ansible-playbook", args...)
 	sshArgs := "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"
+	// The endpoint's own options (a jump host, an algorithm an old board
+	// needs) apply as they do for collect over ssh.
+	for _, o := range ep.Options {
+		sshArgs += " -o " + shellQuote(o)
+	}
 	env := append(os.Environ(),
 		"ANSIBLE_HOST_KEY_CHECKING=False",
 		"ANSIBLE_SSH_ARGS="+sshArgs,
