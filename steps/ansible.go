@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -83,6 +85,49 @@ func inventory(group, board string, ep drivers.Endpoint) string {
 	return b.String()
 }
 
+// ansibleEnv is the environment of ansible-playbook: base (the process's
+// environment), then jsplan's settings, then the step's env, which wins.
+func ansibleEnv(base []string, ep drivers.Endpoint, tmp, artifacts string, stepEnv map[string]string) []string {
+	sshArgs := "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"
+	// The endpoint's own options (a jump host, an algorithm an old board
+	// needs) apply as they do for collect over ssh.
+	for _, o := range ep.Options {
+		sshArgs += " -o " + shellQuote(o)
+	}
+	env := append(slices.Clip(base),
+		"ANSIBLE_HOST_KEY_CHECKING=False",
+		"ANSIBLE_SSH_ARGS="+sshArgs,
+		"ANSIBLE_RETRY_FILES_ENABLED=False",
+		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_FORCE_COLOR=0",
+		"ANSIBLE_LOCAL_TEMP="+filepath.Join(tmp, "local"),
+		"ANSIBLE_CALLBACKS_ENABLED=junit",
+	)
+	// Pipelining sends each module on ssh's stdin: one connection per task
+	// instead of four or more, and no sftp or scp, which small boards
+	// (dropbear) lack. A playbook whose become needs a tty turns it off
+	// with env: {ANSIBLE_PIPELINING: "False"}.
+	if !hasEnv(base, "ANSIBLE_PIPELINING") {
+		env = append(env, "ANSIBLE_PIPELINING=True")
+	}
+	if artifacts != "" {
+		env = append(env, "JUNIT_OUTPUT_DIR="+filepath.Join(artifacts, "ansible-junit"))
+	}
+	for _, k := range slices.Sorted(maps.Keys(stepEnv)) {
+		env = append(env, k+"="+stepEnv[k])
+	}
+	return env
+}
+
+func hasEnv(env []string, key string) bool {
+	for _, kv := range env {
+		if k, _, _ := strings.Cut(kv, "="); k == key {
+			return true
+		}
+	}
+	return false
+}
+
 func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	nw, err := r.Board().Network()
 	if err != nil {
@@ -129,28 +174,7 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		args = append(args, "-"+strings.Repeat("v", a.Verbosity))
 	}
 	cmd := exec.Command("ansible-playbook", args...)
-	sshArgs := "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"
-	// The endpoint's own options (a jump host, an algorithm an old board
-	// needs) apply as they do for collect over ssh.
-	for _, o := range ep.Options {
-		sshArgs += " -o " + shellQuote(o)
-	}
-	env := append(os.Environ(),
-		"ANSIBLE_HOST_KEY_CHECKING=False",
-		"ANSIBLE_SSH_ARGS="+sshArgs,
-		"ANSIBLE_RETRY_FILES_ENABLED=False",
-		"ANSIBLE_NOCOLOR=1",
-		"ANSIBLE_FORCE_COLOR=0",
-		"ANSIBLE_LOCAL_TEMP="+filepath.Join(tmp, "local"),
-		"ANSIBLE_CALLBACKS_ENABLED=junit",
-	)
-	if r.Artifacts() != "" {
-		env = append(env, "JUNIT_OUTPUT_DIR="+filepath.Join(r.Artifacts(), "ansible-junit"))
-	}
-	for k, v := range a.Env {
-		env = append(env, k+"="+v)
-	}
-	cmd.Env = env
+	cmd.Env = ansibleEnv(os.Environ(), ep, tmp, r.Artifacts(), a.Env)
 	cmd.Dir = filepath.Dir(a.Playbook)
 	out, code, err := runCommand(ctx, r, cmd)
 	if r.Artifacts() != "" {
