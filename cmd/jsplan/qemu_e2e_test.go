@@ -53,8 +53,8 @@ type e2e struct {
 	plan    string
 }
 
-// needTool fails (under CI) or skips when a host tool is missing.
-func needTool(t *testing.T, tool, pkg string) {
+// e2eNeedTool fails (under CI) or skips when a host tool is missing.
+func e2eNeedTool(t *testing.T, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
 		if os.Getenv("CI") != "" {
@@ -64,8 +64,8 @@ func needTool(t *testing.T, tool, pkg string) {
 	}
 }
 
-// mustTool fails when a host tool is missing.
-func mustTool(t *testing.T, tool, pkg string) {
+// e2eMustTool fails when a host tool is missing.
+func e2eMustTool(t *testing.T, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
 		t.Fatalf("%s is not installed (Debian package %s; make deps installs it)", tool, pkg)
@@ -76,10 +76,10 @@ func mustTool(t *testing.T, tool, pkg string) {
 // and writes the inventory.
 func setupE2E(t *testing.T) *e2e {
 	t.Helper()
-	needTool(t, "qemu-system-x86_64", "qemu-system-x86")
-	mustTool(t, "ssh-keygen", "openssh-client")
-	mustTool(t, "ssh", "openssh-client")
-	mustTool(t, "ansible-playbook", "ansible-core")
+	e2eNeedTool(t, "qemu-system-x86_64", "qemu-system-x86")
+	e2eMustTool(t, "ssh-keygen", "openssh-client")
+	e2eMustTool(t, "ssh", "openssh-client")
+	e2eMustTool(t, "ansible-playbook", "ansible-core")
 	e := &e2e{dir: t.TempDir()}
 	var err error
 	if e.plan, err = filepath.Abs(e2ePlan); err != nil {
@@ -153,27 +153,27 @@ type e2eRun struct {
 	cmd       *exec.Cmd
 	done      chan struct{} // closed when the process has ended
 	err       error         // from Wait, read after done
-	stdout    *lockedBuffer
-	stderr    *lockedBuffer
+	stdout    *e2eBuffer
+	stderr    *e2eBuffer
 	code      int
 	wall      time.Duration
 }
 
-// lockedBuffer is a bytes.Buffer that a test reads while the run writes.
-type lockedBuffer struct {
+// e2eBuffer is a bytes.Buffer that a test reads while the run writes.
+type e2eBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func newLockedBuffer() *lockedBuffer { return &lockedBuffer{} }
+func newE2EBuffer() *e2eBuffer { return &e2eBuffer{} }
 
-func (l *lockedBuffer) Write(p []byte) (int, error) {
+func (l *e2eBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.Write(p)
 }
 
-func (l *lockedBuffer) String() string {
+func (l *e2eBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.b.String()
@@ -186,7 +186,7 @@ func (e *e2e) start(t *testing.T, plan, board string, sets ...string) *e2eRun {
 	t.Helper()
 	tmp := t.TempDir()
 	r := &e2eRun{board: board, artifacts: filepath.Join(tmp, "artifacts"), state: filepath.Join(tmp, "state"),
-		stdout: newLockedBuffer(), stderr: newLockedBuffer()}
+		stdout: newE2EBuffer(), stderr: newE2EBuffer()}
 	args := []string{"apply", plan, "--boards", e.boards, "--board", board,
 		"--set", "image=" + e.image, "--set", "image-id=" + e.imageID,
 		"--artifacts", r.artifacts, "--state-dir", r.state, "--lock-dir", filepath.Join(tmp, "locks")}
@@ -277,7 +277,7 @@ func (r *e2eRun) read(t *testing.T, name string) string {
 	return string(b)
 }
 
-var poweredOnRE = regexp.MustCompile(`qemu: powered on \(pid (\d+),`)
+var e2ePoweredOnRE = regexp.MustCompile(`qemu: powered on \(pid (\d+),`)
 
 // qemuPIDs returns the QEMU processes that still run this run's disk: the
 // PIDs jsplan reported, and any process whose command line names the disk.
@@ -285,9 +285,9 @@ func (r *e2eRun) qemuPIDs() []int {
 	disk := filepath.Join(r.state, r.board, "qemu", "disk.img")
 	seen := map[int]bool{}
 	var pids []int
-	for _, m := range poweredOnRE.FindAllStringSubmatch(r.stdout.String()+r.stderr.String(), -1) {
+	for _, m := range e2ePoweredOnRE.FindAllStringSubmatch(r.stdout.String()+r.stderr.String(), -1) {
 		pid, _ := strconv.Atoi(m[1])
-		if alive(pid) && !seen[pid] {
+		if e2eAlive(pid) && !seen[pid] {
 			seen[pid] = true
 			pids = append(pids, pid)
 		}
@@ -299,7 +299,7 @@ func (r *e2eRun) qemuPIDs() []int {
 			continue
 		}
 		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err == nil && bytes.Contains(cmdline, []byte(disk)) && alive(pid) {
+		if err == nil && bytes.Contains(cmdline, []byte(disk)) && e2eAlive(pid) {
 			seen[pid] = true
 			pids = append(pids, pid)
 		}
@@ -307,8 +307,8 @@ func (r *e2eRun) qemuPIDs() []int {
 	return pids
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
+// e2eAlive reports whether pid exists and is not a zombie.
+func e2eAlive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -326,13 +326,13 @@ func (r *e2eRun) checkNoQEMU(t *testing.T, wantStarted bool) {
 	if pids := r.qemuPIDs(); len(pids) > 0 {
 		t.Errorf("qemu still runs after jsplan ended: pids %v", pids)
 	}
-	if wantStarted && !poweredOnRE.MatchString(r.stdout.String()) {
+	if wantStarted && !e2ePoweredOnRE.MatchString(r.stdout.String()) {
 		t.Errorf("no qemu was powered on\n%s", r.output())
 	}
 }
 
 // junit is the part of junit.xml the tests read.
-type junit struct {
+type e2eJUnit struct {
 	Tests    int `xml:"tests,attr"`
 	Failures int `xml:"failures,attr"`
 	Errors   int `xml:"errors,attr"`
@@ -342,11 +342,11 @@ type junit struct {
 			Name  string `xml:"name,attr"`
 			Value string `xml:"value,attr"`
 		} `xml:"properties>property"`
-		Cases []junitTestCase `xml:"testcase"`
+		Cases []e2eJUnitCase `xml:"testcase"`
 	} `xml:"testsuite"`
 }
 
-type junitTestCase struct {
+type e2eJUnitCase struct {
 	Name      string    `xml:"name,attr"`
 	Classname string    `xml:"classname,attr"`
 	Failure   *struct{} `xml:"failure"`
@@ -354,7 +354,7 @@ type junitTestCase struct {
 	Skipped   *struct{} `xml:"skipped"`
 }
 
-func (c junitTestCase) status() string {
+func (c e2eJUnitCase) status() string {
 	switch {
 	case c.Failure != nil:
 		return "failed"
@@ -366,9 +366,9 @@ func (c junitTestCase) status() string {
 	return "passed"
 }
 
-func (r *e2eRun) junit(t *testing.T) []junitTestCase {
+func (r *e2eRun) junit(t *testing.T) []e2eJUnitCase {
 	t.Helper()
-	var j junit
+	var j e2eJUnit
 	if err := xml.Unmarshal([]byte(r.read(t, "junit.xml")), &j); err != nil {
 		t.Fatalf("junit.xml: %v", err)
 	}
@@ -432,30 +432,30 @@ func (rep *e2eReport) step(name string) *e2eStep {
 	return find(rep.Finally)
 }
 
-// consoleLine is one line of console.log: its time since the run started.
-type consoleLine struct {
+// e2eConsoleLine is one line of console.log: its time since the run started.
+type e2eConsoleLine struct {
 	at   time.Duration
 	text string
 }
 
-var consoleLineRE = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\] ?(.*)$`)
+var e2eConsoleLineRE = regexp.MustCompile(`^\[\s*([0-9]+\.[0-9]+)\] ?(.*)$`)
 
-func (r *e2eRun) console(t *testing.T) []consoleLine {
+func (r *e2eRun) console(t *testing.T) []e2eConsoleLine {
 	t.Helper()
-	var lines []consoleLine
+	var lines []e2eConsoleLine
 	for _, l := range strings.Split(r.read(t, "console.log"), "\n") {
-		m := consoleLineRE.FindStringSubmatch(l)
+		m := e2eConsoleLineRE.FindStringSubmatch(l)
 		if m == nil {
 			continue
 		}
 		s, _ := strconv.ParseFloat(m[1], 64)
-		lines = append(lines, consoleLine{at: time.Duration(s * float64(time.Second)), text: strings.TrimRight(m[2], "\r")})
+		lines = append(lines, e2eConsoleLine{at: time.Duration(s * float64(time.Second)), text: strings.TrimRight(m[2], "\r")})
 	}
 	return lines
 }
 
-// firstAt returns the time of the first console line containing s.
-func firstAt(lines []consoleLine, s string) (time.Duration, bool) {
+// e2eFirstAt returns the time of the first console line containing s.
+func e2eFirstAt(lines []e2eConsoleLine, s string) (time.Duration, bool) {
 	for _, l := range lines {
 		if strings.Contains(l.text, s) {
 			return l.at, true
@@ -499,7 +499,7 @@ func TestQEMUOnePlanManyBoards(t *testing.T) {
 		// the image's own banner and login prompt on the serial console.
 		con := r.console(t)
 		for _, s := range []string{"SYSLINUX", "jsplan test image " + e.imageID, "qemu login:", "root@qemu:~# "} {
-			if _, ok := firstAt(con, s); !ok {
+			if _, ok := e2eFirstAt(con, s); !ok {
 				t.Errorf("console.log has no %q", s)
 			}
 		}
@@ -617,7 +617,7 @@ steps:
 			t.Fatalf("after SIGTERM: want exit 143\n%s", r.output())
 		}
 		r.checkNoQEMU(t, true)
-		if alive(pids[0]) {
+		if e2eAlive(pids[0]) {
 			t.Errorf("qemu pid %d survived", pids[0])
 		}
 		rep := r.report(t)
@@ -671,8 +671,8 @@ func (e *e2e) checkPassed(t *testing.T, r *e2eRun, want []string) {
 func (e *e2e) logTimes(t *testing.T, r *e2eRun) {
 	t.Helper()
 	con := r.console(t)
-	on, ok1 := firstAt(con, "### step 1.3.1: power cycle")
-	prompt, ok2 := firstAt(con, "qemu login:")
+	on, ok1 := e2eFirstAt(con, "### step 1.3.1: power cycle")
+	prompt, ok2 := e2eFirstAt(con, "qemu login:")
 	rep := r.report(t)
 	ans := rep.step("ansible playbook")
 	if !ok1 || !ok2 || ans == nil {
