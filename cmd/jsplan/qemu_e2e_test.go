@@ -54,7 +54,7 @@ type e2e struct {
 }
 
 // e2eNeedTool fails (under CI) or skips when a host tool is missing.
-func e2eNeedTool(t *testing.T, tool, pkg string) {
+func e2eNeedTool(t testing.TB, tool, pkg string) {
 	t.Helper()
 	if _, err := exec.LookPath(tool); err != nil {
 		if os.Getenv("CI") != "" {
@@ -90,27 +90,7 @@ func setupE2E(t *testing.T) *e2e {
 		t.Fatalf("ssh-keygen: %v: %s", err, out)
 	}
 
-	id := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
-	cmd := exec.Command("../../plans/images/build-image.sh", filepath.Join(e.dir, "image"), "--python", "--id", id)
-	cmd.Env = append(os.Environ(), "IMAGE_PASSWORD="+e2ePassword, "IMAGE_AUTHORIZED_KEYS="+e.key+".pub", "IMAGE_COMPRESS=")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("build-image.sh: %v\n%s", err, stderr.String())
-	}
-	for _, line := range strings.Split(stdout.String(), "\n") {
-		if v, ok := strings.CutPrefix(line, "IMAGE="); ok {
-			e.image = v
-		}
-		if v, ok := strings.CutPrefix(line, "IMAGE_ID="); ok {
-			e.imageID = v
-		}
-	}
-	if e.image == "" || e.imageID != id {
-		t.Fatalf("build-image.sh printed IMAGE=%q IMAGE_ID=%q (want id %s):\n%s", e.image, e.imageID, id, stdout.String())
-	}
-	t.Logf("built %s (id %s) in %v", e.image, e.imageID, time.Since(start).Round(100*time.Millisecond))
+	e.image, e.imageID = e2eBuildImage(t, filepath.Join(e.dir, "image"), "IMAGE_AUTHORIZED_KEYS="+e.key+".pub", "--python")
 
 	e.boards = filepath.Join(e.dir, "boards.yaml")
 	inv := fmt.Sprintf(`apiVersion: jsplan.dev/v1
@@ -134,8 +114,46 @@ boards:
 	return e
 }
 
+// e2eBuildImage builds a test image with plans/images/build-image.sh into
+// dir (extra is environment settings and options) and returns its path and
+// id. The root password is e2ePassword.
+func e2eBuildImage(tb testing.TB, dir string, extra ...string) (image, id string) {
+	tb.Helper()
+	want := fmt.Sprintf("e2e-%d", time.Now().UnixNano())
+	args := []string{dir, "--id", want}
+	env := append(os.Environ(), "IMAGE_PASSWORD="+e2ePassword, "IMAGE_COMPRESS=")
+	for _, x := range extra {
+		if strings.HasPrefix(x, "-") {
+			args = append(args, x)
+		} else {
+			env = append(env, x)
+		}
+	}
+	cmd := exec.Command("../../plans/images/build-image.sh", args...)
+	cmd.Env = env
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("build-image.sh: %v\n%s", err, stderr.String())
+	}
+	for _, line := range strings.Split(stdout.String(), "\n") {
+		if v, ok := strings.CutPrefix(line, "IMAGE="); ok {
+			image = v
+		}
+		if v, ok := strings.CutPrefix(line, "IMAGE_ID="); ok {
+			id = v
+		}
+	}
+	if image == "" || id != want {
+		tb.Fatalf("build-image.sh printed IMAGE=%q IMAGE_ID=%q (want id %s):\n%s", image, id, want, stdout.String())
+	}
+	tb.Logf("built %s (id %s) in %v", image, id, time.Since(start).Round(100*time.Millisecond))
+	return image, id
+}
+
 // e2eFreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func e2eFreePort(t *testing.T) int {
+func e2eFreePort(t testing.TB) int {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
