@@ -205,9 +205,20 @@ func (e *e2e) start(t *testing.T, plan, board string, sets ...string) *e2eRun {
 	tmp := t.TempDir()
 	r := &e2eRun{board: board, artifacts: filepath.Join(tmp, "artifacts"), state: filepath.Join(tmp, "state"),
 		stdout: newE2EBuffer(), stderr: newE2EBuffer()}
+	// Relative artifacts and state dirs, as a CI job gives them: QEMU runs
+	// in a directory of its own and ansible in the playbook's.
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	relArtifacts, err1 := filepath.Rel(wd, r.artifacts)
+	relState, err2 := filepath.Rel(wd, r.state)
+	if err1 != nil || err2 != nil {
+		t.Fatal(err1, err2)
+	}
 	args := []string{"apply", plan, "--boards", e.boards, "--board", board,
 		"--set", "image=" + e.image, "--set", "image-id=" + e.imageID,
-		"--artifacts", r.artifacts, "--state-dir", r.state, "--lock-dir", filepath.Join(tmp, "locks")}
+		"--artifacts", relArtifacts, "--state-dir", relState, "--lock-dir", filepath.Join(tmp, "locks")}
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
