@@ -9,10 +9,10 @@ export JSPLAN_CACHE ?= $(CACHE)
 
 DEB_PKGS  := qemu-system-x86 busybox-static syslinux syslinux-common mtools dosfstools fdisk openssl \
              ansible-core openssh-server openssh-client pre-commit bmap-tools zstd xz-utils bzip2 \
-             libusb-1.0-0-dev pkg-config socat hyperfine nodejs npm
+             libusb-1.0-0-dev pkg-config socat hyperfine nodejs npm curl util-linux
 # commands that prove each package is there (checked before installing)
 DEB_CHECK := qemu-system-x86_64 busybox syslinux mcopy mkfs.vfat sfdisk openssl ansible-playbook sshd \
-             pre-commit bmaptool zstd xz bzip2 pkg-config socat hyperfine node npm
+             pre-commit bmaptool zstd xz bzip2 pkg-config socat hyperfine node npm curl losetup
 
 .PHONY: all build demo test test-go test-tekton deps deps-npm vet schema bench fuzz clean image
 

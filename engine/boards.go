@@ -251,16 +251,18 @@ func deviceServes(info drivers.Info, cfg *yaml.Node, c drivers.Capability) bool 
 // CheckBoard reports what stops plan p from running on the boards of inv:
 // a selector that matches nothing, or steps needing capabilities that no
 // matching board has.
-func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override string) []*BoardSpec {
+//
+// A non-zero override (from the command line) replaces the plan's selector.
+func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override BoardSelector) []*BoardSpec {
 	sel := p.Board
-	if override != "" {
-		sel = BoardSelector{Name: override}
+	if !override.IsZero() {
+		sel = override
 	}
 	matches := inv.Select(sel)
 	if len(matches) == 0 {
 		r := p.BoardRange
-		if override != "" {
-			r = diag.Range{Filename: "--board"}
+		if !override.IsZero() {
+			r = diag.Range{Filename: "--board/--selector"}
 		}
 		d := diag.Errorf(r, "board", "no board in the inventory matches %s", sel)
 		if sel.Name != "" {

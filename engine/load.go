@@ -103,6 +103,10 @@ func (l *Loader) Secrets() []string {
 
 func (l *Loader) report(d *diag.Diagnostic) { l.diags = l.diags.Append(d) }
 
+// Report adds a diagnostic found outside the loader (a bad flag), so it is
+// printed with the others.
+func (l *Loader) Report(d *diag.Diagnostic) { l.report(d) }
+
 // fileDoc is a parsed, schema-checked document.
 type fileDoc struct {
 	path string

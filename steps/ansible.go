@@ -4,11 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
 	"time"
 
@@ -71,61 +70,40 @@ func init() {
 	})
 }
 
-// inventory is the INI inventory for the board.
-func inventory(group, board string, ep drivers.Endpoint) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "[%s]\n%s ansible_host=%s ansible_port=%d", group, board, ep.Host, ep.Port)
+// inventory is the board's inventory in ansible's YAML format (written as
+// JSON, which is YAML): unlike INI, it takes any character in names,
+// paths and user names.
+func inventory(group, board string, ep drivers.Endpoint) []byte {
+	host := map[string]any{"ansible_host": ep.Host, "ansible_port": ep.Port}
 	if ep.User != "" {
-		fmt.Fprintf(&b, " ansible_user=%s", ep.User)
+		host["ansible_user"] = ep.User
 	}
 	if ep.KeyFile != "" {
-		fmt.Fprintf(&b, " ansible_ssh_private_key_file=%s", ep.KeyFile)
+		host["ansible_ssh_private_key_file"] = ep.KeyFile
 	}
-	b.WriteString("\n")
-	return b.String()
+	inv := map[string]any{group: map[string]any{"hosts": map[string]any{board: host}}}
+	b, _ := json.MarshalIndent(inv, "", "  ")
+	return append(b, '\n')
 }
 
-// ansibleEnv is the environment of ansible-playbook: base (the process's
-// environment), then jsplan's settings, then the step's env, which wins.
-func ansibleEnv(base []string, ep drivers.Endpoint, tmp, artifacts string, stepEnv map[string]string) []string {
-	sshArgs := "-o ControlMaster=no -o UserKnownHostsFile=/dev/null -o StrictHostKeyChecking=no"
-	// The endpoint's own options (a jump host, an algorithm an old board
-	// needs) apply as they do for collect over ssh.
-	for _, o := range ep.Options {
-		sshArgs += " -o " + shellQuote(o)
+// ansibleSSHArgs are the ssh options ansible uses for the board: no host
+// key store, no connection sharing (no master process outlives the step),
+// only the board's key, and the endpoint's own options. Ansible splits the
+// value like a shell, so each option is quoted.
+func ansibleSSHArgs(ep drivers.Endpoint) string {
+	opts := []string{"ControlMaster=no", "UserKnownHostsFile=/dev/null", "StrictHostKeyChecking=no"}
+	if ep.KeyFile != "" {
+		opts = append(opts, "IdentitiesOnly=yes")
 	}
-	env := append(slices.Clip(base),
-		"ANSIBLE_HOST_KEY_CHECKING=False",
-		"ANSIBLE_SSH_ARGS="+sshArgs,
-		"ANSIBLE_RETRY_FILES_ENABLED=False",
-		"ANSIBLE_NOCOLOR=1",
-		"ANSIBLE_FORCE_COLOR=0",
-		"ANSIBLE_LOCAL_TEMP="+filepath.Join(tmp, "local"),
-		"ANSIBLE_CALLBACKS_ENABLED=junit",
-	)
-	// Pipelining sends each module on ssh's stdin: one connection per task
-	// instead of four or more, and no sftp or scp, which small boards
-	// (dropbear) lack. A playbook whose become needs a tty turns it off
-	// with env: {ANSIBLE_PIPELINING: "False"}.
-	if !hasEnv(base, "ANSIBLE_PIPELINING") {
-		env = append(env, "ANSIBLE_PIPELINING=True")
-	}
-	if artifacts != "" {
-		env = append(env, "JUNIT_OUTPUT_DIR="+filepath.Join(artifacts, "ansible-junit"))
-	}
-	for _, k := range slices.Sorted(maps.Keys(stepEnv)) {
-		env = append(env, k+"="+stepEnv[k])
-	}
-	return env
-}
-
-func hasEnv(env []string, key string) bool {
-	for _, kv := range env {
-		if k, _, _ := strings.Cut(kv, "="); k == key {
-			return true
+	opts = append(opts, ep.Options...)
+	var b strings.Builder
+	for i, o := range opts {
+		if i > 0 {
+			b.WriteByte(' ')
 		}
+		b.WriteString("-o " + shellQuote(o))
 	}
-	return false
+	return b.String()
 }
 
 func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
@@ -148,8 +126,8 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Infraf("%v", err)
 	}
 	defer os.RemoveAll(tmp)
-	inv := filepath.Join(tmp, "inventory.ini")
-	if err := os.WriteFile(inv, []byte(inventory(a.Group, r.Board().Spec.Name, ep)), 0o600); err != nil {
+	inv := filepath.Join(tmp, "inventory.yml")
+	if err := os.WriteFile(inv, inventory(a.Group, r.Board().Spec.Name, ep), 0o600); err != nil {
 		return diag.Infraf("%v", err)
 	}
 	args := []string{"-i", inv, a.Playbook}
@@ -174,17 +152,158 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		args = append(args, "-"+strings.Repeat("v", a.Verbosity))
 	}
 	cmd := exec.Command("ansible-playbook", args...)
-	cmd.Env = ansibleEnv(os.Environ(), ep, tmp, r.Artifacts(), a.Env)
+	env := append(os.Environ(),
+		"ANSIBLE_HOST_KEY_CHECKING=False",
+		"ANSIBLE_SSH_ARGS="+ansibleSSHArgs(ep),
+		// Modules go to the board's python over stdin: one SSH connection
+		// per task instead of about four (mkdir, put, run, clean up).
+		// env: {ANSIBLE_PIPELINING: "False"} turns it off.
+		"ANSIBLE_PIPELINING=True",
+		"ANSIBLE_RETRY_FILES_ENABLED=False",
+		"ANSIBLE_NOCOLOR=1",
+		"ANSIBLE_FORCE_COLOR=0",
+		"ANSIBLE_LOCAL_TEMP="+filepath.Join(tmp, "local"),
+		"ANSIBLE_CALLBACKS_ENABLED=junit",
+	)
+	// The junit callback writes task results (module output, messages)
+	// as they are: it writes into the temporary directory, and the reports
+	// reach the artifacts with secrets masked.
+	junitTmp := filepath.Join(tmp, "junit")
+	env = append(env, "JUNIT_OUTPUT_DIR="+junitTmp)
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	cmd.Env = env
 	cmd.Dir = filepath.Dir(a.Playbook)
 	out, code, err := runCommand(ctx, r, cmd)
 	if r.Artifacts() != "" {
 		_ = os.WriteFile(filepath.Join(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log"), []byte(r.Redact(out)), 0o644)
+		if err := copyRedacted(r, junitTmp, filepath.Join(r.Artifacts(), "ansible-junit")); err != nil {
+			r.Logf(ctx, "ansible junit reports: %v", err)
+		}
 	}
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(r.Redact(out), 4))
+		out = r.Redact(out)
+		if f := ansibleFailures(out); len(f) > 0 {
+			return diag.Failf("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		}
+		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
+	}
+	return nil
+}
+
+// ansibleResultRE matches the default callback's line for a failed or
+// unreachable host: fatal: [host]: FAILED! => {...}, or failed: [host]
+// (item=x) => {...} inside a loop.
+var ansibleResultRE = regexp.MustCompile(`^(?:fatal|failed): \[([^\]]+)\](?: \(item=(.*?)\))?(?:: (FAILED|UNREACHABLE)!)? => (.*)$`)
+
+// ansibleFailures explains a failed run from ansible's output: which task
+// failed on which host and the task's message, or ansible's ERROR! line.
+// At most three entries.
+func ansibleFailures(out string) []string {
+	var res []string
+	lines := strings.Split(out, "\n")
+	task := ""
+	for i := 0; i < len(lines) && len(res) < 3; i++ {
+		l := strings.TrimRight(lines[i], " \r")
+		if t, ok := strings.CutPrefix(l, "TASK ["); ok {
+			if j := strings.LastIndex(t, "]"); j >= 0 {
+				task = t[:j]
+			}
+			continue
+		}
+		if e, ok := strings.CutPrefix(l, "ERROR! "); ok {
+			res = append(res, e)
+			continue
+		}
+		m := ansibleResultRE.FindStringSubmatch(l)
+		if m == nil {
+			continue
+		}
+		host, item, kind, payload := m[1], m[2], m[3], m[4]
+		// With verbose results the JSON spans lines up to a lone "}".
+		if payload == "{" {
+			var b strings.Builder
+			b.WriteString(payload)
+			for i+1 < len(lines) {
+				i++
+				b.WriteString("\n" + lines[i])
+				if strings.TrimRight(lines[i], " \r") == "}" {
+					break
+				}
+			}
+			payload = b.String()
+		}
+		msg := ansibleMessage(payload)
+		where := fmt.Sprintf("task %q failed on %s", task, host)
+		if item != "" {
+			where += " (item " + item + ")"
+		}
+		if kind == "UNREACHABLE" {
+			where = fmt.Sprintf("%s is unreachable (task %q)", host, task)
+		}
+		res = append(res, where+": "+msg)
+	}
+	return res
+}
+
+// ansibleMessage is the useful part of a task result: its msg, and for a
+// failed command its status and last line of stderr.
+func ansibleMessage(payload string) string {
+	var v map[string]any
+	if err := json.Unmarshal([]byte(payload), &v); err != nil {
+		v = map[string]any{"msg": payload}
+	}
+	msg, _ := v["msg"].(string)
+	if msg == "" && v["msg"] != nil {
+		b, _ := json.Marshal(v["msg"])
+		msg = string(b)
+	}
+	if rc, ok := v["rc"].(float64); ok && rc != 0 {
+		msg = strings.TrimSuffix(fmt.Sprintf("%s (status %d)", msg, int(rc)), " ")
+		if se, _ := v["stderr"].(string); strings.TrimSpace(se) != "" {
+			se = strings.TrimSpace(se)
+			se = se[strings.LastIndex(se, "\n")+1:]
+			msg += ": " + se
+		}
+	}
+	msg = strings.Join(strings.Fields(msg), " ")
+	if msg == "" {
+		msg = "no message"
+	}
+	if r := []rune(msg); len(r) > 400 {
+		msg = string(r[:400]) + "..."
+	}
+	return msg
+}
+
+// copyRedacted copies the files of directory src into dst with secrets
+// masked. A missing src is not an error (ansible wrote no report).
+func copyRedacted(r *engine.Run, src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		if os.IsNotExist(err) {
+			return nil
+		}
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), []byte(r.Redact(string(data))), 0o644); err != nil {
+			return err
+		}
 	}
 	return nil
 }

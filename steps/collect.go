@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path"
@@ -274,28 +273,57 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 	}
 	n := 0
 	for _, p := range a.paths {
-		args := append(sshArgs(ep), dest, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)))
-		out, err := exec.CommandContext(ctx, "ssh", args...).Output()
+		out, err := sshRun(ctx, ep, dest, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)))
 		if err != nil {
-			return n, diag.Infraf("collect over ssh: %v", err)
+			if ctx.Err() != nil {
+				return n, err
+			}
+			return n, diag.Infraf("collect over ssh: %s", r.Redact(err.Error()))
 		}
-		files := strings.Fields(string(out))
+		// One name a line: names may contain spaces.
+		var files []string
+		for _, l := range strings.Split(string(out), "\n") {
+			if l = strings.TrimSuffix(l, "\r"); l != "" {
+				files = append(files, l)
+			}
+		}
 		if len(files) == 0 && !a.Optional {
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
 		for _, f := range files {
-			cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, "cat "+shellQuote(f))...)
-			var buf bytes.Buffer
-			cmd.Stdout = &buf
-			cmd.Stderr = io.Discard
-			if err := cmd.Run(); err != nil {
-				return n, diag.Failf("collect %s over ssh: %v", f, err)
+			data, err := sshRun(ctx, ep, dest, "cat "+shellQuote(f))
+			if err != nil {
+				if ctx.Err() != nil {
+					return n, err
+				}
+				return n, diag.Failf("collect %s over ssh: %s", f, r.Redact(err.Error()))
 			}
-			if err := a.write(root, f, []byte(r.Redact(buf.String()))); err != nil {
+			if err := a.write(root, f, []byte(r.Redact(string(data)))); err != nil {
 				return n, err
 			}
 			n++
 		}
 	}
 	return n, nil
+}
+
+// sshRun runs a shell command on the board over ssh and returns its
+// standard output. A failure carries ssh's or the command's error output.
+func sshRun(ctx context.Context, ep drivers.Endpoint, dest, command string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, command)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return nil, context.Cause(ctx)
+		}
+		if msg := strings.Join(strings.Fields(stderr.String()), " "); msg != "" {
+			if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == 255 {
+				return nil, fmt.Errorf("%s", msg)
+			}
+			return nil, fmt.Errorf("%v: %s", err, msg)
+		}
+		return nil, err
+	}
+	return stdout.Bytes(), nil
 }

@@ -79,6 +79,7 @@ func init() {
 				if a.expect, ok = dc.Regexp(c, "expect-output"); !ok {
 					return nil
 				}
+				a.expect = multiline(a.expect)
 			}
 			a.Dir = dc.LocalPath(a.Dir)
 			a.planDir = dc.LocalPath(".")

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 
@@ -57,6 +58,7 @@ func init() {
 			if !ok {
 				return nil
 			}
+			a.expect, a.fail = multiline(a.expect), multiline(a.fail)
 			return a
 		},
 	})
@@ -98,4 +100,13 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return fmt.Sprintf("; output ends with: %q", strings.Join(lines, "\n"))
+}
+
+// multiline makes ^ and $ match at line boundaries in command output, as
+// people reading the output expect ("^Linux$" matches a line).
+func multiline(p engine.Pattern) engine.Pattern {
+	if p.Re != nil {
+		p.Re = regexp.MustCompile("(?m)" + p.Re.String())
+	}
+	return p
 }

@@ -45,7 +45,7 @@ func applyCommand() *cli.Command {
 			"report.json, junit.xml, plan.rendered.yaml and collected files, also when the run fails.\n\n" +
 			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
 			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
-		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, outputFlag,
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
 			&cli.StringFlag{Name: "artifacts", Value: "artifacts", Usage: "write console log, reports and collected files to `DIR`",
 				EnvVars: []string{"JSPLAN_ARTIFACTS"}},
 			&cli.StringFlag{Name: "lock-dir", Usage: "board locks live in `DIR` (share it between containers on a host)",

@@ -30,7 +30,9 @@ var (
 		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
 		EnvVars: []string{"JSPLAN_BOARDS"}}
-	boardFlag  = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME` (overrides the plan's selector)", EnvVars: []string{"JSPLAN_BOARD"}}
+	boardFlag    = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME` (overrides the plan's selector)", EnvVars: []string{"JSPLAN_BOARD"}}
+	selectorFlag = &cli.StringFlag{Name: "selector", Usage: "run on a board with these `LABELS` (k=v,k2=v2; overrides the plan's selector)",
+		EnvVars: []string{"JSPLAN_SELECTOR"}}
 	outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output `FORMAT`: text or json",
 		EnvVars: []string{"JSPLAN_OUTPUT"}}
 )
@@ -43,6 +45,22 @@ func outputFormat(c *cli.Context, allowed ...string) (string, error) {
 		}
 	}
 	return "", exit(2, "--output must be one of %s, not %q", strings.Join(allowed, ", "), f)
+}
+
+// selector reads --board and --selector into one selector.
+func selector(c *cli.Context) (engine.BoardSelector, *diag.Diagnostic) {
+	sel := engine.BoardSelector{Name: c.String("board")}
+	if s := strings.TrimSpace(c.String("selector")); s != "" {
+		sel.Labels = map[string]string{}
+		for _, kv := range strings.Split(s, ",") {
+			k, v, ok := strings.Cut(strings.TrimSpace(kv), "=")
+			if !ok || k == "" {
+				return sel, diag.Errorf(diag.Range{Filename: "--selector"}, "", "expected LABEL=VALUE[,LABEL=VALUE...], got %q", s)
+			}
+			sel.Labels[k] = v
+		}
+	}
+	return sel, nil
 }
 
 // paramValues gathers --params-file and --set values (--set wins).

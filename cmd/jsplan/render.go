@@ -14,7 +14,7 @@ func renderCommand() *cli.Command {
 		ArgsUsage: "PLAN",
 		Description: "Parameters are substituted, used plans inlined, defaults filled and, with an\n" +
 			"inventory, the board resolved. Secret values are masked.",
-		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag,
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "output `FORMAT`: yaml or json"}},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c, "yaml", "json")
@@ -66,7 +66,12 @@ func resolve(c *cli.Context, values map[string]engine.Value, artifacts string) (
 	if p == nil || pre.Diagnostics().HasErrors() {
 		return nil, pre
 	}
-	cands := pre.CheckBoard(p, inv, c.String("board"))
+	sel, err := selector(c)
+	if err != nil {
+		pre.Report(err)
+		return nil, pre
+	}
+	cands := pre.CheckBoard(p, inv, sel)
 	if pre.Diagnostics().HasErrors() || len(cands) == 0 {
 		return nil, pre
 	}

@@ -78,7 +78,7 @@ func validateCommand() *cli.Command {
 				checked++
 				p := l.LoadPlan(f)
 				if p != nil && haveInv {
-					l.CheckBoard(p, inv, "")
+					l.CheckBoard(p, inv, engine.BoardSelector{})
 				}
 			}
 			ds := l.Diagnostics()

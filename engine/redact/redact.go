@@ -3,6 +3,8 @@
 package redact
 
 import (
+	"encoding/json"
+	"html"
 	"sort"
 	"strings"
 	"sync"
@@ -23,10 +25,15 @@ type Redactor struct {
 func (r *Redactor) Add(values ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	var all []string
 	for _, v := range values {
 		if v == "" {
 			continue
 		}
+		// the forms a value takes inside JSON and XML reports of other tools
+		all = append(all, v, jsonEscaped(v, true), jsonEscaped(v, false), html.EscapeString(v))
+	}
+	for _, v := range all {
 		dup := false
 		for _, s := range r.secrets {
 			if s == v {
@@ -44,6 +51,15 @@ func (r *Redactor) Add(values ...string) {
 		pairs = append(pairs, s, Mask)
 	}
 	r.replacer = strings.NewReplacer(pairs...)
+}
+
+func jsonEscaped(v string, escapeHTML bool) string {
+	var b strings.Builder
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(escapeHTML)
+	_ = enc.Encode(v)
+	out := strings.TrimSpace(b.String())
+	return out[1 : len(out)-1]
 }
 
 // String masks every secret in s.

@@ -1,6 +1,9 @@
 package redact
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestMasksLongestFirst(t *testing.T) {
 	var r Redactor
@@ -11,5 +14,15 @@ func TestMasksLongestFirst(t *testing.T) {
 	var none *Redactor
 	if none.String("x") != "x" {
 		t.Fatal("nil redactor must pass text through")
+	}
+}
+
+func TestMasksEscapedForms(t *testing.T) {
+	var r Redactor
+	r.Add(`p"w<&`)
+	for _, in := range []string{`raw p"w<& end`, `{"v":"p\"w\u003c\u0026"}`, `{"v":"p\"w<&"}`, `<x v="p&#34;w&lt;&amp;"/>`} {
+		if got := r.String(in); strings.Contains(got, "w<") || strings.Contains(got, `w\u003c`) || strings.Contains(got, "w&lt;") {
+			t.Errorf("%q -> %q: secret left", in, got)
+		}
 	}
 }
