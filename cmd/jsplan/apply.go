@@ -169,6 +169,10 @@ func apply(c *cli.Context) error {
 	if stateDir == "" {
 		stateDir = defaultStateDir()
 	}
+	// Drivers may run programs in other directories: give them a full path.
+	if abs, err := filepath.Abs(stateDir); err == nil {
+		stateDir = abs
+	}
 	env := drivers.Env{
 		Board:    res.board.Name,
 		StateDir: filepath.Join(stateDir, res.board.Name),

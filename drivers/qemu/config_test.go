@@ -46,7 +46,7 @@ func TestRegistration(t *testing.T) {
 			t.Errorf("capability %s: provides %v, serves %v", c, info.ProvidesCap(c), drivers.Serves(dev, c))
 		}
 	}
-	for _, iface := range []any{(*drivers.Resetter)(nil), (*drivers.PowerStater)(nil), (*drivers.Validator)(nil), (*drivers.CapabilityLister)(nil)} {
+	for _, iface := range []any{(*drivers.Cycler)(nil), (*drivers.Resetter)(nil), (*drivers.PowerStater)(nil), (*drivers.Validator)(nil), (*drivers.CapabilityLister)(nil)} {
 		if !reflect.TypeOf(dev).Implements(reflect.TypeOf(iface).Elem()) {
 			t.Errorf("Device does not implement %v", reflect.TypeOf(iface).Elem())
 		}

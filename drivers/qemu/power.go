@@ -22,6 +22,7 @@ const (
 	quitTimeout       = 3 * time.Second  // QMP quit to process exit
 	killTimeout       = 5 * time.Second  // SIGKILL to process exit
 	resetEventTimeout = 5 * time.Second  // system_reset to its RESET event
+	powerButtonRepeat = time.Second      // between ACPI power button presses
 )
 
 // vmProcess is one running QEMU.
@@ -69,11 +70,19 @@ func (vm *vmProcess) stop(ctx context.Context, graceful time.Duration) (how stri
 		return "already stopped", nil
 	}
 	if graceful > 0 && vm.qmp != nil && ctx.Err() == nil {
+		// A guest still booting misses the button until its ACPI daemon
+		// runs: press it again every powerButtonRepeat while waiting.
 		gctx, cancel := context.WithTimeout(ctx, graceful)
-		_, err := vm.qmp.Execute(gctx, "system_powerdown", nil)
-		if err == nil && vm.waitExit(gctx, graceful) {
-			cancel()
-			return "guest powered off", nil
+		for gctx.Err() == nil {
+			_, err := vm.qmp.Execute(gctx, "system_powerdown", nil)
+			// An error may be QEMU closing the monitor as the guest ends.
+			if vm.waitExit(gctx, powerButtonRepeat) {
+				cancel()
+				return "guest powered off", nil
+			}
+			if err != nil {
+				break
+			}
 		}
 		cancel()
 	}
@@ -202,6 +211,29 @@ func (d *Device) Off(ctx context.Context) error {
 	d.vm = nil
 	d.env.Logf("qemu: powered off (pid %d: %s)", vm.pid, how)
 	return nil
+}
+
+// Cycle powers the board off and on again. A virtual machine has nothing to
+// discharge, so the pause only keeps a running machine off for delay, as the
+// plan asked; a machine that is already off starts at once (a plan usually
+// powers off before flashing and then cycles to boot).
+func (d *Device) Cycle(ctx context.Context, delay time.Duration) error {
+	d.mu.Lock()
+	wasOn := d.runningLocked()
+	d.mu.Unlock()
+	if wasOn {
+		if err := d.Off(ctx); err != nil {
+			return err
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return context.Cause(ctx)
+		}
+	}
+	return d.On(ctx)
 }
 
 // Reset resets the machine without stopping QEMU (QMP system_reset).

@@ -191,6 +191,15 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	if d.Network != nil && d.Network.KeyFile != "" {
 		d.keyFile = resolve(env.BaseDir, d.Network.KeyFile)
 	}
+	// QEMU runs in the run dir and ssh wherever its caller is: relative
+	// paths (a relative state dir) would name other files there.
+	for _, p := range []*string{&d.disk, &d.keyFile} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
+	}
 	bin := d.QEMUBinary
 	if bin == "" {
 		bin = DefaultBinary

@@ -593,6 +593,44 @@ func listeners(t *testing.T, port int) []string {
 	return addrs
 }
 
+// TestCycleWhileOff checks that cycling a board that is off powers it on at
+// once, without the pause (an hour here) meant for a running board: On then
+// fails because nothing was flashed.
+func TestCycleWhileOff(t *testing.T) {
+	needQEMU(t)
+	d, _ := openBoard(t, Config{})
+	err := d.Cycle(ctxFor(t, 30*time.Second), time.Hour)
+	if err == nil || !strings.Contains(err.Error(), "flash an image first") {
+		t.Fatalf("Cycle of an off board without an image = %v, want the power on error", err)
+	}
+}
+
+// TestRelativePaths checks that a relative state dir and key file become
+// absolute paths: QEMU runs in its own directory, ssh and ansible in others.
+func TestRelativePaths(t *testing.T) {
+	needQEMU(t)
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	state, err := filepath.Rel(wd, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := &Device{Config: Config{Network: &NetworkConfig{SSHPort: 2222, KeyFile: "keys/id"}}}
+	if err := d.Open(context.Background(), drivers.Env{StateDir: state}); err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	if want := filepath.Join(wd, state, "disk.img"); d.DiskPath() != want {
+		t.Errorf("disk = %s, want %s", d.DiskPath(), want)
+	}
+	ep, err := d.Endpoint(context.Background())
+	if err != nil || ep.KeyFile != filepath.Join(wd, "keys/id") {
+		t.Errorf("Endpoint key file = %q (%v), want %s", ep.KeyFile, err, filepath.Join(wd, "keys/id"))
+	}
+}
+
 // TestQEMUStartFailure checks that a QEMU that refuses its command line gives
 // a clear infrastructure error carrying QEMU's message, and leaves no process.
 func TestQEMUStartFailure(t *testing.T) {
