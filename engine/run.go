@@ -229,19 +229,28 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	if err != nil {
 		res.Error = r.secrets.String(err.Error())
 	}
-	var total, passed, failed int
-	walkResults(res.Steps, func(s *StepResult) {
+	var total, passed, failed, stopped int
+	count := func(s *StepResult) {
 		total++
 		switch s.Status {
 		case StatusPassed:
 			passed++
-		case StatusFailed, StatusError, StatusInterrupted:
-			failed++
+		case StatusFailed, StatusError:
+			if !s.Ignored {
+				failed++
+			}
+		case StatusInterrupted:
+			stopped++
 		}
-	})
+	}
+	walkResults(res.Steps, count)
+	walkResults(res.Finally, count)
 	res.Summary = fmt.Sprintf("%s: %d of %d steps passed", res.Status, passed, total)
 	if failed > 0 {
 		res.Summary += fmt.Sprintf(", %d failed", failed)
+	}
+	if stopped > 0 {
+		res.Summary += fmt.Sprintf(", %d interrupted", stopped)
 	}
 	if res.Error != "" {
 		res.Summary += " (" + firstLine(res.Error) + ")"

@@ -95,6 +95,11 @@ func (s *Step) Title() string {
 	case s.ID != "":
 		return s.ID
 	}
+	if t, ok := s.Action.(Titler); ok {
+		if title := t.Title(); title != "" {
+			return clip(s.Type+" "+title, 60)
+		}
+	}
 	if s.node != nil && s.node.Kind == yaml.ScalarNode {
 		v := s.node.Value
 		if len(v) > 48 {
@@ -103,6 +108,20 @@ func (s *Step) Title() string {
 		return s.Type + " " + strings.ReplaceAll(v, "\n", " ")
 	}
 	return s.Type
+}
+
+// Titler is implemented by actions that can name themselves in reports
+// when the step has no name ("use lib/boot.yaml", "run uname -a").
+type Titler interface {
+	Title() string
+}
+
+func clip(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		return s[:n-3] + "..."
+	}
+	return s
 }
 
 // Retry says how often a step is attempted.

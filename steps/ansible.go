@@ -307,3 +307,6 @@ func copyRedacted(r *engine.Run, src, dst string) error {
 	}
 	return nil
 }
+
+// Title implements engine.Titler.
+func (a *ansibleAction) Title() string { return filepath.Base(a.Playbook) }

@@ -60,6 +60,12 @@ func (a *powerAction) Run(ctx context.Context, r *engine.Run) error {
 		}
 		r.Logf(ctx, "the power driver has no reset; cycling power instead")
 	}
+	// A board that is off needs no pause before it is switched on.
+	if ps, ok := p.(drivers.PowerStater); ok {
+		if on, err := ps.PowerState(ctx); err == nil && !on {
+			return infra(p.On(ctx))
+		}
+	}
 	if c, ok := p.(drivers.Cycler); ok {
 		return infra(c.Cycle(ctx, a.Delay.Duration))
 	}

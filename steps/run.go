@@ -110,3 +110,6 @@ func multiline(p engine.Pattern) engine.Pattern {
 	}
 	return p
 }
+
+// Title implements engine.Titler.
+func (a *runAction) Title() string { return a.Command }

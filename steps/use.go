@@ -46,3 +46,6 @@ func (a *useAction) Children() [][]*engine.Step {
 func (a *useAction) Run(ctx context.Context, r *engine.Run) error {
 	return runBlock(ctx, r, a.plan.Steps, a.plan.Finally)
 }
+
+// Title implements engine.Titler.
+func (a *useAction) Title() string { return a.plan.Name }
