@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -49,9 +48,7 @@ func validateCommand() *cli.Command {
 					haveInv = true
 				}
 			}
-			// Validation is short-lived and allocation-heavy: trade memory
-			// for less garbage collection, and parse on every CPU.
-			debug.SetGCPercent(800)
+			// parse and schema-check on every CPU
 			l.Preload(files)
 			kinds := map[string]string{}
 			for _, f := range files {
