@@ -41,12 +41,24 @@ func (w *writer) put(off int64, p []byte) error {
 }
 
 // putZeros records that the image holds n zero bytes at off (a hole of a
-// sparse raw image).
+// sparse raw image, or of xz output). A fresh file target already reads
+// zeros there; a block device gets them written where they are mapped.
 func (w *writer) putZeros(off, n int64) error {
-	if w.skipZeros || w.bm != nil || n == 0 {
+	if w.skipZeros || n == 0 {
 		return nil
 	}
-	return w.zeroRange(off, n)
+	if w.bm == nil {
+		return w.zeroRange(off, n)
+	}
+	end := off + n
+	rs := w.bm.Ranges
+	for i := w.bm.find(off); i < len(rs) && rs[i].Off < end; i++ {
+		a, b := max(off, rs[i].Off), min(end, rs[i].End())
+		if err := w.zeroRange(a, b-a); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // putData writes p at off, all of which the target must end up holding.
