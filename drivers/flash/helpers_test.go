@@ -2,10 +2,10 @@ package flash
 
 import (
 	"bytes"
-	"fmt"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"os/exec"
