@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 
 	"github.com/jsplan/jsplan/drivers/flash"
@@ -20,6 +21,7 @@ func main() {
 	flag.BoolVar(&opts.NoBmap, "no-bmap", false, "ignore any bmap")
 	flag.StringVar(&opts.SHA256, "sha256", "", "expected sha256 of the image file")
 	flag.BoolVar(&opts.Verify, "verify", false, "read back and compare")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile to this file")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: flashcmd [flags] IMAGE TARGET")
 		flag.PrintDefaults()
@@ -30,6 +32,15 @@ func main() {
 		os.Exit(2)
 	}
 	opts.Image = flag.Arg(0)
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "flashcmd:", err)
+			os.Exit(2)
+		}
+		pprof.StartCPUProfile(f)
+		defer pprof.StopCPUProfile()
+	}
 	if !*quiet {
 		opts.Progress = os.Stderr
 	}
@@ -38,6 +49,7 @@ func main() {
 	res, err := flash.Write(ctx, flag.Arg(1), opts)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "flashcmd:", err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 	if !*quiet {

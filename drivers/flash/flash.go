@@ -287,6 +287,15 @@ func (j *job) run(ctx context.Context) error {
 		err = j.runRaw(ctx)
 	case xzIdx != nil:
 		err = j.runXZ(ctx, xzIdx)
+	case j.img.format == "zstd" && tool("zstd") != "":
+		// The zstd program with sparse output: measured about twice as
+		// fast as klauspost/compress here, which fills zero blocks byte by
+		// byte and hands us every zero.
+		j.decoder = "zstd -dc --sparse (memfd)"
+		err = j.runSparseProc(ctx, tool("zstd"), "-dc", "-q", "--sparse", "--long=31")
+	case j.img.format == "xz" && tool("xz") != "":
+		j.decoder = "xz -dc -T0 (memfd, stream)"
+		err = j.runSparseProc(ctx, tool("xz"), "-dc", "-q", "-T0")
 	default:
 		err = j.runStream(ctx)
 	}

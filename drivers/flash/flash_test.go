@@ -756,3 +756,31 @@ func TestProgressPlain(t *testing.T) {
 		t.Fatal("terminal control characters sent to a non-terminal")
 	}
 }
+
+// A decoder writing faster than we consume is paused and resumed; the
+// result is still exact (memfd limits made tiny for the test).
+func TestDecoderBackpressure(t *testing.T) {
+	need(t, "zstd")
+	hi, lo := memHigh, memLow
+	memHigh, memLow = 64<<10, 16<<10
+	defer func() { memHigh, memLow = hi, lo }()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	want := makeImage(t, raw)
+	img := compress(t, raw, "zstd")
+	for _, withBmap := range []bool{false, true} {
+		opts := Options{Image: img, NoBmap: true}
+		if withBmap {
+			makeBmap(t, raw, raw+".bmap")
+			opts = Options{Image: img, Bmap: raw + ".bmap"}
+		}
+		target := filepath.Join(dir, "t")
+		res := write(t, target, opts)
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+			t.Fatalf("bmap %v: differs: %s", withBmap, firstDiff(got, want))
+		}
+		if !strings.Contains(res.Decoder, "memfd") {
+			t.Errorf("decoder %q", res.Decoder)
+		}
+	}
+}

@@ -10,16 +10,11 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
-	"os/exec"
-	"strings"
-	"sync"
 	"sync/atomic"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/klauspost/pgzip"
 	"github.com/ulikunitz/xz"
-	"golang.org/x/sys/unix"
 )
 
 // inputReader reads the image file for a decoder: it counts bytes for
@@ -46,6 +41,20 @@ func (in *inputReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+func newSHA256() hash.Hash { return sha256.New() }
+
+// teeResult drains the rest of the image into its checksum (after a clean
+// decode) and returns the checksum or the error.
+func teeResult(in *inputReader, err error) sumResult {
+	if err == nil {
+		_, err = io.Copy(io.Discard, in)
+	}
+	if err != nil {
+		return sumResult{err: err}
+	}
+	return sumResult{sum: hex.EncodeToString(in.hash.Sum(nil))}
+}
+
 // streamSum returns the channel on which the sha256 of a non-regular image
 // is delivered once the stream has been read.
 func (j *job) streamSum() chan sumResult { return j.teeSum }
@@ -64,17 +73,7 @@ func (j *job) runStream(ctx context.Context) (err error) {
 	in := &inputReader{ctx: ctx, r: bufio.NewReaderSize(src, 1<<20), pos: &j.inPos}
 	if j.teeSum != nil {
 		in.hash = sha256.New()
-		defer func() {
-			if err == nil {
-				// The rest of the image counts for its checksum.
-				_, err = io.Copy(io.Discard, in)
-			}
-			if err != nil {
-				j.teeSum <- sumResult{err: err}
-			} else {
-				j.teeSum <- sumResult{sum: hex.EncodeToString(in.hash.Sum(nil))}
-			}
-		}()
+		defer func() { j.teeSum <- teeResult(in, err) }()
 	}
 
 	dec, closeDec, err := j.newDecoder(ctx, in)
@@ -128,19 +127,7 @@ func (j *job) runStream(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	if stopAt < 0 {
-		j.size = off
-		if j.t.block && off > j.t.devSize {
-			return fmt.Errorf("%w: the image is %d bytes, block device %s holds only %d", ErrTargetFull, off, j.t.path, j.t.devSize)
-		}
-	} else if off < stopAt {
-		return fmt.Errorf("%w: %s decodes to only %d bytes, its bmap %s maps data up to byte %d (truncated image?)", ErrImage, j.img.path, off, j.bm.Path, stopAt)
-	}
-	if j.rh != nil {
-		j.ownSums(j.rh.own)
-		return j.rh.finish(j.img.path)
-	}
-	return nil
+	return j.streamEnd(off, stopAt)
 }
 
 // newDecoder returns a reader of the decoded image.
@@ -178,14 +165,6 @@ func (j *job) newDecoder(ctx context.Context, in io.Reader) (io.Reader, func(), 
 		j.decoder = "bzip2 (compress/bzip2)"
 		return bzip2.NewReader(in), func() {}, nil
 	case "xz":
-		if xzAvailable() {
-			r, closeFn, err := j.xzPipe(ctx, in, "-T0")
-			if err != nil {
-				return nil, nil, err
-			}
-			j.decoder = "xz -dc -T0 (stream)"
-			return r, closeFn, nil
-		}
 		z, err := xz.NewReader(in)
 		if err != nil {
 			return bad(err)
@@ -196,88 +175,8 @@ func (j *job) newDecoder(ctx context.Context, in io.Reader) (io.Reader, func(), 
 	return nil, nil, fmt.Errorf("%w: unknown format %q", ErrImage, j.img.format)
 }
 
-var (
-	xzOnce sync.Once
-	xzPath string
-)
-
 // xzAvailable reports whether the xz program can be run.
-func xzAvailable() bool {
-	xzOnce.Do(func() {
-		if p, err := exec.LookPath("xz"); err == nil {
-			xzPath = p
-		}
-	})
-	return xzPath != ""
-}
-
-// procReader reads a decoder process's output and reports how it ended.
-type procReader struct {
-	r      *os.File
-	cmd    *exec.Cmd
-	stderr *bytes.Buffer
-	what   string
-	waited bool
-	werr   error
-}
-
-func (p *procReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	if err == io.EOF {
-		if werr := p.wait(); werr != nil {
-			return n, werr
-		}
-	}
-	return n, err
-}
-
-func (p *procReader) wait() error {
-	if !p.waited {
-		p.waited = true
-		p.r.Close()
-		if err := p.cmd.Wait(); err != nil {
-			msg := strings.TrimSpace(p.stderr.String())
-			if msg == "" {
-				msg = err.Error()
-			}
-			p.werr = fmt.Errorf("%s: %s", p.what, msg)
-		}
-	}
-	return p.werr
-}
-
-// kill stops the process early (we have what we need).
-func (p *procReader) kill() {
-	if !p.waited {
-		p.cmd.Process.Kill()
-		p.waited = true
-		p.r.Close()
-		p.cmd.Wait()
-	}
-}
-
-// startDecoder runs an external decoder reading stdin and returns its
-// output with a large pipe buffer.
-func startDecoder(ctx context.Context, stdin io.Reader, what string, name string, args ...string) (*procReader, error) {
-	r, w, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	// A bigger pipe means fewer wakeups between decoder and us.
-	unix.FcntlInt(r.Fd(), unix.F_SETPIPE_SZ, 1<<20)
-	cmd := exec.CommandContext(ctx, name, args...)
-	cmd.Stdin = stdin
-	cmd.Stdout = w
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}
-	if err := cmd.Start(); err != nil {
-		r.Close()
-		w.Close()
-		return nil, fmt.Errorf("starting %s: %v", name, err)
-	}
-	w.Close()
-	return &procReader{r: r, cmd: cmd, stderr: &stderr, what: what}, nil
-}
+func xzAvailable() bool { return tool("xz") != "" }
 
 type limitedBuffer struct {
 	b   *bytes.Buffer
@@ -289,13 +188,4 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
-}
-
-// xzPipe decodes a whole xz stream with the xz program.
-func (j *job) xzPipe(ctx context.Context, in io.Reader, threads string) (io.Reader, func(), error) {
-	p, err := startDecoder(ctx, in, "xz", xzPath, "-dc", "-q", threads)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: %v", ErrImage, err)
-	}
-	return p, func() { p.kill() }, nil
 }

@@ -322,7 +322,8 @@ func (j *job) xzBlock(ctx context.Context, ix *xzIndex, b xzBlock, need int64, c
 	if _, err := mem.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
-	cmd := exec.CommandContext(ctx, xzPath, "-dc", "-q", "-T1")
+	cmd := exec.CommandContext(ctx, tool("xz"), "-dc", "-q", "-T1")
+	cmd.WaitDelay = time.Second
 	cmd.Stdin = ix.blockStream(j.img.f, b)
 	cmd.Stdout = mem
 	var stderr bytes.Buffer
