@@ -784,3 +784,86 @@ func TestDecoderBackpressure(t *testing.T) {
 		}
 	}
 }
+
+// xz blocks decode in process, through the xz program, and (for filters the
+// in-process decoder does not know, like BCJ) through the program as a
+// fallback; all give the image, with and without bmap, with every check
+// type.
+func TestXZPaths(t *testing.T) {
+	need(t, "xz", "bmaptool")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	want := makeImage(t, raw)
+	makeBmap(t, raw, raw+".bmap")
+	variants := map[string][]string{
+		"crc64":  {"-T2", "--block-size=1MiB"},
+		"crc32":  {"-T2", "--block-size=1MiB", "--check=crc32"},
+		"sha256": {"-T2", "--block-size=1MiB", "--check=sha256"},
+		"none":   {"-T2", "--block-size=1MiB", "--check=none"},
+		"x86":    {"--x86", "--lzma2=preset=6", "--block-size=2MiB"},
+		"single": {"-T1", "-0"},
+	}
+	for name, args := range variants {
+		img := filepath.Join(dir, name+".xz")
+		f, err := os.Create(img)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stderr bytes.Buffer
+		cmd := exec.Command("xz", append(append([]string{"-c"}, args...), raw)...)
+		cmd.Stdout, cmd.Stderr = f, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("xz %v: %v %s", args, err, stderr.String())
+		}
+		f.Close()
+		for _, program := range []bool{false, true} {
+			xzUseProgram = program
+			for _, bmap := range []bool{false, true} {
+				target := filepath.Join(dir, "t")
+				opts := Options{Image: img, NoBmap: true, Verify: true}
+				if bmap {
+					opts = Options{Image: img, Bmap: raw + ".bmap", Verify: true}
+				}
+				res, err := Write(context.Background(), target, opts)
+				if err != nil {
+					t.Fatalf("%s program=%v bmap=%v: %v", name, program, bmap, err)
+				}
+				if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+					t.Fatalf("%s program=%v bmap=%v: differs: %s", name, program, bmap, firstDiff(got, want))
+				}
+				if !strings.Contains(res.Decoder, "blocks") {
+					t.Errorf("decoder %q", res.Decoder)
+				}
+			}
+		}
+		xzUseProgram = false
+	}
+}
+
+// Random damage to xz data is reported, never a panic, whichever decoder
+// sees it.
+func TestXZCorruptNoPanic(t *testing.T) {
+	need(t, "xz")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	makeImage(t, raw)
+	img := compress(t, raw, "xz")
+	data, _ := os.ReadFile(img)
+	rng := randomBytes(4096)
+	for i := 0; i < 40; i++ {
+		bad := bytes.Clone(data)
+		// Damage inside the first block's data, keeping headers and index.
+		at := 64 + int(rng[i])*int(rng[i+100])%max(1, len(data)/3)
+		for k := 0; k < 1+i%5; k++ {
+			bad[(at+k*97)%(len(data)-200)+32] ^= rng[i+k+200] | 1
+		}
+		p := filepath.Join(dir, "bad.xz")
+		os.WriteFile(p, bad, 0o644)
+		_, err := Write(context.Background(), filepath.Join(dir, "t"), Options{Image: p, NoBmap: true})
+		if err == nil {
+			t.Errorf("damage %d at %d: no error", i, at)
+		} else if !errors.Is(err, ErrImage) {
+			t.Errorf("damage %d: %v, want ErrImage", i, err)
+		}
+	}
+}

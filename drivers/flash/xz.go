@@ -208,6 +208,10 @@ func (ix *xzIndex) blockStream(f *os.File, b xzBlock) io.Reader {
 		io.NewSectionReader(f, b.off, (b.unpadded+3)&^3), bytes.NewReader(tail))
 }
 
+// xzUseProgram makes every block go through the xz program (for tests and
+// benchmarks of that path).
+var xzUseProgram = false
+
 // xzWorkers is how many blocks are decoded at once.
 func xzWorkers(blocks int) int {
 	return max(1, min(blocks, runtime.NumCPU(), 16))
@@ -276,16 +280,37 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			buf := make([]byte, chunkSize)
-			mem, err := newMemfd("flash-xz")
-			if err != nil {
-				fail(fmt.Errorf("flash: memfd: %v", err))
-			} else {
-				defer mem.Close()
-			}
+			var (
+				dec lzmaDec
+				raw []byte
+				buf []byte
+				mem *os.File
+			)
+			defer func() {
+				if mem != nil {
+					mem.Close()
+				}
+			}()
 			for t := range next {
 				if ctx.Err() != nil {
 					continue
+				}
+				if !xzUseProgram {
+					handled, err := j.xzBlockGo(ctx, ix, t.b, t.need, t.check, &dec, &raw)
+					if err != nil {
+						fail(err)
+					}
+					if handled {
+						continue
+					}
+				}
+				if mem == nil {
+					var err error
+					if mem, err = newMemfd("flash-xz"); err != nil {
+						fail(fmt.Errorf("flash: memfd: %v", err))
+						continue
+					}
+					buf = make([]byte, chunkSize)
 				}
 				if err := j.xzBlock(ctx, ix, t.b, t.need, t.check, buf, mem); err != nil {
 					fail(err)

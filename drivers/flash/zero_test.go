@@ -2,6 +2,7 @@ package flash
 
 import (
 	"context"
+	"hash/crc64"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -190,3 +191,15 @@ func BenchmarkWrite(b *testing.B) {
 }
 
 
+
+func TestCRC64Zeros(t *testing.T) {
+	for _, n := range []int{0, 1, 7, 8, 100, 4096, 65536 + 3, 1 << 20} {
+		for _, start := range [][]byte{nil, []byte("jsplan"), randomBytes(1000)} {
+			c := crc64.Update(0, crc64Table, start)
+			want := crc64.Update(c, crc64Table, make([]byte, n))
+			if got := crc64Zeros(c, int64(n)); got != want {
+				t.Fatalf("crc64Zeros(%d bytes after %d) = %x, want %x", n, len(start), got, want)
+			}
+		}
+	}
+}
