@@ -208,6 +208,9 @@ func (ix *xzIndex) blockStream(f *os.File, b xzBlock) io.Reader {
 		io.NewSectionReader(f, b.off, (b.unpadded+3)&^3), bytes.NewReader(tail))
 }
 
+// afterXZBlock, when set (by tests), runs after each block is written.
+var afterXZBlock func()
+
 // xzUseProgram makes every block go through the xz program (for tests and
 // benchmarks of that path).
 var xzUseProgram = false
@@ -301,6 +304,9 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 						fail(err)
 					}
 					if handled {
+						if afterXZBlock != nil {
+							afterXZBlock()
+						}
 						continue
 					}
 				}
@@ -314,6 +320,9 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 				}
 				if err := j.xzBlock(ctx, ix, t.b, t.need, t.check, buf, mem); err != nil {
 					fail(err)
+				}
+				if afterXZBlock != nil {
+					afterXZBlock()
 				}
 			}
 		}()

@@ -190,8 +190,6 @@ func BenchmarkWrite(b *testing.B) {
 	}
 }
 
-
-
 func TestCRC64Zeros(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 100, 4096, 65536 + 3, 1 << 20} {
 		for _, start := range [][]byte{nil, []byte("jsplan"), randomBytes(1000)} {
