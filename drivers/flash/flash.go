@@ -1,18 +1,37 @@
 // Package flash writes disk images to regular files and block devices, fast.
 //
 // Write streams an image (raw, or gzip, xz, zstd or bzip2 compressed; the
-// format is told by its magic bytes) onto a target. With a bmaptool block map
-// it writes only the mapped ranges and checks each range's checksum. Without
-// one, a regular-file target is rebuilt sparse: it is emptied first and runs
-// of zeros are left as holes. Reading, decoding, hashing and writing overlap
-// in a pipeline of goroutines; multi-block xz files (xz -T0) are decoded
-// block by block in parallel, and with a bmap, blocks holding no mapped data
-// are not decoded at all.
+// format is told by its magic bytes) onto a target, never decompressing it
+// to disk first. With a bmaptool block map it writes only the mapped ranges
+// and checks each range's checksum. Without one, a regular-file target is
+// rebuilt sparse: it is emptied first and runs of zeros are left as holes;
+// a block device gets every byte (long zero runs through BLKZEROOUT).
+//
+// How each format is read:
+//   - raw: only the data extents of a sparse image (SEEK_DATA), or only the
+//     bmap's ranges, in large reads;
+//   - xz (seekable): the stream index is read and blocks are decoded in
+//     parallel by an in-process LZMA2 decoder that turns the long matches
+//     encoding zero runs into memclr (liblzma copies them a byte at a time);
+//     with a bmap, blocks without mapped data are skipped and decoding stops
+//     after the last mapped byte. Blocks with BCJ or delta filters go to the
+//     xz program;
+//   - zstd, and xz from a pipe: the zstd/xz program writes into a memfd,
+//     which it fills sparsely (seeking over zeros); we follow it, pass its
+//     data extents on and punch out what we consumed, pausing the program
+//     when it gets too far ahead. Without the program: klauspost/compress
+//     (zstd) or ulikunitz/xz;
+//   - gzip: klauspost/pgzip; bzip2: compress/bzip2.
+//
+// Reading and decoding, writing and hashing overlap in goroutines; writeback
+// of the target starts while writing (sync_file_range), so the final fsync
+// is short.
 //
 // Write refuses a target that is neither a regular file nor a block device,
-// a block device that is mounted or used as swap, and the disk of the running
-// system's root file system. Everything written is durable (fsync) when
-// Write returns without error.
+// a block device that is mounted or used as swap (or whose partitions or
+// holders are), and the disk of the running system's root file system, or
+// any partition on it. Everything written is durable (fsync) when Write
+// returns without error.
 package flash
 
 import (
@@ -212,7 +231,7 @@ func (j *job) run(ctx context.Context) error {
 		j.size = j.img.size
 	}
 	var xzIdx *xzIndex
-	if j.img.format == "xz" && j.img.regular && xzAvailable() {
+	if j.img.format == "xz" && j.img.regular {
 		idx, err := readXZIndex(j.img.f, j.img.size)
 		if err != nil {
 			return fmt.Errorf("%w: %s: %v", ErrImage, j.img.path, err)

@@ -854,3 +854,68 @@ func TestXZCorruptNoPanic(t *testing.T) {
 		}
 	}
 }
+
+// withoutTools makes the named programs look missing for the test.
+func withoutTools(t *testing.T, names ...string) {
+	toolMu.Lock()
+	saved := map[string]string{}
+	for _, n := range names {
+		saved[n] = toolPaths[n]
+		toolPaths[n] = ""
+	}
+	toolMu.Unlock()
+	t.Cleanup(func() {
+		toolMu.Lock()
+		for n := range saved {
+			delete(toolPaths, n)
+		}
+		toolMu.Unlock()
+	})
+}
+
+// Without the zstd and xz programs the pure-Go decoders take over, from a
+// file and from a pipe; an xz block with a BCJ filter then gets a clear
+// error.
+func TestWithoutDecoderPrograms(t *testing.T) {
+	need(t, "zstd", "xz")
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	want := makeImage(t, raw)
+	zst := compress(t, raw, "zstd")
+	xzf := compress(t, raw, "xz")
+	bcj := filepath.Join(dir, "bcj.xz")
+	f, _ := os.Create(bcj)
+	cmd := exec.Command("xz", "-c", "--x86", "--lzma2", raw)
+	cmd.Stdout = f
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	withoutTools(t, "zstd", "xz")
+	for _, img := range []string{zst, xzf} {
+		target := filepath.Join(dir, "t")
+		res := write(t, target, Options{Image: img, NoBmap: true, Verify: true})
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+			t.Fatalf("%s: differs: %s", img, firstDiff(got, want))
+		}
+		t.Logf("%s: %s", filepath.Base(img), res.Decoder)
+		data, _ := os.ReadFile(img)
+		fifo := filepath.Join(dir, "fifo"+filepath.Ext(img))
+		syscall.Mkfifo(fifo, 0o600)
+		go func() {
+			if f, err := os.OpenFile(fifo, os.O_WRONLY, 0); err == nil {
+				f.Write(data)
+				f.Close()
+			}
+		}()
+		res = write(t, target, Options{Image: fifo})
+		if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+			t.Fatalf("%s from a pipe: differs: %s", img, firstDiff(got, want))
+		}
+		t.Logf("%s from a pipe: %s", filepath.Base(img), res.Decoder)
+	}
+	_, err := Write(context.Background(), filepath.Join(dir, "t"), Options{Image: bcj})
+	if !errors.Is(err, ErrImage) || !strings.Contains(err.Error(), "xz-utils") {
+		t.Fatalf("BCJ without xz: got %v", err)
+	}
+}

@@ -268,7 +268,11 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 	}
 	j.outPos.Add(skipped)
 	workers := xzWorkers(len(tasks))
-	j.decoder = fmt.Sprintf("xz: %d of %d blocks by %d parallel xz processes", len(tasks), len(ix.blocks), workers)
+	how := "in-process LZMA2"
+	if xzUseProgram {
+		how = "xz processes"
+	}
+	j.decoder = fmt.Sprintf("xz: %d of %d blocks by %d parallel workers (%s)", len(tasks), len(ix.blocks), workers, how)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -309,6 +313,10 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 						}
 						continue
 					}
+				}
+				if !xzAvailable() {
+					fail(fmt.Errorf("%w: xz block at byte %d of %s uses a filter (BCJ, delta) that needs the xz program; install xz-utils", ErrImage, t.b.off, j.img.path))
+					continue
 				}
 				if mem == nil {
 					var err error
