@@ -5,7 +5,10 @@ go 1.26.8
 require (
 	github.com/creack/pty v1.1.24
 	github.com/google/gousb v1.1.3
+	github.com/klauspost/compress v1.20.4
+	github.com/klauspost/pgzip v1.3.0
 	github.com/santhosh-tekuri/jsonschema/v5 v5.3.1
+	github.com/ulikunitz/xz v0.5.15
 	github.com/urfave/cli/v2 v2.27.7
 	go.bug.st/serial v1.8.0
 	golang.org/x/sys v0.43.0
