@@ -1,11 +1,10 @@
 package steps
 
 import (
+	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
+	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/flash"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
 )
@@ -23,7 +23,7 @@ type flashAction struct {
 	Image  string `yaml:"image"`
 	Bmap   string `yaml:"bmap,omitempty"`
 	SHA256 string `yaml:"sha256,omitempty"`
-	Verify bool   `yaml:"verify,omitempty"`
+	Verify engine.Bool `yaml:"verify,omitempty"`
 }
 
 func init() {
@@ -32,7 +32,7 @@ func init() {
 		Summary: "Write an image (raw or compressed, optionally with a bmap) to the board's storage, checked and verified.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"image":  str("Path of the image on the host (relative to the plan); gzip, xz, zstd and bzip2 are detected by content."),
-			"bmap":   str("Path of a bmaptool block map (default: found next to the image)."),
+			"bmap":   str("Path of a bmaptool block map (default: found next to the image; none: write every block)."),
 			"sha256": obj{"type": "string", "pattern": "^([0-9a-fA-F]{64}|\\s*\\$\\{\\{[^}]*\\}\\}\\s*)$", "description": "Expected SHA-256 of the image file."},
 			"verify": described(ref("bool"), "Read the storage back after writing and compare."),
 		}, "image")),
@@ -44,7 +44,9 @@ func init() {
 				return nil
 			}
 			a.Image = dc.LocalPath(a.Image)
-			a.Bmap = dc.LocalPath(a.Bmap)
+			if a.Bmap != "none" {
+				a.Bmap = dc.LocalPath(a.Bmap)
+			}
 			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Image) {
 				if _, err := os.Stat(a.Image); err != nil {
 					node := n
@@ -77,61 +79,79 @@ func (a *flashAction) Run(ctx context.Context, r *engine.Run) error {
 		return infra(err)
 	}
 	r.Logf(ctx, "writing %s to %s", a.Image, target)
-	res, werr := writeImage(ctx, target, a)
+	res, werr := writeImage(ctx, r, target, a)
 	if err := st.AttachBoard(ctx); err != nil && werr == nil {
 		werr = infra(err)
 	}
 	if werr != nil {
 		return werr
 	}
-	r.Logf(ctx, "%s", res)
+	r.Output(ctx, res)
 	return nil
 }
 
-// writeImage streams the image to the target, checking its SHA-256.
-func writeImage(ctx context.Context, target string, a *flashAction) (string, error) {
-	start := time.Now()
-	in, err := os.Open(a.Image)
-	if err != nil {
-		return "", diag.Infraf("image: %v", err)
+// writeImage writes the image through the flash pipeline and maps its
+// errors to classes: a bad image or checksum fails the test; a target that
+// cannot be written is infrastructure.
+func writeImage(ctx context.Context, r *engine.Run, target string, a *flashAction) (string, error) {
+	opts := flash.Options{Image: a.Image, Bmap: a.Bmap, SHA256: a.SHA256, Verify: a.Verify.Value,
+		Progress: &logLines{ctx: ctx, r: r}}
+	if a.Bmap == "none" {
+		opts.Bmap, opts.NoBmap = "", true
 	}
-	defer in.Close()
-	out, err := os.OpenFile(target, os.O_WRONLY|os.O_CREATE, 0o644)
+	res, err := flash.Write(ctx, target, opts)
 	if err != nil {
-		return "", diag.Infraf("storage: %v", err)
-	}
-	defer out.Close()
-	h := sha256.New()
-	n, err := io.CopyBuffer(out, io.TeeReader(&ctxReader{ctx, in}, h), make([]byte, 4<<20))
-	if err != nil {
-		return "", fmt.Errorf("writing %s: %w", target, err)
-	}
-	if err := out.Truncate(n); err != nil {
-		if st, _ := out.Stat(); st == nil || st.Mode().IsRegular() {
-			return "", diag.Infraf("storage: %v", err)
+		switch {
+		case ctx.Err() != nil:
+			return "", context.Cause(ctx)
+		case errors.Is(err, flash.ErrImage), errors.Is(err, flash.ErrBmap), errors.Is(err, flash.ErrChecksum),
+			errors.Is(err, flash.ErrVerify):
+			return "", diag.Fail(err)
 		}
+		return "", &diag.ClassError{C: diag.Infra, Err: err}
 	}
-	if err := out.Sync(); err != nil {
-		return "", diag.Infraf("storage: sync: %v", err)
+	msg := fmt.Sprintf("wrote %s image (%s) to %s: %d of %d bytes in %s (%.0f MB/s)", res.Format,
+		humanBytes(res.ImageSize), target, res.BytesWritten, res.ImageSize, res.Duration.Round(time.Millisecond),
+		float64(res.ImageSize)/1e6/max(res.Duration.Seconds(), 1e-6))
+	if res.UsedBmap != "" {
+		msg += ", bmap " + filepath.Base(res.UsedBmap)
 	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	if a.SHA256 != "" && !strings.EqualFold(sum, a.SHA256) {
-		return "", diag.Failf("image checksum mismatch: expected sha256 %s, got %s", strings.ToLower(a.SHA256), sum)
+	if res.Verified {
+		msg += ", verified"
 	}
-	d := time.Since(start)
-	return fmt.Sprintf("wrote %d bytes in %s (%.1f MB/s)", n, d.Round(time.Millisecond), float64(n)/1e6/d.Seconds()), nil
+	return msg, nil
 }
 
-type ctxReader struct {
-	ctx context.Context
-	r   io.Reader
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	}
+	return fmt.Sprintf("%d bytes", n)
 }
 
-func (c *ctxReader) Read(p []byte) (int, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, context.Cause(c.ctx)
+// logLines turns progress lines into run log lines.
+type logLines struct {
+	ctx  context.Context
+	r    *engine.Run
+	part []byte
+}
+
+func (w *logLines) Write(p []byte) (int, error) {
+	w.part = append(w.part, p...)
+	for {
+		i := bytes.IndexAny(w.part, "\r\n")
+		if i < 0 {
+			break
+		}
+		if line := strings.TrimSpace(string(w.part[:i])); line != "" {
+			w.r.Logf(w.ctx, "%s", line)
+		}
+		w.part = w.part[i+1:]
 	}
-	return c.r.Read(p)
+	return len(p), nil
 }
 
 // Title implements engine.Titler.
