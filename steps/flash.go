@@ -20,9 +20,9 @@ import (
 
 // flashAction writes an image to the board's storage.
 type flashAction struct {
-	Image  string `yaml:"image"`
-	Bmap   string `yaml:"bmap,omitempty"`
-	SHA256 string `yaml:"sha256,omitempty"`
+	Image  string      `yaml:"image"`
+	Bmap   string      `yaml:"bmap,omitempty"`
+	SHA256 string      `yaml:"sha256,omitempty"`
 	Verify engine.Bool `yaml:"verify,omitempty"`
 }
 
