@@ -357,14 +357,14 @@ func OpenBoard(ctx context.Context, b *BoardSpec, env drivers.Env) (*Board, erro
 
 // Close closes every device, in reverse order, and joins their errors.
 func (b *Board) Close() error {
-	var errs []error
+	var all error
 	for i := len(b.order) - 1; i >= 0; i-- {
 		if err := b.devices[b.order[i]].Close(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.order[i], err))
+			all = appendErr(all, fmt.Errorf("%s: %w", b.order[i], err))
 		}
 	}
 	b.order = nil
-	return errors.Join(errs...)
+	return all
 }
 
 func (b *Board) device(c drivers.Capability) (drivers.Device, error) {

@@ -436,15 +436,15 @@ func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent 
 
 func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, parent *StepResult) ([]*StepResult, error) {
 	var out []*StepResult
-	var first error
+	var all error
 	for i, s := range steps {
 		sr, err := r.runStep(ctx, s, index(prefix, i))
 		out = append(out, sr)
-		if err != nil && first == nil && !s.ContinueOnError.Value {
-			first = err
+		if err != nil && !s.ContinueOnError.Value {
+			all = appendErr(all, err)
 		}
 	}
-	return out, first
+	return out, all
 }
 
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
