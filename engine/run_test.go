@@ -107,7 +107,7 @@ func TestExecuteRetry(t *testing.T) {
 }
 
 func TestExecutePlanTimeoutStillRunsFinally(t *testing.T) {
-	p := loadRun(t, head+"timeout: 200ms\nsteps:\n  - sleep: 100ms\n  - sleep: 150ms\n  - log: never\nfinally:\n  - log: cleanup\n")
+	p := loadRun(t, head+"timeout: 200ms\nsteps:\n  - log: first\n  - sleep: 30s\n  - log: never\nfinally:\n  - log: cleanup\n")
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
 	if res.Status != engine.StatusFailed || !strings.Contains(res.Error, "plan timed out after 200ms") {
 		t.Errorf("status %q error %q", res.Status, res.Error)
