@@ -26,7 +26,9 @@ func boardsCommand() *cli.Command {
 				Name:  "list",
 				Usage: "show the boards of the inventory with their lock state",
 				Flags: []cli.Flag{boardsFlag, outputFlag,
-					&cli.StringFlag{Name: "lock-dir", EnvVars: []string{"JSPLAN_LOCK_DIR"}, Usage: "board locks live in `DIR`"}},
+					&cli.StringFlag{Name: "lock-dir", EnvVars: []string{"JSPLAN_LOCK_DIR"}, Usage: "board locks live in `DIR`"},
+					&cli.StringFlag{Name: "state-dir", EnvVars: []string{"JSPLAN_STATE_DIR"}, Usage: "driver state under `DIR`"},
+					&cli.BoolFlag{Name: "check", Usage: "open each free board's drivers: power state, does the console answer"}},
 				Action: boardsList,
 			},
 			{
@@ -63,6 +65,7 @@ type boardRow struct {
 	Drivers      []string          `json:"drivers"`
 	Locked       bool              `json:"locked"`
 	Holder       *lock.Holder      `json:"holder,omitempty"`
+	Check        string            `json:"check,omitempty"`
 }
 
 func boardsList(c *cli.Context) error {
@@ -91,6 +94,15 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, h
 		}
 		lk.Release()
+		if c.Bool("check") && !row.Locked {
+			stateDir := c.String("state-dir")
+			if stateDir == "" {
+				stateDir = defaultStateDir()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			row.Check = checkBoard(ctx, b, dir, stateDir, 3*time.Second)
+			cancel()
+		}
 		rows = append(rows, row)
 	}
 	if format == "json" {
@@ -111,6 +123,9 @@ func boardsList(c *cli.Context) error {
 			if r.Holder != nil {
 				state = "busy: " + r.Holder.String()
 			}
+		}
+		if r.Check != "" {
+			state += " (" + r.Check + ")"
 		}
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
 	}
