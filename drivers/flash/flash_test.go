@@ -672,8 +672,10 @@ func TestCancel(t *testing.T) {
 		_, err := Write(ctx, target, Options{Image: fifo})
 		errc <- err
 	}()
-	ch <- randomBytes(9 * mib) // more than a chunk; then the pipe stays open
-	waitSize(t, target, 4*mib)
+	ch <- randomBytes(9 * mib) // two chunks and a bit; then the pipe stays open
+	// Two chunks written: the reader now waits on the empty pipe, and the
+	// cancel must interrupt that read.
+	waitSize(t, target, 8*mib)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
