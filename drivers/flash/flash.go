@@ -209,7 +209,8 @@ type job struct {
 	verified bool
 
 	// progress counters
-	inPos  atomic.Int64 // compressed bytes consumed
+	knownSize atomic.Int64 // size once known, for the progress goroutine
+	inPos     atomic.Int64 // compressed bytes consumed
 	outPos atomic.Int64 // decoded bytes handled (written, skipped or discarded)
 	prog   *progress
 
@@ -297,6 +298,7 @@ func (j *job) run(ctx context.Context) error {
 		sumCh = make(chan sumResult, 1)
 		go func() { sumCh <- j.hashImage(ctx) }()
 	}
+	j.knownSize.Store(j.size)
 	j.startProgress()
 
 	var err error

@@ -10,6 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// progressEvery is the interval of plain progress lines (a variable for
+// tests).
+var progressEvery = 5 * time.Second
+
 // progress reports on a Write in flight.
 type progress struct {
 	w     io.Writer
@@ -41,8 +45,8 @@ func isTerminal(w io.Writer) bool {
 // total in the unit the fraction is computed from; ok is false when no
 // total is known.
 func (j *job) fraction() (f float64, done, total int64, ok bool) {
-	if j.size > 0 {
-		done, total = j.outPos.Load(), j.size
+	if size := j.knownSize.Load(); size > 0 {
+		done, total = j.outPos.Load(), size
 	} else if j.img.regular && j.img.size > 0 {
 		done, total = j.inPos.Load(), j.img.size
 	} else {
@@ -58,7 +62,7 @@ func (j *job) startProgress() {
 	p := &progress{w: j.opts.Progress, tty: isTerminal(j.opts.Progress), start: time.Now(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	j.prog = p
-	every := 5 * time.Second
+	every := progressEvery
 	if p.tty {
 		every = 200 * time.Millisecond
 	}
@@ -88,8 +92,8 @@ func (j *job) showProgress() {
 		eta = fmtDur(time.Duration(float64(el) * (1 - f) / f))
 	}
 	size := "?"
-	if j.size > 0 {
-		size = fmtBytes(j.size)
+	if n := j.knownSize.Load(); n > 0 {
+		size = fmtBytes(n)
 	}
 	written := fmtBytes(j.w.written.Load())
 	if p.tty {
