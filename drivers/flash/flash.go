@@ -211,8 +211,8 @@ type job struct {
 	// progress counters
 	knownSize atomic.Int64 // size once known, for the progress goroutine
 	inPos     atomic.Int64 // compressed bytes consumed
-	outPos atomic.Int64 // decoded bytes handled (written, skipped or discarded)
-	prog   *progress
+	outPos    atomic.Int64 // decoded bytes handled (written, skipped or discarded)
+	prog      *progress
 
 	rh     *rangeHasher     // checks bmap ranges of in-order sources
 	teeSum chan sumResult   // sha256 of a non-regular image, from runStream
