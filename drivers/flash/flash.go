@@ -209,9 +209,10 @@ type job struct {
 	verified bool
 
 	// progress counters
-	inPos  atomic.Int64 // compressed bytes consumed
-	outPos atomic.Int64 // decoded bytes handled (written, skipped or discarded)
-	prog   *progress
+	knownSize atomic.Int64 // size once known, for the progress goroutine
+	inPos     atomic.Int64 // compressed bytes consumed
+	outPos    atomic.Int64 // decoded bytes handled (written, skipped or discarded)
+	prog      *progress
 
 	rh     *rangeHasher     // checks bmap ranges of in-order sources
 	teeSum chan sumResult   // sha256 of a non-regular image, from runStream
@@ -297,6 +298,7 @@ func (j *job) run(ctx context.Context) error {
 		sumCh = make(chan sumResult, 1)
 		go func() { sumCh <- j.hashImage(ctx) }()
 	}
+	j.knownSize.Store(j.size)
 	j.startProgress()
 
 	var err error

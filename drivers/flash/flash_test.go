@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -672,8 +673,10 @@ func TestCancel(t *testing.T) {
 		_, err := Write(ctx, target, Options{Image: fifo})
 		errc <- err
 	}()
-	ch <- randomBytes(9 * mib) // more than a chunk; then the pipe stays open
-	waitSize(t, target, 4*mib)
+	ch <- randomBytes(9 * mib) // two chunks and a bit; then the pipe stays open
+	// Two chunks written: the reader now waits on the empty pipe, and the
+	// cancel must interrupt that read.
+	waitSize(t, target, 8*mib)
 	cancel()
 	if err := <-errc; !errors.Is(err, context.Canceled) {
 		t.Fatalf("got %v, want context.Canceled", err)
@@ -918,4 +921,41 @@ func TestWithoutDecoderPrograms(t *testing.T) {
 	if !errors.Is(err, ErrImage) || !strings.Contains(err.Error(), "xz-utils") {
 		t.Fatalf("BCJ without xz: got %v", err)
 	}
+}
+
+// Progress lines while writing (ticks made fast): no data races, no
+// flood, and the last line is the summary.
+func TestProgressTicks(t *testing.T) {
+	saved := progressEvery
+	progressEvery = time.Millisecond
+	defer func() { progressEvery = saved }()
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	makeImage(t, raw)
+	for _, format := range []string{"raw", "zstd", "xz", "gzip"} {
+		img := compress(t, raw, format)
+		var buf safeBuffer
+		write(t, filepath.Join(dir, "t"), Options{Image: img, NoBmap: true, Progress: &buf})
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if !strings.HasPrefix(lines[len(lines)-1], "flash: wrote ") {
+			t.Fatalf("%s: progress output:\n%s", format, buf.String())
+		}
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

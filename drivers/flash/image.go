@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -49,18 +50,21 @@ func openImage(path string) (*image, error) {
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
 	img := &image{path: path, f: f}
-	var st unix.Stat_t
-	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+	// Stat, not Fd: Fd would put a pipe into blocking mode, and then
+	// closing it could not interrupt a read on cancellation.
+	fi, err := f.Stat()
+	if err != nil {
 		f.Close()
 		return nil, fmt.Errorf("%w: %v", ErrImage, err)
 	}
-	img.dev, img.ino = st.Dev, st.Ino
-	switch st.Mode & unix.S_IFMT {
-	case unix.S_IFDIR:
+	st := fi.Sys().(*syscall.Stat_t)
+	img.dev, img.ino = uint64(st.Dev), st.Ino
+	switch {
+	case fi.IsDir():
 		f.Close()
 		return nil, fmt.Errorf("%w: %s is a directory", ErrImage, path)
-	case unix.S_IFREG:
-		img.regular, img.size = true, st.Size
+	case fi.Mode().IsRegular():
+		img.regular, img.size = true, fi.Size()
 		head := make([]byte, 8)
 		n, err := f.ReadAt(head, 0)
 		if err != nil && err != io.EOF {

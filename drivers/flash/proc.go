@@ -245,6 +245,7 @@ func (j *job) emitExtents(p *pipe, mem interface {
 func (j *job) streamEnd(n, stopAt int64) error {
 	if stopAt < 0 {
 		j.size = n
+		j.knownSize.Store(n)
 		if j.t.block && n > j.t.devSize {
 			return fmt.Errorf("%w: the image is %d bytes, block device %s holds only %d", ErrTargetFull, n, j.t.path, j.t.devSize)
 		}

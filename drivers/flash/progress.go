@@ -10,6 +10,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
+// progressEvery is the interval of plain progress lines (a variable for
+// tests).
+var progressEvery = 5 * time.Second
+
 // progress reports on a Write in flight.
 type progress struct {
 	w     io.Writer
@@ -24,16 +28,25 @@ func isTerminal(w io.Writer) bool {
 	if !ok {
 		return false
 	}
-	_, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS)
-	return err == nil
+	// Through SyscallConn: Fd would change the caller's file to blocking.
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	tty := false
+	rc.Control(func(fd uintptr) {
+		_, err := unix.IoctlGetTermios(int(fd), unix.TCGETS)
+		tty = err == nil
+	})
+	return tty
 }
 
 // fraction returns how far along the write is, and the bytes done and
 // total in the unit the fraction is computed from; ok is false when no
 // total is known.
 func (j *job) fraction() (f float64, done, total int64, ok bool) {
-	if j.size > 0 {
-		done, total = j.outPos.Load(), j.size
+	if size := j.knownSize.Load(); size > 0 {
+		done, total = j.outPos.Load(), size
 	} else if j.img.regular && j.img.size > 0 {
 		done, total = j.inPos.Load(), j.img.size
 	} else {
@@ -49,7 +62,7 @@ func (j *job) startProgress() {
 	p := &progress{w: j.opts.Progress, tty: isTerminal(j.opts.Progress), start: time.Now(),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	j.prog = p
-	every := 5 * time.Second
+	every := progressEvery
 	if p.tty {
 		every = 200 * time.Millisecond
 	}
@@ -79,8 +92,8 @@ func (j *job) showProgress() {
 		eta = fmtDur(time.Duration(float64(el) * (1 - f) / f))
 	}
 	size := "?"
-	if j.size > 0 {
-		size = fmtBytes(j.size)
+	if n := j.knownSize.Load(); n > 0 {
+		size = fmtBytes(n)
 	}
 	written := fmtBytes(j.w.written.Load())
 	if p.tty {

@@ -76,7 +76,7 @@ func (j *job) runStream(ctx context.Context) (err error) {
 		defer func() { j.teeSum <- teeResult(in, err) }()
 	}
 
-	dec, closeDec, err := j.newDecoder(ctx, in)
+	dec, closeDec, err := j.newDecoder(in)
 	if err != nil {
 		return err
 	}
@@ -131,7 +131,7 @@ func (j *job) runStream(ctx context.Context) (err error) {
 }
 
 // newDecoder returns a reader of the decoded image.
-func (j *job) newDecoder(ctx context.Context, in io.Reader) (io.Reader, func(), error) {
+func (j *job) newDecoder(in io.Reader) (io.Reader, func(), error) {
 	bad := func(err error) (io.Reader, func(), error) {
 		return nil, nil, fmt.Errorf("%w: %s is not valid %s: %v", ErrImage, j.img.path, j.img.format, err)
 	}
