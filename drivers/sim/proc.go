@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"syscall"
+	"time"
 )
 
 // killSession kills the process group and the session led by pid, a shell
@@ -17,9 +18,11 @@ import (
 func killSession(pid int) {
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
 	_ = syscall.Kill(pid, syscall.SIGKILL)
-	// A member may fork while it is being killed: scan again until the
-	// session is empty (bounded, as a safety net).
-	for range 20 {
+	// A member may fork while it is being killed, and SIGKILL takes effect
+	// asynchronously: scan again until the session is empty, so the board is
+	// really off when this returns (bounded at 5 s, as a safety net).
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
 		members := sessionMembers(pid)
 		if len(members) == 0 {
 			return
@@ -27,6 +30,7 @@ func killSession(pid int) {
 		for _, p := range members {
 			_ = syscall.Kill(p, syscall.SIGKILL)
 		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }
 
