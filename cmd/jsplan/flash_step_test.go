@@ -61,3 +61,28 @@ finally:
 		t.Fatalf("flash must fail and the board must not boot: %+v", rep.Steps)
 	}
 }
+
+// jsplan flash: the same pipeline from the command line, with exit codes by
+// error class.
+func TestFlashCommand(t *testing.T) {
+	e := newEnv(t)
+	img := e.write("img.raw", strings.Repeat("jsplan flash command\n", 10000))
+	target := filepath.Join(e.dir, "target.img")
+	if r := e.run("flash", "-q", img, target); r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	a, _ := os.ReadFile(img)
+	b, _ := os.ReadFile(target)
+	if !bytes.Equal(a, b) {
+		t.Fatal("target differs from the image")
+	}
+	if r := e.run("flash", "-q", "--sha256", strings.Repeat("ab", 32), img, target); r.code != 1 || !strings.Contains(r.stderr, "checksum") {
+		t.Fatalf("wrong checksum: %s", r)
+	}
+	if r := e.run("flash", "-q", img, "/dev/null"); r.code != 3 || !strings.Contains(r.stderr, "character device") {
+		t.Fatalf("refused target: %s", r)
+	}
+	if r := e.run("flash", img); r.code != 2 {
+		t.Fatalf("usage: %s", r)
+	}
+}

@@ -51,6 +51,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			renderCommand(),
 			applyCommand(),
 			schemaCommand(),
+			flashCommand(),
 			boardsCommand(),
 		},
 		OnUsageError: usageError,
