@@ -254,22 +254,7 @@ func (c *fastCompiler) compileObject(s map[string]any, at string) (check, error)
 		case "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum":
 			fn, err = bound(k, val, kat)
 		case "propertyNames":
-			name, err := c.compile(val, kat)
-			if err != nil {
-				return nil, err
-			}
-			fn = func(v any) bool {
-				m, ok := v.(map[string]any)
-				if !ok {
-					return true
-				}
-				for key := range m {
-					if !name(key) {
-						return false
-					}
-				}
-				return true
-			}
+			fn, err = c.propertyNames(val, kat)
 		case "not":
 			sub, err := c.compile(val, kat)
 			if err != nil {
@@ -796,4 +781,116 @@ func jsonEqual(a, b any) bool {
 	}
 	nb, ok := number(b)
 	return ok && cmp(na, nb) == 0
+}
+
+// propertyNames checks every key of an object. Keys are strings, so a
+// schema made only of string keywords is compiled to a func(string) bool:
+// passing a key as an any would allocate.
+func (c *fastCompiler) propertyNames(val any, at string) (check, error) {
+	if name, ok, err := c.stringCheck(val, at); err != nil {
+		return nil, err
+	} else if ok {
+		return func(v any) bool {
+			m, ok := v.(map[string]any)
+			if !ok {
+				return true
+			}
+			for key := range m {
+				if !name(key) {
+					return false
+				}
+			}
+			return true
+		}, nil
+	}
+	name, err := c.compile(val, at)
+	if err != nil {
+		return nil, err
+	}
+	return func(v any) bool {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return true
+		}
+		for key := range m {
+			if !name(key) {
+				return false
+			}
+		}
+		return true
+	}, nil
+}
+
+// stringCheck compiles a schema applied to strings only, when it uses
+// only string keywords (type, pattern, enum, const, minLength, maxLength);
+// ok is false otherwise.
+func (c *fastCompiler) stringCheck(val any, at string) (fn func(string) bool, ok bool, err error) {
+	s, isObj := val.(map[string]any)
+	if !isObj {
+		return nil, false, nil
+	}
+	// The generic compiler validates the keywords and their arguments.
+	if _, err := c.compile(val, at); err != nil {
+		return nil, false, err
+	}
+	var checks []func(string) bool
+	for _, k := range sortedNames(s) {
+		if ignored[k] {
+			continue
+		}
+		val := s[k]
+		switch k {
+		case "type":
+			// A string satisfies the type exactly when the generic check
+			// accepts some string.
+			tc, _ := typeCheck(val, at)
+			okType := tc("")
+			checks = append(checks, func(string) bool { return okType })
+		case "pattern":
+			re, err := c.regexp(val.(string), at)
+			if err != nil {
+				return nil, false, err
+			}
+			checks = append(checks, re.MatchString)
+		case "enum", "const":
+			list, _ := val.([]any)
+			if k == "const" {
+				list = []any{val}
+			}
+			var strs []string
+			for _, e := range list {
+				if s, ok := e.(string); ok {
+					strs = append(strs, s)
+				}
+			}
+			checks = append(checks, func(key string) bool {
+				for _, s := range strs {
+					if s == key {
+						return true
+					}
+				}
+				return false
+			})
+		case "minLength", "maxLength":
+			n, _ := count(val, at)
+			min := k == "minLength"
+			checks = append(checks, func(key string) bool {
+				l := utf8.RuneCountInString(key)
+				if min {
+					return l >= n
+				}
+				return l <= n
+			})
+		default:
+			return nil, false, nil
+		}
+	}
+	return func(key string) bool {
+		for _, fn := range checks {
+			if !fn(key) {
+				return false
+			}
+		}
+		return true
+	}, true, nil
 }
