@@ -65,16 +65,22 @@ func keywordPtr(ve *jsonschema.ValidationError) (ptr, keyword string) {
 
 // schemaCheck validates f against the embedded schema and reports every
 // error at its position.
+//
+// A valid document is checked only by the fast validator (schema.FastValid);
+// the full validator, compiled on first use, explains invalid ones.
 func (l *Loader) schemaCheck(f *fileDoc) {
-	sch, err := schema.Compiled()
-	if err != nil {
-		l.report(diag.Errorf(diag.Range{Filename: f.path}, "", "internal error: schema does not compile: %v", err))
-		return
-	}
 	budget := maxAliasExpansion * 100
 	v, err := toValue(f.root, &budget)
 	if err != nil {
 		l.report(diag.Errorf(rangeOf(f.path, f.root), "", "%v", err))
+		return
+	}
+	if schema.FastValid(v) {
+		return
+	}
+	sch, err := schema.Compiled()
+	if err != nil {
+		l.report(diag.Errorf(diag.Range{Filename: f.path}, "", "internal error: schema does not compile: %v", err))
 		return
 	}
 	err = sch.Validate(v)
