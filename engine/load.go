@@ -421,8 +421,7 @@ func (l *Loader) instantiate(f *fileDoc, values map[string]valueSrc, at *diag.Ra
 	pi := &planInstance{f: f, sc: sc, ids: map[string]diag.Range{}}
 
 	// Expand references in a copy: a library may be used many times.
-	work := deepCopy(root)
-	l.expandTree(f, work, "", sc, "")
+	work := l.expand(f, root, nil, sc, rolePlain)
 	if k, n := mapGet(work, "board"); n != nil && !f.isBad("/board") {
 		p.BoardRange = rangeOf(f.path, k)
 		if err := n.Decode(&p.Board); err != nil {
@@ -625,65 +624,148 @@ func normalize(p *Param, text, base string) string {
 	return text
 }
 
-// expandTree replaces references in every scalar under n, in place.
-func (l *Loader) expandTree(f *fileDoc, n *yaml.Node, path string, sc *scope, ptr string) {
+// loc is a node's place in the document, turned into a path or a JSON
+// pointer only when needed (an error, a schema-error check).
+type loc struct {
+	up  *loc
+	key string // "" for a list index
+	idx int
+}
+
+func (c *loc) path() string {
+	if c == nil {
+		return ""
+	}
+	p := c.up.path()
+	if c.key == "" {
+		return fmt.Sprintf("%s[%d]", p, c.idx)
+	}
+	return joinPath(p, c.key)
+}
+
+func (c *loc) ptr() string {
+	if c == nil {
+		return ""
+	}
+	if c.key == "" {
+		return c.up.ptr() + "/" + strconv.Itoa(c.idx)
+	}
+	return c.up.ptr() + "/" + c.key
+}
+
+// Roles of nodes while expanding: lists under steps/finally hold steps,
+// whose action keys may be verbatim.
+const (
+	rolePlain = iota
+	roleSteps
+	roleStep
+)
+
+// expand returns n with every reference in its scalars replaced. It never
+// changes n: nodes on the way to a changed scalar are copied, the rest is
+// shared, so a library used many times is parsed once and copied little.
+func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) *yaml.Node {
 	switch n.Kind {
 	case yaml.MappingNode:
-		isStep := stepPathRE.MatchString(path)
+		var out *yaml.Node
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			key := n.Content[i].Value
 			// params hold the defaults, which are values, not templates
-			if path == "" && key == "params" {
+			if at == nil && key == "params" {
 				continue
 			}
 			v := n.Content[i+1]
-			if isStep {
-				if st, ok := LookupStep(key); ok && len(st.Verbatim) > 0 {
-					l.expandVerbatim(f, st, v, joinPath(path, key), sc, ptr+"/"+key)
-					continue
-				}
+			child := &loc{up: at, key: key}
+			var nv *yaml.Node
+			st, isAction := LookupStep(key)
+			switch {
+			case role == roleStep && isAction && len(st.Verbatim) > 0:
+				nv = l.expandVerbatim(f, st, v, child, sc)
+			case key == "steps" || key == "finally":
+				nv = l.expand(f, v, child, sc, roleSteps)
+			default:
+				nv = l.expand(f, v, child, sc, rolePlain)
 			}
-			l.expandTree(f, v, joinPath(path, key), sc, ptr+"/"+key)
+			if nv != v {
+				if out == nil {
+					out = shallowCopy(n)
+				}
+				out.Content[i+1] = nv
+			}
+		}
+		if out != nil {
+			return out
 		}
 	case yaml.SequenceNode:
+		var out *yaml.Node
+		itemRole := rolePlain
+		if role == roleSteps {
+			itemRole = roleStep
+		}
 		for i, c := range n.Content {
-			l.expandTree(f, c, fmt.Sprintf("%s[%d]", path, i), sc, fmt.Sprintf("%s/%d", ptr, i))
+			nc := l.expand(f, c, &loc{up: at, idx: i}, sc, itemRole)
+			if nc != c {
+				if out == nil {
+					out = shallowCopy(n)
+				}
+				out.Content[i] = nc
+			}
+		}
+		if out != nil {
+			return out
 		}
 	case yaml.ScalarNode:
-		if !expr.Has(n.Value) || f.isBad(ptr) {
-			return
+		if !expr.Has(n.Value) || f.isBad(at.ptr()) {
+			return n
 		}
-		l.expandScalar(f, n, path, sc)
+		c := *n
+		if l.expandScalar(f, &c, at.path(), sc) {
+			return &c
+		}
 	}
+	return n
 }
 
-var stepPathRE = regexp.MustCompile(`(^|\.)(steps|finally)\[\d+\]$`)
+func shallowCopy(n *yaml.Node) *yaml.Node {
+	c := *n
+	c.Content = append([]*yaml.Node(nil), n.Content...)
+	return &c
+}
 
 // expandVerbatim expands an action whose listed keys are taken as written.
-func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, path string, sc *scope, ptr string) {
+func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc, sc *scope) *yaml.Node {
 	verbatim := map[string]bool{}
 	for _, k := range st.Verbatim {
 		verbatim[k] = true
 	}
-	if n.Kind == yaml.ScalarNode {
-		if !verbatim[""] {
-			l.expandTree(f, n, path, sc, ptr)
-		}
-		return
+	switch {
+	case n.Kind == yaml.ScalarNode && verbatim[""]:
+		return n
+	case n.Kind != yaml.MappingNode:
+		return l.expand(f, n, at, sc, rolePlain)
 	}
-	if n.Kind != yaml.MappingNode {
-		l.expandTree(f, n, path, sc, ptr)
-		return
-	}
+	var out *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		key := n.Content[i].Value
-		if !verbatim[key] {
-			l.expandTree(f, n.Content[i+1], joinPath(path, key), sc, ptr+"/"+key)
+		if verbatim[key] {
+			continue
+		}
+		v := n.Content[i+1]
+		if nv := l.expand(f, v, &loc{up: at, key: key}, sc, rolePlain); nv != v {
+			if out == nil {
+				out = shallowCopy(n)
+			}
+			out.Content[i+1] = nv
 		}
 	}
+	if out != nil {
+		return out
+	}
+	return n
 }
 
-func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) {
+// expandScalar expands n in place and reports whether it changed.
+func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) bool {
 	r := rangeOf(f.path, n)
 	var tag string
 	whole, isWhole := expr.Whole(n.Value)
@@ -703,10 +785,10 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) 
 		} else {
 			l.report(diag.Errorf(r, path, "%v", err))
 		}
-		return
+		return false
 	}
 	if out == n.Value {
-		return
+		return false
 	}
 	n.Value = out
 	n.Style = 0
@@ -714,6 +796,7 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) 
 	if isWhole && tag != "" && !expr.Has(out) {
 		n.Tag = tag
 	}
+	return true
 }
 
 // resolve looks a reference up. ok=false leaves it pending.
@@ -940,19 +1023,6 @@ func cleanDecodeError(err error) string {
 	return err.Error()
 }
 
-func deepCopy(n *yaml.Node) *yaml.Node {
-	if n == nil {
-		return nil
-	}
-	c := *n
-	if len(n.Content) > 0 {
-		c.Content = make([]*yaml.Node, len(n.Content))
-		for i, ch := range n.Content {
-			c.Content[i] = deepCopy(ch)
-		}
-	}
-	return &c
-}
 
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
