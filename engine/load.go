@@ -1023,7 +1023,6 @@ func cleanDecodeError(err error) string {
 	return err.Error()
 }
 
-
 func sortedKeys[V any](m map[string]V) []string {
 	out := make([]string, 0, len(m))
 	for k := range m {
