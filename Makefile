@@ -14,7 +14,7 @@ DEB_PKGS  := qemu-system-x86 busybox-static syslinux syslinux-common mtools dosf
 DEB_CHECK := qemu-system-x86_64 busybox syslinux mcopy mkfs.vfat sfdisk openssl ansible-playbook sshd \
              pre-commit bmaptool zstd xz bzip2 pkg-config socat hyperfine node npm curl losetup
 
-.PHONY: all build demo test test-go test-tekton deps deps-npm vet schema bench fuzz clean image
+.PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz clean image
 
 all: build
 
@@ -56,10 +56,15 @@ demo: build
 	  --artifacts $(OUT)/artifacts --state-dir $(OUT)/state --lock-dir $(OUT)/locks; \
 	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30
 
-test: deps deps-npm vet test-go test-tekton
+test: deps deps-npm vet test-go test-usb test-tekton
 
 test-go:
 	JSPLAN_AJV=$(CACHE)/npm/node_modules/.bin/ajv $(GO) test -count=1 -timeout 25m ./...
+
+# The USB build (cgo + libusb, as in the Tekton image): build and test it too.
+test-usb:
+	CGO_ENABLED=1 $(GO) vet -tags usb ./drivers/...
+	CGO_ENABLED=1 $(GO) test -count=1 -tags usb ./drivers/dutlink/...
 
 test-tekton:
 	@if [ -f tekton/go.mod ]; then cd tekton && $(GO) test -count=1 -timeout 30m ./...; fi
@@ -76,3 +81,7 @@ bench: deps deps-npm build
 
 clean:
 	rm -rf bin $(OUT)
+
+# A bootable test image for the qemu board (and its .zst, .xz, .bmap).
+image: deps
+	IMAGE_PASSWORD=demo-password plans/images/build-image.sh $(OUT)/images
