@@ -149,14 +149,14 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 		if s == abs {
 			chain := append(append([]string{}, l.stack[i:]...), abs)
 			for j := range chain {
-				chain[j] = relTo(dc.pi.f.abs, chain[j])
+				chain[j] = relToWD(chain[j])
 			}
 			dc.Errorf(planNode, "plan", "use cycle: %s", strings.Join(chain, " -> "))
 			return nil
 		}
 	}
 	before := len(l.diags)
-	f := l.readFile(relTo("", target), true)
+	f := l.readFile(relToWD(target), true)
 	if f.root == nil {
 		if len(l.diags) == before {
 			dc.failed = true
@@ -209,7 +209,9 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 	return p
 }
 
-func relTo(base, p string) string {
+// relToWD shortens p to a path relative to the working directory when it
+// is below it, for messages.
+func relToWD(p string) string {
 	if wd, err := filepath.Abs("."); err == nil {
 		if r, err := filepath.Rel(wd, p); err == nil && !strings.HasPrefix(r, "..") {
 			return r

@@ -2,11 +2,9 @@ package main
 
 import (
 	_ "embed"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -124,13 +122,4 @@ func printDiags(w io.Writer, ds diag.Diagnostics, src diag.Sources) {
 	diag.WriteText(w, ds, src)
 }
 
-func sortedNames(m map[string]bool) []string {
-	var out []string
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
-}
 
-var _ = fmt.Sprint
