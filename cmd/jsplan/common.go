@@ -121,5 +121,3 @@ func loadInventory(c *cli.Context, l *engine.Loader) (*engine.Inventory, bool) {
 func printDiags(w io.Writer, ds diag.Diagnostics, src diag.Sources) {
 	diag.WriteText(w, ds, src)
 }
-
-
