@@ -205,7 +205,11 @@ func (c *schemaReporter) walk(ve *jsonschema.ValidationError) {
 			c.add(inst, diag.Errorf(r, path, "%q is not a valid name: start with a letter or _, then letters, digits, _ or -", valueText(n)))
 			return
 		}
-		c.add(inst, diag.Errorf(r, path, "%q does not match the pattern %s", valueText(n), jsonText(s["pattern"])))
+		d := diag.Errorf(r, path, "%q does not match the pattern %s", valueText(n), jsonText(s["pattern"]))
+		if desc, ok := s["description"].(string); ok {
+			d.WithDetail("expected: %s", desc)
+		}
+		c.add(inst, d)
 		return
 	case "false":
 		c.add(inst, diag.Errorf(r, path, "%s is not allowed here", lastName(path)))
