@@ -33,7 +33,7 @@ func init() {
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"image":  str("Path of the image on the host (relative to the plan); gzip, xz, zstd and bzip2 are detected by content."),
 			"bmap":   str("Path of a bmaptool block map (default: found next to the image; none: write every block)."),
-			"sha256": obj{"type": "string", "pattern": "^([0-9a-fA-F]{64}|\\s*\\$\\{\\{[^}]*\\}\\}\\s*)$", "description": "Expected SHA-256 of the image file."},
+			"sha256": obj{"type": "string", "pattern": "^([0-9a-fA-F]{64}|\\s*\\$\\{\\{[^}]*\\}\\}\\s*)$", "description": "the SHA-256 of the image file as 64 hex digits (or a reference)"},
 			"verify": described(ref("bool"), "Read the storage back after writing and compare."),
 		}, "image")),
 		Needs:          []drivers.Capability{drivers.CapStorage},
