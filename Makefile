@@ -75,8 +75,8 @@ fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 
 bench: deps deps-npm build
-	bench/validate-bench.sh
-	@[ ! -x bench/flash-bench.sh ] || bench/flash-bench.sh
+	cmd/bench/validate-bench.sh
+	@[ ! -x cmd/bench/flash-bench.sh ] || cmd/bench/flash-bench.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./steps/...
 
 clean:

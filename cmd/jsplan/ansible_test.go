@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/internal/sshdtest"
+	"github.com/jsplan/jsplan/engine/sshdtest"
 )
 
 // These tests run the built jsplan binary against a real OpenSSH server on

@@ -9,7 +9,7 @@ import (
 )
 
 // BenchmarkValidate500 runs `jsplan validate` in-process on 500 generated
-// plans (bench/validate-bench.sh times the whole process against ajv).
+// plans (cmd/bench/validate-bench.sh times the whole process against ajv).
 func BenchmarkValidate500(b *testing.B) {
 	dir := b.TempDir()
 	for i := 0; i < 500; i++ {

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/internal/sshdtest"
+	"github.com/jsplan/jsplan/engine/sshdtest"
 )
 
 // The server runs commands for the client key, refuses other keys, and

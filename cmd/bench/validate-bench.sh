@@ -2,7 +2,7 @@
 # Times `jsplan validate` against ajv-cli (same schema, same 500 plans, whole
 # process) and prints the ratio. Run by `make bench`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 N=${N:-500}
 JSPLAN=${JSPLAN:-bin/jsplan}
 AJV=${AJV:-.cache/npm/node_modules/.bin/ajv}

@@ -17,7 +17,7 @@ set -euo pipefail
 
 RUNS=${RUNS:-3}
 here=$(cd "$(dirname "$0")" && pwd)
-root=$(cd "$here/.." && pwd)
+root=$(cd "$here/../.." && pwd)
 
 for tool in go bmaptool zstd xz python3 dd cmp; do
 	command -v "$tool" >/dev/null || { echo "flash-bench: $tool is missing" >&2; exit 2; }
@@ -34,7 +34,7 @@ tdir=${TARGET_DIR:-$work}
 target=$tdir/target.img
 
 echo "== building flashcmd" >&2
-(cd "$root" && go build -o "$work/flashcmd" ./bench/flashcmd)
+(cd "$root" && go build -o "$work/flashcmd" ./cmd/flashcmd)
 flash=$work/flashcmd
 
 mk() { [[ -s $1 ]] && echo "== reusing $1" >&2 && return 1; echo "== making $1" >&2; return 0; }
