@@ -787,25 +787,16 @@ func jsonEqual(a, b any) bool {
 // schema made only of string keywords is compiled to a func(string) bool:
 // passing a key as an any would allocate.
 func (c *fastCompiler) propertyNames(val any, at string) (check, error) {
-	if name, ok, err := c.stringCheck(val, at); err != nil {
-		return nil, err
-	} else if ok {
-		return func(v any) bool {
-			m, ok := v.(map[string]any)
-			if !ok {
-				return true
-			}
-			for key := range m {
-				if !name(key) {
-					return false
-				}
-			}
-			return true
-		}, nil
-	}
-	name, err := c.compile(val, at)
+	keyOK, ok, err := c.stringCheck(val, at)
 	if err != nil {
 		return nil, err
+	}
+	if !ok {
+		general, err := c.compile(val, at)
+		if err != nil {
+			return nil, err
+		}
+		keyOK = func(key string) bool { return general(key) }
 	}
 	return func(v any) bool {
 		m, ok := v.(map[string]any)
@@ -813,7 +804,7 @@ func (c *fastCompiler) propertyNames(val any, at string) (check, error) {
 			return true
 		}
 		for key := range m {
-			if !name(key) {
+			if !keyOK(key) {
 				return false
 			}
 		}
