@@ -7,12 +7,9 @@ OUT       := out
 CACHE     ?= $(CURDIR)/.cache
 export JSPLAN_CACHE ?= $(CACHE)
 
-DEB_PKGS  := qemu-system-x86 busybox-static syslinux syslinux-common mtools dosfstools fdisk openssl \
-             ansible-core openssh-server openssh-client pre-commit bmap-tools zstd xz-utils bzip2 \
-             libusb-1.0-0-dev pkg-config socat hyperfine nodejs npm curl util-linux
-# commands that prove each package is there (checked before installing)
-DEB_CHECK := qemu-system-x86_64 busybox syslinux mcopy mkfs.vfat sfdisk openssl ansible-playbook sshd \
-             pre-commit bmaptool zstd xz bzip2 pkg-config socat hyperfine node npm curl losetup
+# cmd/deps/deps.sh holds the command -> Debian package map: it installs only what is
+# missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
+DEPS      := cmd/deps/deps.sh
 
 .PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz clean image
 
@@ -23,16 +20,7 @@ build:
 
 # deps installs the Debian packages the tests and the demo use, when missing.
 deps:
-	@missing=""; for c in $(DEB_CHECK) ; do \
-	  command -v $$c >/dev/null 2>&1 || [ -x /usr/sbin/$$c ] || missing="$$missing $$c"; done; \
-	[ -f /usr/include/libusb-1.0/libusb.h ] || missing="$$missing libusb"; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "jsplan: missing tools:$$missing"; \
-	    echo "jsplan: run 'sudo make deps' (Debian: apt-get install $(DEB_PKGS))"; exit 1; fi; \
-	  echo "installing Debian packages (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(DEB_PKGS) >/dev/null; \
-	fi
+	@$(DEPS) install
 
 # ajv-cli, the third-party validator the schema is checked against.
 deps-npm: deps
