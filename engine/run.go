@@ -67,8 +67,23 @@ type StepResult struct {
 	Ignored  bool          `json:"continue_on_error,omitempty"`
 	Output   string        `json:"output,omitempty"`
 	Children []*StepResult `json:"steps,omitempty"`
+	// Tests are the test cases the board reported during the step (KTAP, TAP,
+	// JUnit), when the step declared that its output or a file holds results.
+	Tests []*TestCase `json:"tests,omitempty"`
 
 	mu sync.Mutex
+}
+
+// TestCase is one test result reported by the board: a KTAP/TAP test point or
+// a JUnit testcase. Suites nest through Children (KTAP subtests).
+type TestCase struct {
+	Suite    string      `json:"suite,omitempty"`
+	Name     string      `json:"name"`
+	Status   string      `json:"status"` // pass, fail, skip, xfail, error
+	Seconds  float64     `json:"duration_seconds,omitempty"`
+	Message  string      `json:"message,omitempty"`
+	Output   string      `json:"output,omitempty"`
+	Children []*TestCase `json:"tests,omitempty"`
 }
 
 // Result is the outcome of a run.
