@@ -1049,6 +1049,57 @@ func (l *Loader) Kind(path string) string {
 	return f.kind
 }
 
+// ReportForeign is for a file named on a command line that Kind found not to
+// be a jsplan document: it reports an error saying what the file holds
+// (apiVersion, kind) and what was expected, and returns true. With nearOnly
+// (pre-commit names every changed YAML file) it reports only files that look
+// meant for jsplan (kind Plan or Boards, or an apiVersion naming jsplan) and
+// returns false for the rest, which the caller skips.
+func (l *Loader) ReportForeign(path string, nearOnly bool) bool {
+	var doc yaml.Node
+	_ = yaml.Unmarshal(l.sources[path], &doc)
+	top := &doc
+	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
+		top = top.Content[0]
+	}
+	at := diag.Range{Filename: path, Start: diag.Pos{Line: 1, Column: 1}}
+	found := "no apiVersion and no kind"
+	near := false
+	if top.Kind == yaml.MappingNode {
+		_, av := mapGet(top, "apiVersion")
+		_, kv := mapGet(top, "kind")
+		var parts []string
+		if av != nil {
+			at = rangeOf(path, av)
+			parts = append(parts, fmt.Sprintf("apiVersion %q", av.Value))
+			near = strings.Contains(strings.ToLower(av.Value), "jsplan")
+		} else {
+			parts = append(parts, "no apiVersion")
+		}
+		if kv != nil {
+			if av == nil {
+				at = rangeOf(path, kv)
+			}
+			parts = append(parts, fmt.Sprintf("kind %q", kv.Value))
+			near = near || kv.Value == "Plan" || kv.Value == "Boards"
+		} else {
+			parts = append(parts, "no kind")
+		}
+		found = strings.Join(parts, " and ")
+	} else if top.Kind != 0 {
+		at = rangeOf(path, top)
+		found = "a " + kindName(top) + ", not a mapping"
+	} else {
+		found = "no YAML document"
+	}
+	if nearOnly && !near {
+		return false
+	}
+	l.report(diag.Errorf(at, "", "not a jsplan document: found %s", found).
+		WithDetail("a plan starts with apiVersion: %s and kind: Plan; an inventory with kind: Boards", APIVersion))
+	return true
+}
+
 // Preload reads, parses and schema-checks files on all CPUs; the loads
 // that follow use the results. Diagnostics keep the order of paths.
 func (l *Loader) Preload(paths []string) {

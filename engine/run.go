@@ -137,7 +137,13 @@ type RunConfig struct {
 	// ConsoleLog receives the raw console bytes (already timestamped by
 	// the caller's console.Log); may be nil.
 	ConsoleLog *console.Log
+	// ConsoleSilence is how long a console may stay silent after power on
+	// before the log says so (DefaultConsoleSilence if 0, never if < 0).
+	ConsoleSilence time.Duration
 }
+
+// DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
+const DefaultConsoleSilence = 30 * time.Second
 
 // Run is a plan being executed; steps reach the board through it.
 type Run struct {
@@ -165,6 +171,9 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	}
 	if cfg.Hard == nil {
 		cfg.Hard = context.Background()
+	}
+	if cfg.ConsoleSilence == 0 {
+		cfg.ConsoleSilence = DefaultConsoleSilence
 	}
 	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor}
 	p := cfg.Plan
@@ -330,6 +339,19 @@ func (r *Run) Console() (*console.Session, error) {
 		return nil, diag.Infraf("%v", err)
 	}
 	return r.console, nil
+}
+
+// WatchConsole is called after something that should make the board print
+// (power on): while the console stays silent, the run log says so every
+// RunConfig.ConsoleSilence, so a long wait for a login has its reason beside it.
+func (r *Run) WatchConsole(what string) {
+	if r.console == nil {
+		return
+	}
+	r.console.WatchSilence(r.cfg.ConsoleSilence, func(silent time.Duration) {
+		r.Logf(context.Background(), "warning: no console output for %s after %s: check the console's wiring and speed, and that the board boots",
+			FormatDuration(silent), what)
+	})
 }
 
 // Board returns the opened board.

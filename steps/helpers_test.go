@@ -36,10 +36,29 @@ type run struct {
 	dir       string
 }
 
+// setup is what an execOption may change before a run.
+type setup struct {
+	boards string // the inventory (simBoards)
+	cfg    *engine.RunConfig
+}
+
+// execOption changes a run's setup.
+type execOption func(*setup)
+
+// withBoards runs on the inventory doc instead of simBoards (its board sim-1).
+func withBoards(doc string) execOption { return func(s *setup) { s.boards = doc } }
+
+// withConfig changes the run's configuration.
+func withConfig(fn func(*engine.RunConfig)) execOption { return func(s *setup) { fn(s.cfg) } }
+
 // execute loads plan (a document written to dir/plan.yaml) for a run and
 // executes it: on the sim board when onBoard, else with no board.
-func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map[string]string) *run {
+func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map[string]string, options ...execOption) *run {
 	t.Helper()
+	set := &setup{boards: simBoards, cfg: &engine.RunConfig{}}
+	for _, o := range options {
+		o(set)
+	}
 	if dir == "" {
 		dir = t.TempDir()
 	}
@@ -58,7 +77,7 @@ func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map
 	if onBoard {
 		inv := &engine.Inventory{}
 		il := engine.NewLoader(engine.Options{})
-		il.LoadBoardsBytes("boards.yaml", []byte(simBoards), inv)
+		il.LoadBoardsBytes("boards.yaml", []byte(set.boards), inv)
 		if il.Diagnostics().HasErrors() {
 			t.Fatal(il.Diagnostics())
 		}
@@ -81,7 +100,8 @@ func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map
 	defer clogFile.Close()
 	clog := console.NewLog(clogFile, time.Now(), red.String)
 	defer clog.Close()
-	cfg := engine.RunConfig{Plan: p, Artifacts: artifacts, Redactor: red, ConsoleLog: clog}
+	cfg := *set.cfg
+	cfg.Plan, cfg.Artifacts, cfg.Redactor, cfg.ConsoleLog = p, artifacts, red, clog
 	if onBoard {
 		b, err := engine.OpenBoard(ctx, spec, drivers.Env{Board: "sim-1", StateDir: filepath.Join(t.TempDir(), "state"), Secret: func(v string) { red.Add(v) }})
 		if err != nil {

@@ -45,6 +45,14 @@ func init() {
 }
 
 func (a *powerAction) Run(ctx context.Context, r *engine.Run) error {
+	err := a.switchPower(ctx, r)
+	if err == nil && a.Action != "off" {
+		r.WatchConsole("power " + a.Action)
+	}
+	return err
+}
+
+func (a *powerAction) switchPower(ctx context.Context, r *engine.Run) error {
 	p, err := r.Board().Power()
 	if err != nil {
 		return err

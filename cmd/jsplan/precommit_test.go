@@ -71,4 +71,18 @@ func TestPreCommitHook(t *testing.T) {
 	if !strings.Contains(out, "plans/bad.yaml:5:5") || !strings.Contains(out, `did you mean "timeout"`) {
 		t.Fatalf("hook output lacks the position and hint:\n%s", out)
 	}
+	// A repository full of other YAML: playbooks and manifests beside the
+	// plans pass; a plan with a mistyped apiVersion does not pass unchecked.
+	write("plans/site.yml", "- hosts: all\n  tasks: []\n")
+	write("plans/boards/pod.yaml", "apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n")
+	git("add", ".")
+	if out, err := precommit("plans/good.yaml", "plans/site.yml", "plans/boards/pod.yaml"); err != nil {
+		t.Fatalf("hook failed on other YAML beside the plans: %v\n%s", err, out)
+	}
+	write("plans/typo.yaml", "apiVersion: jsplan/v1\nkind: Plan\nsteps:\n  - log: hello\n")
+	git("add", ".")
+	out, err = precommit("plans/site.yml", "plans/typo.yaml")
+	if err == nil || !strings.Contains(out, "plans/typo.yaml:1:13") || !strings.Contains(out, "not a jsplan document") {
+		t.Fatalf("hook passed a plan with a mistyped apiVersion: %v\n%s", err, out)
+	}
 }

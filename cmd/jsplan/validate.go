@@ -21,12 +21,16 @@ func validateCommand() *cli.Command {
 		ArgsUsage: "FILE|DIR...",
 		Description: "Checks each Plan and Boards document against the schema and beyond it: references,\n" +
 			"used plans and their inputs, durations, regexes, step ids and timeouts. Directories are\n" +
-			"searched for *.yaml and *.yml; YAML files that are not jsplan documents are skipped.\n" +
+			"searched for *.yaml and *.yml; YAML files found there that are not jsplan documents are\n" +
+			"skipped. A file named on the command line must be a jsplan document (--skip-foreign:\n" +
+			"skip named files too, unless they look meant for jsplan; the pre-commit hook uses it).\n" +
 			"With --boards (or Boards documents among the files), plans are also checked against\n" +
 			"the inventory: the board they ask for must exist and have what their steps need.\n\n" +
 			"Exit status: 0 valid, 2 invalid.",
 		Flags: []cli.Flag{boardsFlag, outputFlag,
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing when everything is valid"}},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing when everything is valid"},
+			&cli.BoolFlag{Name: "skip-foreign", EnvVars: []string{"JSPLAN_SKIP_FOREIGN"},
+				Usage: "skip named YAML files that are not jsplan documents, unless their apiVersion or kind looks meant for jsplan (for pre-commit)"}},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c, "text", "json")
 			if err != nil {
@@ -35,7 +39,7 @@ func validateCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return exit(2, "validate needs at least one file or directory\nRun 'jsplan validate --help' for usage.")
 			}
-			files, skipped, err := expandArgs(c.Args().Slice())
+			files, named, err := expandArgs(c.Args().Slice())
 			if err != nil {
 				return exit(2, "%v", err)
 			}
@@ -62,6 +66,7 @@ func validateCommand() *cli.Command {
 				}
 			}
 			checked := 0
+			var skipped []string
 			for _, f := range files {
 				k := kinds[f]
 				if k == "Boards" {
@@ -69,7 +74,11 @@ func validateCommand() *cli.Command {
 					continue
 				}
 				if k == "" {
-					skipped = append(skipped, f)
+					if named[f] && l.ReportForeign(f, c.Bool("skip-foreign")) {
+						checked++
+					} else {
+						skipped = append(skipped, f)
+					}
 					continue
 				}
 				checked++
@@ -111,8 +120,10 @@ func plural(n int, w string) string {
 	return fmt.Sprintf("%d %ss", n, w)
 }
 
-// expandArgs turns files and directories into a list of YAML files.
-func expandArgs(args []string) (files, skipped []string, err error) {
+// expandArgs turns files and directories into a list of YAML files, and
+// tells which were named themselves rather than found in a directory.
+func expandArgs(args []string) (files []string, named map[string]bool, err error) {
+	named = map[string]bool{}
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
@@ -120,6 +131,7 @@ func expandArgs(args []string) (files, skipped []string, err error) {
 		}
 		if !st.IsDir() {
 			files = append(files, a)
+			named[a] = true
 			continue
 		}
 		err = filepath.WalkDir(a, func(p string, d fs.DirEntry, err error) error {
@@ -138,5 +150,5 @@ func expandArgs(args []string) (files, skipped []string, err error) {
 			return nil, nil, err
 		}
 	}
-	return files, skipped, nil
+	return files, named, nil
 }

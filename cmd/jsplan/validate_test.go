@@ -56,3 +56,39 @@ func TestValidateShippedPlans(t *testing.T) {
 		t.Errorf("plans/ do not validate: %s", r)
 	}
 }
+
+// A file named on the command line is checked or refused, never skipped
+// silently; foreign YAML found in a directory is skipped.
+func TestValidateNamedForeignFile(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	typo := e.write("typo.yaml", "apiVersion: jsplan/v1\nkind: Plan\nsteps:\n  - log: hi\n")
+	r := e.run("validate", typo)
+	if r.code != 2 || !strings.Contains(r.stderr, typo+`:1:13: error: not a jsplan document: found apiVersion "jsplan/v1" and kind "Plan"`) ||
+		!strings.Contains(r.stderr, "apiVersion: jsplan.dev/v1") {
+		t.Errorf("a named plan with a mistyped apiVersion: %s", r)
+	}
+	book := e.write("dir/site.yml", "- hosts: all\n  tasks: []\n")
+	pod := e.write("dir/pod.yaml", "apiVersion: v1\nkind: Pod\n")
+	e.write("dir/ok.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nsteps:\n  - log: hi\n")
+	r = e.run("validate", pod)
+	if r.code != 2 || !strings.Contains(r.stderr, `found apiVersion "v1" and kind "Pod"`) {
+		t.Errorf("a named foreign file: %s", r)
+	}
+	r = e.run("validate", book)
+	if r.code != 2 || !strings.Contains(r.stderr, "found a list, not a mapping") {
+		t.Errorf("a named playbook: %s", r)
+	}
+	r = e.run("validate", filepath.Dir(pod))
+	if r.code != 0 || !strings.Contains(r.stdout, "1 file valid (2 skipped: not jsplan documents)") {
+		t.Errorf("a directory with foreign YAML: %s", r)
+	}
+	r = e.run("validate", "--skip-foreign", book, pod)
+	if r.code != 0 || !strings.Contains(r.stdout, "2 skipped") {
+		t.Errorf("--skip-foreign on foreign files: %s", r)
+	}
+	r = e.run("validate", "--skip-foreign", book, typo)
+	if r.code != 2 || !strings.Contains(r.stderr, "not a jsplan document") {
+		t.Errorf("--skip-foreign must still refuse a file meant for jsplan: %s", r)
+	}
+}

@@ -150,7 +150,7 @@ func (d *Device) On(ctx context.Context) error {
 	case fi.Size() == 0:
 		return drivers.Errorf(driverName, "power on", "disk %s is empty: flash an image first", d.disk)
 	}
-	accel, err := d.pickAccel()
+	accel, err := d.pickAccel(ctx)
 	if err != nil {
 		return drivers.Errorf(driverName, "power on", "%v", err)
 	}
@@ -274,35 +274,9 @@ func (d *Device) PID() int {
 	return d.vm.pid
 }
 
-// pickAccel chooses KVM or TCG.
-func (d *Device) pickAccel() (string, error) {
-	switch d.Accel {
-	case "tcg":
-		return "tcg", nil
-	case "kvm":
-		if err := kvmUsable(); err != nil {
-			return "", fmt.Errorf("accel kvm: /dev/kvm is not usable: %v", err)
-		}
-		return "kvm", nil
-	default:
-		if kvmUsable() == nil {
-			return "kvm", nil
-		}
-		return "tcg", nil
-	}
-}
-
-func kvmUsable() error {
-	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	return f.Close()
-}
-
-// args is the QEMU command line.
-func (d *Device) args(accel, qmpPath string) []string {
-	machine, cpu, mem := d.Machine, d.CPU, d.Memory
+// model is the machine type, CPU model and memory (MiB), defaults filled in.
+func (d *Device) model() (machine, cpu string, mem int) {
+	machine, cpu, mem = d.Machine, d.CPU, d.Memory
 	if machine == "" {
 		machine = DefaultMachine
 	}
@@ -312,6 +286,12 @@ func (d *Device) args(accel, qmpPath string) []string {
 	if mem == 0 {
 		mem = DefaultMemory
 	}
+	return machine, cpu, mem
+}
+
+// args is the QEMU command line.
+func (d *Device) args(accel, qmpPath string) []string {
+	machine, cpu, mem := d.model()
 	name := "jsplan"
 	if d.env.Board != "" {
 		name = "jsplan-" + d.env.Board

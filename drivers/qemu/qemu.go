@@ -66,7 +66,7 @@ type Config struct {
 	CPU string `yaml:"cpu"`
 	// Memory is the guest RAM in MiB. Default: 256.
 	Memory int `yaml:"memory"`
-	// Accel is auto (KVM when /dev/kvm is usable, else TCG), kvm or tcg.
+	// Accel is auto (KVM when a probe guest runs under it, else TCG), kvm or tcg.
 	Accel string `yaml:"accel"`
 	// ExtraArgs are appended to the QEMU command line.
 	ExtraArgs []string `yaml:"extra-args"`
@@ -100,6 +100,7 @@ type Device struct {
 	runDir    string
 	powerdown time.Duration
 	console   *relay
+	probe     *accelProbe // whether KVM runs a guest here
 
 	mu     sync.Mutex // serialises power and storage operations
 	vm     *vmProcess // the running QEMU, nil when off
@@ -209,6 +210,9 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		return drivers.Errorf(driverName, "open", "%s not found (Debian package qemu-system-x86): %v", bin, err)
 	}
 	d.binary = path
+	if d.probe == nil {
+		d.probe = kvmProbe
+	}
 	d.powerdown = DefaultPowerdownTimeout
 	if d.PowerdownTimeout != "" {
 		d.powerdown, _ = time.ParseDuration(d.PowerdownTimeout) // checked by Validate

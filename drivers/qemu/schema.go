@@ -26,7 +26,7 @@ func configSchema() map[string]any {
 			},
 			"accel": map[string]any{
 				"enum": []any{"auto", "kvm", "tcg"}, "default": "auto",
-				"description": "Accelerator: auto uses KVM when /dev/kvm is usable and TCG (software emulation) otherwise.",
+				"description": "Accelerator: auto uses KVM when a probe guest runs under it and TCG (software emulation) otherwise; kvm fails at power-on when KVM cannot run a guest.",
 			},
 			"extra-args": map[string]any{
 				"type": "array", "items": map[string]any{"type": "string", "minLength": 1},

@@ -53,6 +53,8 @@ type Session struct {
 	done     chan struct{}
 	wmu      sync.Mutex
 	captures []*Capture
+	watch    int // generation of the silence watch (WatchSilence)
+	closed   bool
 }
 
 // New starts the reader on rw.
@@ -289,8 +291,40 @@ func (s *Session) Err() error {
 	return s.err
 }
 
+// WatchSilence calls warn, from another goroutine, each time interval passes
+// with no console output since the call, with the total silent time; it stops
+// once output arrives, the stream ends or WatchSilence is called again. A
+// board that prints nothing after power on gets a reason in the log while a
+// step keeps waiting.
+func (s *Session) WatchSilence(interval time.Duration, warn func(silent time.Duration)) {
+	if interval <= 0 {
+		return
+	}
+	s.mu.Lock()
+	s.watch++
+	gen, from := s.watch, s.start+int64(len(s.buf))
+	s.mu.Unlock()
+	var silent time.Duration
+	var tick func()
+	tick = func() {
+		s.mu.Lock()
+		quiet := gen == s.watch && s.err == nil && !s.closed && s.start+int64(len(s.buf)) == from
+		s.mu.Unlock()
+		if !quiet {
+			return
+		}
+		silent += interval
+		warn(silent)
+		time.AfterFunc(interval, tick)
+	}
+	time.AfterFunc(interval, tick)
+}
+
 // Close closes the stream and waits for the reader to stop (bounded).
 func (s *Session) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	s.mu.Unlock()
 	err := s.rw.Close()
 	select {
 	case <-s.done:

@@ -1,0 +1,37 @@
+package steps_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jsplan/jsplan/engine"
+)
+
+// A board whose console stays silent after power on gets a warning in the run
+// log while the plan keeps waiting; a board that talks gets none.
+func TestPowerOnSilentConsoleWarns(t *testing.T) {
+	silent := strings.Replace(simBoards, "boot-delay: 1ms", "boot-delay: 3s", 1)
+	plan := head + "steps:\n  - power: on\n  - sleep: 1s\n  - power: off\n"
+	quick := withConfig(func(c *engine.RunConfig) { c.ConsoleSilence = 300 * time.Millisecond })
+
+	r := execute(t, "", "", plan, true, nil, withBoards(silent), quick)
+	if r.res.Status != "passed" {
+		t.Fatalf("run %s: %s", r.res.Status, r.res.Error)
+	}
+	log := r.consoleLog(t)
+	if !strings.Contains(log, "warning: no console output for 300ms after power on") {
+		t.Errorf("no silence warning in the console log:\n%s", log)
+	}
+	if !strings.Contains(log, "no console output for 600ms") {
+		t.Errorf("the warning is not repeated while the console stays silent:\n%s", log)
+	}
+
+	r = execute(t, "", "", head+login+"  - sleep: 1s\n  - power: off\n", true, nil, quick)
+	if r.res.Status != "passed" {
+		t.Fatalf("run %s: %s", r.res.Status, r.res.Error)
+	}
+	if log := r.consoleLog(t); strings.Contains(log, "no console output") {
+		t.Errorf("a board that printed got a silence warning:\n%s", log)
+	}
+}
