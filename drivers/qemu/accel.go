@@ -41,8 +41,8 @@ type accelProbe struct {
 	device  string        // the KVM device node
 	accel   string        // the accelerator probed: kvm (tests stand in other host shapes)
 	timeout time.Duration // for the probe guest to run
-	mu     sync.Mutex
-	seen   map[string]error // binary, machine, cpu -> result (nil: KVM works)
+	mu      sync.Mutex
+	seen    map[string]error // binary, machine, cpu -> result (nil: KVM works)
 }
 
 // kvmProbe is shared by every qemu board of the process: the answer depends
