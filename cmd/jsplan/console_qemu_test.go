@@ -45,6 +45,9 @@ boards:
 	p.expect("qemu-1: power cycle: done", boot)
 	p.expect("jsplan test image "+id, boot)
 	p.expect("login: ", boot)
+	again := descendants(p.cmd.Process.Pid) // the cycle started a new QEMU
+	killLater(t, again)
+	qemu = append(qemu, again...)
 
 	p.send("\r~.")
 	p.expect("detached from qemu-1", consoleWait)
