@@ -33,6 +33,10 @@ func TestLockCommand(t *testing.T) {
 		t.Errorf("jsplan power under jsplan lock: %v", r)
 	}
 	e.requireFree("plug-1")
+	r = e.run(e.lockArgs("plug-1", jsplanBin, "boards", "list", "--boards", e.boards, "--lock-dir", e.locks)...)
+	if r.code != 0 || !strings.Contains(r.stdout, `busy: plan "jsplan lock: `) {
+		t.Errorf("boards list under jsplan lock does not show the board busy: %v", r)
+	}
 
 	// Held by lock: others wait and are told who holds the board.
 	p := e.start(e.lockArgs("sim-1", "sh", "-c", "echo ready; exec sleep 60")...)

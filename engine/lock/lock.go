@@ -102,6 +102,17 @@ func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err erro
 	return &Lock{f: f, path: p}, nil, nil
 }
 
+// ReadHolder returns who holds the board's lock in dir according to its
+// lock file, or nil when nobody is recorded.
+func ReadHolder(dir, board string) *Holder {
+	f, err := os.Open(Path(dir, board))
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	return readHolder(f)
+}
+
 func readHolder(f *os.File) *Holder {
 	b := make([]byte, 4096)
 	n, _ := f.ReadAt(b, 0)
