@@ -142,6 +142,15 @@ func TestConsoleSecondWaits(t *testing.T) {
 	second.expect(`board sim-1 is busy, held by plan "jsplan console" (user `, consoleWait)
 	second.expect("waiting (up to 5m0s)", consoleWait)
 
+	// Ctrl-C while waiting (the terminal is not raw yet): a signal.
+	third := e.startTerm(e.consoleArgs("sim-1", "--lock-wait", "5m")...)
+	third.expect("is busy, held by", consoleWait)
+	third.send("\x03")
+	if code := third.wait(consoleWait); code != 130 {
+		t.Errorf("Ctrl-C while waiting for the lock: exit %d, want 130\n%s", code, third.tail())
+	}
+	third.requireSane()
+
 	r := e.run(e.consoleArgs("sim-1", "--lock-wait", "300ms")...)
 	if r.code != 3 || !strings.Contains(r.stderr, `board "sim-1" is busy: held by plan "jsplan console"`) {
 		t.Errorf("a console that cannot wait: %v", r)
