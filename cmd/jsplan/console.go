@@ -150,6 +150,7 @@ func consoleAction(c *cli.Context) error {
 	s.rw = rw
 
 	code, why := s.run(ctx, os.Stdin, c.Bool("power-on"), logPath)
+	s.ended.Store(true)
 	rw.Close()
 	clog.Note("session ended: %s", why)
 	fmt.Fprintf(errw, "jsplan: %s; session log: %s\n", why, logPath)
@@ -174,6 +175,7 @@ type session struct {
 	delay time.Duration
 	esc   *escaper
 	busy  atomic.Bool // a power action is running
+	ended atomic.Bool // the session is over: input is not the board's any more
 	raw   bool
 	col0  bool // the terminal's cursor is at the start of a line
 }
@@ -265,6 +267,9 @@ func (s *session) run(ctx context.Context, in *os.File, powerOn bool, logPath st
 		b := make([]byte, 4096)
 		for {
 			n, err := in.Read(b)
+			if s.ended.Load() {
+				return
+			}
 			if n > 0 {
 				stop := false
 				s.esc.feed(b[:n], func(p []byte) {
@@ -345,7 +350,7 @@ func (s *session) powerAction(ctx context.Context, cmd byte, fromMenu bool) {
 	}
 	defer s.busy.Store(false)
 	if cmd == 's' {
-		s.say("%s: power %s", s.name, powerState(ctx, s.power))
+		s.say("%s: power state: %s", s.name, powerState(ctx, s.power))
 		return
 	}
 	src := ""

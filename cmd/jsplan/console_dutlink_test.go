@@ -128,7 +128,7 @@ boards:
 	p.expect("dl-1: power cycle: done", consoleWait)
 	p.expect("U-Boot 2024.01-sim (boot 2)", consoleWait)
 	p.send("\r~s")
-	p.expect("dl-1: power unknown (the power driver cannot tell)", consoleWait)
+	p.expect("dl-1: power state: unknown (the power driver cannot tell)", consoleWait)
 	p.send("\r~.")
 	p.expect("detached from dl-1", consoleWait)
 	if code := p.wait(consoleWait); code != 0 {

@@ -88,7 +88,7 @@ func TestConsoleSim(t *testing.T) {
 	p.expect("Linux version 6.1.0-jsplan-sim", consoleWait)
 	p.expect("sim login: ", consoleWait)
 	p.send("\r~s")
-	p.expect("sim-1: power on", consoleWait)
+	p.expect("sim-1: power state: on", consoleWait)
 	p.requireRaw()
 
 	p.send("\r~.")
