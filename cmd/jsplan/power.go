@@ -91,9 +91,14 @@ func powerAction(c *cli.Context) error {
 		return exit(failureCode(ctx, err), "power %s on %s: %s", action, spec.Name, red.String(err.Error()))
 	}
 	state := powerState(ctx, p)
-	if action != "status" && action != "off" && transient(board, drivers.CapPower) {
-		note = strings.TrimPrefix(note+"; ", "; ") + fmt.Sprintf("%s is a virtual board inside jsplan: it goes off again as this command ends "+
-			"(jsplan console %s --power-on keeps it running while attached)", spec.Name, spec.Name)
+	if transient(board, drivers.CapPower) {
+		switch action {
+		case "on", "cycle", "reset":
+			note = strings.TrimPrefix(note+"; ", "; ") + fmt.Sprintf("%s is a virtual board inside jsplan: it goes off again as this command ends "+
+				"(jsplan console %s --power-on keeps it running while attached)", spec.Name, spec.Name)
+		case "status":
+			note = fmt.Sprintf("%s is a virtual board inside jsplan: it is on only while a jsplan command (apply, console) has it open", spec.Name)
+		}
 	}
 	if format == "json" {
 		enc := json.NewEncoder(c.App.Writer)
