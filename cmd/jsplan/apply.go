@@ -11,7 +11,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
@@ -143,17 +142,10 @@ func apply(c *cli.Context) error {
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
 	clog := console.NewLog(clogFile, start, red.String)
 
-	stateDir := stateDirOf(c)
-	env := drivers.Env{
-		Board:    res.board.Name,
-		StateDir: filepath.Join(stateDir, res.board.Name),
-		Log: func(format string, args ...any) {
-			sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String(fmt.Sprintf(format, args...))})
-		},
-		Secret: func(v string) { red.Add(v) },
-	}
 	var result *engine.Result
-	board, err := engine.OpenBoard(ctx, res.board, env)
+	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
+	})
 	// Rendered once the drivers have registered their secrets (a board's
 	// password), so those are masked too.
 	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), engine.YAML(maskNode(engine.Render(res.plan, res.board), red)), 0o644)
@@ -161,8 +153,8 @@ func apply(c *cli.Context) error {
 		clog.Close()
 		clogFile.Close()
 		code := diag.Infra.ExitCode()
-		writeFailure(artifacts, res, fmt.Errorf("cannot open board %s: %s", res.board.Name, red.String(err.Error())), code)
-		return exit(code, "cannot open board %s: %s", res.board.Name, red.String(err.Error()))
+		writeFailure(artifacts, res, err, code)
+		return exit(code, "%v", err)
 	}
 	result = engine.Execute(ctx, engine.RunConfig{
 		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
