@@ -236,7 +236,9 @@ func (s *session) run(ctx context.Context, in *os.File, powerOn bool, logPath st
 				panic(p)
 			}
 		}()
+		s.outMu.Lock()
 		s.raw, s.col0 = true, true
+		s.outMu.Unlock()
 	}
 	s.say("attached to the console of %s; %s; session log %s", s.name, s.esc.hint(), logPath)
 	s.log.Note("attached")
