@@ -324,3 +324,27 @@ func TestEscaper(t *testing.T) {
 		}
 	}
 }
+
+// TestConsoleUnderLock: a console run inside `jsplan lock` (a person's
+// shell holding the board) takes the inherited lock at once; the board is
+// free once both have ended.
+func TestConsoleUnderLock(t *testing.T) {
+	e := newEnv(t)
+	args := append([]string{"lock", "sim-1", "--boards", e.boards, "--lock-dir", e.locks, "--lock-wait", "1s", "--", jsplanBin},
+		e.consoleArgs("sim-1", "--lock-wait", "1s", "--power-on")...)
+	p := e.startTerm(args...)
+	p.expect("attached to the console of sim-1", consoleWait)
+	p.expect("sim login: ", consoleWait)
+	if h := lockHolder(t, e.locks, "sim-1"); h.Plan != "jsplan lock: "+jsplanBin {
+		t.Errorf("lock holder %+v, want jsplan lock", h)
+	}
+	p.send("\r~.")
+	if code := p.wait(consoleWait); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.tail())
+	}
+	if p.count("is busy") != 0 {
+		t.Errorf("the console waited for its own jsplan lock:\n%s", p.tail())
+	}
+	p.requireSane()
+	e.requireFree("sim-1")
+}
