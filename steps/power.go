@@ -63,27 +63,22 @@ func (a *powerAction) switchPower(ctx context.Context, r *engine.Run) error {
 	case "off":
 		return infra(p.Off(ctx))
 	case "reset":
-		if rs, ok := p.(drivers.Resetter); ok {
-			return infra(rs.Reset(ctx))
+		cycled, err := drivers.ResetPower(ctx, p, a.Delay.Duration)
+		if cycled {
+			r.Logf(ctx, "the power driver has no reset; cycled power instead")
 		}
-		r.Logf(ctx, "the power driver has no reset; cycling power instead")
+		return powerErr(ctx, err)
 	}
-	// A board that is off needs no pause before it is switched on.
-	if ps, ok := p.(drivers.PowerStater); ok {
-		if on, err := ps.PowerState(ctx); err == nil && !on {
-			return infra(p.On(ctx))
-		}
-	}
-	if c, ok := p.(drivers.Cycler); ok {
-		return infra(c.Cycle(ctx, a.Delay.Duration))
-	}
-	if err := p.Off(ctx); err != nil {
-		return infra(err)
-	}
-	if err := sleepCtx(ctx, a.Delay.Duration); err != nil {
+	return powerErr(ctx, drivers.CyclePower(ctx, p, a.Delay.Duration))
+}
+
+// powerErr is infra(err), except for the run's own cancellation (an
+// interruption during the pause of a cycle), which keeps its class.
+func powerErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil && err == context.Cause(ctx) {
 		return err
 	}
-	return infra(p.On(ctx))
+	return infra(err)
 }
 
 // infra marks a driver's error as an infrastructure error.

@@ -11,11 +11,9 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/engine/lock"
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/engine/report"
 )
@@ -48,12 +46,7 @@ func applyCommand() *cli.Command {
 		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
 			&cli.StringFlag{Name: "artifacts", Value: "artifacts", Usage: "write console log, reports and collected files to `DIR`",
 				EnvVars: []string{"JSPLAN_ARTIFACTS"}},
-			&cli.StringFlag{Name: "lock-dir", Usage: "board locks live in `DIR` (share it between containers on a host)",
-				EnvVars: []string{"JSPLAN_LOCK_DIR"}, DefaultText: "/var/lock/jsplan"},
-			&cli.DurationFlag{Name: "lock-wait", Value: 30 * time.Minute, Usage: "wait this long for a busy board",
-				EnvVars: []string{"JSPLAN_LOCK_WAIT"}},
-			&cli.StringFlag{Name: "state-dir", Usage: "persistent driver state (virtual disks) under `DIR`",
-				EnvVars: []string{"JSPLAN_STATE_DIR"}, DefaultText: "~/.local/state/jsplan"},
+			lockDirFlag, lockWaitFlag, stateDirFlag,
 			&cli.DurationFlag{Name: "finally-grace", Value: 5 * time.Minute,
 				Usage: "after an interruption or timeout, give finally steps this long", EnvVars: []string{"JSPLAN_FINALLY_GRACE"}},
 		},
@@ -118,31 +111,15 @@ func apply(c *cli.Context) error {
 	red.Add(l.Secrets()...)
 
 	// Lock one of the matching boards, waiting while they are busy.
-	lockDir := c.String("lock-dir")
-	if lockDir == "" {
-		lockDir = lock.DefaultDir()
-	}
-	host, _ := os.Hostname()
 	var names []string
 	for _, b := range res.candidates {
 		names = append(names, b.Name)
 	}
-	me := lock.Holder{Plan: res.plan.Name, PID: os.Getpid(), Host: host, Since: time.Now()}
-	lk, boardName, err := lock.Acquire(ctx, lockDir, names, me, c.Duration("lock-wait"), func(b string, h *lock.Holder) {
-		who := "another run"
-		if h != nil {
-			who = h.String()
-		}
-		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: fmt.Sprintf("board %s is busy, held by %s; waiting (up to %s)", b, who, c.Duration("lock-wait"))})
+	lk, boardName, err := acquireBoard(ctx, c, names, res.plan.Name, func(msg string) {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
 	})
 	if err != nil {
-		code := 3
-		if ctx.Err() != nil {
-			code = 130
-			if se, ok := context.Cause(ctx).(*signalError); ok {
-				code = se.ExitCode()
-			}
-		}
+		code := failureCode(ctx, err)
 		writeFailure(artifacts, res, err, code)
 		return exit(code, "%v", err)
 	}
@@ -165,24 +142,10 @@ func apply(c *cli.Context) error {
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
 	clog := console.NewLog(clogFile, start, red.String)
 
-	stateDir := c.String("state-dir")
-	if stateDir == "" {
-		stateDir = defaultStateDir()
-	}
-	// Drivers may run programs in other directories: give them a full path.
-	if abs, err := filepath.Abs(stateDir); err == nil {
-		stateDir = abs
-	}
-	env := drivers.Env{
-		Board:    res.board.Name,
-		StateDir: filepath.Join(stateDir, res.board.Name),
-		Log: func(format string, args ...any) {
-			sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String(fmt.Sprintf(format, args...))})
-		},
-		Secret: func(v string) { red.Add(v) },
-	}
 	var result *engine.Result
-	board, err := engine.OpenBoard(ctx, res.board, env)
+	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
+	})
 	// Rendered once the drivers have registered their secrets (a board's
 	// password), so those are masked too.
 	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), engine.YAML(maskNode(engine.Render(res.plan, res.board), red)), 0o644)
@@ -190,8 +153,8 @@ func apply(c *cli.Context) error {
 		clog.Close()
 		clogFile.Close()
 		code := diag.Infra.ExitCode()
-		writeFailure(artifacts, res, fmt.Errorf("cannot open board %s: %s", res.board.Name, red.String(err.Error())), code)
-		return exit(code, "cannot open board %s: %s", res.board.Name, red.String(err.Error()))
+		writeFailure(artifacts, res, err, code)
+		return exit(code, "%v", err)
 	}
 	result = engine.Execute(ctx, engine.RunConfig{
 		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,

@@ -93,6 +93,9 @@ func boardsList(c *cli.Context) error {
 		if err == nil && lk == nil {
 			row.Locked, row.Holder = true, h
 		}
+		if lk.Inherited() { // held by the jsplan lock this command runs under
+			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
+		}
 		lk.Release()
 		if c.Bool("check") && !row.Locked {
 			stateDir := c.String("state-dir")

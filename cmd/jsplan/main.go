@@ -53,6 +53,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			schemaCommand(),
 			flashCommand(),
 			boardsCommand(),
+			consoleCommand(),
+			powerCommand(),
+			lockCommand(),
 		},
 		OnUsageError: usageError,
 		CommandNotFound: func(c *cli.Context, name string) {

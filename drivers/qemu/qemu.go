@@ -313,6 +313,10 @@ func (d *Device) Endpoint(ctx context.Context) (drivers.Endpoint, error) {
 	}, nil
 }
 
+// Transient reports true: QEMU is a child of the process that opened the
+// board and is stopped when it is closed.
+func (d *Device) Transient() bool { return true }
+
 // DiskPath returns the resolved path of the disk file (after Open).
 func (d *Device) DiskPath() string { return d.disk }
 

@@ -85,7 +85,12 @@ var (
 	_ drivers.Storage          = (*Device)(nil)
 	_ drivers.Network          = (*Device)(nil)
 	_ drivers.CapabilityLister = (*Device)(nil)
+	_ drivers.Transient        = (*Device)(nil)
 )
+
+// Transient reports true: the simulated board lives inside the process that
+// opened it and is off once it is closed.
+func (d *Device) Transient() bool { return true }
 
 // Open prepares the board's state directory (disk.img, root/) and its
 // console line. The board starts powered off.

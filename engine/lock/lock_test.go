@@ -3,8 +3,10 @@ package lock
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -98,4 +100,76 @@ func TestCrashedHolderReleases(t *testing.T) {
 		t.Fatalf("lock not released by the crash: %v", err)
 	}
 	l.Release()
+}
+
+// A lock passed to a command (Pass) is taken by that command at once, and
+// stays held by the parent after the command released it; a command that
+// did not inherit it finds the board busy.
+func TestPassedLock(t *testing.T) {
+	if dir := os.Getenv("JSPLAN_LOCK_PASSED"); dir != "" {
+		l, h, err := TryAcquire(dir, "b", Holder{Plan: "child"})
+		switch {
+		case err != nil:
+			os.Stdout.WriteString("error " + err.Error())
+		case l == nil && h != nil:
+			os.Stdout.WriteString("busy " + h.Plan)
+		case l == nil:
+			os.Stdout.WriteString("busy")
+		case l.Inherited():
+			l.Release()
+			// Taking it again in the same process still works.
+			if l2, _, _ := TryAcquire(dir, "b", Holder{}); l2 == nil || !l2.Inherited() {
+				os.Stdout.WriteString("lost")
+				os.Exit(0)
+			}
+			os.Stdout.WriteString("inherited")
+		default:
+			os.Stdout.WriteString("own")
+		}
+		os.Exit(0)
+	}
+	dir := t.TempDir()
+	l, _, err := TryAcquire(dir, "b", Holder{Plan: "parent"})
+	if err != nil || l == nil {
+		t.Fatalf("TryAcquire = %v, %v", l, err)
+	}
+	defer l.Release()
+	child := func(pass bool) string {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestPassedLock$")
+		cmd.Env = append(os.Environ(), "JSPLAN_LOCK_PASSED="+dir)
+		if pass {
+			l.Pass(cmd)
+		}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		return string(out)
+	}
+	if got := child(true); got != "inherited" {
+		t.Errorf("child with the passed lock: %q, want inherited", got)
+	}
+	if got := child(false); got != "busy parent" {
+		t.Errorf("child without the passed lock: %q, want busy parent", got)
+	}
+	if l2, _, _ := TryAcquire(dir, "b", Holder{}); l2 != nil {
+		t.Fatal("the child's release dropped the parent's lock")
+	}
+	// A stale variable (another file, no such descriptor, garbage) is ignored.
+	other, err := os.Create(filepath.Join(t.TempDir(), "other"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close()
+	t.Setenv(EnvHeld, fmt.Sprintf("%d=%s:999=%s:x=y", other.Fd(), Path(dir, "b"), Path(dir, "b")))
+	if l2, _, _ := TryAcquire(dir, "b", Holder{}); l2 != nil {
+		t.Fatal("a stale JSPLAN_LOCK_HELD took a held lock")
+	}
+}
+
+func TestHolderString(t *testing.T) {
+	h := Holder{Plan: "jsplan console", User: "alice", PID: 7, Host: "h", Since: time.Unix(0, 0).UTC()}
+	if got, want := h.String(), `plan "jsplan console" (user alice, pid 7 on h, since 1970-01-01T00:00:00Z)`; got != want {
+		t.Errorf("String() = %q, want %q", got, want)
+	}
 }
