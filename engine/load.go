@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -659,6 +660,7 @@ const (
 	rolePlain = iota
 	roleSteps
 	roleStep
+	roleNoSecret // a scalar whose references must not be secrets
 )
 
 // expand returns n with every reference in its scalars replaced. It never
@@ -679,7 +681,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			var nv *yaml.Node
 			st, isAction := LookupStep(key)
 			switch {
-			case role == roleStep && isAction && len(st.Verbatim) > 0:
+			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0):
 				nv = l.expandVerbatim(f, st, v, child, sc)
 			case key == "steps" || key == "finally":
 				nv = l.expand(f, v, child, sc, roleSteps)
@@ -719,7 +721,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			return n
 		}
 		c := *n
-		if l.expandScalar(f, &c, at.path(), sc) {
+		if l.expandScalar(f, &c, at.path(), sc, role == roleNoSecret) {
 			return &c
 		}
 	}
@@ -738,11 +740,17 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 	for _, k := range st.Verbatim {
 		verbatim[k] = true
 	}
+	roleOf := func(key string) int {
+		if slices.Contains(st.NoSecrets, key) {
+			return roleNoSecret
+		}
+		return rolePlain
+	}
 	switch {
 	case n.Kind == yaml.ScalarNode && verbatim[""]:
 		return n
 	case n.Kind != yaml.MappingNode:
-		return l.expand(f, n, at, sc, rolePlain)
+		return l.expand(f, n, at, sc, roleOf(""))
 	}
 	var out *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -751,7 +759,7 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 			continue
 		}
 		v := n.Content[i+1]
-		if nv := l.expand(f, v, &loc{up: at, key: key}, sc, rolePlain); nv != v {
+		if nv := l.expand(f, v, &loc{up: at, key: key}, sc, roleOf(key)); nv != v {
 			if out == nil {
 				out = shallowCopy(n)
 			}
@@ -765,12 +773,19 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 }
 
 // expandScalar expands n in place and reports whether it changed.
-func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) bool {
+// With noSecret, a reference to a secret is an error.
+func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope, noSecret bool) bool {
 	r := rangeOf(f.path, n)
 	var tag string
 	whole, isWhole := expr.Whole(n.Value)
 	lookup := func(ref expr.Ref) (string, bool, error) {
 		v, ok, t, err := l.resolve(ref, sc)
+		if err == nil && noSecret && l.isSecret(ref, sc, v, ok) {
+			name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(ref.Rest()))
+			return "", false, &diag.Diagnostic{Severity: diag.Error,
+				Summary: fmt.Sprintf("%s is a secret: it cannot be pasted into a shell command", ref.Path),
+				Detail:  fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)}
+		}
 		if isWhole && ref == whole {
 			tag = t
 		}
@@ -797,6 +812,16 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) 
 		n.Tag = tag
 	}
 	return true
+}
+
+// isSecret reports whether a resolved reference is a secret: a secret
+// parameter of this plan, or a value registered as secret (one passed down
+// from a using plan).
+func (l *Loader) isSecret(ref expr.Ref, sc *scope, val string, known bool) bool {
+	if ref.Namespace() == "params" && sc.values[ref.Rest()].secret {
+		return true
+	}
+	return known && val != "" && l.secrets[val]
 }
 
 // resolve looks a reference up. ok=false leaves it pending.

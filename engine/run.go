@@ -351,6 +351,31 @@ func (r *Run) SecretForms(fn func(string) string) { r.secrets.AddForms(fn) }
 // Redact masks secrets in s.
 func (r *Run) Redact(s string) string { return r.secrets.String(s) }
 
+// RedactTail masks the end of s, then keeps about its last n bytes: a
+// secret the cut would split is not shown in part (see redact.Tail). s
+// should hold n+MaxSecretLen() bytes when it is the end of a longer text.
+func (r *Run) RedactTail(s string, n int) string { return r.secrets.Tail(s, n) }
+
+// MaxSecretLen is the length of the longest masked form of a secret.
+func (r *Run) MaxSecretLen() int { return r.secrets.MaxLen() }
+
+// RedactStream masks text written to it in pieces (see redact.Stream).
+func (r *Run) RedactStream() *redact.Stream { return r.secrets.Stream() }
+
+// RedactBytes masks a file's content; binary content keeps its length (see
+// redact.Redactor.Bytes).
+func (r *Run) RedactBytes(b []byte) []byte { return r.secrets.Bytes(b) }
+
+// SuppressConsoleLog leaves the console's bytes out of console.log until
+// resume is called, which notes summary in the log instead: for transfers
+// in encodings masking cannot see through (base64 of a collected file).
+func (r *Run) SuppressConsoleLog() (resume func(summary string)) {
+	if r.cfg.ConsoleLog == nil {
+		return func(string) {}
+	}
+	return r.cfg.ConsoleLog.Suppress()
+}
+
 // Logf writes a line to the run log, attributed to the current step.
 func (r *Run) Logf(ctx context.Context, format string, args ...any) {
 	msg := r.secrets.String(fmt.Sprintf(format, args...))

@@ -79,7 +79,7 @@ func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map
 		t.Fatal(err)
 	}
 	defer clogFile.Close()
-	clog := console.NewLog(clogFile, time.Now(), red.String)
+	clog := console.NewLog(clogFile, time.Now(), red)
 	defer clog.Close()
 	cfg := engine.RunConfig{Plan: p, Artifacts: artifacts, Redactor: red, ConsoleLog: clog}
 	if onBoard {

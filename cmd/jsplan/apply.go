@@ -163,7 +163,7 @@ func apply(c *cli.Context) error {
 		return exit(3, "artifacts: %v", err)
 	}
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
-	clog := console.NewLog(clogFile, start, red.String)
+	clog := console.NewLog(clogFile, start, red)
 
 	stateDir := c.String("state-dir")
 	if stateDir == "" {
