@@ -359,6 +359,9 @@ func (r *Run) RedactTail(s string, n int) string { return r.secrets.Tail(s, n) }
 // MaxSecretLen is the length of the longest masked form of a secret.
 func (r *Run) MaxSecretLen() int { return r.secrets.MaxLen() }
 
+// SecretSpans returns where secrets (in any masked form) occur in s.
+func (r *Run) SecretSpans(s string) [][2]int { return r.secrets.Spans(s) }
+
 // RedactStream masks text written to it in pieces (see redact.Stream).
 func (r *Run) RedactStream() *redact.Stream { return r.secrets.Stream() }
 

@@ -334,3 +334,30 @@ func (s *Stream) Flush() string {
 	}
 	return rep.Replace(text[:cut]) + Mask
 }
+
+// Spans returns where masked strings occur in s, as sorted, merged
+// [start, end) byte ranges.
+func (r *Redactor) Spans(s string) [][2]int {
+	masked, _ := r.snapshot()
+	var out [][2]int
+	for _, m := range masked {
+		for off := 0; ; {
+			i := strings.Index(s[off:], m)
+			if i < 0 {
+				break
+			}
+			out = append(out, [2]int{off + i, off + i + len(m)})
+			off += i + 1
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i][0] < out[j][0] })
+	merged := out[:0]
+	for _, sp := range out {
+		if n := len(merged); n > 0 && sp[0] < merged[n-1][1] {
+			merged[n-1][1] = max(merged[n-1][1], sp[1])
+			continue
+		}
+		merged = append(merged, sp)
+	}
+	return merged
+}

@@ -1,0 +1,102 @@
+package steps_test
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/jsplan/jsplan/engine"
+)
+
+// pieces returns every substring of s of length n (to look for a secret
+// shown in part).
+func pieces(s string, n int) []string {
+	var out []string
+	for i := 0; i+n <= len(s); i += n / 2 {
+		out = append(out, s[i:i+n])
+	}
+	return out
+}
+
+// noPiece fails when text shows any 8-byte piece of secret.
+func noPiece(t *testing.T, where, text, secret string) {
+	t.Helper()
+	for _, line := range strings.Split(secret, "\n") {
+		for _, p := range pieces(line, 8) {
+			if strings.Contains(text, p) {
+				t.Errorf("%s shows %q of the secret", where, p)
+				return
+			}
+		}
+	}
+}
+
+// Issue 11, item 8: values reach a run command through env, quoted on the
+// way whatever they hold, exported for that command only; a secret passed
+// this way never shows in the console log or the reports.
+func TestRunEnvPassesValuesSafely(t *testing.T) {
+	odd := "it's \"quoted\" $(touch /tmp/jsplan-pwned) `id` %s \\ 100%\nsecond line\n\n"
+	secret := "pa'ss\"w0rd-$(reboot)-%d\\x"
+	long := strings.Repeat("L0ng-S3cret-", 250) // 3000 bytes: typed in pieces
+	plan := head + "params:\n  odd: {type: string}\n  token: {type: string, secret: true}\n  long: {type: string, secret: true}\n" + login +
+		"  - name: values\n    timeout: 30s\n    run:\n      command: printf '[%s]' \"$ODD\" \"$TOKEN\"; echo \"${#LONG}\"\n" +
+		"      env: {ODD: '${{ params.odd }}', TOKEN: '${{ params.token }}', LONG: '${{ params.long }}'}\n" +
+		"  - name: gone after\n    timeout: 30s\n    run: {command: 'echo \"[${ODD-unset}][${TOKEN-unset}]\"', expect-output: '^\\[unset\\]\\[unset\\]$'}\n"
+	r := execute(t, "", "", plan, true, map[string]string{"odd": odd, "token": secret, "long": long})
+	s := r.step(t, "values")
+	if s.Status != engine.StatusPassed {
+		t.Fatalf("values: %s %s", s.Status, s.Error)
+	}
+	if want := "[" + odd + "][***]3000\n"; s.Output != want {
+		t.Errorf("output %q, want %q", s.Output, want)
+	}
+	if g := r.step(t, "gone after"); g.Status != engine.StatusPassed {
+		t.Errorf("env stays set after the command: %s %s %q", g.Status, g.Error, g.Output)
+	}
+	if _, err := os.Stat("/tmp/jsplan-pwned"); err == nil {
+		os.Remove("/tmp/jsplan-pwned")
+		t.Errorf("a value was run as a command")
+	}
+	clog := r.consoleLog(t)
+	if testing.Verbose() {
+		t.Log(clog)
+	}
+	for _, sec := range []string{secret, long} {
+		noPiece(t, "console.log", clog, sec)
+		for _, f := range []string{"report.json"} {
+			b, _ := os.ReadFile(filepath.Join(r.artifacts, f))
+			noPiece(t, f, string(b), sec)
+		}
+	}
+	if !strings.Contains(clog, "***") {
+		t.Error("console.log shows no mask")
+	}
+}
+
+// Issue 11, item 8: a secret pasted into a run command is refused when the
+// plan is loaded, with a hint to use env.
+func TestRunRefusesPastedSecret(t *testing.T) {
+	for _, cmd := range []string{
+		"run: echo ${{ params.token }}",
+		"run: {command: \"echo '${{ params.token }}'\"}",
+	} {
+		plan := head + "params:\n  token: {type: string, secret: true}\nsteps:\n  - " + cmd + "\n"
+		for _, mode := range []engine.Mode{engine.ModeValidate, engine.ModeRun} {
+			opts := engine.Options{Mode: mode}
+			if mode == engine.ModeRun {
+				opts.Values = map[string]engine.Value{"token": {Text: "s3cret-value"}}
+			}
+			l := engine.NewLoader(opts)
+			l.LoadPlanBytes(filepath.Join(t.TempDir(), "plan.yaml"), []byte(plan))
+			got := fmt.Sprint(l.Diagnostics())
+			if !strings.Contains(got, "params.token is a secret") || !strings.Contains(got, "env:") {
+				t.Errorf("%s (mode %v): diagnostics %s", cmd, mode, got)
+			}
+			if strings.Contains(got, "s3cret-value") {
+				t.Errorf("the diagnostic shows the secret: %s", got)
+			}
+		}
+	}
+}
