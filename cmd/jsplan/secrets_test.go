@@ -1,0 +1,120 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testKey is a multi-line secret (an SSH key's shape).
+const testKey = `-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACDzd2VqK2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0AAAAkAAAAA
+AAAAtzc2gtZWQyNTUxOQAAACDzd2VqK2VjcmV0c2VjcmV0c2VjcmV0
+-----END OPENSSH PRIVATE KEY-----
+`
+
+// secretPieces are the parts of a secret nothing may show: every line of
+// it long enough to tell, and 8-byte pieces of each.
+func secretPieces(secret string) []string {
+	var out []string
+	for _, l := range strings.Split(secret, "\n") {
+		if strings.HasPrefix(l, "-----") || len(l) < 8 {
+			continue // PEM armour lines are not secret
+		}
+		for i := 0; i+8 <= len(l); i += 4 {
+			out = append(out, l[i:i+8])
+		}
+	}
+	return out
+}
+
+// noSecretAnywhere fails when the artifacts or the output show a piece of
+// secret.
+func noSecretAnywhere(t *testing.T, art string, r result, secret string) {
+	t.Helper()
+	for _, p := range secretPieces(secret) {
+		if hits := grepTree(t, art, p); len(hits) > 0 {
+			t.Errorf("%q of the secret in %v", p, hits)
+			return
+		}
+		if strings.Contains(r.stdout, p) || strings.Contains(r.stderr, p) {
+			t.Errorf("%q of the secret in the output:\n%s", p, r)
+			return
+		}
+	}
+}
+
+// Issue 11, item 1: a multi-line secret printed on the board's console, by
+// a local command and in a failure message is masked in console.log, the
+// JSON events and the reports; no line of it shows.
+func TestApplyMultiLineSecret(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	params := e.write("params.yaml", "key: |\n  "+strings.ReplaceAll(strings.TrimSuffix(testKey, "\n"), "\n", "\n  ")+"\n")
+	pf := e.write("plan.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: multi-line
+params:
+  key: {type: string, secret: true, required: true}
+steps:
+  - power: on
+  - wait-for-login: {username: root, password: sim-password}
+  - name: board prints the key
+    run: {command: 'printf "%s\n" "$KEY"; printf "%s" "$KEY" | tr -d "\n"; echo', env: {KEY: "${{ params.key }}"}}
+  - name: host prints the key
+    local: {command: 'printf "%s\n" "$KEY"; printf "%s\n" "$KEY" >&2', env: {KEY: "${{ params.key }}"}}
+  - name: key in a failure
+    continue-on-error: true
+    local: {command: 'printf "%s\n" "$KEY"; exit 3', env: {KEY: "${{ params.key }}"}}
+finally:
+  - power: off
+`)
+	r := e.run(e.applyArgs(pf, e.art, "--params-file", params, "--output", "json")...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	noSecretAnywhere(t, e.art, r, testKey)
+	clog, _ := os.ReadFile(filepath.Join(e.art, "console.log"))
+	if !strings.Contains(string(clog), "***") {
+		t.Errorf("console.log shows no mask")
+	}
+	if !strings.Contains(r.stdout, `"| ***"`) {
+		t.Errorf("the local lines are not masked events:\n%s", r.stdout)
+	}
+}
+
+// Issue 11, item 4: a console wait that times out quotes what the console
+// last printed; the quote is masked before it is cut, so a secret the cut
+// goes through shows in no part in the reports or the events.
+func TestApplyTimeoutTailMasked(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	secret := "Tail-Secret-abcdefghijklmnopqrs" // 31 characters
+	var plan strings.Builder
+	plan.WriteString(`apiVersion: jsplan.dev/v1
+kind: Plan
+name: tail
+params:
+  token: {type: string, secret: true, required: true}
+steps:
+  - power: on
+  - wait-for-login: {username: root, password: sim-password}
+`)
+	// The 200-byte quote starts inside the secret for these fillers.
+	for _, n := range []int{135, 145, 155} {
+		plan.WriteString("  - run: {command: 'printf \"%s" + strings.Repeat("f", n) + "\\n\" \"$T\"', env: {T: \"${{ params.token }}\"}}\n")
+		plan.WriteString("  - {console: {expect: never-printed}, timeout: 300ms, continue-on-error: true}\n")
+	}
+	plan.WriteString("finally:\n  - power: off\n")
+	pf := e.write("plan.yaml", plan.String())
+	r := e.run(e.applyArgs(pf, e.art, "--set", "token="+secret, "--output", "json")...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	if !strings.Contains(r.stdout, "the console last printed") {
+		t.Fatalf("no timeout message in the events:\n%s", r.stdout)
+	}
+	noSecretAnywhere(t, e.art, r, secret)
+}
