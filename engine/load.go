@@ -20,6 +20,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/expr"
+	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // Mode says how much is known while loading.
@@ -515,7 +516,7 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 		if p.HasDefault {
 			if _, dv := mapGet(v, "default"); dv != nil {
 				if msg := checkValue(p, fmt.Sprint(p.Default)); msg != "" {
-					l.report(diag.Errorf(rangeOf(f.path, dv), path+".default", "default %s", msg))
+					l.report(diag.Errorf(rangeOf(f.path, dv), path+".default", "default: %s", msg))
 				}
 			}
 		}
@@ -525,20 +526,28 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 }
 
 // checkValue checks text against a parameter's type; it returns a problem
-// or "".
+// or "". The value of a secret parameter is never part of the problem.
 func checkValue(p *Param, text string) string {
+	shown := strconv.Quote(text)
+	if p.Secret {
+		shown = "the secret value"
+		if redact.TooShort(text) {
+			return fmt.Sprintf("%s is shorter than %d characters: a secret that short cannot be masked "+
+				"(it would be masked inside every word it occurs in)", shown, redact.MinLen)
+		}
+	}
 	switch p.Type {
 	case "integer":
 		if _, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64); err != nil {
-			return fmt.Sprintf("%q is not an integer", text)
+			return shown + " is not an integer"
 		}
 	case "boolean":
 		if _, err := strconv.ParseBool(strings.TrimSpace(text)); err != nil {
-			return fmt.Sprintf("%q is not a boolean (true or false)", text)
+			return shown + " is not a boolean (true or false)"
 		}
 	case "duration":
 		if _, err := ParseDuration(text); err != nil {
-			return err.Error()
+			return fmt.Sprintf("malformed duration %s: use a number and a unit, e.g. 30s, 5m, 1h30m", shown)
 		}
 	case "enum":
 		for _, v := range p.Values {
@@ -546,7 +555,7 @@ func checkValue(p *Param, text string) string {
 				return ""
 			}
 		}
-		return fmt.Sprintf("%q is not one of: %s", text, strings.Join(p.Values, ", "))
+		return fmt.Sprintf("%s is not one of: %s", shown, strings.Join(p.Values, ", "))
 	}
 	return ""
 }
@@ -572,7 +581,7 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 			// a pending reference from the parent plan
 		case given:
 			if msg := checkValue(prm, v.text); msg != "" {
-				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, redactIf(prm.Secret, msg, v.text)))
+				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, msg))
 				continue
 			}
 			sv.known, sv.text = true, normalize(prm, v.text, v.base)
@@ -595,13 +604,6 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		}
 		sc.values[prm.Name] = sv
 	}
-}
-
-func redactIf(secret bool, msg, value string) string {
-	if secret && value != "" {
-		return strings.ReplaceAll(msg, value, "***")
-	}
-	return msg
 }
 
 // normalize puts a checked value in canonical form; relative paths become

@@ -171,7 +171,7 @@ func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *o
 			if err != nil {
 				return n, diag.Failf("collect %s: %v", m, err)
 			}
-			if err := a.write(root, m, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, m, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++
@@ -223,7 +223,15 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 		}
 		for _, f := range files {
 			q := shellQuote(f)
+			// The base64 of the file decodes to whatever secret it holds,
+			// which masking cannot see: keep the transfer out of console.log.
+			resume := r.SuppressConsoleLog()
 			res, err := runShell(ctx, r, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q), maxOutput)
+			size := 0
+			if err == nil {
+				size = len(res.Output)
+			}
+			resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes of base64, not logged)", f, size))
 			if err != nil {
 				return n, err
 			}
@@ -240,7 +248,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			if len(want) == 0 || !strings.EqualFold(want[0], hex.EncodeToString(got[:])) {
 				return n, diag.Infraf("collect %s: checksum mismatch after the transfer over the console", f)
 			}
-			if err := a.write(root, f, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++
@@ -303,7 +311,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 				}
 				return n, diag.Failf("collect %s over ssh: %s", f, r.Redact(err.Error()))
 			}
-			if err := a.write(root, f, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++

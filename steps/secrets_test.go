@@ -1,6 +1,7 @@
 package steps_test
 
 import (
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -98,5 +99,45 @@ func TestRunRefusesPastedSecret(t *testing.T) {
 				t.Errorf("the diagnostic shows the secret: %s", got)
 			}
 		}
+	}
+}
+
+// Issue 11, items 2 and 6: collect over the console keeps the transfer (the
+// file's base64, which decodes to any secret in it) out of console.log, and
+// masks a binary file's secret without changing any other byte or its
+// length.
+func TestCollectConsoleKeepsSecretsOut(t *testing.T) {
+	secret := "s3cret-pw"
+	plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
+		"  - run: {command: 'printf \"\\000\\001ab\\377 %s \\000\" \"$T\" > bin.dat; printf \"\\000\\001ab\\377\" > plain.dat; printf \"conf: password=%s\\n\" \"$T\" > app.conf', env: {T: '${{ params.token }}'}}\n" +
+		"  - name: collect\n    collect: {paths: [bin.dat, plain.dat, app.conf], to: files}\n"
+	r := execute(t, "", "", plan, true, map[string]string{"token": secret})
+	if s := r.step(t, "collect"); s.Status != engine.StatusPassed {
+		t.Fatalf("collect: %s %s", s.Status, s.Error)
+	}
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(r.artifacts, "files", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	if got, want := read("bin.dat"), "\x00\x01ab\xff *********"+" \x00"; got != want {
+		t.Errorf("bin.dat: %q, want %q", got, want)
+	}
+	if got := read("plain.dat"); got != "\x00\x01ab\xff" {
+		t.Errorf("plain.dat was changed: %q", got)
+	}
+	if got := read("app.conf"); got != "conf: password=***\n" {
+		t.Errorf("app.conf: %q", got)
+	}
+	clog := r.consoleLog(t)
+	for _, content := range []string{"conf: password=" + secret + "\n", "\x00\x01ab\xff " + secret + " \x00"} {
+		if b64 := base64.StdEncoding.EncodeToString([]byte(content)); strings.Contains(clog, b64[:12]) {
+			t.Errorf("console.log holds the base64 of a collected file:\n%s", clog)
+		}
+	}
+	if strings.Count(clog, "transferred over the console") != 3 {
+		t.Errorf("console.log lacks the transfer notes:\n%s", clog)
 	}
 }

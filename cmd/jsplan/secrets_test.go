@@ -118,3 +118,58 @@ steps:
 	}
 	noSecretAnywhere(t, e.art, r, secret)
 }
+
+// Issue 11, items 6 and 7: a secret parameter's value is never printed in a
+// diagnostic (Go-quoted or otherwise), and a secret too short to mask is
+// refused, from --set, a params file or a default.
+func TestSecretParamDiagnostics(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("plan.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: secret-params
+params:
+  pin: {type: integer, secret: true}
+  pw: {type: string, secret: true}
+  mode: {type: enum, values: [a, b], secret: true}
+steps:
+  - log: hello
+`)
+	bad := `s3cr"et\x`
+	params := e.write("params.yaml", "pin: '"+bad+"'\n")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "pin=" + bad}, "the secret value is not an integer"},
+		{[]string{"--params-file", params}, "the secret value is not an integer"},
+		{[]string{"--set", "mode=" + bad}, "the secret value is not one of: a, b"},
+		{[]string{"--set", "pw=ab"}, "shorter than 4 characters"},
+	} {
+		for _, cmd := range []string{"render", "apply"} {
+			args := append([]string{cmd, pf}, tc.args...)
+			if cmd == "apply" {
+				args = append(e.applyArgs(pf, e.art), tc.args...)
+			}
+			r := e.run(args...)
+			if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+				t.Errorf("%v: want exit 2 and %q, got %s", args, tc.want, r)
+			}
+			for _, leak := range []string{"s3cr", `\"et`, "ab\"", "=ab"} {
+				if strings.Contains(r.stderr+r.stdout, leak) {
+					t.Errorf("%v: the output shows %q:\n%s", args, leak, r)
+				}
+			}
+		}
+	}
+	short := e.write("short.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: short\nparams:\n  pw: {type: string, secret: true, default: 'x'}\nsteps:\n  - log: hello\n")
+	if r := e.run("validate", short); r.code != 2 || !strings.Contains(r.stdout+r.stderr, "short.yaml:5:") || !strings.Contains(r.stdout+r.stderr, "shorter than 4 characters") {
+		t.Errorf("a short secret default: %s", r)
+	}
+	// A secret of the minimum length masks whole words only where they
+	// are the secret; nothing else in the rendered plan changes.
+	r := e.run("render", pf, "--set", "pw=pi12")
+	if r.code != 0 || !strings.Contains(r.stdout, "apiVersion: jsplan.dev/v1") || strings.Contains(r.stdout, "pi12") {
+		t.Errorf("render: %s", r)
+	}
+}
