@@ -173,3 +173,30 @@ steps:
 		t.Errorf("render: %s", r)
 	}
 }
+
+// Issue 11, item 16: --set takes a value whole, commas included, and a
+// parameter set twice is an error, not the last value silently.
+func TestSetTakesValuesWhole(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("plan.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: set\nparams:\n  image-id: {type: string}\n  other: {type: string, default: x}\nsteps:\n  - log: \"id=[${{ params.image-id }}]\"\n")
+	for _, tc := range []struct{ arg, want string }{
+		{"image-id=a,b", "id=[a,b]"},
+		{"image-id=a,image-id=zzz", "id=[a,image-id=zzz]"},
+		{"image-id=,", "id=[,]"},
+	} {
+		r := e.run("render", pf, "--set", tc.arg, "--set", "other=y,z")
+		if r.code != 0 || !strings.Contains(r.stdout, tc.want) {
+			t.Errorf("--set %s: want %q, got %s", tc.arg, tc.want, r)
+		}
+	}
+	r := e.run("render", pf, "--set", "image-id=a", "--set", "image-id=zzz")
+	if r.code != 2 || !strings.Contains(r.stderr, `parameter "image-id" is set twice`) {
+		t.Errorf("a parameter set twice: %s", r)
+	}
+	// apply too (the Tekton Task passes its params this way)
+	r = e.run(e.applyArgs(pf, e.art, "--set", "image-id=a,b,c")...)
+	if r.code != 0 || !strings.Contains(r.stdout, "id=[a,b,c]") {
+		t.Errorf("apply: %s", r)
+	}
+}
