@@ -77,11 +77,13 @@ func parts(v string) []string {
 }
 
 // xmlForms are the ways XML and HTML writers escape text: minimal text
-// escaping, Python's ElementTree attributes, &quot;/&apos; entities, and
+// escaping, Python's minidom text and ElementTree attributes, &quot; and
+// &apos; entities, and
 // Go's html and xml escaping (numeric references).
 var xmlForms = []*strings.Replacer{
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;"),
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "\n", "&#10;", "\r", "&#13;", "\t", "&#09;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&apos;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;"),
@@ -90,15 +92,19 @@ var xmlForms = []*strings.Replacer{
 }
 
 // escaped returns v and the forms it takes inside JSON, Go-quoted strings,
-// XML and HTML.
+// XML and HTML, and inside XML once JSON- or Go-quoted (a JSON result in a
+// JUnit report).
 func escaped(v string) []string {
-	out := []string{v, jsonEscaped(v, true), jsonEscaped(v, false), html.EscapeString(v)}
-	q := strconv.Quote(v)
-	out = append(out, q[1:len(q)-1])
-	q = strconv.QuoteToASCII(v)
-	out = append(out, q[1:len(q)-1])
-	for _, x := range xmlForms {
-		out = append(out, x.Replace(v))
+	q, qa := strconv.Quote(v), strconv.QuoteToASCII(v)
+	quoted := []string{v, jsonEscaped(v, true), jsonEscaped(v, false), q[1 : len(q)-1], qa[1 : len(qa)-1]}
+	out := append([]string{html.EscapeString(v)}, quoted...)
+	for _, b := range quoted {
+		if !strings.ContainsAny(b, `&<>"'`+"\r\n\t") {
+			continue
+		}
+		for _, x := range xmlForms {
+			out = append(out, x.Replace(b))
+		}
 	}
 	return out
 }
