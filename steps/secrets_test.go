@@ -141,3 +141,23 @@ func TestCollectConsoleKeepsSecretsOut(t *testing.T) {
 		t.Errorf("console.log lacks the transfer notes:\n%s", clog)
 	}
 }
+
+// Issue 11, item 3: a secret the console log cuts (the 4096-byte line cut)
+// or that the board prints slowly (across the idle flush) is masked whole.
+func TestConsoleLogSecretAcrossLines(t *testing.T) {
+	secret := "Split-Secret-0123456789abcdef"
+	plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
+		"  - run: {command: 'printf \"%4090s%s tail\\n\" x \"$T\"; printf \"pw: %.9s\" \"$T\"; sleep 1; printf \"%s done\\n\" \"${T#?????????}\"', env: {T: '${{ params.token }}'}}\n"
+	r := execute(t, "", "", plan, true, map[string]string{"token": secret})
+	if r.res.Status != engine.StatusPassed {
+		t.Fatalf("%s: %s", r.res.Status, r.res.Error)
+	}
+	clog := r.consoleLog(t)
+	noPiece(t, "console.log", clog, secret)
+	// The line is cut after the mask: 4090 bytes of padding, ***, " ta".
+	for _, want := range []string{"x*** ta\n", "*** done"} {
+		if !strings.Contains(clog, want) {
+			t.Errorf("console.log lacks %q", want)
+		}
+	}
+}
