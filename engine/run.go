@@ -341,8 +341,15 @@ func (r *Run) Artifacts() string { return r.cfg.Artifacts }
 // Plan is the plan being run.
 func (r *Run) Plan() *Plan { return r.cfg.Plan }
 
-// Secret registers a value to mask everywhere.
-func (r *Run) Secret(v string) { r.secrets.Add(v) }
+// Secret registers a value to mask everywhere. A value too short to mask
+// (redact.MinLen) is not registered; the run log says so.
+func (r *Run) Secret(v string) {
+	if redact.TooShort(v) {
+		r.emit(Event{Type: "log", Message: fmt.Sprintf("warning: a secret shorter than %d characters (a password?) is not masked", redact.MinLen)})
+		return
+	}
+	r.secrets.Add(v)
+}
 
 // SecretForms also masks fn(v) for every secret v known so far: the form a
 // step writes a secret in, e.g. quoted for a shell (see redact.AddForms).

@@ -179,7 +179,13 @@ func apply(c *cli.Context) error {
 		Log: func(format string, args ...any) {
 			sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String(fmt.Sprintf(format, args...))})
 		},
-		Secret: func(v string) { red.Add(v) },
+		Secret: func(v string) {
+			if redact.TooShort(v) {
+				sink.Event(engine.Event{Time: time.Now(), Type: "log",
+					Message: fmt.Sprintf("warning: board %s: a secret shorter than %d characters is not masked", res.board.Name, redact.MinLen)})
+			}
+			red.Add(v)
+		},
 	}
 	var result *engine.Result
 	board, err := engine.OpenBoard(ctx, res.board, env)

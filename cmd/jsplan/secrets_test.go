@@ -200,3 +200,23 @@ func TestSetTakesValuesWhole(t *testing.T) {
 		t.Errorf("apply: %s", r)
 	}
 }
+
+// Issue 11, item 6: a password too short to mask (from the inventory or
+// written in the plan) is not masked, and the run says so; nothing else in
+// the output is mangled.
+func TestShortPasswordWarns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	boards := e.write("short-boards.yaml", strings.Replace(testBoards, "sim-password", "pi", 1))
+	pf := e.write("plan.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: short\nsteps:\n  - power: on\n  - wait-for-login: {username: root, password: pi}\n  - run: echo apiVersion pipe\nfinally:\n  - power: off\n")
+	r := e.run(e.applyArgs(pf, e.art, "--boards", boards)...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	if !strings.Contains(r.stdout, "shorter than 4 characters is not masked") {
+		t.Errorf("no warning:\n%s", r)
+	}
+	if b, _ := os.ReadFile(filepath.Join(e.art, "console.log")); !strings.Contains(string(b), "apiVersion pipe") {
+		t.Errorf("console.log was mangled:\n%s", b)
+	}
+}
