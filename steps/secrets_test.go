@@ -161,3 +161,20 @@ func TestConsoleLogSecretAcrossLines(t *testing.T) {
 		}
 	}
 }
+
+// Issue 11, item 8: a secret handed to a used plan that pastes it into a
+// run command is refused too when the plan is loaded for a run.
+func TestRunRefusesSecretThroughUse(t *testing.T) {
+	dir := t.TempDir()
+	lib := head + "params:\n  val: {type: string}\nsteps:\n  - run: echo ${{ params.val }}\n"
+	if err := os.WriteFile(filepath.Join(dir, "lib.yaml"), []byte(lib), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plan := head + "params:\n  token: {type: string, secret: true}\nsteps:\n  - use: {plan: lib.yaml, with: {val: '${{ params.token }}'}}\n"
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeRun, Values: map[string]engine.Value{"token": {Text: "s3cret-value"}}})
+	l.LoadPlanBytes(filepath.Join(dir, "plan.yaml"), []byte(plan))
+	got := fmt.Sprint(l.Diagnostics())
+	if !strings.Contains(got, "params.val is a secret") || strings.Contains(got, "s3cret-value") {
+		t.Errorf("diagnostics: %s", got)
+	}
+}
