@@ -54,7 +54,12 @@ func init() {
 				dc.Errorf(n, "command", "empty command")
 				return nil
 			}
+			names := make([]string, 0, len(a.Env))
 			for k := range a.Env {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
 				if !envNameRE.MatchString(k) {
 					dc.Errorf(dc.Child(n, "env"), "env", "%q is not a shell variable name", k).
 						WithDetail("use letters, digits and _, not starting with a digit")

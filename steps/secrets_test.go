@@ -162,6 +162,16 @@ func TestConsoleLogSecretAcrossLines(t *testing.T) {
 	}
 }
 
+// A run step's env names must be shell variable names.
+func TestRunEnvNames(t *testing.T) {
+	plan := head + "steps:\n  - run: {command: 'echo \"$A\"', env: {A: x, 1B: y, C-D: z}}\n"
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	l.LoadPlanBytes(filepath.Join(t.TempDir(), "plan.yaml"), []byte(plan))
+	if got := fmt.Sprint(l.Diagnostics()); !strings.Contains(got, `"1B" is not a shell variable name`) {
+		t.Errorf("diagnostics: %s", got)
+	}
+}
+
 // Issue 11, item 8: a secret handed to a used plan that pastes it into a
 // run command is refused too when the plan is loaded for a run.
 func TestRunRefusesSecretThroughUse(t *testing.T) {
