@@ -394,6 +394,11 @@ func BenchmarkExpectThroughput(b *testing.B) {
 		{"log+fail-on", func() Options {
 			return Options{Log: NewLog(io.Discard, time.Now(), nil), FailOn: res(`Kernel panic`, `Oops: `, `BUG: `)}
 		}},
+		{"log+fail-on+secrets", func() Options {
+			red := &redact.Redactor{}
+			red.Add("board-password", `p"w'<&>-quoted`, "-----BEGIN KEY-----\n"+strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n", 30)+"-----END KEY-----\n")
+			return Options{Log: NewLog(io.Discard, time.Now(), red), FailOn: res(`Kernel panic`, `Oops: `, `BUG: `)}
+		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var text bytes.Buffer

@@ -38,6 +38,7 @@ type Redactor struct {
 	secrets  []string // the registered values
 	masked   []string // secrets and their forms, longest first
 	replacer *strings.Replacer
+	first    *[256]bool // the first bytes of the masked strings
 }
 
 // Add registers secret values. Empty values and values shorter than MinLen
@@ -146,6 +147,11 @@ func (r *Redactor) mask(values []string) {
 		pairs = append(pairs, s, Mask)
 	}
 	r.replacer = strings.NewReplacer(pairs...)
+	first := new([256]bool)
+	for _, s := range r.masked {
+		first[s[0]] = true
+	}
+	r.first = first
 }
 
 func jsonEscaped(v string, escapeHTML bool) string {
@@ -218,14 +224,14 @@ func (r *Redactor) MaxLen() int {
 	return len(r.masked[0])
 }
 
-// snapshot returns the masked strings and the replacer.
-func (r *Redactor) snapshot() ([]string, *strings.Replacer) {
+// snapshot returns the masked strings, the replacer and the first bytes.
+func (r *Redactor) snapshot() ([]string, *strings.Replacer, *[256]bool) {
 	if r == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	r.mu.RLock()
 	defer r.mu.RUnlock()
-	return r.masked, r.replacer
+	return r.masked, r.replacer, r.first
 }
 
 // straddle moves cut back to the start of any occurrence of a masked
@@ -259,7 +265,7 @@ func straddle(s string, cut int, masked []string) int {
 // the first MaxLen()-1 are never shown, since they may be the visible end of
 // a secret that began before s. The result is masked, then cut to n bytes.
 func (r *Redactor) Tail(s string, n int) string {
-	masked, rep := r.snapshot()
+	masked, rep, _ := r.snapshot()
 	if rep == nil {
 		if len(s) > n {
 			s = s[len(s)-n:]
@@ -298,20 +304,26 @@ func (r *Redactor) Stream() *Stream { return &Stream{r: r} }
 // secret, held back until the next Write or Flush.
 func (s *Stream) Write(p string) string {
 	text := s.pend + p
-	masked, rep := s.r.snapshot()
+	masked, rep, first := s.r.snapshot()
 	if rep == nil {
 		s.pend = ""
 		return text
 	}
-	cut := straddle(text, holdFrom(text, masked), masked)
+	cut := holdFrom(text, masked, first)
+	if cut < len(text) { // nothing can straddle the end of the text
+		cut = straddle(text, cut, masked)
+	}
 	s.pend = text[cut:]
 	return rep.Replace(text[:cut])
 }
 
 // holdFrom returns where the longest tail of text that is the beginning
 // (not the whole) of a masked string starts, or len(text).
-func holdFrom(text string, masked []string) int {
+func holdFrom(text string, masked []string, first *[256]bool) int {
 	for h := max(0, len(text)-len(masked[0])+1); h < len(text); h++ {
+		if !first[text[h]] {
+			continue
+		}
 		tail := text[h:]
 		for _, m := range masked {
 			if len(m) > len(tail) && strings.HasPrefix(m, tail) {
@@ -330,11 +342,11 @@ func (s *Stream) Held() int { return len(s.pend) }
 func (s *Stream) Flush() string {
 	text := s.pend
 	s.pend = ""
-	masked, rep := s.r.snapshot()
+	masked, rep, first := s.r.snapshot()
 	if rep == nil || text == "" {
 		return text
 	}
-	cut := holdFrom(text, masked)
+	cut := holdFrom(text, masked, first)
 	if TooShort(text[cut:]) {
 		return rep.Replace(text)
 	}
@@ -344,7 +356,7 @@ func (s *Stream) Flush() string {
 // Spans returns where masked strings occur in s, as sorted, merged
 // [start, end) byte ranges.
 func (r *Redactor) Spans(s string) [][2]int {
-	masked, _ := r.snapshot()
+	masked, _, _ := r.snapshot()
 	var out [][2]int
 	for _, m := range masked {
 		for off := 0; ; {
