@@ -71,7 +71,9 @@ type StepResult struct {
 	// JUnit), when the step declared that its output or a file holds results.
 	Tests []*TestCase `json:"tests,omitempty"`
 
-	mu sync.Mutex
+	mu        sync.Mutex
+	rawOutput string // the end of the output, unmasked (Output is masked)
+	outputCut bool   // rawOutput lost its beginning
 }
 
 // TestCase is one test result reported by the board: a KTAP/TAP test point or
@@ -408,9 +410,15 @@ func (r *Run) Output(ctx context.Context, text string) {
 	}
 	sr.mu.Lock()
 	defer sr.mu.Unlock()
-	sr.Output += r.secrets.String(text)
-	if len(sr.Output) > 4096 {
-		sr.Output = "..." + sr.Output[len(sr.Output)-4093:]
+	// Masked as one text: a secret split between two calls is masked too.
+	sr.rawOutput += text
+	if keep := 4096 + r.secrets.MaxLen(); len(sr.rawOutput) > keep {
+		sr.rawOutput = sr.rawOutput[len(sr.rawOutput)-keep:]
+		sr.outputCut = true
+	}
+	sr.Output = r.secrets.String(sr.rawOutput)
+	if sr.outputCut || len(sr.Output) > 4096 {
+		sr.Output = "..." + r.secrets.Tail(sr.rawOutput, 4093)
 	}
 }
 
