@@ -223,15 +223,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 		}
 		for _, f := range files {
 			q := shellQuote(f)
-			// The base64 of the file decodes to whatever secret it holds,
-			// which masking cannot see: keep the transfer out of console.log.
-			resume := r.SuppressConsoleLog()
-			res, err := runShell(ctx, r, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q), maxOutput)
-			size := 0
-			if err == nil {
-				size = len(res.Output)
-			}
-			resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes of base64, not logged)", f, size))
+			res, err := transfer(ctx, r, f, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q))
 			if err != nil {
 				return n, err
 			}
@@ -255,6 +247,21 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 		}
 	}
 	return n, nil
+}
+
+// transfer runs script, which prints file f in base64, out of console.log:
+// the base64 decodes to whatever secret the file holds, which masking
+// cannot see. The log gets a one-line note instead.
+func transfer(ctx context.Context, r *engine.Run, f, script string) (res *shellResult, err error) {
+	resume := r.SuppressConsoleLog()
+	defer func() {
+		size := 0
+		if res != nil {
+			size = len(res.Output)
+		}
+		resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes, not logged)", f, size))
+	}()
+	return runShell(ctx, r, script, maxOutput)
 }
 
 // sshArgs returns ssh options for an endpoint: no prompts, no host key
