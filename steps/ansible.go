@@ -242,14 +242,17 @@ func unsafeNode(v any) (*yaml.Node, error) {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!unsafe", Value: x, Style: yaml.DoubleQuotedStyle}, nil
 	case nil:
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}, nil
-	case bool, int, int64, uint64, float64:
-		n := &yaml.Node{}
-		if err := n.Encode(x); err != nil {
-			return nil, err
-		}
-		return n, nil
 	}
-	return nil, fmt.Errorf("unsupported value %T", v)
+	// numbers, booleans, timestamps: as YAML writes them; anything that
+	// comes out a string is unsafe too
+	n := &yaml.Node{}
+	if err := n.Encode(v); err != nil {
+		return nil, err
+	}
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || n.Tag == "") {
+		n.Tag, n.Style = "!unsafe", yaml.DoubleQuotedStyle
+	}
+	return n, nil
 }
 
 // ansibleResultRE matches the default callback's line for a failed or
