@@ -221,3 +221,37 @@ func TestShortSecretsAndBinary(t *testing.T) {
 		t.Error("binary without a secret changed")
 	}
 }
+
+// A stream written in any pieces masks like String on the whole text (when
+// the text does not end in the beginning of a secret).
+func TestStreamMatchesString(t *testing.T) {
+	var r Redactor
+	r.Add("abcabd-secret", "secret-xyz", "multi\nline-secret\n", "aaaa")
+	alphabet := []string{"abc", "abd", "-secret", "secret", "-xyz", "multi\n", "line-", "aa", "\n", "x", "a"}
+	rng := uint64(1)
+	next := func(n int) int {
+		rng ^= rng << 13
+		rng ^= rng >> 7
+		rng ^= rng << 17
+		return int(rng % uint64(n))
+	}
+	for i := 0; i < 3000; i++ {
+		var b strings.Builder
+		for j := next(30); j >= 0; j-- {
+			b.WriteString(alphabet[next(len(alphabet))])
+		}
+		b.WriteString(".")
+		text := b.String()
+		s := r.Stream()
+		var out strings.Builder
+		for rest := text; len(rest) > 0; {
+			n := 1 + next(min(len(rest), 9))
+			out.WriteString(s.Write(rest[:n]))
+			rest = rest[n:]
+		}
+		out.WriteString(s.Flush())
+		if want := r.String(text); out.String() != want {
+			t.Fatalf("%q:\nstream %q\nString %q", text, out.String(), want)
+		}
+	}
+}
