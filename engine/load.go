@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -19,6 +20,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/expr"
+	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // Mode says how much is known while loading.
@@ -514,7 +516,7 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 		if p.HasDefault {
 			if _, dv := mapGet(v, "default"); dv != nil {
 				if msg := checkValue(p, fmt.Sprint(p.Default)); msg != "" {
-					l.report(diag.Errorf(rangeOf(f.path, dv), path+".default", "default %s", msg))
+					l.report(diag.Errorf(rangeOf(f.path, dv), path+".default", "default: %s", msg))
 				}
 			}
 		}
@@ -524,20 +526,28 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 }
 
 // checkValue checks text against a parameter's type; it returns a problem
-// or "".
+// or "". The value of a secret parameter is never part of the problem.
 func checkValue(p *Param, text string) string {
+	shown := strconv.Quote(text)
+	if p.Secret {
+		shown = "the secret value"
+		if redact.TooShort(text) {
+			return fmt.Sprintf("%s is shorter than %d characters: a secret that short cannot be masked "+
+				"(it would be masked inside every word it occurs in)", shown, redact.MinLen)
+		}
+	}
 	switch p.Type {
 	case "integer":
 		if _, err := strconv.ParseInt(strings.TrimSpace(text), 10, 64); err != nil {
-			return fmt.Sprintf("%q is not an integer", text)
+			return shown + " is not an integer"
 		}
 	case "boolean":
 		if _, err := strconv.ParseBool(strings.TrimSpace(text)); err != nil {
-			return fmt.Sprintf("%q is not a boolean (true or false)", text)
+			return shown + " is not a boolean (true or false)"
 		}
 	case "duration":
 		if _, err := ParseDuration(text); err != nil {
-			return err.Error()
+			return fmt.Sprintf("malformed duration %s: use a number and a unit, e.g. 30s, 5m, 1h30m", shown)
 		}
 	case "enum":
 		for _, v := range p.Values {
@@ -545,7 +555,7 @@ func checkValue(p *Param, text string) string {
 				return ""
 			}
 		}
-		return fmt.Sprintf("%q is not one of: %s", text, strings.Join(p.Values, ", "))
+		return fmt.Sprintf("%s is not one of: %s", shown, strings.Join(p.Values, ", "))
 	}
 	return ""
 }
@@ -571,7 +581,7 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 			// a pending reference from the parent plan
 		case given:
 			if msg := checkValue(prm, v.text); msg != "" {
-				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, redactIf(prm.Secret, msg, v.text)))
+				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, msg))
 				continue
 			}
 			sv.known, sv.text = true, normalize(prm, v.text, v.base)
@@ -594,13 +604,6 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		}
 		sc.values[prm.Name] = sv
 	}
-}
-
-func redactIf(secret bool, msg, value string) string {
-	if secret && value != "" {
-		return strings.ReplaceAll(msg, value, "***")
-	}
-	return msg
 }
 
 // normalize puts a checked value in canonical form; relative paths become
@@ -659,6 +662,7 @@ const (
 	rolePlain = iota
 	roleSteps
 	roleStep
+	roleNoSecret // a scalar whose references must not be secrets
 )
 
 // expand returns n with every reference in its scalars replaced. It never
@@ -679,7 +683,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			var nv *yaml.Node
 			st, isAction := LookupStep(key)
 			switch {
-			case role == roleStep && isAction && len(st.Verbatim) > 0:
+			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0):
 				nv = l.expandVerbatim(f, st, v, child, sc)
 			case key == "steps" || key == "finally":
 				nv = l.expand(f, v, child, sc, roleSteps)
@@ -719,7 +723,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			return n
 		}
 		c := *n
-		if l.expandScalar(f, &c, at.path(), sc) {
+		if l.expandScalar(f, &c, at.path(), sc, role == roleNoSecret) {
 			return &c
 		}
 	}
@@ -738,11 +742,17 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 	for _, k := range st.Verbatim {
 		verbatim[k] = true
 	}
+	roleOf := func(key string) int {
+		if slices.Contains(st.NoSecrets, key) {
+			return roleNoSecret
+		}
+		return rolePlain
+	}
 	switch {
 	case n.Kind == yaml.ScalarNode && verbatim[""]:
 		return n
 	case n.Kind != yaml.MappingNode:
-		return l.expand(f, n, at, sc, rolePlain)
+		return l.expand(f, n, at, sc, roleOf(""))
 	}
 	var out *yaml.Node
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -751,7 +761,7 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 			continue
 		}
 		v := n.Content[i+1]
-		if nv := l.expand(f, v, &loc{up: at, key: key}, sc, rolePlain); nv != v {
+		if nv := l.expand(f, v, &loc{up: at, key: key}, sc, roleOf(key)); nv != v {
 			if out == nil {
 				out = shallowCopy(n)
 			}
@@ -765,12 +775,19 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 }
 
 // expandScalar expands n in place and reports whether it changed.
-func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) bool {
+// With noSecret, a reference to a secret is an error.
+func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope, noSecret bool) bool {
 	r := rangeOf(f.path, n)
 	var tag string
 	whole, isWhole := expr.Whole(n.Value)
 	lookup := func(ref expr.Ref) (string, bool, error) {
 		v, ok, t, err := l.resolve(ref, sc)
+		if err == nil && noSecret && l.isSecret(ref, sc, v, ok) {
+			name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(ref.Rest()))
+			return "", false, &diag.Diagnostic{Severity: diag.Error,
+				Summary: fmt.Sprintf("%s is a secret: it cannot be pasted into a shell command", ref.Path),
+				Detail:  fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)}
+		}
 		if isWhole && ref == whole {
 			tag = t
 		}
@@ -797,6 +814,16 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope) 
 		n.Tag = tag
 	}
 	return true
+}
+
+// isSecret reports whether a resolved reference is a secret: a secret
+// parameter of this plan, or a value registered as secret (one passed down
+// from a using plan).
+func (l *Loader) isSecret(ref expr.Ref, sc *scope, val string, known bool) bool {
+	if ref.Namespace() == "params" && sc.values[ref.Rest()].secret {
+		return true
+	}
+	return known && val != "" && l.secrets[val]
 }
 
 // resolve looks a reference up. ok=false leaves it pending.

@@ -42,6 +42,12 @@ type StepType struct {
 	// values through environment variables instead, so nothing can be
 	// injected into a shell).
 	Verbatim []string
+	// NoSecrets lists keys of the action ("" for the short form) whose
+	// references must not resolve to a secret: shell code typed on the
+	// board, where a secret would be pasted into a command line (quotes in
+	// it break the command, the shell may print it transformed). The step
+	// takes such values another way (through env).
+	NoSecrets []string
 }
 
 // Action is a decoded step, ready to run.

@@ -71,7 +71,9 @@ type StepResult struct {
 	// JUnit), when the step declared that its output or a file holds results.
 	Tests []*TestCase `json:"tests,omitempty"`
 
-	mu sync.Mutex
+	mu        sync.Mutex
+	rawOutput string // the end of the output, unmasked (Output is masked)
+	outputCut bool   // rawOutput lost its beginning
 }
 
 // TestCase is one test result reported by the board: a KTAP/TAP test point or
@@ -363,8 +365,15 @@ func (r *Run) Artifacts() string { return r.cfg.Artifacts }
 // Plan is the plan being run.
 func (r *Run) Plan() *Plan { return r.cfg.Plan }
 
-// Secret registers a value to mask everywhere.
-func (r *Run) Secret(v string) { r.secrets.Add(v) }
+// Secret registers a value to mask everywhere. A value too short to mask
+// (redact.MinLen) is not registered; the run log says so.
+func (r *Run) Secret(v string) {
+	if redact.TooShort(v) {
+		r.emit(Event{Type: "log", Message: fmt.Sprintf("warning: a secret shorter than %d characters (a password?) is not masked", redact.MinLen)})
+		return
+	}
+	r.secrets.Add(v)
+}
 
 // SecretForms also masks fn(v) for every secret v known so far: the form a
 // step writes a secret in, e.g. quoted for a shell (see redact.AddForms).
@@ -372,6 +381,34 @@ func (r *Run) SecretForms(fn func(string) string) { r.secrets.AddForms(fn) }
 
 // Redact masks secrets in s.
 func (r *Run) Redact(s string) string { return r.secrets.String(s) }
+
+// RedactTail masks the end of s, then keeps about its last n bytes: a
+// secret the cut would split is not shown in part (see redact.Tail). s
+// should hold n+MaxSecretLen() bytes when it is the end of a longer text.
+func (r *Run) RedactTail(s string, n int) string { return r.secrets.Tail(s, n) }
+
+// MaxSecretLen is the length of the longest masked form of a secret.
+func (r *Run) MaxSecretLen() int { return r.secrets.MaxLen() }
+
+// SecretSpans returns where secrets (in any masked form) occur in s.
+func (r *Run) SecretSpans(s string) [][2]int { return r.secrets.Spans(s) }
+
+// RedactStream masks text written to it in pieces (see redact.Stream).
+func (r *Run) RedactStream() *redact.Stream { return r.secrets.Stream() }
+
+// RedactBytes masks a file's content; binary content keeps its length (see
+// redact.Redactor.Bytes).
+func (r *Run) RedactBytes(b []byte) []byte { return r.secrets.Bytes(b) }
+
+// SuppressConsoleLog leaves the console's bytes out of console.log until
+// resume is called, which notes summary in the log instead: for transfers
+// in encodings masking cannot see through (base64 of a collected file).
+func (r *Run) SuppressConsoleLog() (resume func(summary string)) {
+	if r.cfg.ConsoleLog == nil {
+		return func(string) {}
+	}
+	return r.cfg.ConsoleLog.Suppress()
+}
 
 // Logf writes a line to the run log, attributed to the current step.
 func (r *Run) Logf(ctx context.Context, format string, args ...any) {
@@ -395,9 +432,15 @@ func (r *Run) Output(ctx context.Context, text string) {
 	}
 	sr.mu.Lock()
 	defer sr.mu.Unlock()
-	sr.Output += r.secrets.String(text)
-	if len(sr.Output) > 4096 {
-		sr.Output = "..." + sr.Output[len(sr.Output)-4093:]
+	// Masked as one text: a secret split between two calls is masked too.
+	sr.rawOutput += text
+	if keep := 4096 + r.secrets.MaxLen(); len(sr.rawOutput) > keep {
+		sr.rawOutput = sr.rawOutput[len(sr.rawOutput)-keep:]
+		sr.outputCut = true
+	}
+	sr.Output = r.secrets.String(sr.rawOutput)
+	if sr.outputCut || len(sr.Output) > 4096 {
+		sr.Output = "..." + r.secrets.Tail(sr.rawOutput, 4093)
 	}
 }
 

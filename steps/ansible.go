@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -36,7 +37,7 @@ func init() {
 		Summary: "Run an ansible playbook against the board over SSH (inventory written from the board's network).",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"playbook":   str("Path of the playbook, relative to the plan."),
-			"extra-vars": obj{"type": "object", "description": "Variables passed with --extra-vars (as JSON)."},
+			"extra-vars": obj{"type": "object", "description": "Variables passed with --extra-vars; their strings are never templated by ansible (tagged !unsafe): they reach the playbook as written."},
 			"tags":       obj{"type": "array", "items": obj{"type": "string"}, "description": "Only run tasks with these tags."},
 			"skip-tags":  obj{"type": "array", "items": obj{"type": "string"}},
 			"limit":      str("Limit to hosts matching this pattern."),
@@ -132,8 +133,11 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	args := []string{"-i", inv, a.Playbook}
 	if len(a.ExtraVars) > 0 {
-		vars, _ := json.Marshal(a.ExtraVars)
-		vf := filepath.Join(tmp, "extra-vars.json")
+		vars, err := unsafeVars(a.ExtraVars)
+		if err != nil {
+			return diag.Infraf("extra-vars: %v", err)
+		}
+		vf := filepath.Join(tmp, "extra-vars.yml")
 		if err := os.WriteFile(vf, vars, 0o600); err != nil {
 			return diag.Infraf("%v", err)
 		}
@@ -193,6 +197,62 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
 	}
 	return nil
+}
+
+// unsafeVars writes extra vars as a YAML vars file in which every string is
+// tagged !unsafe: ansible then never templates a plan's value with Jinja on
+// the host ("{{ lookup('pipe', ...) }}" in a value stays text), and the
+// value reaches the playbook as it is.
+func unsafeVars(vars map[string]any) ([]byte, error) {
+	n, err := unsafeNode(vars)
+	if err != nil {
+		return nil, err
+	}
+	return yaml.Marshal(n)
+}
+
+func unsafeNode(v any) (*yaml.Node, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		m := &yaml.Node{Kind: yaml.MappingNode}
+		keys := make([]string, 0, len(x))
+		for k := range x {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			vn, err := unsafeNode(x[k])
+			if err != nil {
+				return nil, err
+			}
+			m.Content = append(m.Content, &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: k, Style: yaml.DoubleQuotedStyle}, vn)
+		}
+		return m, nil
+	case []any:
+		s := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, e := range x {
+			en, err := unsafeNode(e)
+			if err != nil {
+				return nil, err
+			}
+			s.Content = append(s.Content, en)
+		}
+		return s, nil
+	case string:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!unsafe", Value: x, Style: yaml.DoubleQuotedStyle}, nil
+	case nil:
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}, nil
+	}
+	// numbers, booleans, timestamps: as YAML writes them; anything that
+	// comes out a string is unsafe too
+	n := &yaml.Node{}
+	if err := n.Encode(v); err != nil {
+		return nil, err
+	}
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!str" || n.Tag == "") {
+		n.Tag, n.Style = "!unsafe", yaml.DoubleQuotedStyle
+	}
+	return n, nil
 }
 
 // ansibleResultRE matches the default callback's line for a failed or

@@ -171,7 +171,7 @@ func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *o
 			if err != nil {
 				return n, diag.Failf("collect %s: %v", m, err)
 			}
-			if err := a.write(root, m, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, m, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++
@@ -223,7 +223,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 		}
 		for _, f := range files {
 			q := shellQuote(f)
-			res, err := runShell(ctx, r, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q), maxOutput)
+			res, err := transfer(ctx, r, f, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q))
 			if err != nil {
 				return n, err
 			}
@@ -240,13 +240,28 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			if len(want) == 0 || !strings.EqualFold(want[0], hex.EncodeToString(got[:])) {
 				return n, diag.Infraf("collect %s: checksum mismatch after the transfer over the console", f)
 			}
-			if err := a.write(root, f, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++
 		}
 	}
 	return n, nil
+}
+
+// transfer runs script, which prints file f in base64, out of console.log:
+// the base64 decodes to whatever secret the file holds, which masking
+// cannot see. The log gets a one-line note instead.
+func transfer(ctx context.Context, r *engine.Run, f, script string) (res *shellResult, err error) {
+	resume := r.SuppressConsoleLog()
+	defer func() {
+		size := 0
+		if res != nil {
+			size = len(res.Output)
+		}
+		resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes, not logged)", f, size))
+	}()
+	return runShell(ctx, r, script, maxOutput)
 }
 
 // sshArgs returns ssh options for an endpoint: no prompts, no host key
@@ -303,7 +318,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 				}
 				return n, diag.Failf("collect %s over ssh: %s", f, r.Redact(err.Error()))
 			}
-			if err := a.write(root, f, []byte(r.Redact(string(data)))); err != nil {
+			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
 			n++

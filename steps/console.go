@@ -106,7 +106,8 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 			for _, p := range a.expect {
 				want = append(want, fmt.Sprintf("%q", p.Source))
 			}
-			tail := strings.TrimSpace(r.Redact(con.Tail(200)))
+			// masked before it is cut: a secret cut by the window is not shown in part
+			tail := strings.TrimSpace(r.RedactTail(con.Tail(200+r.MaxSecretLen()), 200))
 			return diag.Failf("%v waiting for %s; the console last printed: %q", context.Cause(ctx), strings.Join(want, " or "), tail)
 		}
 		return waitError(err, "console")

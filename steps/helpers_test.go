@@ -98,7 +98,7 @@ func execute(t *testing.T, dir, artifacts, plan string, onBoard bool, values map
 		t.Fatal(err)
 	}
 	defer clogFile.Close()
-	clog := console.NewLog(clogFile, time.Now(), red.String)
+	clog := console.NewLog(clogFile, time.Now(), red)
 	defer clog.Close()
 	cfg := *set.cfg
 	cfg.Plan, cfg.Artifacts, cfg.Redactor, cfg.ConsoleLog = p, artifacts, red, clog

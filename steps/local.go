@@ -138,9 +138,11 @@ func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int,
 		defer wg.Done()
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		lines := newLineLog(ctx, r, "| ")
+		defer lines.Close()
 		for sc.Scan() {
 			line := sc.Text()
-			r.Logf(ctx, "| %s", line)
+			lines.Line(line)
 			if out.Len() < 1<<20 {
 				out.WriteString(line)
 				out.WriteByte('\n')

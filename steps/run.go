@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"sort"
 	"strings"
 	"time"
 
@@ -16,10 +17,11 @@ import (
 
 // runAction runs a command in the board's shell over the console.
 type runAction struct {
-	Command      string `yaml:"command"`
-	ExitCode     *int   `yaml:"exit-code,omitempty"`
-	ExpectOutput string `yaml:"expect-output,omitempty"`
-	FailOutput   string `yaml:"fail-output,omitempty"`
+	Command      string            `yaml:"command"`
+	Env          map[string]string `yaml:"env,omitempty"`
+	ExitCode     *int              `yaml:"exit-code,omitempty"`
+	ExpectOutput string            `yaml:"expect-output,omitempty"`
+	FailOutput   string            `yaml:"fail-output,omitempty"`
 	expect, fail engine.Pattern
 }
 
@@ -32,13 +34,17 @@ func init() {
 		Name:    "run",
 		Summary: "Run a shell command on the board (over the console) and check its exit status and output.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
-			"command":       str("The command; several lines run as one script in the login shell."),
+			"command": str("The command; several lines run as one script in the login shell. " +
+				"References are pasted as written and must not be secrets: pass values through env."),
+			"env": described(ref("stringMap"), "Variables exported for the command only; values may use references "+
+				"(secrets too) and reach the board quoted, whatever they hold."),
 			"exit-code":     obj{"type": "integer", "minimum": 0, "maximum": 255, "description": "The expected exit status (default 0)."},
 			"expect-output": str("A regex the output must match."),
 			"fail-output":   str("A regex the output must not match."),
 		}, "command")),
 		Needs:          []drivers.Capability{drivers.CapConsole},
 		DefaultTimeout: 10 * time.Minute,
+		NoSecrets:      []string{"", "command"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &runAction{}
 			if !scalarOr(dc, n, &a.Command, a) {
@@ -47,6 +53,18 @@ func init() {
 			if strings.TrimSpace(a.Command) == "" {
 				dc.Errorf(n, "command", "empty command")
 				return nil
+			}
+			names := make([]string, 0, len(a.Env))
+			for k := range a.Env {
+				names = append(names, k)
+			}
+			sort.Strings(names)
+			for _, k := range names {
+				if !envNameRE.MatchString(k) {
+					dc.Errorf(dc.Child(n, "env"), "env", "%q is not a shell variable name", k).
+						WithDetail("use letters, digits and _, not starting with a digit")
+					return nil
+				}
 			}
 			ok := true
 			if c := dc.Child(n, "expect-output"); c != nil {
@@ -65,7 +83,12 @@ func init() {
 }
 
 func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
-	res, err := runShell(ctx, r, a.Command, maxOutput)
+	env := make([]envVar, 0, len(a.Env))
+	for k, v := range a.Env {
+		env = append(env, envVar{k, v})
+	}
+	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
+	res, err := runShell(ctx, r, a.Command, maxOutput, env...)
 	if err != nil {
 		return err
 	}
@@ -88,6 +111,9 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	return nil
 }
+
+// envNameRE matches the names of variables a shell can export.
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 // lastLines returns ": " and the last n lines of s, for error messages.
 func lastLines(s string, n int) string {

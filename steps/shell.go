@@ -15,6 +15,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // shellResult is a command's outcome on the board's shell.
@@ -57,12 +58,16 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
+// envVar is a variable set for one command on the board.
+type envVar struct{ Name, Value string }
+
 // runShell runs script in the logged-in shell on the board's console and
 // returns its output and exit status. The script is typed as one line (a
-// long one in pieces, see typedLines) and framed by markers whose echo cannot match, so neither the echo nor the
-// prompt ends up in the output. On cancellation it sends Ctrl-C so the
-// shell is usable by the next step.
-func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*shellResult, error) {
+// long one in pieces, see typedLines) and framed by markers whose echo
+// cannot match, so neither the echo nor the prompt ends up in the output.
+// env is exported for the script only. On cancellation it sends Ctrl-C so
+// the shell is usable by the next step.
+func runShell(ctx context.Context, r *engine.Run, script string, limit int, env ...envVar) (*shellResult, error) {
 	con, err := r.Console()
 	if err != nil {
 		return nil, err
@@ -70,12 +75,14 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 	n := nonce()
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
-	// The console echoes the typed lines, where the script is printf-quoted:
-	// mask secrets in that form too.
+	lines := typedLines(r, n, script, env)
+	// The console echoes the typed lines, where values are printf-quoted:
+	// mask secrets in that form too (after typedLines, which may register
+	// the pieces of a secret it had to cut).
 	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
-	for _, line := range typedLines(r, n, script) {
+	for _, line := range lines {
 		if _, err := con.Write([]byte(line + "\n")); err != nil {
 			return nil, diag.Infraf("console: %v", err)
 		}
@@ -110,40 +117,89 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int) (*sh
 // 4095 bytes per line, BusyBox ash's line editor 1024.
 const maxTypedLine = 768
 
-// typedLines returns the lines to type to run script with markers n. A
-// short script is one line. A longer one is first stored, printf-quoted, in
-// a shell variable, piece by piece, one line each.
-func typedLines(r *engine.Run, n, script string) []string {
-	// "JSPL""AN" in the typed line: the echo never contains the marker.
-	// `command eval`: a syntax error in the script fails it with status 2;
-	// a plain eval would make the interactive shell drop the rest of the
-	// line, end marker included, and the step would wait for its timeout.
-	run := func(format string) string {
-		return fmt.Sprintf(`echo "JSPL""AN-%s-B"; command eval "$(printf -- %s)"; echo "JSPL""AN-%s-E:$?"`, n, format, n)
+// typedLines returns the lines to type to run script with markers n and
+// env exported for it. Every value reaches the shell as a printf format
+// (printfQuote): nothing in it is shell syntax, and a newline or a quote in
+// a value is typed as an escape. A short command is one line:
+//
+//	echo B; _jsplan_N_0="$(printf -- 'VALUE'; printf .)"; NAME="${_jsplan_N_0%.}" command eval "$(printf -- 'SCRIPT')"; echo E:$?; unset _jsplan_N_0
+//
+// (the "." keeps trailing newlines of the value). When that line is too
+// long, each value's format is first stored in a shell variable, piece by
+// piece, one line each.
+func typedLines(r *engine.Run, n, script string, env []envVar) []string {
+	values := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		values = append(values, e.Value)
 	}
-	if line := run(printfQuote(script)); len(line) <= maxTypedLine {
-		return []string{line}
-	}
-	v := "_jsplan_" + n
-	var lines []string
-	for _, piece := range splitScript(r, script, maxTypedLine-2*len(v)-8) {
-		if len(lines) == 0 {
-			lines = append(lines, v+"="+printfQuote(piece))
-		} else {
-			lines = append(lines, v+`="$`+v+`"`+printfQuote(piece))
+	values = append(values, script)
+	line := func(formats []string) string {
+		// "JSPL""AN" in the typed line: the echo never contains the marker.
+		// `command eval`: a syntax error in the script fails it with status 2;
+		// a plain eval would make the interactive shell drop the rest of the
+		// line, end marker included, and the step would wait for its timeout.
+		// Assignments before `command eval` are exported to the script and
+		// gone after it (dash, bash, BusyBox ash).
+		var b, assign, unset strings.Builder
+		fmt.Fprintf(&b, `echo "JSPL""AN-%s-B"; `, n)
+		for i, e := range env {
+			tmp := fmt.Sprintf("_jsplan_%s_%d", n, i)
+			fmt.Fprintf(&b, `%s="$(printf -- %s; printf .)"; `, tmp, formats[i])
+			fmt.Fprintf(&assign, `%s="${%s%%.}" `, e.Name, tmp)
+			fmt.Fprintf(&unset, " %s", tmp)
 		}
+		fmt.Fprintf(&b, `%scommand eval "$(printf -- %s)"; echo "JSPL""AN-%s-E:$?"`, assign.String(), formats[len(env)], n)
+		if unset.Len() > 0 {
+			b.WriteString("; unset" + unset.String())
+		}
+		return b.String()
 	}
-	return append(lines, run(`"$`+v+`"`)+"; unset "+v)
+	formats := make([]string, len(values))
+	for i, v := range values {
+		formats[i] = printfQuote(v)
+	}
+	if l := line(formats); len(l) <= maxTypedLine {
+		return []string{l}
+	}
+	var lines []string
+	var unset []string
+	for i, val := range values {
+		v := fmt.Sprintf("_jsplan_%s_f%d", n, i)
+		unset = append(unset, v)
+		for j, piece := range splitScript(r, val, maxTypedLine-2*len(v)-8) {
+			if j == 0 {
+				lines = append(lines, v+"="+printfQuote(piece))
+			} else {
+				lines = append(lines, v+`="$`+v+`"`+printfQuote(piece))
+			}
+		}
+		if val == "" {
+			lines = append(lines, v+"=")
+		}
+		formats[i] = `"$` + v + `"`
+	}
+	return append(lines, line(formats)+"; unset "+strings.Join(unset, " "))
 }
 
 // splitScript cuts s into pieces whose printf-quoted form is at most budget
-// bytes, never inside a UTF-8 sequence nor inside a secret (each piece is
-// echoed on its own line; a secret cut in two would not be masked).
+// bytes, never inside a UTF-8 sequence and, where it can, not inside a
+// secret (each piece is echoed on its own line; a secret cut in two would
+// not be masked). A secret longer than a piece has to be cut: its two
+// sides are then registered as secrets of their own.
 func splitScript(r *engine.Run, s string, budget int) []string {
-	hasSecret := r.Redact(s) != s
+	spans := r.SecretSpans(s)
+	// inside returns the span that i is strictly inside of.
+	inside := func(i int) ([2]int, bool) {
+		for _, sp := range spans {
+			if sp[0] < i && i < sp[1] {
+				return sp, true
+			}
+		}
+		return [2]int{}, false
+	}
 	var out []string
-	for len(s) > 0 {
-		end, size := 0, 0
+	for pos := 0; pos < len(s); {
+		end, size := pos, 0
 		for ; end < len(s); end++ {
 			w := len(printfQuote(s[end:end+1])) - 2
 			if size+w > budget {
@@ -152,26 +208,33 @@ func splitScript(r *engine.Run, s string, budget int) []string {
 			size += w
 		}
 		if end == len(s) {
-			return append(out, s)
+			return append(out, s[pos:])
 		}
 		cut := end
-		for cut > 0 && (!utf8.RuneStart(s[cut]) || hasSecret && cutsSecret(r, s, cut)) {
-			cut--
+		for cut > pos {
+			if _, in := inside(cut); !utf8.RuneStart(s[cut]) || in {
+				cut--
+				continue
+			}
+			break
 		}
-		if cut == 0 {
-			cut = end // a secret longer than a line: no way around it
+		if cut == pos { // a secret longer than a piece: cut it, mask both sides
+			cut = end
+			if sp, in := inside(cut); in && sp[1]-cut < redact.MinLen {
+				cut = max(pos+1, sp[1]-redact.MinLen)
+			}
+			for cut > pos+1 && !utf8.RuneStart(s[cut]) {
+				cut--
+			}
+			if sp, in := inside(cut); in {
+				r.Secret(s[max(sp[0], pos):cut])
+				r.Secret(s[cut:sp[1]])
+			}
 		}
-		out = append(out, s[:cut])
-		s = s[cut:]
+		out = append(out, s[pos:cut])
+		pos = cut
 	}
 	return out
-}
-
-// cutsSecret reports whether cutting s at i splits a secret.
-func cutsSecret(r *engine.Run, s string, i int) bool {
-	const window = 4096
-	lo, hi := max(0, i-window), min(len(s), i+window)
-	return r.Redact(s[lo:i])+r.Redact(s[i:hi]) != r.Redact(s[lo:hi])
 }
 
 // interrupt stops the command running in the shell with Ctrl-C, then waits

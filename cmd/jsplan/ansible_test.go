@@ -497,6 +497,95 @@ func TestAnsibleSSH(t *testing.T) {
 			t.Errorf("ansible's complaint about the limit is not shown:\n%s", res)
 		}
 	})
+
+	// Issue 11, item 15: plan values are never templated by Jinja on the
+	// host, here through the shipped library plans/lib/checks-over-ssh.yaml.
+	t.Run("extra-vars are never templated", func(t *testing.T) {
+		w := newSSHWorld(t, bin, srv)
+		lib, err := filepath.Abs("../../plans/lib/checks-over-ssh.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.write("write.yml", `- hosts: all
+  gather_facts: false
+  tasks:
+    - name: write the image id
+      ansible.builtin.copy: {dest: "{{ image_id_file }}", content: "{{ image_id }}"}
+`)
+		w.write("plan.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: unsafe
+params:
+  secret: {type: string, secret: true, required: true}
+  evil: {type: string, required: true}
+  out: {type: string, required: true}
+steps:
+  - use:
+      plan: `+lib+`
+      with: {playbook: "${{ plan.dir }}/write.yml", image-id: "${{ params.evil }}", image-id-file: "${{ params.out }}/image-id"}
+`)
+		evil := "{{ lookup('pipe', 'id -un; touch PWNED') }}"
+		wd, _ := os.Getwd()
+		res := w.apply("plan.yaml", "--set", "evil="+evil, "--set", "out="+w.board)
+		for _, d := range []string{w.dir, w.board, w.home, wd} {
+			if w.exists(filepath.Join(d, "PWNED")) {
+				os.Remove(filepath.Join(d, "PWNED"))
+				t.Errorf("a plan value ran a command on the host (PWNED in %s)", d)
+			}
+		}
+		if res.code != 0 {
+			t.Fatalf("apply: %s", res)
+		}
+		if got, _ := os.ReadFile(filepath.Join(w.board, "image-id")); string(got) != evil {
+			t.Errorf("the value arrived as %q, want it literally", got)
+		}
+	})
+
+	// Issue 11, item 5: a secret with quotes in ansible's JUnit XML
+	// (&quot;, &apos; and friends) and JSON output is masked.
+	t.Run("secret with quotes in the junit report", func(t *testing.T) {
+		w := newSSHWorld(t, bin, srv)
+		quoted := `q"uo'te<&>-SECRET-77`
+		w.write("fail.yml", `- hosts: all
+  gather_facts: false
+  tasks:
+    - name: show it
+      ansible.builtin.debug: {msg: "value {{ quoted }}"}
+    - name: fail with it
+      ansible.builtin.fail: {msg: "bad {{ quoted }}"}
+`)
+		w.write("plan.yaml", `apiVersion: jsplan.dev/v1
+kind: Plan
+name: quoted
+params:
+  secret: {type: string, secret: true, required: true}
+  quoted: {type: string, secret: true, required: true}
+steps:
+  - ansible: {playbook: fail.yml, extra-vars: {quoted: "${{ params.quoted }}"}}
+`)
+		res := w.apply("plan.yaml", "--set", "quoted="+quoted)
+		if res.code != 1 {
+			t.Fatalf("want exit 1, got %s", res)
+		}
+		junit, _ := filepath.Glob(filepath.Join(w.artifacts, "ansible-junit", "*.xml"))
+		if len(junit) != 1 {
+			t.Fatalf("ansible junit reports: %v", junit)
+		}
+		if x := w.artifact(filepath.Join("ansible-junit", filepath.Base(junit[0]))); !strings.Contains(x, "bad ***") {
+			t.Errorf("the junit report does not show the masked failure:\n%s", x)
+		}
+		if strings.Contains(res.stdout+res.stderr, "SECRET-77") {
+			t.Errorf("the output shows the secret:\n%s", res)
+		}
+		_ = filepath.WalkDir(w.artifacts, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && !d.IsDir() {
+				if b, _ := os.ReadFile(p); bytes.Contains(b, []byte("SECRET-77")) {
+					t.Errorf("artifact %s shows the secret:\n%s", p, b)
+				}
+			}
+			return nil
+		})
+	})
 }
 
 // sshClosedPort is a loopback port nothing listens on.

@@ -140,7 +140,7 @@ func apply(c *cli.Context) error {
 		return exit(3, "artifacts: %v", err)
 	}
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
-	clog := console.NewLog(clogFile, start, red.String)
+	clog := console.NewLog(clogFile, start, red)
 
 	var result *engine.Result
 	board, err := openBoard(ctx, c, res.board, red, func(msg string) {

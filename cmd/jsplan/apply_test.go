@@ -443,14 +443,14 @@ steps:
   - power: on
   - wait-for-login: {username: root, password: sim-password}
   - name: echo the token
-    run: printf '%s\n' '${{ params.token }}'
+    run: {command: 'printf "%s\n" "$T"', env: {T: "${{ params.token }}"}}
   - name: log the token
     log: "the token is ${{ params.token }}"
   - name: token in a failure
     continue-on-error: true
-    run: printf 'bad %s\n' '${{ params.token }}'; false
+    run: {command: 'printf "bad %s\n" "$T"; false', env: {T: "${{ params.token }}"}}
   - name: save the token
-    run: printf '%s\n' '${{ params.token }}' > token.txt
+    run: {command: 'printf "%s\n" "$T" > token.txt', env: {T: "${{ params.token }}"}}
   - name: collect the token
     collect: {paths: token.txt, to: files}
 finally:

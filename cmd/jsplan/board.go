@@ -161,7 +161,12 @@ func openBoard(ctx context.Context, c *cli.Context, b *engine.BoardSpec, red *re
 				logf(red.String(fmt.Sprintf(format, args...)))
 			}
 		},
-		Secret: func(v string) { red.Add(v) },
+		Secret: func(v string) {
+			if redact.TooShort(v) && logf != nil {
+				logf(fmt.Sprintf("warning: board %s: a secret shorter than %d characters is not masked", b.Name, redact.MinLen))
+			}
+			red.Add(v)
+		},
 	}
 	board, err := engine.OpenBoard(ctx, b, env)
 	if err != nil {

@@ -23,7 +23,8 @@ var builtinBoards []byte
 const builtinName = "<built-in inventory>"
 
 var (
-	setFlag        = &cli.StringSliceFlag{Name: "set", Usage: "set a plan parameter, `NAME=VALUE` (repeatable)"}
+	setFlag = &cli.GenericFlag{Name: "set", Value: &wholeValues{},
+		Usage: "set a plan parameter, `NAME=VALUE` (repeatable; the value is taken whole, commas included)"}
 	paramsFileFlag = &cli.StringFlag{Name: "params-file", Usage: "read parameter values from a YAML `FILE` (name: value)",
 		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
@@ -91,12 +92,20 @@ func paramValues(c *cli.Context) (map[string]engine.Value, diag.Diagnostics) {
 			}
 		}
 	}
-	for _, kv := range c.StringSlice("set") {
+	set := map[string]bool{}
+	for _, kv := range setValues(c) {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
-			ds = ds.Append(diag.Errorf(diag.Range{Filename: "--set"}, "", "expected NAME=VALUE, got %q", kv))
+			// The value is not shown: it may be a secret.
+			ds = ds.Append(diag.Errorf(diag.Range{Filename: "--set"}, "", "expected NAME=VALUE, got an argument without ="))
 			continue
 		}
+		if set[k] {
+			ds = ds.Append(diag.Errorf(diag.Range{Filename: "--set " + k}, "", "parameter %q is set twice", k).
+				WithDetail("give each parameter once; a value is taken whole, commas included"))
+			continue
+		}
+		set[k] = true
 		out[k] = engine.Value{Text: v, Source: diag.Range{Filename: "--set " + k}}
 	}
 	return out, ds
@@ -120,4 +129,23 @@ func loadInventory(c *cli.Context, l *engine.Loader) (*engine.Inventory, bool) {
 // printDiags writes diagnostics to w (text) with snippets.
 func printDiags(w io.Writer, ds diag.Diagnostics, src diag.Sources) {
 	diag.WriteText(w, ds, src)
+}
+
+// wholeValues collects the values of a repeatable flag, each taken whole:
+// urfave/cli's StringSliceFlag splits values on commas, and a parameter's
+// value may hold commas.
+type wholeValues []string
+
+// Set implements flag.Value.
+func (w *wholeValues) Set(v string) error { *w = append(*w, v); return nil }
+
+// String implements flag.Value.
+func (w *wholeValues) String() string { return "" }
+
+// setValues returns the --set arguments, in order.
+func setValues(c *cli.Context) []string {
+	if w, ok := c.Generic("set").(*wholeValues); ok && w != nil {
+		return *w
+	}
+	return nil
 }

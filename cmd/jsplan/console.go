@@ -121,7 +121,7 @@ func consoleAction(c *cli.Context) error {
 	me := holderFor("jsplan console")
 	fmt.Fprintf(logFile, "# jsplan console log: console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
 	red := &redact.Redactor{}
-	clog := console.NewLog(logFile, start, red.String)
+	clog := console.NewLog(logFile, start, red)
 	defer clog.Close()
 
 	s := &session{name: spec.Name, out: c.App.Writer, errw: errw, log: clog, delay: c.Duration("delay"), esc: esc}

@@ -35,6 +35,7 @@ func exit(code int, format string, args ...any) error {
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
+	setFlag.Value = &wholeValues{} // each run collects its own --set values
 	return &cli.App{
 		Name:    "jsplan",
 		Usage:   "validate and run declarative hardware-in-the-loop test plans",

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"github.com/jsplan/jsplan/engine/redact"
 	"io"
 	"regexp"
 	"strings"
@@ -334,7 +335,9 @@ func TestLogTimestampsAndRedacts(t *testing.T) {
 	var buf bytes.Buffer
 	var mu sync.Mutex
 	w := &lockedBuffer{mu: &mu, b: &buf}
-	lg := NewLog(w, time.Now(), func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") })
+	red := &redact.Redactor{}
+	red.Add("hunter2")
+	lg := NewLog(w, time.Now(), red)
 	io.WriteString(lg, "first line\r\nsecond ")
 	io.WriteString(lg, "line has hunter2\r\n")
 	lg.Note("step %d: %s", 3, "hunter2 in a note")
@@ -391,6 +394,11 @@ func BenchmarkExpectThroughput(b *testing.B) {
 		{"log+fail-on", func() Options {
 			return Options{Log: NewLog(io.Discard, time.Now(), nil), FailOn: res(`Kernel panic`, `Oops: `, `BUG: `)}
 		}},
+		{"log+fail-on+secrets", func() Options {
+			red := &redact.Redactor{}
+			red.Add("board-password", `p"w'<&>-quoted`, "-----BEGIN KEY-----\n"+strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=\n", 30)+"-----END KEY-----\n")
+			return Options{Log: NewLog(io.Discard, time.Now(), red), FailOn: res(`Kernel panic`, `Oops: `, `BUG: `)}
+		}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			var text bytes.Buffer
@@ -419,5 +427,70 @@ func BenchmarkExpectThroughput(b *testing.B) {
 				s.Close()
 			}
 		})
+	}
+}
+
+// logLines returns the log's lines without timestamps.
+func logLines(mu *sync.Mutex, buf *bytes.Buffer) []string {
+	mu.Lock()
+	defer mu.Unlock()
+	stamp := regexp.MustCompile(`(?m)^\[ *\d+\.\d{3}\] `)
+	return strings.Split(strings.TrimSuffix(stamp.ReplaceAllString(buf.String(), ""), "\n"), "\n")
+}
+
+// Issue 11, items 1 and 3: a multi-line secret, a secret cut by the 4096-byte
+// line cut, and one printed slowly across an idle flush are masked whole in
+// the console log.
+func TestLogMasksSecretsAcrossLines(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	w := &lockedBuffer{mu: &mu, b: &buf}
+	red := &redact.Redactor{}
+	key := "-----BEGIN KEY-----\r\nAAAAB3NzaC1yc2EAAAADAQABAAABAQ\r\nsecondlineofthekey\r\n-----END KEY-----"
+	slow := "slowly-typed-secret"
+	red.Add(strings.ReplaceAll(key, "\r", ""), slow, "cut-secret-0123456789")
+	lg := NewLog(w, time.Now(), red)
+	// the board prints the key with CRLF line ends, in pieces
+	io.WriteString(lg, "cat key\r\n"+key[:30])
+	io.WriteString(lg, key[30:]+"\r\n# ")
+	// a line cut at 4096 bytes in the middle of a secret
+	io.WriteString(lg, strings.Repeat("x", maxLine-10)+"cut-secret-0123456789 tail\r\n")
+	// a secret printed slowly: the first half waits longer than the idle flush
+	io.WriteString(lg, "pw: "+slow[:8])
+	time.Sleep(2 * idleFlush)
+	io.WriteString(lg, slow[8:]+" done\r\n")
+	// the console ends in the middle of a secret
+	io.WriteString(lg, "last: "+slow[:10])
+	lg.Close()
+	all := strings.Join(logLines(&mu, &buf), "\n")
+	for _, piece := range []string{"AAAAB3", "secondline", "cut-sec", "0123456789", "slowly", "typed-secret"} {
+		if strings.Contains(all, piece) {
+			t.Errorf("the log shows %q:\n%s", piece, all)
+		}
+	}
+	for _, want := range []string{"cat key", "pw: ", "*** done", "*** tail", "last: ***"} {
+		if !strings.Contains(all, want) {
+			t.Errorf("the log lacks %q:\n%s", want, all)
+		}
+	}
+}
+
+// Issue 11, item 2: while suppressed (a file transfer), console bytes stay
+// out of the log; a note says what was left out.
+func TestLogSuppress(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	lg := NewLog(&lockedBuffer{mu: &mu, b: &buf}, time.Now(), nil)
+	io.WriteString(lg, "before\n")
+	resume := lg.Suppress()
+	io.WriteString(lg, "c2VjcmV0LXBhc3N3b3JkCg==\n")
+	resume("collect /etc/app.conf")
+	resume("again") // a second call does nothing
+	io.WriteString(lg, "after\n")
+	lg.Close()
+	got := logLines(&mu, &buf)
+	want := []string{"before", "### collect /etc/app.conf (25 console bytes not logged)", "after"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Errorf("log %q, want %q", got, want)
 	}
 }

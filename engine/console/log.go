@@ -6,20 +6,28 @@ import (
 	"io"
 	"sync"
 	"time"
+
+	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // Log writes console bytes to w one line at a time, each line prefixed
-// with the time since start (`[  12.345] `). Lines pass through redact
-// before they are written, so secrets never reach the file. A partial line
-// (a prompt) is written after a short idle period.
+// with the time since start (`[  12.345] `). The byte stream is masked
+// before it is cut into lines, so a secret is masked whole even when it
+// spans lines (a key) or arrives in pieces: a tail that may be the start of
+// a secret is held back until the next bytes tell (see redact.Stream). A
+// partial line (a prompt) is written after a short idle period; a line
+// without a newline is cut at 4096 bytes.
 type Log struct {
-	mu     sync.Mutex
-	w      io.Writer
-	start  time.Time
-	redact func(string) string
-	line   bytes.Buffer
-	timer  *time.Timer
-	closed bool
+	mu      sync.Mutex
+	w       io.Writer
+	start   time.Time
+	red     *redact.Redactor
+	stream  *redact.Stream
+	line    bytes.Buffer
+	timer   *time.Timer
+	closed  bool
+	quiet   int   // Suppress calls not yet resumed
+	dropped int64 // bytes left out while quiet
 }
 
 // maxLine is where a line without a newline is cut.
@@ -28,12 +36,12 @@ const maxLine = 4096
 // idleFlush is how long a partial line waits before it is written.
 const idleFlush = 300 * time.Millisecond
 
-// NewLog returns a console log writer.
-func NewLog(w io.Writer, start time.Time, redact func(string) string) *Log {
-	if redact == nil {
-		redact = func(s string) string { return s }
+// NewLog returns a console log writer masking red's secrets (nil: none).
+func NewLog(w io.Writer, start time.Time, red *redact.Redactor) *Log {
+	if red == nil {
+		red = &redact.Redactor{}
 	}
-	return &Log{w: w, start: start, redact: redact}
+	return &Log{w: w, start: start, red: red, stream: red.Stream()}
 }
 
 // Write implements io.Writer; it never fails so the console reader never
@@ -41,29 +49,18 @@ func NewLog(w io.Writer, start time.Time, redact func(string) string) *Log {
 func (l *Log) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.closed {
-		return len(p), nil
-	}
 	n := len(p)
-	for len(p) > 0 {
-		seg, rest, nl := bytes.Cut(p, []byte{'\n'})
-		for len(seg) > 0 { // drop the CRs of CRLF line ends
-			i := bytes.IndexByte(seg, '\r')
-			if i < 0 {
-				l.line.Write(seg)
-				break
-			}
-			l.line.Write(seg[:i])
-			seg = seg[i+1:]
-		}
-		for l.line.Len() >= maxLine {
-			l.cutLocked()
-		}
-		if nl {
-			l.flushLocked(true)
-		}
-		p = rest
+	if l.closed {
+		return n, nil
 	}
+	if l.quiet > 0 {
+		l.dropped += int64(n)
+		return n, nil
+	}
+	if bytes.IndexByte(p, '\r') >= 0 { // drop the CRs of CRLF line ends
+		p = bytes.ReplaceAll(p, []byte{'\r'}, nil)
+	}
+	l.addLocked(l.stream.Write(string(p)))
 	if l.line.Len() > 0 {
 		if l.timer == nil {
 			l.timer = time.AfterFunc(idleFlush, l.idle)
@@ -74,11 +71,40 @@ func (l *Log) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// addLocked adds masked text to the current line, writing complete lines.
+func (l *Log) addLocked(text string) {
+	for len(text) > 0 {
+		i := indexNL(text)
+		seg := text
+		if i >= 0 {
+			seg = text[:i]
+		}
+		l.line.WriteString(seg)
+		for l.line.Len() >= maxLine {
+			l.cutLocked()
+		}
+		if i < 0 {
+			return
+		}
+		l.flushLocked()
+		text = text[i+1:]
+	}
+}
+
+func indexNL(s string) int {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return i
+		}
+	}
+	return -1
+}
+
 // cutLocked writes the first maxLine bytes of an overlong line.
 func (l *Log) cutLocked() {
 	rest := append([]byte(nil), l.line.Bytes()[maxLine:]...)
 	l.line.Truncate(maxLine)
-	l.flushLocked(true)
+	l.flushLocked()
 	l.line.Write(rest)
 }
 
@@ -86,7 +112,7 @@ func (l *Log) idle() {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.line.Len() > 0 && !l.closed {
-		l.flushLocked(true)
+		l.flushLocked()
 	}
 }
 
@@ -94,30 +120,63 @@ func (l *Log) idle() {
 func (l *Log) Note(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.noteLocked(fmt.Sprintf(format, args...))
+}
+
+func (l *Log) noteLocked(msg string) {
 	if l.closed {
 		return
 	}
 	if l.line.Len() > 0 {
-		l.flushLocked(true)
+		l.flushLocked()
 	}
-	fmt.Fprintf(l.w, "[%9.3f] ### %s\n", time.Since(l.start).Seconds(), l.redact(fmt.Sprintf(format, args...)))
+	fmt.Fprintf(l.w, "[%9.3f] ### %s\n", time.Since(l.start).Seconds(), l.red.String(msg))
 }
 
-func (l *Log) flushLocked(newline bool) {
-	text := l.redact(l.line.String())
+// Suppress leaves the console's bytes out of the log until resume is
+// called, e.g. while a file is transferred over the console in an encoding
+// masking cannot see through. resume writes a note with summary and the
+// number of bytes left out.
+func (l *Log) Suppress() (resume func(summary string)) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.line.Len() > 0 && !l.closed {
+		l.flushLocked()
+	}
+	l.quiet++
+	var once sync.Once
+	return func(summary string) {
+		once.Do(func() {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			l.quiet--
+			if l.quiet == 0 {
+				l.noteLocked(fmt.Sprintf("%s (%d console bytes not logged)", summary, l.dropped))
+				l.dropped = 0
+			}
+		})
+	}
+}
+
+// flushLocked writes the current line; its text is already masked.
+func (l *Log) flushLocked() {
+	fmt.Fprintf(l.w, "[%9.3f] %s\n", time.Since(l.start).Seconds(), l.line.String())
 	l.line.Reset()
-	fmt.Fprintf(l.w, "[%9.3f] %s\n", time.Since(l.start).Seconds(), text)
 }
 
 // Close writes what is left.
 func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
 	if l.timer != nil {
 		l.timer.Stop()
 	}
+	l.addLocked(l.stream.Flush())
 	if l.line.Len() > 0 {
-		l.flushLocked(true)
+		l.flushLocked()
 	}
 	l.closed = true
 	return nil
