@@ -23,7 +23,7 @@ import (
 // ("[   12.345678] ") at the start of a line is ignored.
 type lineParser struct {
 	lim     Limits
-	tap     bool // diagnostics follow their result (TAP), else precede it (KTAP)
+	tap     bool             // diagnostics follow their result (TAP), else precede it (KTAP)
 	owner   *engine.TestCase // TAP: the result the diagnostics go to
 	cnt     counter
 	stack   []*level
