@@ -379,6 +379,28 @@ func (r *Run) Output(ctx context.Context, text string) {
 	}
 }
 
+// Tests records test cases the board reported during the current step
+// (parsed from its output or a collected file), secrets masked. A retried
+// step keeps those of its last attempt.
+func (r *Run) Tests(ctx context.Context, cases []*TestCase) {
+	sr, ok := ctx.Value(resultKey).(*StepResult)
+	if !ok || len(cases) == 0 {
+		return
+	}
+	var mask func([]*TestCase)
+	mask = func(list []*TestCase) {
+		for _, c := range list {
+			c.Suite, c.Name = r.secrets.String(c.Suite), r.secrets.String(c.Name)
+			c.Message, c.Output = r.secrets.String(c.Message), r.secrets.String(c.Output)
+			mask(c.Children)
+		}
+	}
+	mask(cases)
+	sr.mu.Lock()
+	sr.Tests = append(sr.Tests, cases...)
+	sr.mu.Unlock()
+}
+
 func (r *Run) emit(e Event) {
 	if r.cfg.Sink == nil {
 		return
@@ -488,7 +510,7 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 				break
 			}
 			sr.mu.Lock()
-			sr.Children = nil
+			sr.Children, sr.Tests = nil, nil
 			sr.mu.Unlock()
 		}
 	}

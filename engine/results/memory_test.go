@@ -44,7 +44,7 @@ func heap() uint64 {
 // endless results, one endless line, endless diagnostics, endless XML text.
 var streams = []struct {
 	name, format, head string
-	next                func(int) string
+	next               func(int) string
 }{
 	{"ktap results", "ktap", "KTAP version 1\n", func(i int) string { return fmt.Sprintf("ok %d case_%d\n", i+1, i) }},
 	{"tap one line", "tap", "TAP version 13\nok 1 ", func(int) string { return "xxxxxxxxxxxxxxxx" }},
