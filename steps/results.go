@@ -210,4 +210,3 @@ func (f *markerFilter) Close() {
 	}
 	f.line = nil
 }
-
