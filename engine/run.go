@@ -84,6 +84,9 @@ type TestCase struct {
 	Message  string      `json:"message,omitempty"`
 	Output   string      `json:"output,omitempty"`
 	Children []*TestCase `json:"tests,omitempty"`
+	// Allowed marks a failing case (fail or error) that the plan accepts
+	// (results.allow-failures): it keeps its status but fails nothing.
+	Allowed bool `json:"allowed,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -267,10 +270,49 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	if stopped > 0 {
 		res.Summary += fmt.Sprintf(", %d interrupted", stopped)
 	}
+	res.Summary += testSummary(res)
 	if res.Error != "" {
 		res.Summary += " (" + firstLine(res.Error) + ")"
 	}
 	res.Summary += fmt.Sprintf(" in %.1fs", res.Seconds)
+}
+
+// testSummary counts the test cases the steps reported (test points: cases
+// without subtests): "; test cases: 3 pass, 1 fail (1 allowed), 1 skip".
+func testSummary(res *Result) string {
+	n := map[string]int{}
+	allowed := 0
+	var leaves func([]*TestCase)
+	leaves = func(list []*TestCase) {
+		for _, c := range list {
+			if len(c.Children) > 0 {
+				leaves(c.Children)
+				continue
+			}
+			n[c.Status]++
+			if c.Allowed {
+				allowed++
+			}
+		}
+	}
+	count := func(s *StepResult) { leaves(s.Tests) }
+	walkResults(res.Steps, count)
+	walkResults(res.Finally, count)
+	if len(n) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, st := range []string{"pass", "fail", "error", "skip", "xfail"} {
+		if n[st] == 0 {
+			continue
+		}
+		p := fmt.Sprintf("%d %s", n[st], st)
+		if st == "fail" && allowed > 0 {
+			p += fmt.Sprintf(" (%d allowed)", allowed)
+		}
+		parts = append(parts, p)
+	}
+	return "; test cases: " + strings.Join(parts, ", ")
 }
 
 func walkResults(rs []*StepResult, fn func(*StepResult)) {

@@ -88,7 +88,8 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 			}
 			if len(c.Children) > 0 {
 				walk(c.Children, path)
-				if c.Status == results.Pass || c.Status == results.Skip {
+				// A suite that failed because a subtest did is not news.
+				if c.Status == results.Pass || c.Status == results.Skip || failingIn(c.Children) {
 					continue
 				}
 			}
@@ -96,11 +97,15 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 				continue
 			}
 			if logged++; logged <= 20 {
+				st := c.Status
+				if c.Allowed {
+					st += " (allowed)"
+				}
 				msg := ""
 				if c.Message != "" {
 					msg = ": " + firstLineOf(c.Message)
 				}
-				r.Logf(ctx, "  %-5s %s%s", c.Status, path, msg)
+				r.Logf(ctx, "  %-5s %s%s", st, path, msg)
 			}
 		}
 	}
@@ -125,6 +130,15 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 		return v, diag.Failf("%d %s%s: %s%s", len(v.Failed), what, limit, strings.Join(names, ", "), more)
 	}
 	return v, nil
+}
+
+func failingIn(list []*engine.TestCase) bool {
+	for _, c := range list {
+		if c.Status == results.Fail || c.Status == results.Error || failingIn(c.Children) {
+			return true
+		}
+	}
+	return false
 }
 
 func firstLineOf(s string) string {
