@@ -182,3 +182,32 @@ func TestLocalAndCollectResults(t *testing.T) {
 		t.Fatalf("counts: %+v", v)
 	}
 }
+
+// Mistakes in the option are reported at their place in the plan.
+func TestResultsOptionDiagnostics(t *testing.T) {
+	plan := head + `steps:
+  - console: {send: "x", results: ktap}
+  - run: {command: "x", results: {format: xunit}}
+  - run: {command: "x", results: {allow-failures: [a]}}
+  - run: {command: "x", results: {format: tap, max-failures: -1}}
+  - local: {command: "x", results: nope}
+  - collect: {paths: a, results: {format: junit, allow-failures: "one"}}
+`
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	l.LoadPlanBytes("plan.yaml", []byte(plan))
+	got := l.Diagnostics().Error()
+	for _, want := range []string{
+		`plan.yaml:5:35: results need expect`,
+		`plan.yaml:6:43: format must be one of "ktap", "tap", "junit"`,
+		`plan.yaml:7:25: missing required key "format"`,
+		`plan.yaml:8:62: must be >= 0`,
+		`plan.yaml:9:36: results must be one of ktap, tap, junit, or a mapping`,
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "plan.yaml:10:") {
+		t.Errorf("a valid collect results option was refused:\n%s", got)
+	}
+}
