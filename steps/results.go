@@ -199,7 +199,9 @@ func (f *markerFilter) spill() {
 func (f *markerFilter) handle(line string, newline bool) {
 	switch f.state {
 	case 0:
-		if line == f.begin {
+		// The marker's line (what the typed command line echoes holds the
+		// marker split in two, so it never matches).
+		if strings.HasSuffix(line, f.begin) {
 			f.state = 1
 		}
 	case 1:
