@@ -70,7 +70,7 @@ func FuzzKTAP(f *testing.F) {
 }
 
 func FuzzTAP(f *testing.F) {
-	seed(f, "test-more.tap", "node-test.tap")
+	seed(f, "test-more.tap", "node-test.tap", "prove-v-merge.txt")
 	f.Add([]byte("ok 1\n  ---\n  message: |\n    x\n  duration_ms: 1e300\nBail out!\n"), uint(3))
 	f.Fuzz(func(t *testing.T, data []byte, cut uint) { fuzzParse(t, "tap", data, cut) })
 }

@@ -36,6 +36,11 @@ type lineParser struct {
 	yaml    *tail // the YAML block being read, or nil
 	yamlInd int
 	bailed  bool
+	// file is the test file prove announced ("t/a.t .. "), whose cases
+	// become the children of one case named after it; from is where its
+	// cases start in done.
+	file string
+	from int
 }
 
 // level is one nesting level: the top of a document or a subtest.
@@ -157,6 +162,19 @@ func (p *lineParser) handle(raw string) {
 		p.endYAML()
 	}
 	k := classify(rest)
+	if p.tap && ind == 0 && k == kOther {
+		if name, ok := proveHeader(rest); ok {
+			p.flushOwner()
+			p.finishAll("the output ended before this test's result")
+			p.file, p.from = name, len(p.done)
+			return
+		}
+	}
+	if p.file != "" && k == kResult && len(p.stack) == 1 && ind == p.stack[0].indent &&
+		(rest == "ok" || rest == "not ok") && p.stack[0].plan >= 0 && p.stack[0].count >= p.stack[0].plan {
+		p.flushOwner()
+		return // prove's verdict on the file, after its plan is complete
+	}
 	switch k {
 	case kOther:
 		if rest == "---" && p.last != nil && ind > p.lastInd {
@@ -359,6 +377,52 @@ func (p *lineParser) finishAll(why string) {
 	top := p.stack[0]
 	p.done = append(p.done, p.finish(top, why)...)
 	*top = level{indent: top.indent, plan: -1}
+	if p.file != "" {
+		cases := append([]*engine.TestCase(nil), p.done[p.from:]...)
+		for _, c := range cases {
+			c.Suite = p.file
+		}
+		fc := &engine.TestCase{Name: p.file, Status: fileStatus(cases), Children: cases}
+		if len(cases) == 0 {
+			fc.Status, fc.Message = Error, "no results"
+		}
+		p.done = append(p.done[:p.from], fc)
+		p.file = ""
+	}
+}
+
+// fileStatus is a test file's status from its cases: failed when one
+// failed, skipped when all were, else passed.
+func fileStatus(cases []*engine.TestCase) string {
+	all := true
+	for _, c := range cases {
+		switch c.Status {
+		case Fail, Error:
+			return Fail
+		case Skip:
+		default:
+			all = false
+		}
+	}
+	if all {
+		return Skip
+	}
+	return Pass
+}
+
+// proveHeader recognises the line prove -v prints before a test file's
+// output: its name, padded with dots ("t/basic.t .... ").
+func proveHeader(s string) (string, bool) {
+	s = strings.TrimRight(s, " ")
+	i := strings.LastIndexByte(s, ' ')
+	if i <= 0 || len(s)-i < 3 || strings.Trim(s[i+1:], ".") != "" {
+		return "", false
+	}
+	name := s[:i]
+	if strings.ContainsAny(name, " \t#") {
+		return "", false
+	}
+	return name, true
 }
 
 // add keeps tc at level l unless the case limit is reached.

@@ -240,3 +240,40 @@ func TestLineLimits(t *testing.T) {
 		t.Fatalf("deep: %s", tree(c))
 	}
 }
+
+// Real `prove -v --merge` output of two Test::More files: each file's
+// cases under a case named after it; prove's own lines ("ok" after a
+// complete plan, "Dubious", the summary) are not results.
+func TestTAPProveVerbose(t *testing.T) {
+	cases := parseFile(t, "tap", "prove-v-merge.txt")
+	wantTree(t, cases, `
+fail t/sample.t
+  pass board answers on the console
+  pass arithmetic on the board
+  skip test 3 [no network on this board]
+  xfail watchdog resets the board [watchdog driver not ported yet]
+  fail storage
+    pass mmc0 present
+    fail partition table as expected
+  fail kernel is the one we flashed
+pass t/second.t
+  pass board answers on the console
+  pass arithmetic on the board
+`)
+	last := cases[0].Children[5]
+	if last.Suite != "t/sample.t" || !strings.Contains(last.Output, "expected: '6.1'") {
+		t.Fatalf("last case of t/sample.t: %+v", last)
+	}
+	// A file that dies: its missing results are errors under it.
+	wantTree(t, parseString(t, "tap", "t/a.t .. \n1..2\nok 1 - one\nt/b.t ..... \n1..1\nok 1 - b\nok\n"), `
+fail t/a.t
+  pass one
+  error test 2 (no result) [the plan 1..2 announced 2 results but 1 came: the suite is incomplete]
+pass t/b.t
+  pass b
+`)
+	// KTAP has no prove headers: kernel lines like this one stay text.
+	if c := parseString(t, "ktap", "1..1\nLoading modules ... \nok 1 x\n"); tree(c) != "pass x\n" {
+		t.Fatalf("ktap: %s", tree(c))
+	}
+}

@@ -43,6 +43,14 @@ func TestLiveProducers(t *testing.T) {
 		{"Test::More", "perl", "tap", "test-more.tap", func() []byte {
 			return run("perl", copyTo("test-more.t.txt", "sample.t"))
 		}},
+		{"prove -v --merge", "prove", "tap", "prove-v-merge.txt", func() []byte {
+			if err := os.MkdirAll(filepath.Join(dir, "t"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			copyTo("test-more.t.txt", "t/sample.t")
+			copyTo("test-more-second.t.txt", "t/second.t")
+			return run("prove", "-v", "--merge", "t/sample.t", "t/second.t")
+		}},
 		{"node --test", "node", "tap", "node-test.tap", func() []byte {
 			return run("node", "--test", "--test-reporter=tap", copyTo("node-board.test.mjs.txt", "board.test.mjs"))
 		}},
