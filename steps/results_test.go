@@ -241,3 +241,29 @@ func TestMarkerFilter(t *testing.T) {
 		t.Fatalf("partial: %q", got.String())
 	}
 }
+
+// A JUnit file written on the board, collected over the console: its
+// cases are the step's.
+func TestCollectResultsFromBoard(t *testing.T) {
+	xml := `<testsuite name="board"><testcase name="boots"/><testcase name="ping"><skipped message="no cable"/></testcase>` +
+		`<testcase name="rtc"><failure message="no rtc0">rtc: no /dev/rtc0</failure></testcase></testsuite>`
+	plan := head + login + fmt.Sprintf(`  - run: |
+      printf '%%s' '%s' > results.xml
+  - name: collect results
+    collect: {paths: results.xml, to: results, results: {format: junit, allow-failures: [board/rtc]}}
+`, xml)
+	r := execute(t, "", "", plan, true, nil)
+	s := r.step(t, "collect results")
+	if s.Status != engine.StatusPassed {
+		t.Fatalf("collect: %s %q", s.Status, s.Error)
+	}
+	if got, want := tests(t, s), "fail board\n  pass boots\n  skip ping\n  fail rtc\n"; got != want {
+		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
+	}
+	if rtc := s.Tests[0].Children[2]; !rtc.Allowed || rtc.Message != "no rtc0" || rtc.Output != "rtc: no /dev/rtc0" {
+		t.Fatalf("rtc: %+v", rtc)
+	}
+	if _, err := os.Stat(filepath.Join(r.artifacts, "results", "results.xml")); err != nil {
+		t.Fatal(err)
+	}
+}
