@@ -20,7 +20,9 @@ import (
 // in KTAP they become the output of the next result (kselftest and KUnit
 // print a test's messages before its result), in TAP of the last one
 // (Test::More prints why a test failed after it). A kernel timestamp
-// ("[   12.345678] ") at the start of a line is ignored.
+// ("[   12.345678] ") at the start of a line and terminal escape sequences
+// are ignored. In TAP, prove's "t/file.t .. " headers group the cases of
+// each test file under a case named after it.
 type lineParser struct {
 	lim     Limits
 	tap     bool             // diagnostics follow their result (TAP), else precede it (KTAP)
@@ -144,7 +146,7 @@ func (p *lineParser) handle(raw string) {
 	if p.bailed {
 		return
 	}
-	s := stripStamp(strings.TrimSuffix(raw, "\r"))
+	s := stripStamp(stripANSI(strings.TrimSuffix(raw, "\r")))
 	ind := 0
 	for ind < len(s) && s[ind] == ' ' {
 		ind++
@@ -604,6 +606,32 @@ func unescape(s string) string {
 		return s
 	}
 	return strings.NewReplacer(`\#`, "#", `\\`, `\`).Replace(s)
+}
+
+// stripANSI removes terminal escape sequences (colours, cursor moves) that
+// a console or a test runner adds around results.
+func stripANSI(s string) string {
+	if strings.IndexByte(s, 0x1b) < 0 {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != 0x1b {
+			b.WriteByte(s[i])
+			continue
+		}
+		if i+1 < len(s) && s[i+1] == '[' {
+			// CSI: parameters and intermediates, then a final byte.
+			j := i + 2
+			for j < len(s) && (s[j] < 0x40 || s[j] > 0x7e) {
+				j++
+			}
+			i = j
+			continue
+		}
+		i++ // a two-byte escape
+	}
+	return b.String()
 }
 
 // stripStamp removes a kernel log timestamp ("[   12.345678] ").

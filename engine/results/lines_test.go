@@ -118,6 +118,8 @@ skip (all tests skipped) [no rtc on this board]
 `)
 	// Output indented as a whole (a serial console that indents), CRLF.
 	wantTree(t, parseString(t, "ktap", "  KTAP version 1\r\n  1..1\r\n  ok 1 x\r\n"), "pass x\n")
+	// Colours and a carriage return before the line (a console redraw).
+	wantTree(t, parseString(t, "tap", "1..2\n\x1b[32mok\x1b[0m 1 - green\n\x1b[1;31mnot ok 2 - red\x1b[m\n"), "pass green\nfail red\n")
 	// More results than planned.
 	wantTree(t, parseString(t, "ktap", "1..1\nok 1 x\nok 2 y\n"), `
 pass x
