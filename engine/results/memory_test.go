@@ -1,9 +1,10 @@
 package results
 
 import (
-	"fmt"
 	"io"
 	"runtime"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -46,14 +47,18 @@ var streams = []struct {
 	name, format, head string
 	next               func(int) string
 }{
-	{"ktap results", "ktap", "KTAP version 1\n", func(i int) string { return fmt.Sprintf("ok %d case_%d\n", i+1, i) }},
+	{"ktap results", "ktap", "KTAP version 1\n", func(i int) string {
+		n := strconv.Itoa(i + 1)
+		return "ok " + n + " case_" + n + "\n"
+	}},
 	{"tap one line", "tap", "TAP version 13\nok 1 ", func(int) string { return "xxxxxxxxxxxxxxxx" }},
 	{"ktap diagnostics and nesting", "ktap", "", func(i int) string {
-		return fmt.Sprintf("%*sKTAP version 1\n# diagnostic line %d of a chatty kernel\n", i%40, "", i)
+		return strings.Repeat(" ", i%40) + "KTAP version 1\n# diagnostic line " + strconv.Itoa(i) + " of a chatty kernel\n"
 	}},
 	{"tap yaml", "tap", "ok 1 x\n  ---\n", func(int) string { return "  data: yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy\n" }},
 	{"junit cases", "junit", "<testsuites><testsuite name='s'>", func(i int) string {
-		return fmt.Sprintf("<testcase name='c%d' time='0.1'><failure message='m'>trace %d</failure><system-out>out</system-out></testcase>\n", i, i)
+		n := strconv.Itoa(i)
+		return "<testcase name='c" + n + "' time='0.1'><failure message='m'>trace " + n + "</failure><system-out>out</system-out></testcase>\n"
 	}},
 	{"junit one text", "junit", "<testsuite name='s'><testcase name='c'><system-out>", func(int) string { return "zzzzzzzz&amp;zzzzzzz" }},
 	{"junit cdata", "junit", "<testsuite name='s'><testcase name='c'><system-out><![CDATA[", func(int) string { return "]]]]]]]]]]]]]]]]" }},
