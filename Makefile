@@ -61,6 +61,7 @@ test-tekton:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./engine/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 bench: deps deps-npm build
 	cmd/bench/validate-bench.sh

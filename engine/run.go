@@ -86,6 +86,9 @@ type TestCase struct {
 	Message  string      `json:"message,omitempty"`
 	Output   string      `json:"output,omitempty"`
 	Children []*TestCase `json:"tests,omitempty"`
+	// Allowed marks a failing case (fail or error) that the plan accepts
+	// (results.allow-failures): it keeps its status but fails nothing.
+	Allowed bool `json:"allowed,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -278,10 +281,49 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	if stopped > 0 {
 		res.Summary += fmt.Sprintf(", %d interrupted", stopped)
 	}
+	res.Summary += testSummary(res)
 	if res.Error != "" {
 		res.Summary += " (" + firstLine(res.Error) + ")"
 	}
 	res.Summary += fmt.Sprintf(" in %.1fs", res.Seconds)
+}
+
+// testSummary counts the test cases the steps reported (test points: cases
+// without subtests): "; test cases: 3 pass, 1 fail (1 allowed), 1 skip".
+func testSummary(res *Result) string {
+	n := map[string]int{}
+	allowed := 0
+	var leaves func([]*TestCase)
+	leaves = func(list []*TestCase) {
+		for _, c := range list {
+			if len(c.Children) > 0 {
+				leaves(c.Children)
+				continue
+			}
+			n[c.Status]++
+			if c.Allowed {
+				allowed++
+			}
+		}
+	}
+	count := func(s *StepResult) { leaves(s.Tests) }
+	walkResults(res.Steps, count)
+	walkResults(res.Finally, count)
+	if len(n) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, st := range []string{"pass", "fail", "error", "skip", "xfail"} {
+		if n[st] == 0 {
+			continue
+		}
+		p := fmt.Sprintf("%d %s", n[st], st)
+		if st == "fail" && allowed > 0 {
+			p += fmt.Sprintf(" (%d allowed)", allowed)
+		}
+		parts = append(parts, p)
+	}
+	return "; test cases: " + strings.Join(parts, ", ")
 }
 
 func walkResults(rs []*StepResult, fn func(*StepResult)) {
@@ -444,6 +486,28 @@ func (r *Run) Output(ctx context.Context, text string) {
 	}
 }
 
+// Tests records test cases the board reported during the current step
+// (parsed from its output or a collected file), secrets masked. A retried
+// step keeps those of its last attempt.
+func (r *Run) Tests(ctx context.Context, cases []*TestCase) {
+	sr, ok := ctx.Value(resultKey).(*StepResult)
+	if !ok || len(cases) == 0 {
+		return
+	}
+	var mask func([]*TestCase)
+	mask = func(list []*TestCase) {
+		for _, c := range list {
+			c.Suite, c.Name = r.secrets.String(c.Suite), r.secrets.String(c.Name)
+			c.Message, c.Output = r.secrets.String(c.Message), r.secrets.String(c.Output)
+			mask(c.Children)
+		}
+	}
+	mask(cases)
+	sr.mu.Lock()
+	sr.Tests = append(sr.Tests, cases...)
+	sr.mu.Unlock()
+}
+
 func (r *Run) emit(e Event) {
 	if r.cfg.Sink == nil {
 		return
@@ -553,7 +617,7 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 				break
 			}
 			sr.mu.Lock()
-			sr.Children = nil
+			sr.Children, sr.Tests = nil, nil
 			sr.mu.Unlock()
 		}
 	}

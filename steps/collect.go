@@ -30,7 +30,9 @@ type collectAction struct {
 	Via      string `yaml:"via,omitempty"`
 	To       string `yaml:"to,omitempty"`
 	Optional bool   `yaml:"optional,omitempty"`
+	Results  any    `yaml:"results,omitempty"`
 	paths    []string
+	results  *resultsSpec
 }
 
 func init() {
@@ -43,6 +45,7 @@ func init() {
 			"via":      obj{"enum": []any{"console", "ssh"}, "description": "How to reach the board (default console: works without a network)."},
 			"to":       str("Directory inside the artifacts (default: files)."),
 			"optional": described(ref("bool"), "A missing file is not an error."),
+			"results":  resultsSchema("Each collected file"),
 		}, "paths")),
 		DefaultTimeout: 30 * time.Minute,
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
@@ -59,6 +62,10 @@ func init() {
 				a.Paths = v
 			}
 			a.paths = stringList(a.Paths)
+			var ok bool
+			if a.results, ok = decodeResults(dc, n); !ok {
+				return nil
+			}
 			if a.From == "" {
 				a.From = "board"
 			}
@@ -111,19 +118,33 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Failf("collect into %s: %v", a.To, err)
 	}
 	var n int
+	var cases []*engine.TestCase
+	// Each file is parsed as it arrives: the files collected before a
+	// failure still report their cases.
+	onFile := func(data []byte) {
+		if a.results != nil {
+			p := a.results.parser()
+			_, _ = p.Write(data)
+			cases = append(cases, p.Close()...)
+		}
+	}
 	switch {
 	case a.From == "local":
-		n, err = a.collectLocal(ctx, r, root)
+		n, err = a.collectLocal(ctx, r, root, onFile)
 	case a.Via == "ssh":
-		n, err = a.collectSSH(ctx, r, root)
+		n, err = a.collectSSH(ctx, r, root, onFile)
 	default:
-		n, err = a.collectConsole(ctx, r, root)
+		n, err = a.collectConsole(ctx, r, root, onFile)
+	}
+	var testErr error
+	if a.results != nil && (n > 0 || !a.Optional) {
+		_, testErr = a.results.judge(ctx, r, cases)
 	}
 	if err != nil {
 		return err
 	}
 	r.Logf(ctx, "collected %d file(s) into %s", n, filepath.Join(r.Artifacts(), a.To))
-	return nil
+	return testErr
 }
 
 // destName maps a source path to a path inside the artifacts; it refuses
@@ -152,7 +173,7 @@ func (a *collectAction) write(root *os.Root, src string, data []byte) error {
 	return nil
 }
 
-func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *os.Root) (int, error) {
+func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		matches, _ := filepath.Glob(p)
@@ -174,6 +195,7 @@ func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *o
 			if err := a.write(root, m, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
+			onFile(data)
 			n++
 		}
 	}
@@ -208,7 +230,7 @@ func (a *collectAction) list(ctx context.Context, r *engine.Run, p string) ([]st
 	return files, nil
 }
 
-func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root *os.Root) (int, error) {
+func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		files, err := a.list(ctx, r, p)
@@ -243,6 +265,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
+			onFile(data)
 			n++
 		}
 	}
@@ -278,7 +301,7 @@ func sshArgs(ep drivers.Endpoint) []string {
 	return args
 }
 
-func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.Root) (int, error) {
+func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
 	nw, err := r.Board().Network()
 	if err != nil {
 		return 0, err
@@ -321,6 +344,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
 				return n, err
 			}
+			onFile(data)
 			n++
 		}
 	}

@@ -11,19 +11,22 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 )
 
 // consoleAction sends text to the console and waits for one of several
 // patterns.
 type consoleAction struct {
-	Send   any             `yaml:"send,omitempty"`
-	Expect any             `yaml:"expect,omitempty"`
-	FailOn []string        `yaml:"fail-on,omitempty"`
-	Pace   engine.Duration `yaml:"pace,omitempty"`
-	send   []string
-	expect []engine.Pattern
-	failOn []engine.Pattern
+	Send    any             `yaml:"send,omitempty"`
+	Expect  any             `yaml:"expect,omitempty"`
+	FailOn  []string        `yaml:"fail-on,omitempty"`
+	Pace    engine.Duration `yaml:"pace,omitempty"`
+	Results any             `yaml:"results,omitempty"`
+	results *resultsSpec
+	send    []string
+	expect  []engine.Pattern
+	failOn  []engine.Pattern
 }
 
 func init() {
@@ -37,6 +40,7 @@ func init() {
 				"Regexes; the step passes when the console prints any of them (the first to match wins)."),
 			"fail-on": described(obj{"type": "array", "items": obj{"type": "string"}}, "Regexes that fail the step when printed first."),
 			"pace":    described(ref("duration"), "Pause between 16-byte chunks when typing, for slow line editors."),
+			"results": resultsSchema("What the console prints until expect matches (from what it printed since the last wait, e.g. KUnit's results at boot)"),
 		}),
 		Needs:          []drivers.Capability{drivers.CapConsole},
 		DefaultTimeout: 10 * time.Minute,
@@ -55,6 +59,13 @@ func init() {
 				return nil
 			}
 			if a.failOn, ok = dc.Patterns(dc.Child(n, "fail-on"), "fail-on"); !ok {
+				return nil
+			}
+			if a.results, ok = decodeResults(dc, n); !ok {
+				return nil
+			}
+			if a.results != nil && a.Expect == nil {
+				dc.Errorf(dc.Child(n, "results"), "results", "results need expect: the text that ends them (e.g. \"# Totals\" or a prompt)")
 				return nil
 			}
 			return a
@@ -91,6 +102,25 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 	if err != nil {
 		return err
 	}
+	if a.results != nil {
+		// From what the console printed since the last wait (the results
+		// may come during the boot, before this step starts) until expect
+		// matches, or the wait ends: a board that dies mid-suite still
+		// reports the cases it printed.
+		p := a.results.parser()
+		stop := con.Tee(p, true)
+		err := a.run(ctx, r, con)
+		stop()
+		_, testErr := a.results.judge(ctx, r, p.Close())
+		if err != nil {
+			return err
+		}
+		return testErr
+	}
+	return a.run(ctx, r, con)
+}
+
+func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Session) error {
 	for _, s := range a.send {
 		if err := con.Send(ctx, []byte(expandKeys(s)), a.Pace.Duration); err != nil {
 			return diag.Infraf("console: %v", err)

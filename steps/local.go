@@ -16,6 +16,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/results"
 )
 
 // localAction runs a command on the host. Values reach it through
@@ -25,6 +26,8 @@ type localAction struct {
 	Env          map[string]string `yaml:"env,omitempty"`
 	Dir          string            `yaml:"dir,omitempty"`
 	ExpectOutput string            `yaml:"expect-output,omitempty"`
+	Results      any               `yaml:"results,omitempty"`
+	results      *resultsSpec
 	argv         []string
 	expect       engine.Pattern
 	planDir      string
@@ -40,6 +43,7 @@ func init() {
 			"env":           described(ref("stringMap"), "Environment variables for the command; values may use references."),
 			"dir":           str("Working directory (default: the plan's directory)."),
 			"expect-output": str("A regex the output must match."),
+			"results":       resultsSchema("The command's output (standard output and error)"),
 		}, "command")),
 		Verbatim: []string{"", "command"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
@@ -81,6 +85,10 @@ func init() {
 				}
 				a.expect = multiline(a.expect)
 			}
+			var ok bool
+			if a.results, ok = decodeResults(dc, n); !ok {
+				return nil
+			}
 			a.Dir = dc.LocalPath(a.Dir)
 			a.planDir = dc.LocalPath(".")
 			return a
@@ -108,23 +116,40 @@ func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
 		env = append(env, k+"="+a.Env[k])
 	}
 	cmd.Env = env
-	out, code, err := runCommand(ctx, r, cmd)
+	var parser results.Parser
+	if a.results != nil {
+		parser = a.results.parser()
+	}
+	out, code, err := runCommandTo(ctx, r, cmd, parser)
+	var verdict *results.Verdict
+	var testErr error
+	if parser != nil {
+		verdict, testErr = a.results.judge(ctx, r, parser.Close())
+	}
 	if err != nil {
 		return err
 	}
-	if code != 0 {
+	// A test runner's non-zero status that reports failing cases is judged
+	// by the cases.
+	if code != 0 && !(verdict != nil && verdict.Fail+verdict.Error > 0) {
 		return diag.Failf("%s exited with status %d%s", a.argv[0], code, lastLines(r.Redact(out), 3))
 	}
 	if a.expect.Re != nil && !a.expect.Re.MatchString(out) {
 		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redact(out), 3))
 	}
-	return nil
+	return testErr
 }
 
 // runCommand runs cmd in its own process group, streams its output lines to
 // the run log, and kills the whole group when ctx ends. It returns the
 // combined output (bounded) and the exit status.
 func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int, error) {
+	return runCommandTo(ctx, r, cmd, nil)
+}
+
+// runCommandTo is runCommand that also writes each output line to stream
+// (nil: nowhere) as the command prints it.
+func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.Writer) (string, int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	pr, pw := io.Pipe()
 	cmd.Stdout, cmd.Stderr = pw, pw
@@ -143,6 +168,9 @@ func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int,
 		for sc.Scan() {
 			line := sc.Text()
 			lines.Line(line)
+			if stream != nil {
+				_, _ = io.WriteString(stream, line+"\n")
+			}
 			if out.Len() < 1<<20 {
 				out.WriteString(line)
 				out.WriteByte('\n')

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"regexp"
 	"strconv"
 	"strings"
@@ -68,6 +69,13 @@ type envVar struct{ Name, Value string }
 // env is exported for the script only. On cancellation it sends Ctrl-C so
 // the shell is usable by the next step.
 func runShell(ctx context.Context, r *engine.Run, script string, limit int, env ...envVar) (*shellResult, error) {
+	return runShellTo(ctx, r, script, limit, nil, env...)
+}
+
+// runShellTo is runShell that also streams the command's output, as the
+// board prints it, to stream (nil: nowhere); it stops when the command ends or
+// the wait does, so stream has what the board printed up to then.
+func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, stream io.Writer, env ...envVar) (*shellResult, error) {
 	con, err := r.Console()
 	if err != nil {
 		return nil, err
@@ -82,6 +90,12 @@ func runShell(ctx context.Context, r *engine.Run, script string, limit int, env 
 	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
+	if stream != nil {
+		f := &markerFilter{begin: begin, end: end, w: stream}
+		stop := con.Tee(f, false)
+		defer f.Close()
+		defer stop()
+	}
 	for _, line := range lines {
 		if _, err := con.Write([]byte(line + "\n")); err != nil {
 			return nil, diag.Infraf("console: %v", err)

@@ -38,6 +38,7 @@ MAP=(
   "hyperfine hyperfine"
   "curl curl"
   "tmux tmux"
+  "pytest-3 python3-pytest"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(

@@ -94,11 +94,16 @@ func TestApplyDemoPlan(t *testing.T) {
 		}
 	}
 
-	// junit.xml: one testcase per step, nothing failed.
+	// junit.xml: one testcase per step, nothing failed; then the self-test's
+	// KTAP cases (3 pass, a skip and an allowed failure) in two suites.
 	j := readJUnit(t, e.art)
 	s := j.Suites[0]
-	if len(s.Cases) != len(want) || s.Tests != len(want) || j.Tests != len(want) {
-		t.Errorf("junit: %d testcases, tests=%d/%d; want %d", len(s.Cases), s.Tests, j.Tests, len(want))
+	if len(s.Cases) != len(want) || s.Tests != len(want) || j.Tests != len(want)+5 {
+		t.Errorf("junit: %d testcases, tests=%d/%d; want %d (+5)", len(s.Cases), s.Tests, j.Tests, len(want))
+	}
+	if len(j.Suites) != 3 || j.Suites[1].Name != "virtual-smoke / 3 board self-test / basics" || j.Suites[1].Tests != 3 ||
+		j.Suites[2].Name != "virtual-smoke / 3 board self-test / devices" || j.Suites[2].Skipped != 2 || j.Skipped != 2 {
+		t.Errorf("junit test case suites: %+v", j.Suites[1:])
 	}
 	if s.Failures != 0 || s.Errors != 0 || j.Failures != 0 || j.Errors != 0 || s.Skipped != 0 {
 		t.Errorf("junit: failures=%d errors=%d skipped=%d, want none", s.Failures, s.Errors, s.Skipped)

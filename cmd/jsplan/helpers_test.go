@@ -334,8 +334,10 @@ func readJUnit(t *testing.T, art string) *junitSuites {
 	if err := xml.Unmarshal(b, &j); err != nil {
 		t.Fatalf("junit.xml does not parse: %v\n%s", err, b)
 	}
-	if len(j.Suites) != 1 {
-		t.Fatalf("junit.xml has %d test suites, want 1", len(j.Suites))
+	// The plan's suite first; then one per suite of test cases a step
+	// reported (results:).
+	if len(j.Suites) < 1 {
+		t.Fatalf("junit.xml has no test suite")
 	}
 	return &j
 }

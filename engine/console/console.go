@@ -55,7 +55,10 @@ type Session struct {
 	captures []*Capture
 	watch    int // generation of the silence watch (WatchSilence)
 	closed   bool
+	tees     []*tee
 }
+
+type tee struct{ w io.Writer }
 
 // New starts the reader on rw.
 func New(rw io.ReadWriteCloser, opts Options) *Session {
@@ -106,6 +109,9 @@ func (s *Session) append(p []byte) {
 		} else {
 			c.buf = append(c.buf, p...)
 		}
+	}
+	for _, t := range s.tees {
+		_, _ = t.w.Write(p)
 	}
 	s.buf = append(s.buf, p...)
 	if over := len(s.buf) - s.opts.Window; over > 0 {
@@ -331,6 +337,37 @@ func (s *Session) Close() error {
 	case <-time.After(2 * time.Second):
 	}
 	return err
+}
+
+// Tee sends every byte the console receives from now on to w, in order,
+// until stop is called (after stop returns, w gets nothing more). With
+// pending, the text already received but not consumed by an Expect is sent
+// first, so nothing printed before the call is missed. w is called from the
+// console's reader and must not block for long nor use the session.
+func (s *Session) Tee(w io.Writer, pending bool) (stop func()) {
+	t := &tee{w: w}
+	s.mu.Lock()
+	if pending {
+		from := s.mark
+		if from < s.start {
+			from = s.start
+		}
+		if text := s.buf[from-s.start:]; len(text) > 0 {
+			_, _ = w.Write(text)
+		}
+	}
+	s.tees = append(s.tees, t)
+	s.mu.Unlock()
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for i, x := range s.tees {
+			if x == t {
+				s.tees = append(s.tees[:i], s.tees[i+1:]...)
+				break
+			}
+		}
+	}
 }
 
 // Capture collects every byte the console receives from now on, up to a

@@ -494,3 +494,27 @@ func TestLogSuppress(t *testing.T) {
 		t.Errorf("log %q, want %q", got, want)
 	}
 }
+
+func TestTee(t *testing.T) {
+	s, l := session(t, Options{Window: 1024})
+	feed(t, l, "consumed\n")
+	waitFor(t, s, "consumed")
+	feed(t, l, "pending\n")
+	waitFor(t, s, "pend") // consumes "pend": "ing\n" stays unconsumed
+	var got bytes.Buffer
+	stop := s.Tee(&got, true)
+	big := strings.Repeat("z", 5000) // more than the window
+	feed(t, l, "one\n", big, "\ntwo\n")
+	waitFor(t, s, "two")
+	stop()
+	feed(t, l, "after\n")
+	waitFor(t, s, "after")
+	if want := "ing\none\n" + big + "\ntwo\n"; got.String() != want {
+		t.Fatalf("tee got %d bytes: %.40q...", got.Len(), got.String())
+	}
+	var none bytes.Buffer
+	s.Tee(&none, false)()
+	if none.Len() != 0 {
+		t.Fatalf("tee without pending got %q", none.String())
+	}
+}

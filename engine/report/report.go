@@ -68,10 +68,15 @@ type junitProblem struct {
 }
 
 // WriteJUnit writes res as JUnit XML: one testsuite for the plan, one
-// testcase per step (nested steps flattened, named by their index).
+// testcase per step (nested steps flattened, named by their index), and
+// for a step that reported test results one testsuite per suite of them,
+// named "PLAN / INDEX STEP[ / SUITE/...]" so CI shows them under the step.
+// An expected failure and a failure the plan allows are written as skipped
+// (as pytest writes its xfail), with the reason in the message.
 func WriteJUnit(path string, res *engine.Result) error {
 	s := junitSuite{Name: res.Plan, Time: secs(res.Seconds), Timestamp: res.Start.UTC().Format("2006-01-02T15:04:05"),
 		Props: []junitProp{{"board", res.Board}, {"status", res.Status}, {"file", res.File}}}
+	var extra []junitSuite
 	add := func(prefix string, list []*engine.StepResult) {}
 	add = func(prefix string, list []*engine.StepResult) {
 		for _, st := range list {
@@ -96,6 +101,9 @@ func WriteJUnit(path string, res *engine.Result) error {
 			}
 			s.Cases = append(s.Cases, c)
 			s.Tests++
+			if len(st.Tests) > 0 {
+				extra = append(extra, testSuites(fmt.Sprintf("%s / %s%s %s", res.Plan, prefix, st.Index, st.Name), st)...)
+			}
 			add(prefix, st.Children)
 		}
 	}
@@ -105,11 +113,94 @@ func WriteJUnit(path string, res *engine.Result) error {
 	s.Hostname = h
 	doc := junitSuites{Name: res.Plan, Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Skipped: s.Skipped,
 		Time: s.Time, Suites: []junitSuite{s}}
+	for _, x := range extra {
+		x.Hostname = h
+		doc.Tests += x.Tests
+		doc.Failures += x.Failures
+		doc.Errors += x.Errors
+		doc.Skipped += x.Skipped
+		doc.Suites = append(doc.Suites, x)
+	}
 	b, err := xml.MarshalIndent(doc, "", "  ")
 	if err != nil {
 		return err
 	}
 	return atomicWrite(path, append([]byte(xml.Header), append(b, '\n')...))
+}
+
+// testSuites turns a step's test cases into test suites: the cases at one
+// place in the tree form one suite. A case with subtests is a suite; it is
+// also a testcase of its parent's suite when it failed on its own (no
+// failing subtest explains it).
+func testSuites(name string, st *engine.StepResult) []junitSuite {
+	var out []junitSuite
+	stamp := st.Start.UTC().Format("2006-01-02T15:04:05")
+	var visit func(suiteName string, list []*engine.TestCase, secs float64)
+	visit = func(suiteName string, list []*engine.TestCase, total float64) {
+		s := junitSuite{Name: suiteName, Timestamp: stamp, Props: []junitProp{{"step", st.Index}}}
+		var nested []func()
+		sum := 0.0
+		for _, tc := range list {
+			sum += tc.Seconds
+			if len(tc.Children) > 0 {
+				child := tc
+				nested = append(nested, func() { visit(suiteName+" / "+child.Name, child.Children, child.Seconds) })
+				if !failing(tc) || anyFailing(tc.Children) {
+					continue
+				}
+			}
+			s.Cases = append(s.Cases, testCase(suiteName, tc, &s))
+			s.Tests++
+		}
+		if total == 0 {
+			total = sum
+		}
+		s.Time = secs(total)
+		if s.Tests > 0 {
+			out = append(out, s)
+		}
+		for _, f := range nested {
+			f()
+		}
+	}
+	visit(name, st.Tests, 0)
+	return out
+}
+
+func testCase(suite string, tc *engine.TestCase, s *junitSuite) junitCase {
+	c := junitCase{Name: tc.Name, Classname: suite, Time: secs(tc.Seconds), SystemOut: tc.Output}
+	if tc.Suite != "" && !strings.HasSuffix(suite, " / "+tc.Suite) {
+		c.Classname = suite + " / " + tc.Suite
+	}
+	switch {
+	case failing(tc) && tc.Allowed:
+		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + tc.Status + "): " + tc.Message)}
+		s.Skipped++
+	case tc.Status == "fail":
+		c.Failure = &junitProblem{Message: firstLine(tc.Message), Type: "fail", Text: tc.Message}
+		s.Failures++
+	case tc.Status == "error":
+		c.Error = &junitProblem{Message: firstLine(tc.Message), Type: "error", Text: tc.Message}
+		s.Errors++
+	case tc.Status == "skip":
+		c.Skipped = &junitProblem{Message: tc.Message}
+		s.Skipped++
+	case tc.Status == "xfail":
+		c.Skipped = &junitProblem{Message: strings.TrimSpace("expected failure: " + tc.Message)}
+		s.Skipped++
+	}
+	return c
+}
+
+func failing(tc *engine.TestCase) bool { return tc.Status == "fail" || tc.Status == "error" }
+
+func anyFailing(list []*engine.TestCase) bool {
+	for _, c := range list {
+		if failing(c) || anyFailing(c.Children) {
+			return true
+		}
+	}
+	return false
 }
 
 func secs(s float64) string { return fmt.Sprintf("%.3f", s) }

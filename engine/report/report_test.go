@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -54,5 +55,73 @@ func TestJUnitAndJSON(t *testing.T) {
 	b, _ = os.ReadFile(filepath.Join(dir, "report.json"))
 	if err := json.Unmarshal(b, &back); err != nil || back["status"] != "failed" {
 		t.Fatalf("report.json: %v %v", err, back["status"])
+	}
+}
+
+// Test cases a step reported become test suites of their own, named after
+// the step and nested suites; allowed failures and expected failures are
+// skipped with the reason, and the document's totals include them.
+func TestJUnitTestCases(t *testing.T) {
+	dir := t.TempDir()
+	res := &engine.Result{Plan: "p", Board: "b", Status: engine.StatusPassed, Start: time.Now(),
+		Steps: []*engine.StepResult{{Index: "1", Name: "kselftest", Type: "run", Status: engine.StatusPassed,
+			Tests: []*engine.TestCase{
+				{Name: "timers", Status: "fail", Children: []*engine.TestCase{
+					{Suite: "timers", Name: "posix", Status: "pass", Seconds: 0.5, Output: "# itimer ok"},
+					{Suite: "timers", Name: "rtc", Status: "fail", Allowed: true, Message: "no rtc"},
+					{Suite: "timers", Name: "tz", Status: "xfail", Message: "tz unsupported"},
+				}},
+				{Name: "net", Status: "error", Message: "suite setup failed", Children: []*engine.TestCase{
+					{Suite: "net", Name: "ping", Status: "skip", Message: "no cable"},
+				}},
+				{Name: "cut", Status: "error", Message: "the plan 1..3 announced 3 results but 1 came"},
+			}}}}
+	if err := WriteJUnit(filepath.Join(dir, "junit.xml"), res); err != nil {
+		t.Fatal(err)
+	}
+	type problem struct {
+		Message string `xml:"message,attr"`
+	}
+	var doc struct {
+		Tests    int `xml:"tests,attr"`
+		Failures int `xml:"failures,attr"`
+		Errors   int `xml:"errors,attr"`
+		Skipped  int `xml:"skipped,attr"`
+		Suites   []struct {
+			Name  string `xml:"name,attr"`
+			Tests int    `xml:"tests,attr"`
+			Cases []struct {
+				Name      string   `xml:"name,attr"`
+				Classname string   `xml:"classname,attr"`
+				Failure   *problem `xml:"failure"`
+				Error     *problem `xml:"error"`
+				Skipped   *problem `xml:"skipped"`
+				Out       string   `xml:"system-out"`
+			} `xml:"testcase"`
+		} `xml:"testsuite"`
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "junit.xml"))
+	if err := xml.Unmarshal(b, &doc); err != nil {
+		t.Fatal(err)
+	}
+	// 1 step + net (failed on its own) + cut + posix, rtc, tz + ping
+	if doc.Tests != 7 || doc.Failures != 0 || doc.Errors != 2 || doc.Skipped != 3 {
+		t.Fatalf("totals: %+v\n%s", doc, b)
+	}
+	var names []string
+	for _, s := range doc.Suites {
+		names = append(names, s.Name)
+	}
+	if got := strings.Join(names, "|"); got != "p|p / 1 kselftest|p / 1 kselftest / timers|p / 1 kselftest / net" {
+		t.Fatalf("suites: %s", got)
+	}
+	timers := doc.Suites[2].Cases
+	if timers[0].Name != "posix" || timers[0].Classname != "p / 1 kselftest / timers" || timers[0].Out != "# itimer ok" ||
+		timers[1].Skipped == nil || timers[1].Skipped.Message != "allowed failure (fail): no rtc" ||
+		timers[2].Skipped == nil || timers[2].Skipped.Message != "expected failure: tz unsupported" {
+		t.Fatalf("timers: %+v", timers)
+	}
+	if top := doc.Suites[1].Cases; len(top) != 2 || top[0].Name != "net" || top[0].Error == nil || top[1].Name != "cut" {
+		t.Fatalf("step suite: %+v", top)
 	}
 }

@@ -1,0 +1,199 @@
+// Package results parses the test results a board reports, as it prints
+// them: KTAP (the kernel's TAP dialect: kselftest, KUnit), TAP 13/14 and
+// JUnit XML. A Parser is fed bytes as they arrive (it is an io.Writer) and
+// Close returns the test cases seen, so a board that dies in the middle of a
+// suite still yields the cases it printed; what is missing (the rest of a
+// plan "1..N", a subtest without a result, a cut XML document) becomes an
+// `error` case that says so.
+//
+// Memory stays bounded whatever the stream holds: lines, diagnostics, XML
+// text and the number of cases kept all have limits (Limits).
+//
+// No Go library fits: the TAP parsers on the module proxy read a whole
+// document (github.com/mpontillo/tap13 takes a []string, shogo82148/go-tap
+// builds its suite at the end), know neither TAP 14 subtests nor KTAP's
+// nesting by indentation and version lines, and are unmaintained since 2020;
+// the JUnit readers (joshdk/go-junit) ingest a whole document into memory.
+// KTAP and TAP share one line parser here; JUnit uses encoding/xml's
+// streaming decoder behind a filter that bounds text and tag sizes.
+package results
+
+import (
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/jsplan/jsplan/engine"
+)
+
+// Formats are the result formats a step may declare.
+var Formats = []string{"ktap", "tap", "junit"}
+
+// Test case statuses (engine.TestCase.Status).
+const (
+	Pass  = "pass"
+	Fail  = "fail"
+	Skip  = "skip"
+	XFail = "xfail"
+	Error = "error"
+)
+
+// Limits bound what a parser keeps; zero fields take the defaults.
+type Limits struct {
+	// MaxCases is how many test cases are kept (default 50000). Cases past
+	// it are counted into one summary case that fails when any of them did.
+	MaxCases int
+	// MaxOutput bounds a case's output and message (default 4 KiB; the end
+	// of the output is kept).
+	MaxOutput int
+	// MaxLine is where an overlong line is cut (default 64 KiB); in XML,
+	// the longest text or CDATA run kept and the longest tag accepted.
+	MaxLine int
+	// MaxDepth bounds the nesting of subtests or XML elements (default 32).
+	MaxDepth int
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxCases <= 0 {
+		l.MaxCases = 50000
+	}
+	if l.MaxOutput <= 0 {
+		l.MaxOutput = 4 << 10
+	}
+	if l.MaxLine <= 0 {
+		l.MaxLine = 64 << 10
+	}
+	if l.MaxDepth <= 0 {
+		l.MaxDepth = 32
+	}
+	return l
+}
+
+// Parser reads a result stream. Write never fails (a malformed stream
+// becomes error cases, never an error), so it can be fed from a console
+// reader; Close ends the stream and returns the cases.
+type Parser interface {
+	io.Writer
+	// Close ends the stream; open suites are closed as incomplete.
+	Close() []*engine.TestCase
+}
+
+// New returns a parser for format ("ktap", "tap" or "junit").
+func New(format string, lim Limits) (Parser, error) {
+	lim = lim.withDefaults()
+	switch format {
+	case "ktap":
+		return newLineParser(lim, false), nil
+	case "tap":
+		return newLineParser(lim, true), nil
+	case "junit":
+		return newJUnitParser(lim), nil
+	}
+	return nil, fmt.Errorf("unknown result format %q (want one of %s)", format, strings.Join(Formats, ", "))
+}
+
+// Parse reads r to its end (or its first error, which marks the results
+// incomplete like a stream that stops) and returns the cases.
+func Parse(format string, r io.Reader, lim Limits) ([]*engine.TestCase, error) {
+	p, err := New(format, lim)
+	if err != nil {
+		return nil, err
+	}
+	_, _ = io.Copy(p, r)
+	return p.Close(), nil
+}
+
+// counter keeps track of the cases kept and counts those dropped past the
+// limit.
+type counter struct {
+	max     int
+	kept    int
+	dropped map[string]int
+}
+
+// keep reports whether one more case may be kept (its children were
+// counted as they came), and counts its test points when not.
+func (c *counter) keep(tc *engine.TestCase) bool {
+	if c.kept < c.max {
+		c.kept++
+		return true
+	}
+	if c.dropped == nil {
+		c.dropped = map[string]int{}
+	}
+	walk([]*engine.TestCase{tc}, func(x *engine.TestCase) {
+		if len(x.Children) == 0 {
+			c.dropped[x.Status]++
+		}
+	})
+	return false
+}
+
+// summary is the case standing for the dropped ones, or nil.
+func (c *counter) summary() *engine.TestCase {
+	if len(c.dropped) == 0 {
+		return nil
+	}
+	total := 0
+	var parts []string
+	for _, s := range []string{Pass, Fail, Error, Skip, XFail} {
+		if n := c.dropped[s]; n > 0 {
+			total += n
+			parts = append(parts, fmt.Sprintf("%d %s", n, s))
+		}
+	}
+	st := Pass
+	if c.dropped[Fail]+c.dropped[Error] > 0 {
+		st = Fail
+	}
+	return &engine.TestCase{Name: fmt.Sprintf("(%d more test cases not kept)", total), Status: st,
+		Message: fmt.Sprintf("past the limit of %d cases kept: %s", c.max, strings.Join(parts, ", "))}
+}
+
+func walk(list []*engine.TestCase, fn func(*engine.TestCase)) {
+	for _, c := range list {
+		fn(c)
+		walk(c.Children, fn)
+	}
+}
+
+// tail is a buffer that keeps the last max bytes written.
+type tail struct {
+	max  int
+	buf  []byte
+	lost bool
+}
+
+func (t *tail) add(s string) {
+	t.buf = append(t.buf, s...)
+	if len(t.buf) > 2*t.max {
+		t.trim()
+	}
+}
+
+func (t *tail) trim() {
+	if over := len(t.buf) - t.max; over > 0 {
+		t.buf = append(t.buf[:0], t.buf[over:]...)
+		t.lost = true
+	}
+}
+
+// take returns the text and empties the buffer.
+func (t *tail) take() string {
+	t.trim()
+	s := string(t.buf)
+	if t.lost {
+		s = "..." + s
+	}
+	t.buf, t.lost = t.buf[:0], false
+	return s
+}
+
+// clip bounds s to n bytes (keeping its start), never inside a UTF-8
+// sequence.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return strings.ToValidUTF8(s[:n], "") + "..."
+}

@@ -1,0 +1,228 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/results"
+)
+
+// resultsSpec is the `results:` option of run, local, console and collect:
+// the step's output (or the collected files) hold test results, and the
+// step's outcome follows from them.
+type resultsSpec struct {
+	Format        string     `yaml:"format"`
+	AllowFailures any        `yaml:"allow-failures,omitempty"`
+	MaxFailures   engine.Int `yaml:"max-failures,omitempty"`
+	policy        results.Policy
+}
+
+// resultsSchema is the schema of the option; what says where the results
+// are, for its description.
+func resultsSchema(what string) obj {
+	formats := make([]any, len(results.Formats))
+	for i, f := range results.Formats {
+		formats[i] = f
+	}
+	return described(shortOr(obj{"enum": formats}, object(obj{
+		"format": obj{"enum": formats, "description": "ktap (kselftest, KUnit), tap (TAP 13/14) or junit (JUnit XML)."},
+		"allow-failures": described(ref("stringList"),
+			"Failing test cases that do not fail the step: globs ('*' any text, '?' one byte) matched against the case's path (suite/.../name) or its name."),
+		"max-failures": obj{"type": []any{"integer", "string"}, "minimum": 0, "pattern": `^\s*\$\{\{[^}]*\}\}\s*$`,
+			"description": "How many other failing cases the step tolerates (default 0)."},
+	}, "format")), what+" holds test results: each case is reported, and any failing case fails the step unless allowed. A format, or {format, allow-failures, max-failures}.")
+}
+
+// decodeResults reads the option from n's `results` child; ok is false
+// after an error.
+func decodeResults(dc *engine.DecodeContext, n *yaml.Node) (spec *resultsSpec, ok bool) {
+	c := dc.Child(n, "results")
+	if c == nil {
+		return nil, true
+	}
+	s := &resultsSpec{}
+	if c.Kind == yaml.ScalarNode {
+		s.Format = c.Value
+	} else if !dc.Decode(c, s) {
+		return nil, false
+	}
+	if _, err := results.New(s.Format, results.Limits{}); err != nil {
+		dc.Errorf(c, "results", "%v", err)
+		return nil, false
+	}
+	s.policy.AllowFailures = stringList(s.AllowFailures)
+	s.policy.MaxFailures = int(s.MaxFailures.Value)
+	return s, true
+}
+
+// parser starts a parser for the step's output.
+func (s *resultsSpec) parser() results.Parser {
+	p, _ := results.New(s.Format, results.Limits{})
+	return p
+}
+
+// judge records the cases in the step's result, logs a summary and
+// returns the verdict and the step's error: none when every failing case
+// is allowed or within max-failures, else a failure naming them.
+func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.TestCase) (*results.Verdict, error) {
+	v := results.Judge(cases, s.policy)
+	r.Tests(ctx, cases)
+	if len(cases) == 0 {
+		return v, diag.Failf("no %s test results found", s.Format)
+	}
+	r.Logf(ctx, "%s", v.Summary())
+	logged := 0
+	var walk func(list []*engine.TestCase, prefix string)
+	walk = func(list []*engine.TestCase, prefix string) {
+		for _, c := range list {
+			path := c.Name
+			if prefix != "" {
+				path = prefix + "/" + c.Name
+			}
+			if len(c.Children) > 0 {
+				walk(c.Children, path)
+				// A suite that failed because a subtest did is not news.
+				if c.Status == results.Pass || c.Status == results.Skip || failingIn(c.Children) {
+					continue
+				}
+			}
+			if c.Status == results.Pass {
+				continue
+			}
+			if logged++; logged <= 20 {
+				st := c.Status
+				if c.Allowed {
+					st += " (allowed)"
+				}
+				msg := ""
+				if c.Message != "" {
+					msg = ": " + firstLineOf(c.Message)
+				}
+				r.Logf(ctx, "  %-5s %s%s", st, path, msg)
+			}
+		}
+	}
+	walk(cases, "")
+	if logged > 20 {
+		r.Logf(ctx, "  ... and %d more", logged-20)
+	}
+	if !v.OK(s.policy) {
+		names := v.Failed
+		more := ""
+		if len(names) > 5 {
+			names, more = names[:5], fmt.Sprintf(" and %d more", len(v.Failed)-5)
+		}
+		what := "test case failed"
+		if len(v.Failed) > 1 {
+			what = "test cases failed"
+		}
+		limit := ""
+		if s.policy.MaxFailures > 0 {
+			limit = fmt.Sprintf(" (max-failures %d)", s.policy.MaxFailures)
+		}
+		return v, diag.Failf("%d %s%s: %s%s", len(v.Failed), what, limit, strings.Join(names, ", "), more)
+	}
+	return v, nil
+}
+
+func failingIn(list []*engine.TestCase) bool {
+	for _, c := range list {
+		if c.Status == results.Fail || c.Status == results.Error || failingIn(c.Children) {
+			return true
+		}
+	}
+	return false
+}
+
+func firstLineOf(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	return s
+}
+
+// markerFilter passes on the lines of a console stream between the begin
+// marker line and the end marker (the output of one command run by
+// runShell), so a results parser sees the command's output as it comes and
+// neither the typed command nor the prompt.
+type markerFilter struct {
+	begin, end string
+	w          io.Writer
+	line       []byte
+	state      int // 0 before the begin marker, 1 inside, 2 done
+}
+
+// maxFilterLine bounds the line the filter holds; a longer one is passed
+// on in pieces (the parser cuts it anyway).
+const maxFilterLine = 64 << 10
+
+func (f *markerFilter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && f.state < 2 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.line = append(f.line, p...)
+			f.spill()
+			break
+		}
+		f.line = append(f.line, p[:i]...)
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), true)
+		f.line = f.line[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// spill passes on most of an overlong partial line, keeping enough to
+// find an end marker split across writes.
+func (f *markerFilter) spill() {
+	if len(f.line) <= maxFilterLine {
+		return
+	}
+	keep := len(f.end)
+	if f.state == 1 {
+		if i := strings.Index(string(f.line), f.end); i >= 0 {
+			f.handle(string(f.line), false)
+			f.line = f.line[:0]
+			return
+		}
+		_, _ = f.w.Write(f.line[:len(f.line)-keep])
+	}
+	f.line = append(f.line[:0], f.line[len(f.line)-keep:]...)
+}
+
+func (f *markerFilter) handle(line string, newline bool) {
+	switch f.state {
+	case 0:
+		// The marker's line (what the typed command line echoes holds the
+		// marker split in two, so it never matches).
+		if strings.HasSuffix(line, f.begin) {
+			f.state = 1
+		}
+	case 1:
+		if i := strings.Index(line, f.end); i >= 0 {
+			if i > 0 {
+				_, _ = io.WriteString(f.w, line[:i]+"\n")
+			}
+			f.state = 2
+			return
+		}
+		if newline {
+			line += "\n"
+		}
+		_, _ = io.WriteString(f.w, line)
+	}
+}
+
+// Close passes on a last partial line (the board died in the middle of it).
+func (f *markerFilter) Close() {
+	if f.state == 1 && len(f.line) > 0 {
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), false)
+	}
+	f.line = nil
+}
