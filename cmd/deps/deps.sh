@@ -38,6 +38,7 @@ MAP=(
   "hyperfine hyperfine"
   "curl curl"
   "tmux tmux"
+  "chromium chromium"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(
