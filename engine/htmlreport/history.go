@@ -22,6 +22,7 @@ type histRun struct {
 	Href   template.URL // its report.html, relative to the page
 	Label  string
 	Start  string
+	N      int
 	Status string
 }
 
@@ -110,7 +111,8 @@ func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []str
 	outDir, _ := filepath.Abs(filepath.Dir(out))
 	plans := map[string]bool{}
 	var planNames []string
-	for _, r := range runs {
+	for i, r := range runs {
+		r.N = i + 1
 		r.Status = r.Res.Status
 		r.Start = r.Res.Start.Local().Format("2006-01-02 15:04")
 		r.Label = r.Res.Start.Local().Format("01-02 15:04")
@@ -230,7 +232,7 @@ func buildSeries(runs []*histRun) []*series {
 
 // plot draws the series as an SVG line chart: runs along x, seconds up y.
 func plot(runs []*histRun, ss []*series) template.HTML {
-	const W, H, left, right, top, bottom = 960.0, 380.0, 56.0, 16.0, 14.0, 58.0
+	const W, H, left, right, top, bottom = 960.0, 390.0, 96.0, 24.0, 14.0, 72.0
 	maxY := 0.0
 	for _, s := range ss {
 		for _, v := range s.Secs {
@@ -263,7 +265,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 		if i%every != 0 && i != n-1 {
 			continue
 		}
-		fmt.Fprintf(&b, `<text class="xl" transform="translate(%.1f %.1f) rotate(-35)">%s</text>`, x(i), H-bottom+14, template.HTMLEscapeString(r.Label))
+		fmt.Fprintf(&b, `<text class="xl" transform="translate(%.1f %.1f) rotate(-35)">%s</text>`, x(i), H-bottom+14, template.HTMLEscapeString(fmt.Sprintf("#%d %s", r.N, r.Label)))
 	}
 	for si, s := range ss {
 		hidden := ""
@@ -296,7 +298,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),
-				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(runs[i].Start), FormatSeconds(v), s.Status[i])
+				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), s.Status[i])
 		}
 		b.WriteString(`</g>`)
 	}
