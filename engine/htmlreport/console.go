@@ -19,7 +19,6 @@ import (
 // of jsplan's own start with "### ", a step's start with "### step IDX: NAME".
 var (
 	headerRe = regexp.MustCompile(`^# jsplan console log: .*started (\S+)\s*$`)
-	stampRe  = regexp.MustCompile(`^\[ *(\d+\.\d+)\] ?`)
 	markerRe = regexp.MustCompile(`^### step (\S+): `)
 )
 
@@ -113,12 +112,11 @@ func logBase(path string, res *engine.Result) time.Time {
 			}
 			continue
 		}
-		m := stampRe.FindStringSubmatch(line)
-		if m == nil || first == "" || res.Steps[0].Start.IsZero() {
+		if first == "" || res.Steps[0].Start.IsZero() {
 			continue
 		}
-		if mm := markerRe.FindStringSubmatch(line[len(m[0]):]); mm != nil && mm[1] == first {
-			secs, _ := strconv.ParseFloat(m[1], 64)
+		secs, text, note := parseLine(line, -1)
+		if mm := markerRe.FindStringSubmatch(text); note && secs >= 0 && mm != nil && mm[1] == first {
 			return res.Steps[0].Start.Add(-time.Duration(secs * float64(time.Second)))
 		}
 	}
@@ -128,17 +126,21 @@ func logBase(path string, res *engine.Result) time.Time {
 	return res.Start
 }
 
-// parseLine splits a log line into its time and text.
+// parseLine splits a log line, `[%9.3f] text`, into its time and text
+// (by hand: the regexp costs more than the rest of the page for long logs).
 func parseLine(raw string, prevT float64) (t float64, text string, note bool) {
-	m := stampRe.FindStringSubmatch(raw)
-	if m == nil {
+	end := strings.IndexByte(raw, ']')
+	if len(raw) < 3 || raw[0] != '[' || end < 0 {
 		return prevT, raw, false
 	}
-	t, err := strconv.ParseFloat(m[1], 64)
+	t, err := strconv.ParseFloat(strings.TrimLeft(raw[1:end], " "), 64)
 	if err != nil {
-		t = prevT
+		return prevT, raw, false
 	}
-	text = raw[len(m[0]):]
+	text = raw[end+1:]
+	if strings.HasPrefix(text, " ") {
+		text = text[1:]
+	}
 	return t, text, strings.HasPrefix(text, "### ")
 }
 
@@ -187,7 +189,7 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string) 
 		}
 		t, body, note := parseLine(text, prevT)
 		prevT = t
-		if note {
+		if note && strings.HasPrefix(body, "### step ") {
 			if m := markerRe.FindStringSubmatch(body); m != nil {
 				if sp := byIdx[m[1]]; sp != nil {
 					owner = sp
