@@ -391,8 +391,8 @@ func TestReportInBrowser(t *testing.T) {
 					t.Fatal(err)
 				}
 				opened, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`(() => {
-  const s = document.getElementById('con-` + login + `');
-  return !!s && s.open && location.hash === '#con-` + login + `' && s.querySelectorAll('.l').length > 0;
+  const s = document.getElementById('con-`+login+`');
+  return !!s && s.open && location.hash === '#con-`+login+`' && s.querySelectorAll('.l').length > 0;
 })()`))
 				if err != nil || !opened {
 					t.Errorf("clicking the bar of step %s did not open its console section (%v)", login, err)
