@@ -44,8 +44,8 @@ func applyCommand() *cli.Command {
 		Description: "Validates the plan, locks a matching board (waiting while it is busy), runs the steps and\n" +
 			"then the finally steps, which always run: after a failure, a timeout or SIGINT/SIGTERM (a\n" +
 			"second signal cuts finally short). The artifacts directory receives console.log,\n" +
-			"report.json, junit.xml, report.html, plan.rendered.yaml and collected files, also when the run\n" +
-			"fails.\n\n" +
+			"report.json, junit.xml, report.html (open it in a browser), plan.rendered.yaml and\n" +
+			"collected files, also when the run fails.\n\n" +
 			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
 			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
 		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
