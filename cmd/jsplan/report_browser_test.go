@@ -277,6 +277,9 @@ func TestReportInBrowser(t *testing.T) {
 		{"failing", demoRun(t, e, "failing", "")},
 	}
 	if d := os.Getenv("JSPLAN_DEMO_ARTIFACTS"); d != "" { // e.g. out/artifacts after make demo
+		if !filepath.IsAbs(d) { // relative to the repository's root, where make runs
+			d = filepath.Join("..", "..", d)
+		}
 		abs, _ := filepath.Abs(d)
 		runs = append(runs, struct{ name, art string }{"demo", abs})
 	}
