@@ -138,6 +138,10 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 	if !regexp.MustCompile(`(?s)<li class="tc t-fail"><span class="tstat">fail</span> <span class="muted">kunit:</span> example.*<ul class="tcs">.*t-pass.*example_simple_test.*t-skip.*t-fail.*example_fail_test`).MatchString(page) {
 		t.Errorf("test cases not rendered as a nested list")
 	}
+	// Retries show on the bar, and hovering tells the details.
+	if !strings.Contains(page, `title="1.2 log in (wait-for-login): passed, 2.0s from &#43;2.0s, 2 attempts"`) || !strings.Contains(page, "↻2") {
+		t.Errorf("the retried step's bar does not show its attempts")
+	}
 	// Header facts.
 	for _, w := range []string{"v1.2.3", strings.Repeat("ab", 32), "out/img.raw", "--set &#39;password=***&#39;", "rig-3"} {
 		if !strings.Contains(page, w) {
