@@ -149,8 +149,8 @@ const slack = 0.002
 
 // indexConsole reads the log once: it assigns each line to the innermost
 // step running when it was printed (a step's marker line starts it) and
-// records the lines that hold a highlighted text.
-func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string) *consoleIndex {
+// records the lines of the failing step that hold a highlighted text.
+func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, failure *stepSpan) *consoleIndex {
 	ci := &consoleIndex{marks: map[int]bool{}}
 	br := bufio.NewReaderSize(r, 256<<10)
 	var cur *segment
@@ -207,7 +207,7 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string) 
 		cur.last = n
 		cur.byteSize += size
 		for _, h := range highlights {
-			if strings.Contains(body, h) {
+			if failure != nil && owner == failure && strings.Contains(body, h) {
 				ci.marks[n] = true
 				break
 			}

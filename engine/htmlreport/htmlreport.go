@@ -381,12 +381,19 @@ func ticks(total float64) []tick {
 }
 
 // quoted returns the Go-quoted strings in an error message ("console
-// printed %q", "expected %q"): the texts to highlight in the console.
+// printed %q", "the console last printed: %q"), line by line: the texts to
+// highlight in the failing step's console.
 func quoted(msg string) []string {
 	var out []string
 	for _, m := range quotedRe.FindAllString(msg, -1) {
-		if s, err := strconv.Unquote(m); err == nil && len(strings.TrimSpace(s)) >= 3 && !strings.Contains(s, "\n") {
-			out = append(out, s)
+		s, err := strconv.Unquote(m)
+		if err != nil {
+			continue
+		}
+		for _, l := range strings.Split(s, "\n") {
+			if l = strings.TrimSpace(strings.TrimRight(l, "\r")); len(l) >= 3 {
+				out = append(out, l)
+			}
 		}
 	}
 	return out
@@ -410,7 +417,7 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 	if p.Failure != nil {
 		failure = p.Failure.span
 	}
-	ci := indexConsole(f, byIdx, highlights)
+	ci := indexConsole(f, byIdx, highlights, failure)
 	keep := ci.keepPlan(opt.ConsoleBudget, failure)
 	p.Console.Lines, p.Console.Bytes = ci.lines, ci.size
 	rowOf := map[*stepSpan]*row{}

@@ -90,6 +90,7 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 		0.5, "### step 1: boot",
 		0.5, "### step 1.1: power on",
 		0.6, "relay clicks",
+		0.7, "Kernel panic notifier registered",
 		1.0, "### step 1.2: log in",
 		1.2, "login: attempt one",
 		2.0, "### step 1.2: log in",
@@ -115,6 +116,10 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 				t.Errorf("section %s lacks %q:\n%s", id, w, s)
 			}
 		}
+	}
+	// Only the failing step's lines are highlighted.
+	if s := sectionHTML(t, page, "con-1.1"); !strings.Contains(s, "Kernel panic notifier registered") || strings.Contains(s, "<mark>") {
+		t.Errorf("a line outside the failing step is highlighted:\n%s", s)
 	}
 	// The earlier attempt of 1.2 has its own section; the group's tail
 	// line is back with the group.
