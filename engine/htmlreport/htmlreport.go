@@ -238,7 +238,11 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 		highlights = quoted(p.Failure.Error)
 	}
 	p.Console.HighlightTexts = highlights
-	if err := p.console(conPath, byIdx, order, highlights, &opt); err != nil {
+	if len(order) == 0 {
+		// The run never started (a busy board): a console.log here is an
+		// older run's.
+		p.Console.Missing = "the run did not start"
+	} else if err := p.console(conPath, byIdx, order, highlights, &opt); err != nil {
 		p.Console.Missing = err.Error()
 	}
 	p.Files, p.FilesLeft = listFiles(dir, &opt)

@@ -232,8 +232,17 @@ func TestRedactOption(t *testing.T) {
 // Without console.log the page still shows the steps and says why.
 func TestNoConsole(t *testing.T) {
 	page := render(t, t.TempDir(), sampleResult(), Options{})
-	if !strings.Contains(page, "no console.log in the artifacts") || !strings.Contains(page, `id="con-2"`) {
+	if !strings.Contains(page, "No console: no console.log in the artifacts.") || !strings.Contains(page, `id="con-2"`) {
 		t.Errorf("page without a console log:\n%s", page)
+	}
+	// A run that never started shows no console, not an older run's.
+	dir := t.TempDir()
+	writeLog(t, dir, 0.5, "### step 1: boot", 0.6, "an older run's line")
+	res := &engine.Result{Plan: "nightly", Board: "rig-3", Status: engine.StatusError, Start: t0,
+		Error: "board rig-3 is busy", Summary: "error: the run did not start (board rig-3 is busy)"}
+	page = render(t, dir, res, Options{})
+	if strings.Contains(page, "an older run") || !strings.Contains(page, "No console: the run did not start.") || !strings.Contains(page, "board rig-3 is busy") {
+		t.Errorf("page of a run that did not start:\n%s", page)
 	}
 }
 
