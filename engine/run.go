@@ -374,6 +374,9 @@ func (r *Run) Image(ctx context.Context, img Image) {
 		img.Step = sr.Index
 	}
 	img.Path = r.secrets.String(img.Path)
+	if r.res == nil {
+		return
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.res.Images = append(r.res.Images, img)
