@@ -517,7 +517,7 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		}
 		t, text, note := parseLine(raw, prevT)
 		prevT = t
-		text = opt.redact(text)
+		text = cleanLine(opt.redact(text))
 		it := item{N: n, T: strconv.FormatFloat(t, 'f', 3, 64), Note: note, Segs: []textSeg{{Text: text}}}
 		if ci.marks[n] {
 			it.Segs = markText(text, highlights)
@@ -567,6 +567,24 @@ func (p *page) addEmptySections(seen map[*stepSpan]bool, order []*stepSpan) {
 			seen[sp] = true
 		}
 	}
+}
+
+// ansiRe matches terminal escape sequences (colours, cursor moves, titles).
+var ansiRe = regexp.MustCompile(`\x1b(\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|[@-Z\\-_])`)
+
+// cleanLine makes a console line fit to show: valid UTF-8, without
+// terminal escapes and control characters (tabs stay).
+func cleanLine(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if strings.IndexByte(s, 0x1b) >= 0 {
+		s = ansiRe.ReplaceAllString(s, "")
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 && r != '\t' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 // markText splits text around the highlighted strings.

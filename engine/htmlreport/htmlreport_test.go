@@ -89,7 +89,7 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 		0.1, "U-Boot 2024.01",
 		0.5, "### step 1: boot",
 		0.5, "### step 1.1: power on",
-		0.6, "relay clicks",
+		0.6, "\x1b[1;32mrelay\x1b[0m clicks\x07",
 		0.7, "Kernel panic notifier registered",
 		1.0, "### step 1.2: log in",
 		1.2, "login: attempt one",
