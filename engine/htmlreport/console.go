@@ -45,20 +45,17 @@ type conLine struct {
 type segment struct {
 	step        *stepSpan
 	first, last int // line numbers, inclusive; first > last when empty
-	byteSize    int64
 	startT      float64
 	earlier     bool // the step's lines from an attempt before the last
 }
 
 // consoleIndex is pass 1 over console.log: the segments and what to keep.
 type consoleIndex struct {
-	segs   []*segment
-	offs   []int64 // byte offset of each line (index n-1), and the file size last
-	lines  int
-	size   int64
-	base   time.Time // the log's start
-	marks  map[int]bool
-	header string
+	segs  []*segment
+	offs  []int64 // byte offset of each line (index n-1), and the file size last
+	lines int
+	size  int64
+	marks map[int]bool
 }
 
 // spans lays the steps of res out on the console's clock.
@@ -183,8 +180,7 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 		ci.offs = append(ci.offs, off)
 		off += size
 		text := string(bytes.TrimRight(raw, "\r\n"))
-		if n == 1 && strings.HasPrefix(text, "# ") {
-			ci.header = text
+		if n == 1 && strings.HasPrefix(text, "# ") { // the header
 			continue
 		}
 		t, body, note := parseLine(text, prevT)
@@ -205,7 +201,6 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 			newSeg(owner, n, t)
 		}
 		cur.last = n
-		cur.byteSize += size
 		for _, h := range highlights {
 			if failure != nil && owner == failure && strings.Contains(body, h) {
 				ci.marks[n] = true

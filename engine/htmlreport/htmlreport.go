@@ -123,7 +123,6 @@ type page struct {
 	Title      string
 	Start      string
 	Duration   string
-	Host       string
 	Images     []imageInfo
 	Ticks      []tick
 	Grid       template.CSS // the ticks' spacing, for the grid lines
@@ -192,13 +191,12 @@ type textSeg struct {
 }
 
 type consoleInfo struct {
-	Lines, Shown   int
-	Bytes          int64
-	Cut            bool
-	LeftLines      int
-	LeftBytes      int64
-	Missing        string
-	HighlightTexts []string
+	Lines, Shown int
+	Bytes        int64
+	Cut          bool
+	LeftLines    int
+	LeftBytes    int64
+	Missing      string
 }
 
 type fileInfo struct {
@@ -227,7 +225,7 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 	conPath := filepath.Join(dir, ConsoleFile)
 	base := logBase(conPath, res)
 	byIdx, order := spans(res, base)
-	p.Rows, p.Failure = rows(res, order, byIdx, base, &opt)
+	p.Rows, p.Failure = rows(res, order, byIdx, &opt)
 	p.Ticks = ticks(timelineEnd(res, order))
 	if len(p.Ticks) > 1 {
 		p.Grid = template.CSS(fmt.Sprintf("--grid:%.3f%%", p.Ticks[1].Left))
@@ -237,7 +235,6 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 	if p.Failure != nil {
 		highlights = quoted(p.Failure.Error)
 	}
-	p.Console.HighlightTexts = highlights
 	if len(order) == 0 {
 		// The run never started (a busy board): a console.log here is an
 		// older run's.
@@ -274,7 +271,7 @@ func timelineEnd(res *engine.Result, order []*stepSpan) float64 {
 	return end
 }
 
-func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, base time.Time, opt *Options) ([]*row, *row) {
+func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt *Options) ([]*row, *row) {
 	total := timelineEnd(res, order)
 	// Steps that did not run sit where the main steps stopped.
 	var stopped float64
