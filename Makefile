@@ -41,8 +41,10 @@ demo: build
 	echo "== jsplan validate plans/"; ./$(BIN) validate plans; \
 	echo "== jsplan apply plans/examples/virtual-smoke.yaml (image id $$id)"; \
 	./$(BIN) apply plans/examples/virtual-smoke.yaml --set image=$(OUT)/demo.img --set image-id=$$id \
+	  --set sha256=$$(sha256sum $(OUT)/demo.img | cut -d' ' -f1) \
 	  --artifacts $(OUT)/artifacts --state-dir $(OUT)/state --lock-dir $(OUT)/locks; \
-	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30
+	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30; \
+	echo "== open $(OUT)/artifacts/report.html in a browser"
 
 test: deps deps-npm vet test-go test-usb test-tekton
 

@@ -106,6 +106,21 @@ type Result struct {
 	Seconds  float64       `json:"duration_seconds"`
 	Steps    []*StepResult `json:"steps"`
 	Finally  []*StepResult `json:"finally,omitempty"`
+
+	// What ran, for the report's header: the jsplan version, its command
+	// line (secrets masked) and the images steps wrote to the board.
+	Version string  `json:"version,omitempty"`
+	Command string  `json:"command,omitempty"`
+	Images  []Image `json:"images,omitempty"`
+}
+
+// Image is an image a step wrote to the board's storage.
+type Image struct {
+	Step   string `json:"step"` // the step's index
+	Path   string `json:"path"`
+	Format string `json:"format,omitempty"`
+	Size   int64  `json:"size,omitempty"`   // decoded size in bytes
+	SHA256 string `json:"sha256,omitempty"` // of the image file, when it was checked
 }
 
 // Event is one entry of the run's event stream.
@@ -145,6 +160,9 @@ type RunConfig struct {
 	// ConsoleSilence is how long a console may stay silent after power on
 	// before the log says so (DefaultConsoleSilence if 0, never if < 0).
 	ConsoleSilence time.Duration
+	// Version and Command are copied into the Result (Command already
+	// masked).
+	Version, Command string
 }
 
 // DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
@@ -159,6 +177,7 @@ type Run struct {
 	cancel  context.CancelCauseFunc
 	mu      sync.Mutex
 	secrets *redact.Redactor
+	res     *Result
 }
 
 type ctxKey int
@@ -180,9 +199,9 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	if cfg.ConsoleSilence == 0 {
 		cfg.ConsoleSilence = DefaultConsoleSilence
 	}
-	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor}
 	p := cfg.Plan
-	res := &Result{Plan: p.Name, File: p.File, Start: time.Now()}
+	res := &Result{Plan: p.Name, File: p.File, Start: time.Now(), Version: cfg.Version, Command: cfg.Command}
+	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor, res: res}
 	if cfg.Board != nil {
 		res.Board = cfg.Board.Spec.Name
 	}
@@ -420,6 +439,21 @@ func (r *Run) Secret(v string) {
 // SecretForms also masks fn(v) for every secret v known so far: the form a
 // step writes a secret in, e.g. quoted for a shell (see redact.AddForms).
 func (r *Run) SecretForms(fn func(string) string) { r.secrets.AddForms(fn) }
+
+// Image records an image the current step wrote to the board, for the
+// report's header.
+func (r *Run) Image(ctx context.Context, img Image) {
+	if sr, ok := ctx.Value(resultKey).(*StepResult); ok {
+		img.Step = sr.Index
+	}
+	img.Path = r.secrets.String(img.Path)
+	if r.res == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Images = append(r.res.Images, img)
+}
 
 // Redact masks secrets in s.
 func (r *Run) Redact(s string) string { return r.secrets.String(s) }

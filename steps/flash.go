@@ -110,6 +110,7 @@ func writeImage(ctx context.Context, r *engine.Run, target string, a *flashActio
 		}
 		return "", &diag.ClassError{C: diag.Infra, Err: err}
 	}
+	r.Image(ctx, engine.Image{Path: a.Image, Format: res.Format, Size: res.ImageSize, SHA256: res.SHA256})
 	msg := fmt.Sprintf("wrote %s image (%s) to %s: %d of %d bytes in %s (%.0f MB/s)", res.Format,
 		humanBytes(res.ImageSize), target, res.BytesWritten, res.ImageSize, res.Duration.Round(time.Millisecond),
 		float64(res.ImageSize)/1e6/max(res.Duration.Seconds(), 1e-6))

@@ -39,6 +39,7 @@ MAP=(
   "curl curl"
   "tmux tmux"
   "pytest-3 python3-pytest"
+  "chromium chromium"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(

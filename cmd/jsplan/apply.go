@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/htmlreport"
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/engine/report"
 )
@@ -40,7 +42,8 @@ func applyCommand() *cli.Command {
 		Description: "Validates the plan, locks a matching board (waiting while it is busy), runs the steps and\n" +
 			"then the finally steps, which always run: after a failure, a timeout or SIGINT/SIGTERM (a\n" +
 			"second signal cuts finally short). The artifacts directory receives console.log,\n" +
-			"report.json, junit.xml, plan.rendered.yaml and collected files, also when the run fails.\n\n" +
+			"report.json, junit.xml, report.html (open it in a browser), plan.rendered.yaml and\n" +
+			"collected files, also when the run fails.\n\n" +
 			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
 			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
 		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
@@ -120,7 +123,7 @@ func apply(c *cli.Context) error {
 	})
 	if err != nil {
 		code := failureCode(ctx, err)
-		writeFailure(artifacts, res, err, code)
+		writeFailure(artifacts, res, err, code, red)
 		return exit(code, "%v", err)
 	}
 	defer lk.Release()
@@ -139,7 +142,7 @@ func apply(c *cli.Context) error {
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
-	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
+	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
 	clog := console.NewLog(clogFile, start, red)
 
 	var result *engine.Result
@@ -153,19 +156,20 @@ func apply(c *cli.Context) error {
 		clog.Close()
 		clogFile.Close()
 		code := diag.Infra.ExitCode()
-		writeFailure(artifacts, res, err, code)
+		writeFailure(artifacts, res, err, code, red)
 		return exit(code, "%v", err)
 	}
 	result = engine.Execute(ctx, engine.RunConfig{
 		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
 		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog,
+		Version: buildVersion(), Command: commandLine(red),
 	})
 	if err := board.Close(); err != nil {
 		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String("closing the board: " + err.Error())})
 	}
 	clog.Close()
 	clogFile.Close()
-	if err := writeReports(artifacts, result); err != nil {
+	if err := writeReports(artifacts, result, red); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
 	}
 	if format == "text" {
@@ -177,23 +181,52 @@ func apply(c *cli.Context) error {
 	return nil
 }
 
-func writeReports(dir string, r *engine.Result) error {
+// writeReports writes report.json, junit.xml and report.html.
+func writeReports(dir string, r *engine.Result, red *redact.Redactor) error {
 	if err := report.WriteJSON(filepath.Join(dir, "report.json"), r); err != nil {
 		return err
 	}
-	return report.WriteJUnit(filepath.Join(dir, "junit.xml"), r)
+	if err := report.WriteJUnit(filepath.Join(dir, "junit.xml"), r); err != nil {
+		return err
+	}
+	return htmlreport.Write(dir, r, htmlreport.Options{Redact: red.String})
+}
+
+// invocation is the command line jsplan was started with.
+var invocation []string
+
+// commandLine is the command line as a shell would take it, secrets masked.
+func commandLine(red *redact.Redactor) string {
+	var b strings.Builder
+	for i, a := range invocation {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(shellQuote(red.String(a)))
+	}
+	return b.String()
+}
+
+func shellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("_@%+=:,./-", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // writeFailure records a run that never started (board busy, board failed
 // to open), so CI still finds a report.
-func writeFailure(dir string, res *resolved, err error, code int) {
+func writeFailure(dir string, res *resolved, err error, code int, red *redact.Redactor) {
 	r := &engine.Result{Plan: res.plan.Name, File: res.plan.File, Board: res.board.Name, Status: engine.StatusError,
-		Class: diag.Infra.String(), Error: err.Error(), ExitCode: code, Start: time.Now()}
+		Class: diag.Infra.String(), Error: red.String(err.Error()), ExitCode: code, Start: time.Now(),
+		Version: buildVersion(), Command: commandLine(red)}
 	if code >= 128 {
 		r.Status = engine.StatusInterrupted
 	}
 	r.Summary = fmt.Sprintf("%s: the run did not start (%s)", r.Status, err)
-	_ = writeReports(dir, r)
+	_ = writeReports(dir, r, red)
 }
 
 func defaultStateDir() string {

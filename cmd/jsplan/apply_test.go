@@ -187,6 +187,10 @@ func TestApplyFailingStep(t *testing.T) {
 	if len(failed) != 1 || !strings.Contains(failed[0], "bad command") {
 		t.Errorf("junit <failure> on %v, want the bad command", failed)
 	}
+	page := readPage(t, e.art, "failed")
+	if !strings.Contains(page, `<a class="tlrow st-failed failure" href="#con-3"`) || !strings.Contains(page, `<details id="con-3" class="sec st-failed failure" open`) {
+		t.Errorf("report.html does not mark the failing step 3 and open its console")
+	}
 }
 
 func TestApplySIGTERM(t *testing.T) {
@@ -236,6 +240,9 @@ func TestApplySIGTERM(t *testing.T) {
 	}
 	if j.Suites[0].Errors != 1 {
 		t.Errorf("junit errors %d, want 1 (the interrupted step)", j.Suites[0].Errors)
+	}
+	if page := readPage(t, e.art, "interrupted"); !strings.Contains(page, `<details id="con-4" class="sec st-interrupted failure" open`) {
+		t.Errorf("report.html does not open the interrupted step")
 	}
 }
 
@@ -484,7 +491,7 @@ finally:
 					t.Errorf("quoted form %q found in %v", quoted, hits)
 				}
 			}
-			for _, f := range []string{"console.log", "report.json", "files/token.txt", "plan.rendered.yaml"} {
+			for _, f := range []string{"console.log", "report.json", "report.html", "files/token.txt", "plan.rendered.yaml"} {
 				if b, _ := os.ReadFile(filepath.Join(e.art, f)); !strings.Contains(string(b), "***") {
 					t.Errorf("%s has no *** mask", f)
 				}
@@ -519,6 +526,9 @@ func TestApplyLockWaitExceeded(t *testing.T) {
 		t.Errorf("report: status %q exit %d error %q", rep.Status, rep.ExitCode, rep.Error)
 	}
 	readJUnit(t, e.art)
+	if page := readPage(t, e.art, "error"); !strings.Contains(page, "the-holder") {
+		t.Errorf("report.html does not say why the run did not start")
+	}
 }
 
 func TestApplyJSONOutput(t *testing.T) {

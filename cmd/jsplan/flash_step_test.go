@@ -50,6 +50,11 @@ finally:
 	if err != nil || !bytes.Equal(disk, raw) {
 		t.Fatalf("the board's storage does not hold the decompressed image (%d vs %d bytes, %v)", len(disk), len(raw), err)
 	}
+	// The report names the image, its format and the checked sum.
+	if rep := readReport(t, art); len(rep.Images) != 1 || rep.Images[0].Path != img+".zst" || rep.Images[0].Format != "zstd" ||
+		rep.Images[0].SHA256 != hex.EncodeToString(sum[:]) || rep.Images[0].Step != "2" || rep.Images[0].Size != int64(len(raw)) {
+		t.Errorf("report images: %+v", rep.Images)
+	}
 	bad := strings.Repeat("0", 64)
 	art2 := filepath.Join(e.dir, "a2")
 	r = e.run(e.applyArgs(plan, art2, "--set", "image="+img+".zst", "--set", "sha="+bad)...)

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 
 	"github.com/urfave/cli/v2"
 
@@ -34,12 +35,43 @@ func exit(code int, format string, args ...any) error {
 	return &exitError{code: code, msg: fmt.Sprintf(format, args...)}
 }
 
+// buildVersion is version, or, for a plain `go build`, the commit it was
+// built from (as the Go toolchain records it).
+func buildVersion() string {
+	if version != "dev" {
+		return version
+	}
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return version
+	}
+	rev, dirty := "", false
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			rev = s.Value
+		case "vcs.modified":
+			dirty = s.Value == "true"
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev == "" {
+		return version
+	}
+	if dirty {
+		rev += "-dirty"
+	}
+	return "dev-" + rev
+}
+
 func newApp(stdout, stderr io.Writer) *cli.App {
 	setFlag.Value = &wholeValues{} // each run collects its own --set values
 	return &cli.App{
 		Name:    "jsplan",
 		Usage:   "validate and run declarative hardware-in-the-loop test plans",
-		Version: version,
+		Version: buildVersion(),
 		Description: "A plan (YAML) lists typed steps: power, flash, wait-for-login, console, run, ansible, collect, ...\n" +
 			"jsplan validates plans against its JSON Schema and runs them through drivers on a board from an inventory.\n\n" +
 			"Exit status: 0 passed/valid, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error,\n" +
@@ -57,6 +89,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			consoleCommand(),
 			powerCommand(),
 			lockCommand(),
+			reportCommand(),
 		},
 		OnUsageError: usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
@@ -88,6 +121,7 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	invocation = args
 	app := newApp(stdout, stderr)
 	setUsageErrors(app.Commands)
 	err := app.Run(hoistFlags(app, args))

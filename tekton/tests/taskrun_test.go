@@ -198,12 +198,12 @@ func TestCatalogTestRun(t *testing.T) {
 	res := e.run(t)
 	checkResults(t, res, 0, "passed", "passed: ")
 	art := res.Workspace["artifacts"]
-	for _, f := range []string{"jsplan.log", "console.log", "report.json", "junit.xml", "plan.rendered.yaml"} {
+	for _, f := range []string{"jsplan.log", "console.log", "report.json", "junit.xml", "report.html", "plan.rendered.yaml"} {
 		if _, err := os.Stat(filepath.Join(art, f)); err != nil {
 			t.Errorf("artifacts: %v", err)
 		}
 	}
-	if st, sum := report(t, art); st != "passed" || sum != res.Results["summary"] {
+	if st, sum := report(t, art); st != "passed" || sum+pagePointer != res.Results["summary"] {
 		t.Errorf("report.json: status %q summary %q; the summary result is %q", st, sum, res.Results["summary"])
 	}
 	if n, f, e := junit(t, art); n == 0 || f != 0 || e != 0 {
@@ -282,16 +282,19 @@ func TestParamsAndExtraArgs(t *testing.T) {
 }
 
 // The summary result is jsplan's summary from report.json, JSON escapes
-// undone.
+// undone, and where to find report.html.
 func TestSummaryFromReport(t *testing.T) {
 	text := strings.Repeat(`<&>"x\\`, 20)
 	e, art := plansEmulation(t, map[string]any{"plan": "longfail.yaml", "board": "sim-1", "params": []string{"text=" + text}})
 	res := e.run(t)
 	checkResults(t, res, 1, "failed", "failed: ")
-	if _, sum := report(t, art); sum != res.Results["summary"] {
-		t.Errorf("summary result\n%q\nreport.json summary\n%q", res.Results["summary"], sum)
+	if _, sum := report(t, art); sum+pagePointer != res.Results["summary"] {
+		t.Errorf("summary result\n%q\nreport.json summary and the pointer to report.html\n%q", res.Results["summary"], sum+pagePointer)
 	}
 }
+
+// pagePointer ends the summary when the artifacts workspace holds report.html.
+const pagePointer = " (details: report.html in the artifacts)"
 
 // A very long message is cut to 400 characters, not bytes, so that the
 // results fit the termination message and stay valid UTF-8.
