@@ -19,6 +19,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/diag"
 )
 
@@ -145,8 +146,9 @@ func (a *collectAction) write(root *os.Root, src string, data []byte) error {
 	if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return diag.Failf("collect %s: %v", src, err)
 	}
-	// os.Root refuses symlinks and .. that lead out of the directory.
-	if err := root.WriteFile(name, data, 0o644); err != nil {
+	// os.Root refuses symlinks and .. that lead out of the directory; a
+	// planted link is replaced, not written through.
+	if err := artifact.WriteFileIn(root, name, data); err != nil {
 		return diag.Failf("collect %s: %v", src, err)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/lock"
@@ -158,7 +159,7 @@ func apply(c *cli.Context) error {
 
 	// Console log, open from the first byte.
 	start := time.Now()
-	clogFile, err := os.Create(filepath.Join(artifacts, "console.log"))
+	clogFile, err := artifact.Create(artifacts, "console.log")
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
@@ -185,7 +186,7 @@ func apply(c *cli.Context) error {
 	board, err := engine.OpenBoard(ctx, res.board, env)
 	// Rendered once the drivers have registered their secrets (a board's
 	// password), so those are masked too.
-	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), engine.YAML(maskNode(engine.Render(res.plan, res.board), red)), 0o644)
+	_ = artifact.WriteFile(artifacts, "plan.rendered.yaml", engine.YAML(maskNode(engine.Render(res.plan, res.board), red)))
 	if err != nil {
 		clog.Close()
 		clogFile.Close()
