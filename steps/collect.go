@@ -18,8 +18,8 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/procguard"
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/diag"
 )
 
@@ -146,9 +146,8 @@ func (a *collectAction) write(root *os.Root, src string, data []byte) error {
 	if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 		return diag.Failf("collect %s: %v", src, err)
 	}
-	// os.Root refuses symlinks and .. that lead out of the directory; a
-	// planted link is replaced, not written through.
-	if err := artifact.WriteFileIn(root, name, data); err != nil {
+	// os.Root refuses symlinks and .. that lead out of the directory.
+	if err := root.WriteFile(name, data, 0o644); err != nil {
 		return diag.Failf("collect %s: %v", src, err)
 	}
 	return nil
@@ -318,6 +317,8 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 // standard output. A failure carries ssh's or the command's error output.
 func sshRun(ctx context.Context, ep drivers.Endpoint, dest, command string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, command)...)
+	cmd.SysProcAttr = procguard.SysProcAttr(false)
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jsplan/jsplan/engine/lock"
 )
@@ -62,4 +65,97 @@ func TestApplyArtifactsSymlinksNotFollowed(t *testing.T) {
 		}
 	}
 	readReport(t, e.art)
+}
+
+// readPIDFile waits for a PID file a command writes and returns the process.
+func readPIDFile(t *testing.T, p *proc, file string) procInfo {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		b, err := os.ReadFile(file)
+		if pid, err2 := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && err2 == nil && strings.HasSuffix(string(b), "\n") {
+			f, comm, ok := statFields(pid)
+			if !ok || len(f) < 20 {
+				t.Fatalf("process %d of %s is already gone", pid, file)
+			}
+			return procInfo{pid: pid, start: f[19], comm: comm}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s never written\nstdout:\n%s\nstderr:\n%s", file, p.stdout(), p.stderrText())
+	return procInfo{}
+}
+
+// waitGone waits (bounded) until none of ps is alive and reports those that
+// still are.
+func waitGone(ps []procInfo) []procInfo {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var left []procInfo
+		for _, p := range ps {
+			if p.alive() {
+				left = append(left, p)
+			}
+		}
+		if len(left) == 0 || time.Now().After(deadline) {
+			return left
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Issue 11, item 12: after SIGKILL of jsplan, no process it started
+// survives: not a `local` command nor its background child, not the sim
+// board's shell nor its background job. Each records its own PID.
+func TestApplySIGKILLLeavesNoProcess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pids := t.TempDir()
+	pf := e.write("p.yaml", plan("killed",
+		"  - name: board job\n    run: sleep 1000 >/dev/null 2>&1 & echo $! > "+pids+"/board.pid\n"+
+			"  - name: host job\n    local:\n      command: 'sleep 1002 & echo $! > \"$D/local-bg.pid\"; echo $$ > \"$D/local.pid\"; exec sleep 1001'\n"+
+			"      env: {D: "+pids+"}\n",
+		powerOff))
+	p := e.start(e.applyArgs(pf, e.art)...)
+	p.waitRun("host job")
+	var ps []procInfo
+	for _, f := range []string{"board.pid", "local-bg.pid", "local.pid"} {
+		ps = append(ps, readPIDFile(t, p, filepath.Join(pids, f)))
+	}
+	all := append(descendants(p.pid()), ps...)
+	killLater(t, all)
+	if err := p.cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	p.wait()
+	if left := waitGone(all); len(left) > 0 {
+		t.Fatalf("processes outlived a SIGKILLed jsplan: %+v", left)
+	}
+	// The board is free and usable at once.
+	pf2 := e.write("p2.yaml", plan("after", "  - run: echo ok\n", powerOff))
+	if r := e.run(e.applyArgs(pf2, t.TempDir())...); r.code != 0 {
+		t.Fatalf("the next run: %s", r)
+	}
+}
+
+// Issue 11, item 13: a `local` command that leaves a background child
+// holding its output ends when the command ends; the child is killed.
+func TestApplyLocalBackgroundChildDoesNotHang(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pids := t.TempDir()
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: bg\nsteps:\n"+
+		"  - name: leaves a child\n    timeout: 60s\n    local:\n      command: 'sleep 1000 & echo $! > \"$D/bg.pid\"; echo started'\n"+
+		"      env: {D: "+pids+"}\n"+
+		"  - log: after\n")
+	r := e.run(e.applyArgs(pf, e.art)...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	b, _ := os.ReadFile(filepath.Join(pids, "bg.pid"))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if f, _, ok := statFields(pid); ok && f[0] != "Z" {
+		syscall.Kill(pid, syscall.SIGKILL)
+		t.Fatalf("the background child %d outlived its step", pid)
+	}
 }
