@@ -188,10 +188,17 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	if code != 0 {
 		out = r.Redact(out)
-		if f := ansibleFailures(out); len(f) > 0 {
-			return diag.Failf("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		// Status 4: a host was unreachable. The board's network could not
+		// be reached, as for collect over ssh: an infrastructure error
+		// (exit 3), not a test failure.
+		fail := diag.Failf
+		if code == 4 {
+			fail = diag.Infraf
 		}
-		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
+		if f := ansibleFailures(out); len(f) > 0 {
+			return fail("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		}
+		return fail("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
 	}
 	return nil
 }
