@@ -249,7 +249,7 @@ var loaderCases = []struct {
 			{line: 7, col: 14, summary: "timeout must be longer than 0"},
 			{line: 9, col: 23, summary: "retry.attempts 1000000000 is more than the limit of 100"},
 		},
-	},}
+	}}
 
 // writeFiles writes a case's files into a new directory and returns it.
 func writeFiles(t testing.TB, files map[string]string) string {
