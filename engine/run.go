@@ -137,6 +137,10 @@ type RunConfig struct {
 	// ConsoleLog receives the raw console bytes (already timestamped by
 	// the caller's console.Log); may be nil.
 	ConsoleLog *console.Log
+	// ConsoleWindow is the size of the console's match window: the
+	// longest text an expect or fail-on pattern can match
+	// (console.DefaultWindow if 0).
+	ConsoleWindow int
 }
 
 // Run is a plan being executed; steps reach the board through it.
@@ -321,7 +325,7 @@ func (r *Run) openConsole(ctx context.Context) {
 					fail = append(fail, p.Re)
 				}
 			}
-			opts := console.Options{FailOn: fail, OnFail: func(pattern, match string) {
+			opts := console.Options{Window: r.cfg.ConsoleWindow, FailOn: fail, OnFail: func(pattern, match string) {
 				r.cancel(diag.Fail(&console.FailOnError{Pattern: pattern, Text: match}))
 			}}
 			if r.cfg.ConsoleLog != nil {

@@ -57,6 +57,12 @@ func applyCommand() *cli.Command {
 				EnvVars: []string{"JSPLAN_STATE_DIR"}, DefaultText: "~/.local/state/jsplan"},
 			&cli.DurationFlag{Name: "finally-grace", Value: 5 * time.Minute,
 				Usage: "after an interruption or timeout, give finally steps this long", EnvVars: []string{"JSPLAN_FINALLY_GRACE"}},
+			&cli.Int64Flag{Name: "console-log-max", Value: console.DefaultLogMax,
+				Usage: "cap console.log at `BYTES`: past it, the middle is cut (a marker says how much) and the most recent output kept; 0: no cap",
+				EnvVars: []string{"JSPLAN_CONSOLE_LOG_MAX"}},
+			&cli.IntFlag{Name: "console-window", Value: console.DefaultWindow,
+				Usage: "the console match window in `BYTES`: the longest text an expect or fail-on pattern can match",
+				EnvVars: []string{"JSPLAN_CONSOLE_WINDOW"}},
 		},
 		Action: apply,
 	}
@@ -164,7 +170,11 @@ func apply(c *cli.Context) error {
 		return exit(3, "artifacts: %v", err)
 	}
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339))
-	clog := console.NewLog(clogFile, start, red.String)
+	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
+	if err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	clog := console.NewLog(capped, start, red.String)
 
 	stateDir := c.String("state-dir")
 	if stateDir == "" {
@@ -196,7 +206,7 @@ func apply(c *cli.Context) error {
 	}
 	result = engine.Execute(ctx, engine.RunConfig{
 		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
-		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog,
+		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog, ConsoleWindow: c.Int("console-window"),
 	})
 	if err := board.Close(); err != nil {
 		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String("closing the board: " + err.Error())})

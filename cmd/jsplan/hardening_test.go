@@ -159,3 +159,45 @@ func TestApplyLocalBackgroundChildDoesNotHang(t *testing.T) {
 		t.Fatalf("the background child %d outlived its step", pid)
 	}
 }
+
+// Issue 11, item 18: a console expect longer than the 4 KiB rescan overlap,
+// arriving in pieces, is found; fail-on the same.
+func TestApplyLongConsoleMatch(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	job := `(sleep 0.3; echo START; for i in $(seq 1 50); do printf '%0100d\n' $i; sleep 0.01; done; echo END) &`
+	pf := e.write("p.yaml", plan("long",
+		"  - run: \""+job+"\"\n"+
+			"  - name: long match\n    timeout: 30s\n    console: {expect: '(?s)START.*END'}\n", powerOff))
+	if r := e.run(e.applyArgs(pf, e.art)...); r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	pf = e.write("f.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: f\nfail-on: ['(?s)START.*END']\nsteps:\n"+
+		"  - power: on\n  - wait-for-login: {username: root, password: sim-password}\n"+
+		"  - run: \""+job+"\"\n  - name: waits\n    sleep: 60s\nfinally:\n"+powerOff)
+	r := e.run(e.applyArgs(pf, t.TempDir())...)
+	if r.code != 1 || !strings.Contains(r.stdout, "fail-on") {
+		t.Fatalf("want exit 1 by fail-on, got %s", r)
+	}
+}
+
+// Issue 11, item 20: console.log is capped (--console-log-max): the middle
+// of a chatty run is cut, with a marker, and the end of the run kept.
+func TestApplyConsoleLogCapped(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("chatty",
+		"  - run: \"seq 1 200000\"\n  - run: echo LAST-LINE\n", powerOff))
+	if r := e.run(e.applyArgs(pf, e.art, "--console-log-max", "100000")...); r.code != 0 {
+		t.Fatalf("want exit 0, got %s", r)
+	}
+	b, err := os.ReadFile(filepath.Join(e.art, "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	if len(b) > 100000 || !strings.HasPrefix(s, "# jsplan console log") || !strings.Contains(s, "bytes cut here") ||
+		!strings.Contains(s, "LAST-LINE") || !strings.Contains(s, "### step f.1") {
+		t.Fatalf("console.log (%d bytes) not capped as documented:\n%.400s", len(b), s)
+	}
+}
