@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/lock"
 )
 
@@ -199,5 +200,50 @@ func TestApplyConsoleLogCapped(t *testing.T) {
 	if len(b) > 100000 || !strings.HasPrefix(s, "# jsplan console log") || !strings.Contains(s, "bytes cut here") ||
 		!strings.Contains(s, "LAST-LINE") || !strings.Contains(s, "### step f.1") {
 		t.Fatalf("console.log (%d bytes) not capped as documented:\n%.400s", len(b), s)
+	}
+}
+
+// Issue 11, item 17: `exit` in a run command ends the login shell: the step
+// fails at once saying so (not after its timeout), later run steps fail
+// without typing into the login prompt, and wait-for-login recovers.
+func TestApplyRunEndsLoginShell(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("exit",
+		"  - name: ends the shell\n    timeout: 5m\n    continue-on-error: true\n    run: exit\n"+
+			"  - name: after\n    timeout: 5m\n    continue-on-error: true\n    run: echo typed-after\n"+
+			"  - wait-for-login: {username: root, password: sim-password}\n"+
+			"  - run: {command: 'echo back-$((40+2))', expect-output: back-42}\n", powerOff))
+	r := e.run(e.applyArgs(pf, e.art)...)
+	if r.code != 0 {
+		t.Fatalf("want exit 0 (failures ignored), got %s", r)
+	}
+	rep := readReport(t, e.art)
+	if s := rep.Steps[2]; s.Status != engine.StatusFailed || !strings.Contains(s.Error, "login prompt") || s.Seconds > 60 {
+		t.Errorf("the step that ran exit: %s %.1fs %q", s.Status, s.Seconds, s.Error)
+	}
+	if s := rep.Steps[3]; s.Status != engine.StatusFailed || !strings.Contains(s.Error, "shell is gone") {
+		t.Errorf("the next run step: %s %q", s.Status, s.Error)
+	}
+	clog, _ := os.ReadFile(filepath.Join(e.art, "console.log"))
+	if strings.Contains(string(clog), "typed-after") {
+		t.Errorf("a command was typed into the login prompt:\n%s", clog)
+	}
+}
+
+// Issue 11, item 20: the Ctrl-C probe that stops a timed-out command fits
+// in the step's timeout (it used to add up to 5 s).
+func TestApplyRunTimeoutNotOverrun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("overrun",
+		"  - name: ignores ctrl-c\n    timeout: 4s\n    run: sh -c \"trap '' INT; sleep 30\"\n", powerOff))
+	r := e.run(e.applyArgs(pf, e.art)...)
+	if r.code != 1 {
+		t.Fatalf("want exit 1, got %s", r)
+	}
+	s := readReport(t, e.art).Steps[2]
+	if !strings.Contains(s.Error, "timed out after 4s") || s.Seconds > 4.9 {
+		t.Fatalf("step: %.2fs %q", s.Seconds, s.Error)
 	}
 }
