@@ -215,6 +215,11 @@ func apply(c *cli.Context) error {
 	clogFile.Close()
 	if err := writeReports(artifacts, result); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
+		if result.ExitCode == 0 {
+			// A pass nobody can read is no pass (disk full, artifacts
+			// gone): an infrastructure error.
+			result.ExitCode = diag.Infra.ExitCode()
+		}
 	}
 	if format == "text" {
 		fmt.Fprintf(c.App.Writer, "Artifacts: %s\n", artifacts)
