@@ -115,8 +115,8 @@ func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err erro
 
 // openDir creates the lock directory when missing (with DirMode) and opens
 // it, refusing a directory another user controls: it must be owned by root
-// or by us, and must not be writable by others unless it has the sticky
-// bit. The directory itself may be reached through a symlink (/var/lock is
+// or by us (or be a shared 1777 directory), and must not be writable by
+// others unless it has the sticky bit. The directory itself may be reached through a symlink (/var/lock is
 // one on Debian); what is checked is the directory it leads to.
 func openDir(dir string) (*os.File, error) {
 	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
@@ -146,10 +146,14 @@ func openDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
 	}
 	uid := uint32(os.Geteuid())
+	shared := st.Mode&unix.S_ISVTX != 0 && st.Mode&unix.S_IWOTH != 0
 	switch {
-	case st.Uid != 0 && st.Uid != uid:
+	case st.Uid != 0 && st.Uid != uid && !shared:
+		// A shared directory (1777) may have been created by another
+		// user's run: its owner can still remove lock files (breaking
+		// the exclusion, not redirecting writes: links are refused).
 		d.Close()
-		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is owned by uid %d (neither root nor us, uid %d): its owner could replace the lock files", st.Uid, uid)}
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is owned by uid %d (neither root nor us, uid %d) and is not a shared 1777 directory: its owner could replace the lock files", st.Uid, uid)}
 	case st.Mode&unix.S_IWOTH != 0 && st.Mode&unix.S_ISVTX == 0:
 		d.Close()
 		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is writable by others without the sticky bit (mode %04o): anyone could replace the lock files; chmod 1777 it", st.Mode&0o7777)}

@@ -157,6 +157,13 @@ func TestRefusesUnsafeDirectory(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Fatalf("dir owned by another user: %v", err)
 		}
+		// A shared directory another user's run created is fine.
+		os.Chmod(other, 0o777|os.ModeSticky)
+		l, _, err := TryAcquire(other, "b", Holder{})
+		if err != nil || l == nil {
+			t.Fatalf("a shared 1777 dir owned by another user: %v", err)
+		}
+		l.Release()
 	}
 	sticky := filepath.Join(base, "sticky")
 	os.Mkdir(sticky, 0o755)
