@@ -76,6 +76,9 @@ func apply(c *cli.Context) error {
 	if c.NArg() != 1 {
 		return exit(2, "apply needs exactly one plan\nRun 'jsplan apply --help' for usage.")
 	}
+	if w := c.Int("console-window"); w < 4096 {
+		return exit(2, "--console-window %d: the match window must be at least 4096 bytes", w)
+	}
 	var sink engine.Sink = &humanView{w: c.App.Writer}
 	if format == "json" {
 		sink = newJSONView(c.App.Writer)
