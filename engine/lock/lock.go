@@ -132,6 +132,13 @@ func openDir(dir string) (*os.File, error) {
 			return nil, fmt.Errorf("lock directory: %w", err)
 		}
 	}
+	// The directory may be reached through a symlink (/var/lock is one),
+	// but not through one another user planted (pointing at /etc, say).
+	var lst unix.Stat_t
+	if err := unix.Lstat(dir, &lst); err == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK &&
+		lst.Uid != 0 && lst.Uid != uint32(os.Geteuid()) {
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("it is a symlink owned by uid %d", lst.Uid)}
+	}
 	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		if errors.Is(err, unix.ENOTDIR) {

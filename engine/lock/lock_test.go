@@ -157,6 +157,14 @@ func TestRefusesUnsafeDirectory(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Fatalf("dir owned by another user: %v", err)
 		}
+		// A symlink another user planted as the lock directory.
+		link := filepath.Join(base, "link")
+		os.Symlink(t.TempDir(), link)
+		os.Lchown(link, 65534, 65534)
+		_, _, err = TryAcquire(link, "b", Holder{})
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "symlink owned by uid 65534") {
+			t.Fatalf("a lock directory symlinked by another user: %v", err)
+		}
 		// A shared directory another user's run created is fine.
 		os.Chmod(other, 0o777|os.ModeSticky)
 		l, _, err := TryAcquire(other, "b", Holder{})
