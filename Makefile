@@ -11,7 +11,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 # missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
 DEPS      := cmd/deps/deps.sh
 
-.PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz clean image
+.PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz soak clean image
 
 all: build
 
@@ -58,6 +58,12 @@ test-usb:
 
 test-tekton:
 	@if [ -f tekton/go.mod ]; then cd tekton && $(GO) test -count=1 -timeout 30m ./...; fi
+
+# The fault soak, long form (make test runs a short one): SOAK_RUNS applies on two
+# virtual boards with random faults, checked after every run; SOAK_SEED replays one.
+SOAK_RUNS ?= 500
+soak:
+	SOAK_RUNS=$(SOAK_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/jsplan
 
 # A longer fuzz run by hand: make fuzz FUZZTIME=5m
 FUZZTIME ?= 1m

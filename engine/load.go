@@ -74,7 +74,22 @@ type Loader struct {
 	diags   diag.Diagnostics
 	secrets map[string]bool
 	stack   []string
+	// steps counts the steps of the plan being loaded, used plans and
+	// groups included, against MaxSteps.
+	steps   int
+	tooMany bool
 }
+
+// Limits a plan is checked against when it is loaded (validate, render and
+// apply report them as file:line:col errors).
+const (
+	// MaxSteps bounds the steps of a plan once every use: and group: is
+	// expanded: a use: of a plan that uses plans multiplies, and 10^5
+	// steps already take seconds and hundreds of MB to load.
+	MaxSteps = 10000
+	// MaxAttempts bounds retry.attempts.
+	MaxAttempts = 100
+)
 
 // NewLoader returns a Loader.
 func NewLoader(opts Options) *Loader {
@@ -345,6 +360,7 @@ func (l *Loader) loadPlan(f *fileDoc) *Plan {
 		return nil
 	}
 	values := l.topValues(f)
+	l.steps, l.tooMany = 0, false
 	l.stack = append(l.stack, f.abs)
 	p := l.instantiate(f, values, nil)
 	l.stack = l.stack[:len(l.stack)-1]
@@ -433,6 +449,9 @@ func (l *Loader) instantiate(f *fileDoc, values map[string]valueSrc, at *diag.Ra
 	if _, n := mapGet(work, "timeout"); n != nil && !f.isBad("/timeout") {
 		if err := n.Decode(&p.Timeout); err != nil {
 			l.report(diag.Errorf(rangeOf(f.path, n), "timeout", "%s", cleanDecodeError(err)))
+		} else if p.Timeout.Known() && p.Timeout.Duration <= 0 {
+			l.report(diag.Errorf(rangeOf(f.path, n), "timeout", "timeout must be longer than 0").
+				WithDetail("omit it for a plan without a time limit"))
 		}
 	}
 	if _, n := mapGet(work, "fail-on"); n != nil && n.Kind == yaml.SequenceNode && !f.isBad("/fail-on") {
@@ -921,6 +940,18 @@ func (l *Loader) decodeStep(pi *planInstance, n *yaml.Node, path, ptr string) *S
 		return nil
 	}
 	s := &Step{Path: path, Range: rangeOf(f.path, n)}
+	if l.steps++; l.steps > MaxSteps {
+		if !l.tooMany {
+			l.tooMany = true
+			chain := make([]string, len(l.stack))
+			for i, p := range l.stack {
+				chain[i] = relToWD(p)
+			}
+			l.report(diag.Errorf(s.Range, path, "the plan has more than %d steps once use: and group: are expanded", MaxSteps).
+				WithDetail("reached through %s; a use: of a plan that itself uses plans multiplies the steps", strings.Join(chain, " -> ")))
+		}
+		return nil
+	}
 	var actionKey, actionVal *yaml.Node
 	ok := true
 	for i := 0; i+1 < len(n.Content); i += 2 {
@@ -939,8 +970,16 @@ func (l *Loader) decodeStep(pi *planInstance, n *yaml.Node, path, ptr string) *S
 			}
 		case "timeout":
 			err = v.Decode(&s.Timeout)
+			if err == nil && s.Timeout.Known() && s.Timeout.Duration <= 0 {
+				err = fmt.Errorf("timeout must be longer than 0 (omit it for the step type's default)")
+			}
 		case "retry":
 			err = v.Decode(&s.Retry)
+			if a := s.Retry.Attempts; err == nil && a.Expr == "" && a.Value > MaxAttempts {
+				_, an := mapGet(v, "attempts")
+				l.report(diag.Errorf(rangeOf(f.path, an), path+".retry.attempts", "retry.attempts %d is more than the limit of %d", a.Value, MaxAttempts))
+				ok = false
+			}
 		case "continue-on-error":
 			err = v.Decode(&s.ContinueOnError)
 		default:

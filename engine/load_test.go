@@ -236,7 +236,20 @@ var loaderCases = []struct {
 			{line: 12, col: 23, summary: "invalid regular expression"},
 		},
 	},
-}
+
+	{
+		// Issue 11, item 20: limits, reported where they are set.
+		name: "zero timeouts and too many attempts",
+		files: map[string]string{"plan.yaml": head + "timeout: 0s\nsteps:\n" +
+			"  - log: a\n    timeout: 0s\n" + // 6, 7
+			"  - log: b\n    retry: {attempts: 1000000000}\n" + // 8, 9
+			"  - log: c\n    retry: {attempts: 100}\n"}, // 100 is allowed
+		want: []wantDiag{
+			{line: 4, col: 10, summary: "timeout must be longer than 0", detail: "omit it"},
+			{line: 7, col: 14, summary: "timeout must be longer than 0"},
+			{line: 9, col: 23, summary: "retry.attempts 1000000000 is more than the limit of 100"},
+		},
+	}}
 
 // writeFiles writes a case's files into a new directory and returns it.
 func writeFiles(t testing.TB, files map[string]string) string {
@@ -364,5 +377,26 @@ func TestLoaderExamplePlansAreValid(t *testing.T) {
 		if p := l.LoadPlan(f); p == nil || l.Diagnostics().HasErrors() {
 			t.Errorf("%s: %v", f, l.Diagnostics())
 		}
+	}
+}
+
+// Issue 11, item 20: a use: fan-out is stopped at MaxSteps while loading,
+// with an error at the step that crossed it, not after expanding it all.
+func TestLoaderStepLimit(t *testing.T) {
+	leaf := head + "steps:\n" + strings.Repeat("  - log: x\n", 25)
+	mid := head + "steps:\n" + strings.Repeat("  - use: leaf.yaml\n", 20)
+	top := head + "steps:\n" + strings.Repeat("  - use: mid.yaml\n", 1000) // 521,000 steps
+	dir := writeFiles(t, map[string]string{"plan.yaml": top, "mid.yaml": mid, "leaf.yaml": leaf})
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	if p := l.LoadPlan(filepath.Join(dir, "plan.yaml")); p != nil && !l.Diagnostics().HasErrors() {
+		t.Fatal("a plan of 521,000 steps loaded")
+	}
+	ds := l.Diagnostics()
+	if len(ds) != 1 || !strings.Contains(ds[0].Summary, "more than 10000 steps") ||
+		!strings.HasPrefix(ds[0].Subject.String(), filepath.Join(dir, "leaf.yaml")+":") || ds[0].Subject.Start.Line < 4 {
+		t.Fatalf("want one error at a step of leaf.yaml, got %v", ds)
+	}
+	if !strings.Contains(ds[0].Detail, "mid.yaml") {
+		t.Errorf("the detail does not show the use chain: %q", ds[0].Detail)
 	}
 }

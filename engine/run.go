@@ -163,6 +163,10 @@ type RunConfig struct {
 	// Version and Command are copied into the Result (Command already
 	// masked).
 	Version, Command string
+	// ConsoleWindow is the size of the console's match window: the
+	// longest text an expect or fail-on pattern can match
+	// (console.DefaultWindow if 0).
+	ConsoleWindow int
 }
 
 // DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
@@ -178,6 +182,10 @@ type Run struct {
 	mu      sync.Mutex
 	secrets *redact.Redactor
 	res     *Result
+	// stop ends every finally block, the plan's and the groups': on a
+	// second signal (cfg.Hard), or when the grace period that starts when
+	// the run is stopped (interrupted or timed out) is over.
+	stop context.Context
 }
 
 type ctxKey int
@@ -215,32 +223,44 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 		runCtx, stop = context.WithTimeoutCause(runCtx, p.Timeout.Duration, &PlanTimeoutError{p.Timeout.Duration})
 		defer stop()
 	}
+	// Finally steps (the plan's and every group's) run on a fresh context,
+	// bounded by the grace period once the run is interrupted or timed
+	// out, and cut short by a second signal.
+	stop, stopCancel := context.WithCancelCause(context.Background())
+	defer stopCancel(nil)
+	r.stop = stop
+	stopHard := context.AfterFunc(cfg.Hard, func() { stopCancel(context.Cause(cfg.Hard)) })
+	defer stopHard()
+	var gmu sync.Mutex
+	var grace *time.Timer
+	stopGrace := context.AfterFunc(runCtx, func() {
+		gmu.Lock()
+		defer gmu.Unlock()
+		grace = time.AfterFunc(cfg.FinallyGrace, func() {
+			stopCancel(fmt.Errorf("finally steps cut off after the %s grace period", FormatDuration(cfg.FinallyGrace)))
+		})
+	})
+	defer func() {
+		stopGrace()
+		gmu.Lock()
+		if grace != nil {
+			grace.Stop()
+		}
+		gmu.Unlock()
+	}()
 	r.openConsole(runCtx)
 
 	var mainErr error
 	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
 
-	// Finally always runs: on a fresh context, bounded by the grace period
-	// when the run was interrupted or timed out, and cut short by a second
-	// signal.
-	fctx, fcancel := context.WithCancelCause(context.WithoutCancel(runCtx))
-	stopHard := context.AfterFunc(cfg.Hard, func() { fcancel(context.Cause(cfg.Hard)) })
-	var timer *time.Timer
-	if runCtx.Err() != nil {
-		timer = time.AfterFunc(cfg.FinallyGrace, func() {
-			fcancel(fmt.Errorf("finally steps cut off after the %s grace period", FormatDuration(cfg.FinallyGrace)))
-		})
-	}
+	// Finally always runs.
+	fctx, fcancel := r.finallyContext(runCtx)
 	if len(p.Finally) > 0 {
 		r.emit(Event{Type: "log", Message: "running finally steps"})
 	}
 	var finErr error
 	res.Finally, finErr = r.runFinally(fctx, p.Finally, "f", &StepResult{})
-	stopHard()
-	if timer != nil {
-		timer.Stop()
-	}
-	fcancel(nil)
+	fcancel()
 
 	if r.console != nil {
 		_ = r.console.Close()
@@ -377,7 +397,7 @@ func (r *Run) openConsole(ctx context.Context) {
 					fail = append(fail, p.Re)
 				}
 			}
-			opts := console.Options{FailOn: fail, OnFail: func(pattern, match string) {
+			opts := console.Options{Window: r.cfg.ConsoleWindow, FailOn: fail, OnFail: func(pattern, match string) {
 				r.cancel(diag.Fail(&console.FailOnError{Pattern: pattern, Text: match}))
 			}}
 			if r.cfg.ConsoleLog != nil {
@@ -576,12 +596,24 @@ func (r *Run) RunFinally(ctx context.Context, steps []*Step) error {
 	if parent == nil {
 		parent = &StepResult{}
 	}
-	fctx := context.WithoutCancel(ctx)
+	fctx, cancel := r.finallyContext(ctx)
+	defer cancel()
 	kids, err := r.runFinally(fctx, steps, parent.Index+".f", parent)
 	parent.mu.Lock()
 	parent.Children = append(parent.Children, kids...)
 	parent.mu.Unlock()
 	return err
+}
+
+// finallyContext is the context of finally steps: ctx's values, not its
+// cancellation, but ended by the run's stop (second signal, grace period).
+func (r *Run) finallyContext(ctx context.Context) (context.Context, func()) {
+	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	if r.stop == nil {
+		return fctx, func() { cancel(nil) }
+	}
+	stop := context.AfterFunc(r.stop, func() { cancel(context.Cause(r.stop)) })
+	return fctx, func() { stop(); cancel(nil) }
 }
 
 func index(prefix string, i int) string {

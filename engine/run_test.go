@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsplan/jsplan/engine"
 )
@@ -165,3 +166,78 @@ func BenchmarkStepOverhead(b *testing.B) {
 type jsonSink struct{ enc *json.Encoder }
 
 func (s jsonSink) Event(e engine.Event) { _ = s.enc.Encode(e) }
+
+// Issue 11, item 14: a group's finally (and a used plan's) is cut off by
+// the grace period after an interruption, and by a second signal (Hard),
+// like the plan's own finally; the plan's finally then still runs.
+func TestNestedFinallyHonoursGraceAndSecondSignal(t *testing.T) {
+	p := loadRun(t, head+`steps:
+  - group:
+      steps:
+        - name: long
+          sleep: 1h
+      finally:
+        - name: slow cleanup
+          sleep: 1h
+finally:
+  - log: plan cleanup
+`)
+	for _, how := range []string{"grace", "second signal"} {
+		t.Run(how, func(t *testing.T) {
+			ctx, cancel := context.WithCancelCause(context.Background())
+			hard, hardCancel := context.WithCancelCause(context.Background())
+			defer hardCancel(nil)
+			cfg := engine.RunConfig{Plan: p, Hard: hard, FinallyGrace: time.Hour}
+			if how == "grace" {
+				cfg.FinallyGrace = 200 * time.Millisecond
+			}
+			rec := &waiter{started: make(chan string, 10)}
+			cfg.Sink = rec
+			done := make(chan *engine.Result)
+			go func() { done <- engine.Execute(ctx, cfg) }()
+			waitStarted(t, rec, "long")
+			cancel(fmt.Errorf("test: %w", engine.ErrInterrupted))
+			waitStarted(t, rec, "slow cleanup")
+			if how == "second signal" {
+				hardCancel(fmt.Errorf("second signal: %w", engine.ErrInterrupted))
+			}
+			var res *engine.Result
+			select {
+			case res = <-done:
+			case <-time.After(time.Minute):
+				t.Fatal("the group's finally was not cut off")
+			}
+			g := res.Steps[0]
+			if len(g.Children) != 2 || g.Children[1].Status == engine.StatusPassed {
+				t.Fatalf("group children: %+v", g.Children)
+			}
+			if len(res.Finally) != 1 {
+				t.Fatalf("plan finally: %+v", res.Finally)
+			}
+			t.Logf("%s: slow cleanup %s: %s; plan cleanup %s", how, g.Children[1].Status, g.Children[1].Error, res.Finally[0].Status)
+		})
+	}
+}
+
+// waiter is a Sink that reports step starts.
+type waiter struct{ started chan string }
+
+func (w *waiter) Event(e engine.Event) {
+	if e.Type == "step-start" {
+		w.started <- e.Step
+	}
+}
+
+func waitStarted(t *testing.T, w *waiter, name string) {
+	t.Helper()
+	for {
+		select {
+		case s := <-w.started:
+			if s == name {
+				return
+			}
+		case <-time.After(time.Minute):
+			t.Fatalf("step %q never started", name)
+		}
+	}
+}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/diag"
 )
 
@@ -181,8 +182,8 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	cmd.Dir = filepath.Dir(a.Playbook)
 	out, code, err := runCommand(ctx, r, cmd)
 	if r.Artifacts() != "" {
-		_ = os.WriteFile(filepath.Join(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log"), []byte(r.Redact(out)), 0o644)
-		if err := copyRedacted(r, junitTmp, filepath.Join(r.Artifacts(), "ansible-junit")); err != nil {
+		_ = artifact.WriteFile(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log", []byte(r.Redact(out)))
+		if err := copyRedacted(r, junitTmp, r.Artifacts(), "ansible-junit"); err != nil {
 			r.Logf(ctx, "ansible junit reports: %v", err)
 		}
 	}
@@ -191,10 +192,17 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	if code != 0 {
 		out = r.Redact(out)
-		if f := ansibleFailures(out); len(f) > 0 {
-			return diag.Failf("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		// Status 4: a host was unreachable. The board's network could not
+		// be reached, as for collect over ssh: an infrastructure error
+		// (exit 3), not a test failure.
+		fail := diag.Failf
+		if code == 4 {
+			fail = diag.Infraf
 		}
-		return diag.Failf("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
+		if f := ansibleFailures(out); len(f) > 0 {
+			return fail("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+		}
+		return fail("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
 	}
 	return nil
 }
@@ -341,8 +349,9 @@ func ansibleMessage(payload string) string {
 }
 
 // copyRedacted copies the files of directory src into dst with secrets
-// masked. A missing src is not an error (ansible wrote no report).
-func copyRedacted(r *engine.Run, src, dst string) error {
+// masked, into the directory dst of the artifacts art. A missing src is not
+// an error (ansible wrote no report).
+func copyRedacted(r *engine.Run, src, art, dst string) error {
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -350,9 +359,11 @@ func copyRedacted(r *engine.Run, src, dst string) error {
 		}
 		return err
 	}
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	root, err := artifact.OpenRoot(art)
+	if err != nil {
 		return err
 	}
+	defer root.Close()
 	for _, e := range ents {
 		if !e.Type().IsRegular() {
 			continue
@@ -361,7 +372,7 @@ func copyRedacted(r *engine.Run, src, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := os.WriteFile(filepath.Join(dst, e.Name()), []byte(r.Redact(string(data))), 0o644); err != nil {
+		if err := artifact.WriteFileIn(root, filepath.Join(dst, e.Name()), []byte(r.Redact(string(data)))); err != nil {
 			return err
 		}
 	}

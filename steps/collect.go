@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/procguard"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
 )
@@ -355,6 +356,8 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 // standard output. A failure carries ssh's or the command's error output.
 func sshRun(ctx context.Context, ep drivers.Endpoint, dest, command string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, command)...)
+	cmd.SysProcAttr = procguard.SysProcAttr(false)
+	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {

@@ -8,12 +8,12 @@ import (
 	"os/exec"
 	"sort"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/jsplan/jsplan/drivers/procguard"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/results"
@@ -46,6 +46,9 @@ func init() {
 			"results":       resultsSchema("The command's output (standard output and error)"),
 		}, "command")),
 		Verbatim: []string{"", "command"},
+		// A host command that hangs must not hold the board for the
+		// plan's whole timeout (or forever without one).
+		DefaultTimeout: 30 * time.Minute,
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &localAction{}
 			var script string
@@ -140,9 +143,17 @@ func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
 	return testErr
 }
 
+// waitDelay is how long runCommand waits, once the command has exited and
+// its process group is killed, for its output pipe to close: a process that
+// left the group may hold it open.
+const waitDelay = 2 * time.Second
+
 // runCommand runs cmd in its own process group, streams its output lines to
 // the run log, and kills the whole group when ctx ends. It returns the
-// combined output (bounded) and the exit status.
+// combined output (bounded) and the exit status. The step ends when the
+// command exits: a background process it left holding the output does not
+// keep the step waiting (it is killed with the group). If jsplan dies,
+// procguard kills the group.
 func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int, error) {
 	return runCommandTo(ctx, r, cmd, nil)
 }
@@ -150,17 +161,27 @@ func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int,
 // runCommandTo is runCommand that also writes each output line to stream
 // (nil: nowhere) as the command prints it.
 func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.Writer) (string, int, error) {
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	pr, pw := io.Pipe()
-	cmd.Stdout, cmd.Stderr = pw, pw
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = procguard.SysProcAttr(false)
+	pr, pw, err := os.Pipe()
+	if err != nil {
 		return "", -1, diag.Infraf("cannot start %s: %v", cmd.Path, err)
 	}
+	// An *os.File: the command writes to the pipe itself, and Wait returns
+	// when it exits, not when every holder of the pipe has closed it.
+	cmd.Stdout, cmd.Stderr = pw, pw
+	err = cmd.Start()
+	pw.Close()
+	if err != nil {
+		pr.Close()
+		return "", -1, diag.Infraf("cannot start %s: %v", cmd.Path, err)
+	}
+	pid := cmd.Process.Pid
+	_ = procguard.Watch(pid)
+	defer procguard.Forget(pid)
 	var out strings.Builder
-	var wg sync.WaitGroup
-	wg.Add(1)
+	readDone := make(chan struct{})
 	go func() {
-		defer wg.Done()
+		defer close(readDone)
 		sc := bufio.NewScanner(pr)
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		lines := newLineLog(ctx, r, "| ")
@@ -179,31 +200,42 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 	done := make(chan error, 1)
-	go func() { done <- cmd.Wait(); pw.Close() }()
-	var err error
+	go func() { done <- cmd.Wait() }()
+	var cancelled bool
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+		cancelled = true
+		_ = syscall.Kill(-pid, syscall.SIGTERM)
 		select {
 		case err = <-done:
 		case <-time.After(5 * time.Second):
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			err = <-done
 		}
-		wg.Wait()
-		r.Output(ctx, out.String())
+	}
+	// Children left in the group would outlive the step; end them. Then
+	// read what is left of the output, waiting a little for a process
+	// outside the group that still holds the pipe.
+	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	t := time.NewTimer(waitDelay)
+	select {
+	case <-readDone:
+	case <-t.C:
+		pr.Close()
+		<-readDone
+	}
+	t.Stop()
+	pr.Close()
+	r.Output(ctx, out.String())
+	if cancelled {
 		return out.String(), -1, context.Cause(ctx)
 	}
-	wg.Wait()
-	r.Output(ctx, out.String())
 	if err != nil {
 		if ee, ok := err.(*exec.ExitError); ok {
 			return out.String(), ee.ExitCode(), nil
 		}
 		return out.String(), -1, diag.Infraf("%s: %v", cmd.Path, err)
 	}
-	// Children left in the group would outlive the step; end them.
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 	return out.String(), 0, nil
 }

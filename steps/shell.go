@@ -5,11 +5,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -80,6 +82,11 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 	if err != nil {
 		return nil, err
 	}
+	if why, dead := deadShells.Load(con); dead {
+		// Typing now would enter the command at the login prompt, as a
+		// user name (into the board's auth log).
+		return nil, diag.Failf("the board's shell is gone (%s): log in again (wait-for-login) before running commands", why)
+	}
 	n := nonce()
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
@@ -101,14 +108,23 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 			return nil, diag.Infraf("console: %v", err)
 		}
 	}
-	if _, err := con.Expect(ctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(begin) + `\r?\n`)}, nil); err != nil {
-		interrupt(con)
-		return nil, waitError(err, "the shell did not start the command")
+	// The waits end early enough to stop the command (Ctrl-C and a probe)
+	// within the step's time limit.
+	wctx, wcancel, budget := reserveProbe(ctx)
+	defer wcancel()
+	m, err := con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(begin) + `\r?\n`), shellGone}, nil)
+	if err == nil && m.Index == 0 {
+		m, err = con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`), shellGone}, nil)
+		if err != nil {
+			return nil, stopCommand(ctx, con, budget, err, "the command did not finish")
+		}
+	} else if err != nil {
+		return nil, stopCommand(ctx, con, budget, err, "the shell did not start the command")
 	}
-	m, err := con.Expect(ctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`)}, nil)
-	if err != nil {
-		interrupt(con)
-		return nil, waitError(err, "the command did not finish")
+	if m.Index == 1 {
+		why := fmt.Sprintf("the login prompt %q showed while a command ran: the command ended the login shell (exit, exec?)", strings.TrimSpace(m.Text))
+		deadShells.Store(con, why)
+		return nil, diag.Failf("%s", why)
 	}
 	data, ok := capture.Stop()
 	if !ok {
@@ -251,16 +267,58 @@ func splitScript(r *engine.Run, s string, budget int) []string {
 	return out
 }
 
+// shellGone matches a login prompt: a getty's (or the sim's) after the login
+// shell ended. Only at the very end of what the console printed, so a
+// command that prints such a line and goes on is not mistaken for it.
+var shellGone = regexp.MustCompile(`(?m)^[\w.-]+ login: \z`)
+
+// deadShells holds, per console session, why its login shell is known to be
+// gone; a successful wait-for-login clears it.
+var deadShells sync.Map // *console.Session -> string
+
+// probeMax bounds the time spent stopping a command (Ctrl-C and the probe
+// until the shell answers).
+const probeMax = 5 * time.Second
+
+// reserveProbe returns a context for the waits of a command that ends early
+// enough, before ctx's deadline, to stop the command within it: a step never
+// overruns its timeout because of the probe. budget is the time reserved.
+func reserveProbe(ctx context.Context) (context.Context, context.CancelFunc, time.Duration) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		c, cancel := context.WithCancel(ctx)
+		return c, cancel, probeMax
+	}
+	budget := min(probeMax, time.Until(dl)/4)
+	c, cancel := context.WithDeadline(ctx, dl.Add(-budget))
+	return c, cancel, budget
+}
+
+// stopCommand stops the command after a wait ended with err, within budget,
+// and returns the error to report: the cause of ctx once ctx has ended (the
+// step's timeout, which the reserve anticipated), else err explained.
+func stopCommand(ctx context.Context, con *console.Session, budget time.Duration, err error, what string) error {
+	interrupt(con, budget)
+	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+		// The reserve before the deadline: the deadline is next.
+		<-ctx.Done()
+	}
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	return waitError(err, what)
+}
+
 // interrupt stops the command running in the shell with Ctrl-C, then waits
-// (a few seconds at most) until the shell answers again: the shell drops
-// input that arrives while it handles the interrupt, so the next step's
-// command line would be lost. The probe is a harmless echo, typed again
-// until its answer shows.
-func interrupt(con *console.Session) {
+// (budget at most) until the shell answers again: the shell drops input that
+// arrives while it handles the interrupt, so the next step's command line
+// would be lost. The probe is a harmless echo, typed again until its answer
+// shows.
+func interrupt(con *console.Session, budget time.Duration) {
 	if _, err := con.Write([]byte{3}); err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
 	n := nonce()
 	probe := []byte(`echo "JSPL""AN-` + n + `-S"` + "\n")
@@ -269,7 +327,7 @@ func interrupt(con *console.Session) {
 		if _, err := con.Write(probe); err != nil {
 			return
 		}
-		wctx, wcancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		wctx, wcancel := context.WithTimeout(ctx, min(500*time.Millisecond, budget))
 		_, err := con.Expect(wctx, answer, nil)
 		wcancel()
 		if err == nil || wctx.Err() == nil {

@@ -102,6 +102,13 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	for _, p := range a.failOn {
 		fail = append(fail, p.Re)
 	}
+	if _, dead := deadShells.Load(con); dead {
+		// A run step saw (and consumed) the login prompt after the shell
+		// ended: Enter at a getty shows a fresh one.
+		if _, err := con.Write([]byte("\n")); err != nil {
+			return diag.Infraf("console: %v", err)
+		}
+	}
 	// wait for the login prompt, pressing Enter now and then when asked to
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})
@@ -148,6 +155,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	switch m.Index {
 	case 1:
 		r.Logf(ctx, "logged in")
+		deadShells.Delete(con)
 		return nil
 	case 2, 3:
 		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redact(m.Text))

@@ -364,14 +364,15 @@ func TestAnsibleSSH(t *testing.T) {
 		}
 	})
 
-	t.Run("unreachable board fails the step", func(t *testing.T) {
+	// Issue 11, item 19: the same class as collect over ssh.
+	t.Run("unreachable board is an infrastructure error", func(t *testing.T) {
 		w := newSSHWorld(t, bin, srv)
 		w.writeBoards(sshClosedPort(t))
 		w.write("site.yml", sshSitePlaybook)
 		w.write("plan.yaml", sshAnsiblePlan("site.yml", ""))
 		res := w.apply("plan.yaml", "--set", "out="+w.board)
-		if res.code != 1 {
-			t.Fatalf("exit %d for an unreachable board, want 1:\n%s", res.code, res)
+		if res.code != 3 {
+			t.Fatalf("exit %d for an unreachable board, want 3:\n%s", res.code, res)
 		}
 		rep := w.report()
 		if len(rep.Steps) != 1 || !strings.Contains(rep.Steps[0].Error, "sim-1 is unreachable") ||

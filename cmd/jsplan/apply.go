@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/htmlreport"
@@ -52,6 +53,12 @@ func applyCommand() *cli.Command {
 			lockDirFlag, lockWaitFlag, stateDirFlag,
 			&cli.DurationFlag{Name: "finally-grace", Value: 5 * time.Minute,
 				Usage: "after an interruption or timeout, give finally steps this long", EnvVars: []string{"JSPLAN_FINALLY_GRACE"}},
+			&cli.Int64Flag{Name: "console-log-max", Value: console.DefaultLogMax,
+				Usage:   "cap console.log at `BYTES`: past it, the middle is cut (a marker says how much) and the most recent output kept; 0: no cap",
+				EnvVars: []string{"JSPLAN_CONSOLE_LOG_MAX"}},
+			&cli.IntFlag{Name: "console-window", Value: console.DefaultWindow,
+				Usage:   "the console match window in `BYTES`: the longest text an expect or fail-on pattern can match",
+				EnvVars: []string{"JSPLAN_CONSOLE_WINDOW"}},
 		},
 		Action: apply,
 	}
@@ -64,6 +71,9 @@ func apply(c *cli.Context) error {
 	}
 	if c.NArg() != 1 {
 		return exit(2, "apply needs exactly one plan\nRun 'jsplan apply --help' for usage.")
+	}
+	if w := c.Int("console-window"); w < 4096 {
+		return exit(2, "--console-window %d: the match window must be at least 4096 bytes", w)
 	}
 	var sink engine.Sink = &humanView{w: c.App.Writer}
 	if format == "json" {
@@ -138,12 +148,16 @@ func apply(c *cli.Context) error {
 
 	// Console log, open from the first byte.
 	start := time.Now()
-	clogFile, err := os.Create(filepath.Join(artifacts, "console.log"))
+	clogFile, err := artifact.Create(artifacts, "console.log")
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
-	clog := console.NewLog(clogFile, start, red)
+	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
+	if err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	clog := console.NewLog(capped, start, red)
 
 	var result *engine.Result
 	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
@@ -151,7 +165,7 @@ func apply(c *cli.Context) error {
 	})
 	// Rendered once the drivers have registered their secrets (a board's
 	// password), so those are masked too.
-	_ = os.WriteFile(filepath.Join(artifacts, "plan.rendered.yaml"), engine.YAML(maskNode(engine.Render(res.plan, res.board), red)), 0o644)
+	_ = artifact.WriteFile(artifacts, "plan.rendered.yaml", engine.YAML(maskNode(engine.Render(res.plan, res.board), red)))
 	if err != nil {
 		clog.Close()
 		clogFile.Close()
@@ -161,7 +175,7 @@ func apply(c *cli.Context) error {
 	}
 	result = engine.Execute(ctx, engine.RunConfig{
 		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
-		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog,
+		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog, ConsoleWindow: c.Int("console-window"),
 		Version: buildVersion(), Command: commandLine(red),
 	})
 	if err := board.Close(); err != nil {
@@ -171,6 +185,11 @@ func apply(c *cli.Context) error {
 	clogFile.Close()
 	if err := writeReports(artifacts, result, red); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
+		if result.ExitCode == 0 {
+			// A pass nobody can read is no pass (disk full, artifacts
+			// gone): an infrastructure error.
+			result.ExitCode = diag.Infra.ExitCode()
+		}
 	}
 	if format == "text" {
 		fmt.Fprintf(c.App.Writer, "Artifacts: %s\n", artifacts)

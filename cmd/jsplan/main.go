@@ -18,6 +18,8 @@ import (
 
 	_ "github.com/jsplan/jsplan/drivers/all"
 	_ "github.com/jsplan/jsplan/steps"
+
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -117,7 +119,9 @@ func setUsageErrors(cmds []*cli.Command) {
 }
 
 func main() {
-	os.Exit(run(os.Args, os.Stdout, os.Stderr))
+	code := run(os.Args, os.Stdout, os.Stderr)
+	procguard.Stop()
+	os.Exit(code)
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

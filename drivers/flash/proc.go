@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -64,6 +65,7 @@ func (j *job) runSparseProc(ctx context.Context, path string, args ...string) er
 
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.WaitDelay = time.Second // do not wait on a stdin copier stuck reading a pipe
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout = mem
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}

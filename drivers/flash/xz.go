@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -366,6 +367,7 @@ func (j *job) xzBlock(ctx context.Context, ix *xzIndex, b xzBlock, need int64, c
 	}
 	cmd := exec.CommandContext(ctx, tool("xz"), "-dc", "-q", "-T1")
 	cmd.WaitDelay = time.Second
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.Stdin = ix.blockStream(j.img.f, b)
 	cmd.Stdout = mem
 	var stderr bytes.Buffer

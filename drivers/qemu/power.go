@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 // Timeouts of the power operations.
@@ -168,8 +169,10 @@ func (d *Device) On(ctx context.Context) error {
 		return drivers.Errorf(driverName, "power on", "start %s: %v", d.binary, err)
 	}
 	vm := &vmProcess{cmd: cmd, pid: cmd.Process.Pid, accel: accel, out: out, exited: make(chan struct{})}
+	_ = procguard.Watch(vm.pid)
 	go func() {
 		vm.err = cmd.Wait()
+		procguard.Forget(vm.pid)
 		close(vm.exited)
 	}()
 	qctx, cancel := context.WithTimeout(ctx, qmpConnectTimeout)

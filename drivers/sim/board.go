@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 // generation is one power-on of the board: from On to Off.
@@ -255,7 +257,8 @@ func (d *Device) shell(g *generation) {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
 	// A session of its own with the pty as controlling terminal (Ctty is
 	// the child's fd 0), as login gives a shell.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	cmd.SysProcAttr = procguard.SysProcAttr(true)
+	cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
 	err = cmd.Start()
 	slave.Close()
 	if err != nil {
@@ -263,6 +266,8 @@ func (d *Device) shell(g *generation) {
 		return
 	}
 	pid := cmd.Process.Pid
+	// If jsplan dies, the guardian kills the session (the shell's jobs).
+	_ = procguard.Watch(pid)
 
 	// Shell output to the console.
 	outDone := make(chan struct{})
@@ -335,6 +340,7 @@ func (d *Device) shell(g *generation) {
 		killSession(pid)
 		<-exited
 	}
+	procguard.Forget(pid)
 	_ = cmd.Wait()
 
 	if g.ctx.Err() == nil {

@@ -18,6 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 // waitLimit bounds every wait in the tests, so a broken board cannot hang
@@ -290,7 +291,8 @@ func children() []int {
 		if err != nil {
 			continue
 		}
-		if _, ppid, _, _, ok := parseStat(st); ok && ppid == os.Getpid() {
+		// The guardian (procguard) lives as long as the process, by design.
+		if _, ppid, _, _, ok := parseStat(st); ok && ppid == os.Getpid() && p != procguard.GuardianPID() {
 			pids = append(pids, p)
 		}
 	}

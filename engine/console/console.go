@@ -22,6 +22,13 @@ const DefaultWindow = 64 << 10
 // match split across two reads is still found.
 const overlap = 4 << 10
 
+// fullScanEvery paces the scans of the whole window: a match longer than
+// the overlap, arriving in pieces, is found by one of them (at most this
+// long after its end arrived), and a chatty console costs at most one
+// window's scan per period on top of the incremental scans. A match (an
+// expect pattern or a fail-on pattern) may so span the whole window.
+const fullScanEvery = 20 * time.Millisecond
+
 // ErrClosed is returned once the console stream has ended.
 var ErrClosed = errors.New("console closed")
 
@@ -50,6 +57,9 @@ type Session struct {
 	err      error  // reader error, once the stream has ended
 	wake     chan struct{}
 	failed   bool
+	failFull int64     // stream offset up to which fail-on scanned the whole window
+	lastFull time.Time // when it did
+	failTmr  *time.Timer
 	done     chan struct{}
 	wmu      sync.Mutex
 	captures []*Capture
@@ -123,15 +133,32 @@ func (s *Session) append(p []byte) {
 	s.signal()
 }
 
-// checkFailOn scans new text for the run's fail-on patterns.
+// checkFailOn scans new text for the run's fail-on patterns; call with mu
+// held.
 func (s *Session) checkFailOn() {
 	if len(s.opts.FailOn) == 0 || s.failed {
 		return
 	}
+	end := s.start + int64(len(s.buf))
 	from := s.scanned - overlap
+	if s.failFull < end && time.Since(s.lastFull) >= fullScanEvery {
+		from, s.failFull, s.lastFull = s.start, end, time.Now()
+	}
 	if from < s.start {
 		from = s.start
 	}
+	defer func() {
+		// Text not yet covered by a whole-window scan gets one soon,
+		// even if the console falls silent.
+		if !s.failed && s.failFull < end && s.failTmr == nil {
+			s.failTmr = time.AfterFunc(fullScanEvery, func() {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				s.failTmr = nil
+				s.checkFailOn()
+			})
+		}
+	}()
 	text := s.buf[from-s.start:]
 	for _, re := range s.opts.FailOn {
 		if loc := re.FindIndex(text); loc != nil {
@@ -142,7 +169,7 @@ func (s *Session) checkFailOn() {
 			break
 		}
 	}
-	s.scanned = s.start + int64(len(s.buf))
+	s.scanned = end
 }
 
 // signal wakes every waiter; call with mu held.
@@ -215,14 +242,27 @@ func (e *FailOnError) Error() string {
 // when the stream ends.
 func (s *Session) Expect(ctx context.Context, patterns []*regexp.Regexp, failOn []*regexp.Regexp) (*Match, error) {
 	scanFrom := int64(-1)
+	fullEnd := int64(-1) // stream offset up to which the whole window was scanned
+	var lastFull time.Time
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
 		s.mu.Lock()
 		from := s.mark
 		if from < s.start {
 			from = s.start
 		}
-		// Only look again at what is new, plus an overlap.
-		if scanFrom > from {
+		end := s.start + int64(len(s.buf))
+		if fullEnd < end && time.Since(lastFull) >= fullScanEvery {
+			// All the unconsumed text: a long match that arrived in
+			// pieces.
+			fullEnd, lastFull = end, time.Now()
+		} else if scanFrom > from {
+			// Only look again at what is new, plus an overlap.
 			from = scanFrom
 		}
 		text := s.buf[from-s.start:]
@@ -258,17 +298,26 @@ func (s *Session) Expect(ctx context.Context, patterns []*regexp.Regexp, failOn 
 			}
 			return m, nil
 		}
-		end := s.start + int64(len(s.buf))
 		scanFrom = end - overlap
 		err, wake := s.err, s.wake
 		s.mu.Unlock()
 		if err != nil {
 			return nil, err
 		}
+		var full <-chan time.Time
+		if fullEnd < end {
+			if timer == nil {
+				timer = time.NewTimer(fullScanEvery - time.Since(lastFull))
+			} else {
+				timer.Reset(fullScanEvery - time.Since(lastFull))
+			}
+			full = timer.C
+		}
 		select {
 		case <-ctx.Done():
 			return nil, context.Cause(ctx)
 		case <-wake:
+		case <-full:
 		}
 	}
 }

@@ -4,8 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"github.com/jsplan/jsplan/engine/redact"
 	"io"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -516,5 +519,88 @@ func TestTee(t *testing.T) {
 	s.Tee(&none, false)()
 	if none.Len() != 0 {
 		t.Fatalf("tee without pending got %q", none.String())
+	}
+}
+
+// Issue 11, item 18: a match longer than the rescan overlap, arriving in
+// pieces, is found (expect and fail-on), as long as it fits the window.
+func TestLongMatchInPieces(t *testing.T) {
+	body := strings.Repeat("0123456789abcdef\r\n", 5000/18+1) // > 5000 bytes
+	pieces := []string{"noise START "}
+	for i := 0; i < len(body); i += 500 {
+		pieces = append(pieces, body[i:min(i+500, len(body))])
+	}
+	pieces = append(pieces, " END\r\n")
+
+	t.Run("expect", func(t *testing.T) {
+		s, l := session(t, Options{})
+		ch := expectAsync(context.Background(), s, res(`(?s)START.*END`), nil)
+		for _, p := range pieces {
+			feed(t, l, p)
+			time.Sleep(time.Millisecond) // separate reads
+		}
+		o := wait(t, ch)
+		if o.err != nil || !strings.HasPrefix(o.m.Text, "START") || !strings.HasSuffix(o.m.Text, "END") || len(o.m.Text) < 5000 {
+			t.Fatalf("got %v, %d bytes", o.err, len(o.m.Text))
+		}
+	})
+	t.Run("fail-on", func(t *testing.T) {
+		got := make(chan string, 1)
+		_, l := session(t, Options{FailOn: res(`(?s)START.*END`), OnFail: func(p, m string) { got <- m }})
+		for _, p := range pieces {
+			feed(t, l, p)
+			time.Sleep(time.Millisecond)
+		}
+		select {
+		case m := <-got:
+			if len(m) < 5000 {
+				t.Errorf("match of %d bytes", len(m))
+			}
+		case <-time.After(30 * time.Second):
+			t.Fatal("fail-on did not fire")
+		}
+	})
+	t.Run("longer than the window", func(t *testing.T) {
+		// The documented limit: the match must fit the window.
+		s, l := session(t, Options{Window: 4096})
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		defer cancel()
+		ch := expectAsync(ctx, s, res(`(?s)START.*END`), nil)
+		for _, p := range pieces {
+			feed(t, l, p)
+		}
+		if o := wait(t, ch); o.err == nil {
+			t.Fatalf("a %d-byte match found in a 4096-byte window", len(o.m.Text))
+		}
+	})
+}
+
+// Issue 11, item 20: console.log is capped; the header, a marker and the
+// most recent lines are kept.
+func TestTailCap(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "console.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	f.WriteString("# header\n")
+	c, err := NewTailCap(f, 10000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := NewLog(c, time.Now(), nil)
+	for i := range 5000 {
+		fmt.Fprintf(log, "line %d\n", i)
+	}
+	log.Close()
+	b, _ := os.ReadFile(f.Name())
+	s := string(b)
+	if len(b) > 10000 || !strings.HasPrefix(s, "# header\n") || !strings.Contains(s, "bytes cut here") ||
+		!strings.HasSuffix(s, "] line 4999\n") || strings.Contains(s, "] line 10\n") {
+		t.Fatalf("capped log (%d bytes):\n%.300s\n...\n%s", len(b), s, s[max(0, len(s)-200):])
+	}
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if !strings.Contains(lines[1], "bytes cut here") || !strings.HasPrefix(lines[2], "[") {
+		t.Fatalf("marker or first kept line broken: %q %q", lines[1], lines[2])
 	}
 }

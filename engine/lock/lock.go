@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Holder describes who holds a lock.
@@ -73,19 +75,46 @@ func Path(dir, board string) string {
 	return filepath.Join(dir, unsafe.ReplaceAllString(board, "_")+".lock")
 }
 
+// Modes of the lock directory and the lock files. They are set explicitly,
+// whatever the umask, so that runs under different users (pods with
+// different UIDs on one node) share one lock directory: the directory is
+// world-writable with the sticky bit, as /tmp is (anyone may create a board's
+// lock file, nobody may delete or replace another user's), and a lock file
+// is readable and writable by all (anyone may open it to flock it and record
+// the holder). Share a directory only between users trusted not to hold
+// locks forever: a flock cannot be taken away from its holder.
+const (
+	DirMode  os.FileMode = 0o777 | os.ModeSticky
+	FileMode os.FileMode = 0o666
+)
+
+// UnsafeError reports a lock directory or file that another user could use
+// to redirect jsplan's writes or break the locking (a symlink, a device, a
+// directory writable by others without the sticky bit...).
+type UnsafeError struct {
+	Path   string
+	Reason string
+}
+
+func (e *UnsafeError) Error() string {
+	return fmt.Sprintf("refusing the lock %s: %s", e.Path, e.Reason)
+}
+
 // TryAcquire takes the lock without waiting. ok is false when it is held;
 // holder then says by whom (when readable).
 func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err error) {
-	if err := os.MkdirAll(dir, 0o777); err != nil {
-		return nil, nil, fmt.Errorf("lock directory: %w", err)
-	}
 	p := Path(dir, board)
 	if l := inherited(p); l != nil {
 		return l, nil, nil
 	}
-	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o666)
+	d, err := openDir(dir)
 	if err != nil {
-		return nil, nil, fmt.Errorf("lock %s: %w", p, err)
+		return nil, nil, err
+	}
+	defer d.Close()
+	f, err := openFile(d, p)
+	if err != nil {
+		return nil, nil, err
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		h := readHolder(f)
@@ -103,14 +132,144 @@ func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err erro
 }
 
 // ReadHolder returns who holds the board's lock in dir according to its
-// lock file, or nil when nobody is recorded.
+// lock file, or nil when nobody is recorded. It never follows a symlink nor
+// blocks on a FIFO planted in the lock's place.
 func ReadHolder(dir, board string) *Holder {
-	f, err := os.Open(Path(dir, board))
+	f, err := os.OpenFile(Path(dir, board), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	if st, err := f.Stat(); err != nil || !st.Mode().IsRegular() {
+		return nil
+	}
 	return readHolder(f)
+}
+
+// openDir creates the lock directory when missing (with DirMode) and opens
+// it, refusing a directory another user controls: it must be owned by root
+// or by us (or be a shared 1777 directory), and must not be writable by
+// others unless it has the sticky bit. The directory itself may be reached through a symlink (/var/lock is
+// one on Debian); what is checked is the directory it leads to.
+func openDir(dir string) (*os.File, error) {
+	if _, err := os.Lstat(dir); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return nil, fmt.Errorf("lock directory: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err == nil {
+			// chmod, not the mkdir mode: the umask must not narrow it.
+			if err := os.Chmod(dir, DirMode); err != nil {
+				return nil, fmt.Errorf("lock directory: %w", err)
+			}
+		} else if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("lock directory: %w", err)
+		}
+	}
+	// The directory may be reached through a symlink (/var/lock is one),
+	// but not through one another user planted (pointing at /etc, say).
+	var lst unix.Stat_t
+	if err := unix.Lstat(dir, &lst); err == nil && lst.Mode&unix.S_IFMT == unix.S_IFLNK &&
+		lst.Uid != 0 && lst.Uid != uint32(os.Geteuid()) {
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("it is a symlink owned by uid %d", lst.Uid)}
+	}
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		if errors.Is(err, unix.ENOTDIR) {
+			return nil, &UnsafeError{Path: dir, Reason: "not a directory"}
+		}
+		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
+	}
+	d := os.NewFile(uintptr(fd), dir)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
+	}
+	uid := uint32(os.Geteuid())
+	shared := st.Mode&unix.S_ISVTX != 0 && st.Mode&unix.S_IWOTH != 0
+	switch {
+	case st.Uid != 0 && st.Uid != uid && !shared:
+		// A shared directory (1777) may have been created by another
+		// user's run: its owner can still remove lock files (breaking
+		// the exclusion, not redirecting writes: links are refused).
+		d.Close()
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is owned by uid %d (neither root nor us, uid %d) and is not a shared 1777 directory: its owner could replace the lock files", st.Uid, uid)}
+	case st.Mode&unix.S_IWOTH != 0 && st.Mode&unix.S_ISVTX == 0:
+		d.Close()
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is writable by others without the sticky bit (mode %04o): anyone could replace the lock files; chmod 1777 it", st.Mode&0o7777)}
+	}
+	return d, nil
+}
+
+// openFile opens (creating it, with FileMode) the lock file p in the
+// directory d, never following a symlink, and refuses anything but a plain
+// file with one link: a symlink or hard link planted by another user would
+// otherwise make jsplan (perhaps root) truncate a file outside the lock
+// directory, a FIFO would block.
+func openFile(d *os.File, p string) (*os.File, error) {
+	name := filepath.Base(p)
+	const flags = unix.O_RDWR | unix.O_NOFOLLOW | unix.O_NONBLOCK | unix.O_CLOEXEC | unix.O_NOCTTY
+	var pre unix.Stat_t
+	if err := unix.Fstatat(int(d.Fd()), name, &pre, unix.AT_SYMLINK_NOFOLLOW); err == nil {
+		switch pre.Mode & unix.S_IFMT {
+		case unix.S_IFREG:
+		case unix.S_IFLNK:
+			return nil, &UnsafeError{Path: p, Reason: "it is a symlink"}
+		default:
+			// Not even opened: opening a device or a FIFO has effects.
+			return nil, &UnsafeError{Path: p, Reason: "not a regular file"}
+		}
+	}
+	var fd int
+	var err error
+	for range 3 {
+		// An existing file is opened without O_CREAT: in a sticky
+		// world-writable directory, O_CREAT on another user's file is
+		// refused by fs.protected_regular.
+		fd, err = unix.Openat(int(d.Fd()), name, flags, 0)
+		if !errors.Is(err, unix.ENOENT) {
+			break
+		}
+		fd, err = unix.Openat(int(d.Fd()), name, flags|unix.O_CREAT|unix.O_EXCL, 0o600)
+		if err == nil {
+			// fchmod, not the create mode: the umask must not narrow it.
+			if err = unix.Fchmod(fd, uint32(FileMode.Perm())); err != nil {
+				unix.Close(fd)
+			}
+			break
+		}
+		if !errors.Is(err, unix.EEXIST) {
+			break
+		}
+	}
+	if err != nil {
+		if errors.Is(err, unix.ELOOP) || errors.Is(err, unix.EMLINK) {
+			return nil, &UnsafeError{Path: p, Reason: "it is a symlink"}
+		}
+		if errors.Is(err, unix.ENXIO) || errors.Is(err, unix.EISDIR) {
+			return nil, &UnsafeError{Path: p, Reason: "not a regular file"}
+		}
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	switch {
+	case st.Mode&unix.S_IFMT != unix.S_IFREG:
+		f.Close()
+		return nil, &UnsafeError{Path: p, Reason: "not a regular file"}
+	case st.Nlink != 1:
+		f.Close()
+		return nil, &UnsafeError{Path: p, Reason: fmt.Sprintf("the file has %d hard links", st.Nlink)}
+	}
+	if err := unix.SetNonblock(fd, false); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	return f, nil
 }
 
 func readHolder(f *os.File) *Holder {

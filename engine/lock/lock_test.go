@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -171,5 +172,157 @@ func TestHolderString(t *testing.T) {
 	h := Holder{Plan: "jsplan console", User: "alice", PID: 7, Host: "h", Since: time.Unix(0, 0).UTC()}
 	if got, want := h.String(), `plan "jsplan console" (user alice, pid 7 on h, since 1970-01-01T00:00:00Z)`; got != want {
 		t.Errorf("String() = %q, want %q", got, want)
+	}
+}
+
+// A lock file planted as a symlink (or a hard link, a FIFO, a directory)
+// is refused, and the file it points to is left alone.
+func TestRefusesPlantedLockFiles(t *testing.T) {
+	dir := t.TempDir()
+	victim := filepath.Join(t.TempDir(), "victim")
+	if err := os.WriteFile(victim, []byte("precious\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	plant := map[string]func(p string) error{
+		"symlink":   func(p string) error { return os.Symlink(victim, p) },
+		"hard link": func(p string) error { return os.Link(victim, p) },
+		"fifo":      func(p string) error { return syscall.Mkfifo(p, 0o666) },
+		"directory": func(p string) error { return os.Mkdir(p, 0o755) },
+	}
+	for what, mk := range plant {
+		t.Run(what, func(t *testing.T) {
+			board := strings.ReplaceAll(what, " ", "-")
+			if err := mk(Path(dir, board)); err != nil {
+				t.Fatal(err)
+			}
+			l, _, err := TryAcquire(dir, board, Holder{Plan: "p"})
+			var ue *UnsafeError
+			if l != nil || !errors.As(err, &ue) {
+				t.Fatalf("want an UnsafeError, got lock %v, err %v", l, err)
+			}
+			t.Log(err)
+			if b, _ := os.ReadFile(victim); string(b) != "precious\n" {
+				t.Fatalf("the target was changed: %q", b)
+			}
+		})
+	}
+}
+
+// A lock directory another user controls is refused with a clear error.
+func TestRefusesUnsafeDirectory(t *testing.T) {
+	base := t.TempDir()
+	open := filepath.Join(base, "open")
+	if err := os.Mkdir(open, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(open, 0o777) // writable by all, no sticky bit
+	_, _, err := TryAcquire(open, "b", Holder{})
+	var ue *UnsafeError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "sticky") {
+		t.Fatalf("world-writable dir without sticky bit: %v", err)
+	}
+	if os.Geteuid() == 0 {
+		other := filepath.Join(base, "other")
+		os.Mkdir(other, 0o755)
+		os.Chown(other, 65534, 65534)
+		_, _, err = TryAcquire(other, "b", Holder{})
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "owned by uid 65534") {
+			t.Fatalf("dir owned by another user: %v", err)
+		}
+		// A symlink another user planted as the lock directory.
+		link := filepath.Join(base, "link")
+		os.Symlink(t.TempDir(), link)
+		os.Lchown(link, 65534, 65534)
+		_, _, err = TryAcquire(link, "b", Holder{})
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "symlink owned by uid 65534") {
+			t.Fatalf("a lock directory symlinked by another user: %v", err)
+		}
+		// A shared directory another user's run created is fine.
+		os.Chmod(other, 0o777|os.ModeSticky)
+		l, _, err := TryAcquire(other, "b", Holder{})
+		if err != nil || l == nil {
+			t.Fatalf("a shared 1777 dir owned by another user: %v", err)
+		}
+		l.Release()
+	}
+	sticky := filepath.Join(base, "sticky")
+	os.Mkdir(sticky, 0o755)
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	l, _, err := TryAcquire(sticky, "b", Holder{})
+	if err != nil || l == nil {
+		t.Fatalf("a sticky world-writable dir (like /tmp) is fine: %v", err)
+	}
+	l.Release()
+}
+
+// The directory and file modes do not depend on the umask, so that users
+// with different UIDs share the lock directory.
+func TestModesIgnoreUmask(t *testing.T) {
+	old := syscall.Umask(0o077)
+	defer syscall.Umask(old)
+	dir := filepath.Join(t.TempDir(), "locks")
+	l, _, err := TryAcquire(dir, "b", Holder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	di, _ := os.Stat(dir)
+	fi, _ := os.Stat(Path(dir, "b"))
+	if di.Mode()&(os.ModePerm|os.ModeSticky) != DirMode || fi.Mode().Perm() != FileMode {
+		t.Fatalf("modes: dir %v (want %v), file %v (want %v)", di.Mode(), DirMode, fi.Mode(), FileMode)
+	}
+}
+
+// A second user takes and releases a board lock in a directory and file
+// root created (run as root: the child drops to uid 65534).
+func TestSharedBetweenUsers(t *testing.T) {
+	if os.Getenv("JSPLAN_LOCK_USER") != "" {
+		dir := os.Getenv("JSPLAN_LOCK_USER")
+		l, _, err := TryAcquire(dir, "b", Holder{Plan: "nobody", PID: os.Getpid()})
+		if err != nil || l == nil {
+			fmt.Printf("FAIL %v\n", err)
+			os.Exit(1)
+		}
+		l.Release()
+		l, _, err = TryAcquire(dir, "new-board", Holder{Plan: "nobody"})
+		if err != nil || l == nil {
+			fmt.Printf("FAIL new board: %v\n", err)
+			os.Exit(1)
+		}
+		l.Release()
+		fmt.Println("OK")
+		os.Exit(0)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to run a second user")
+	}
+	base, err := os.MkdirTemp("", "jsplan-lock-users-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(base)
+	os.Chmod(base, 0o755)
+	exe := filepath.Join(base, "lock.test")
+	b, err := os.ReadFile(os.Args[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old := syscall.Umask(0o022)
+	dir := filepath.Join(base, "locks")
+	l, _, err := TryAcquire(dir, "b", Holder{Plan: "root"})
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	cmd := exec.Command(exe, "-test.run=^TestSharedBetweenUsers$")
+	cmd.Env = append(os.Environ(), "JSPLAN_LOCK_USER="+dir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "OK") {
+		t.Fatalf("second user: %v\n%s", err, out)
 	}
 }

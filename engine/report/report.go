@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 )
 
 // WriteJSON writes res as indented JSON to path, atomically.
@@ -210,20 +211,8 @@ func firstLine(s string) string {
 	return s
 }
 
+// atomicWrite writes the file through the artifacts confinement: a symlink
+// or hard link planted at path is replaced, never written through.
 func atomicWrite(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	_ = os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
+	return artifact.WriteFile(filepath.Dir(path), filepath.Base(path), data)
 }

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 // Command is a configured command. In YAML it is either a list of strings,
@@ -131,7 +133,7 @@ func Run(ctx context.Context, c Command, opts Options) (Result, error) {
 	stderr := &tailBuffer{max: stderrMax}
 	cmd.Stdout = stdout
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = procguard.SysProcAttr(false)
 	cmd.Cancel = func() error {
 		// Kill the whole group: shells and the programs they started.
 		return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
@@ -140,7 +142,14 @@ func Run(ctx context.Context, c Command, opts Options) (Result, error) {
 	// waiting for it shortly after the kill.
 	cmd.WaitDelay = 2 * time.Second
 
-	err := cmd.Run()
+	err := cmd.Start()
+	if err == nil {
+		_ = procguard.Watch(cmd.Process.Pid)
+		err = cmd.Wait()
+		// Nothing of the group outlives the command.
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		procguard.Forget(cmd.Process.Pid)
+	}
 	res.Stdout = stdout.String()
 	res.StderrTail = stderr.String()
 	if cmd.ProcessState != nil {
