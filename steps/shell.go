@@ -103,15 +103,30 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 		defer f.Close()
 		defer stop()
 	}
+	// The waits end early enough to stop the command (Ctrl-C and a probe)
+	// within the step's time limit.
+	wctx, wcancel, budget := reserveProbe(ctx)
+	defer wcancel()
+	if len(lines) > 1 {
+		// Lines typed ahead are echoed while the shell prints its prompt
+		// for the line before, which can land inside the echo of a value
+		// and cut a secret into pieces no mask recognises: the values are
+		// typed with echo off (where the board has stty), and echo comes
+		// back before the command runs.
+		quiet := "JSPLAN-" + n + "-Q"
+		if _, err := con.Write([]byte(`stty -echo 2>/dev/null; printf '%s\n' "` + quiet[:4] + `""` + quiet[4:] + `"` + "\n")); err != nil {
+			return nil, diag.Infraf("console: %v", err)
+		}
+		if _, err := con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(quiet) + `\r?\n`)}, nil); err != nil {
+			return nil, stopCommand(ctx, con, budget, err, "the shell did not answer")
+		}
+		lines = append(lines[:len(lines)-1:len(lines)-1], "stty echo 2>/dev/null; "+lines[len(lines)-1])
+	}
 	for _, line := range lines {
 		if _, err := con.Write([]byte(line + "\n")); err != nil {
 			return nil, diag.Infraf("console: %v", err)
 		}
 	}
-	// The waits end early enough to stop the command (Ctrl-C and a probe)
-	// within the step's time limit.
-	wctx, wcancel, budget := reserveProbe(ctx)
-	defer wcancel()
 	m, err := con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(begin) + `\r?\n`), shellGone}, nil)
 	if err == nil && m.Index == 0 {
 		m, err = con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`), shellGone}, nil)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/schematest"
@@ -62,7 +63,8 @@ func newDevice(t *testing.T, doc, dir string) *Device {
 }
 
 // TestMuxCommandsAndPolling uses commands that act like an SD mux: the host
-// link appears a little after the switch command returned, as udev makes it.
+// link appears a little after the switch command returned, as udev makes it
+// (here the test plays udev: a command leaves no process behind).
 func TestMuxCommandsAndPolling(t *testing.T) {
 	dir := t.TempDir()
 	medium := filepath.Join(dir, "medium.img")
@@ -73,12 +75,28 @@ func TestMuxCommandsAndPolling(t *testing.T) {
 	os.Mkdir(filepath.Dir(link), 0o755)
 	d := newDevice(t, `
 path: `+link+`
-host-command: "(sleep 0.3; ln -s ../medium.img by-id/usb-Mux_SD-0:0) >/dev/null 2>&1 & echo switched to host"
+host-command: "touch switched; echo switched to host"
 board-command: ["/bin/sh", "-c", "rm -f by-id/usb-Mux_SD-0:0"]
 wait: 20s
 `, dir)
+	// udev: the link appears 300ms after the switch
+	udev := make(chan error, 1)
+	go func() {
+		for i := 0; i < 2000; i++ {
+			if _, err := os.Stat(filepath.Join(dir, "switched")); err == nil {
+				time.Sleep(300 * time.Millisecond)
+				udev <- os.Symlink("../medium.img", link)
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		udev <- errors.New("the switch command never ran")
+	}()
 	ctx := context.Background()
 	got, err := d.AttachHost(ctx)
+	if uerr := <-udev; uerr != nil {
+		t.Fatal(uerr)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func TestGuardianKillsGroupsAfterSIGKILL(t *testing.T) {
 	if os.Getenv("PROCGUARD_CHILD") == "1" {
 		cmd := exec.Command("/bin/sh", "-c", "sleep 1000 & echo $! $$; wait")
 		cmd.SysProcAttr = SysProcAttr(false)
-		cmd.Stdout = os.Stdout
+		pids, _ := cmd.StdoutPipe()
 		if err := cmd.Start(); err != nil {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
@@ -32,6 +32,10 @@ func TestGuardianKillsGroupsAfterSIGKILL(t *testing.T) {
 			fmt.Println("FAIL", err)
 			os.Exit(1)
 		}
+		// Only now is the group registered: the parent may kill us once
+		// it has read the PIDs.
+		line, _ := bufio.NewReader(pids).ReadString('\n')
+		fmt.Print(line)
 		time.Sleep(time.Minute)
 		os.Exit(0)
 	}
