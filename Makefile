@@ -11,7 +11,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 # missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
 DEPS      := cmd/deps/deps.sh
 
-.PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz clean image
+.PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz clean image
 
 all: build
 
@@ -31,6 +31,12 @@ vet:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
+# staticcheck, pinned (the module proxy serves it; no tools module needed).
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(STATICCHECK) ./...
+	@if [ -f tekton/go.mod ]; then cd tekton && $(STATICCHECK) ./...; fi
+
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
 
@@ -44,10 +50,14 @@ demo: build
 	  --artifacts $(OUT)/artifacts --state-dir $(OUT)/state --lock-dir $(OUT)/locks; \
 	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30
 
-test: deps deps-npm vet test-go test-usb test-tekton
+test: deps deps-npm vet lint test-go test-usb test-tekton
 
 test-go:
 	JSPLAN_AJV=$(CACHE)/npm/node_modules/.bin/ajv $(GO) test -count=1 -timeout 25m ./...
+
+# The everyday loop: skips QEMU, ansible, pre-commit and the other slow tests.
+test-short:
+	$(GO) test -short -count=1 ./...
 
 # The USB build (cgo + libusb, as in the Tekton image): build and test it too.
 test-usb:

@@ -156,10 +156,10 @@ func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int,
 	case <-ctx.Done():
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
-		case err = <-done:
+		case <-done:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			err = <-done
+			<-done
 		}
 		wg.Wait()
 		r.Output(ctx, out.String())

@@ -295,6 +295,7 @@ func (c *Client) Sync(ctx context.Context) error {
 func (c *Client) syncTwiceLocked(ctx context.Context) error {
 	err := c.syncLocked(ctx, 300*time.Millisecond)
 	if err != nil && errors.Is(err, ErrTimeout) && ctx.Err() == nil {
+		c.logf("dutlink: no prompt after a short wait; syncing again for up to %s", c.opts.ReplyTimeout)
 		err = c.syncLocked(ctx, c.opts.ReplyTimeout)
 	}
 	if err != nil {
