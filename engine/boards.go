@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -17,6 +18,9 @@ import (
 // Inventory is a set of boards from one or more Boards documents.
 type Inventory struct {
 	Boards []*BoardSpec
+	// dropped are boards left out for an error already reported; a plan
+	// that selects one gets that error, not "no board matches" as well.
+	dropped []*BoardSpec
 }
 
 // BoardSpec is a board as the inventory describes it.
@@ -129,15 +133,21 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 	}
 	for i, bn := range list.Content {
 		path := fmt.Sprintf("boards[%d]", i)
-		if f.isBad(fmt.Sprintf("/boards/%d", i)) || bn.Kind != yaml.MappingNode {
+		if bn.Kind != yaml.MappingNode {
 			continue
 		}
 		b := &BoardSpec{File: f.path, Dir: filepath.Dir(f.abs), Range: rangeOf(f.path, bn),
 			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}}
 		_, nn := mapGet(bn, "name")
-		b.Name = nn.Value
+		if nn != nil && nn.Kind == yaml.ScalarNode {
+			b.Name = nn.Value
+		}
 		if _, ln := mapGet(bn, "labels"); ln != nil {
 			_ = ln.Decode(&b.Labels)
+		}
+		if f.isBad(fmt.Sprintf("/boards/%d", i)) {
+			inv.dropped = append(inv.dropped, b)
+			continue
 		}
 		if _, vn := mapGet(bn, "vars"); vn != nil {
 			_ = vn.Decode(&b.Vars)
@@ -157,6 +167,7 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 			}
 		}
 		if !ok {
+			inv.dropped = append(inv.dropped, b)
 			continue
 		}
 		l.assignCapabilities(f, bn, b, path)
@@ -186,12 +197,55 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 	}
 	if v, ok := dev.(drivers.Validator); ok {
 		if err := v.Validate(); err != nil {
-			d := diag.Errorf(rangeOf(file, cfg), path, "%s: %v", name, err)
-			l.report(d)
-			return nil, d
+			var fe *drivers.FieldError
+			if !errors.As(err, &fe) {
+				fe = drivers.ErrField("", "%v", err)
+			}
+			var first *diag.Diagnostic
+			for _, e := range fe.Errors() {
+				n, _ := pointerToNode(cfg, fieldPointer(e.Path))
+				msg := e.Message
+				if e.Path != "" {
+					msg = e.Path + ": " + msg
+				}
+				d := diag.Errorf(rangeOf(file, n), joinSub(path, e.Path), "%s: %s", name, msg)
+				if e.Detail != "" {
+					d.WithDetail("%s", e.Detail)
+				}
+				l.report(d)
+				if first == nil {
+					first = d
+				}
+			}
+			return nil, first
 		}
 	}
 	return dev, nil
+}
+
+// fieldPointer turns a driver field path ("power.on[1]") into a JSON
+// pointer ("/power/on/1") for pointerToNode.
+func fieldPointer(path string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(path, ".") {
+		for part != "" {
+			tok := part
+			if i := strings.IndexByte(part, '['); i > 0 {
+				tok, part = part[:i], part[i:]
+			} else if i == 0 {
+				j := strings.IndexByte(part, ']')
+				if j < 0 {
+					j = len(part) - 1
+				}
+				tok, part = part[1:j], part[j+1:]
+			} else {
+				part = ""
+			}
+			b.WriteByte('/')
+			b.WriteString(url.PathEscape(strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")))
+		}
+	}
+	return b.String()
 }
 
 // assignCapabilities decides which driver serves each capability.
@@ -260,6 +314,12 @@ func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override BoardSelector) []*
 	}
 	matches := inv.Select(sel)
 	if len(matches) == 0 {
+		for _, b := range inv.dropped {
+			if b.Matches(sel) {
+				// The board's own error is reported; this would only echo it.
+				return nil
+			}
+		}
 		r := p.BoardRange
 		if !override.IsZero() {
 			r = diag.Range{Filename: "--board/--selector"}

@@ -71,6 +71,8 @@ type Loader struct {
 	sources diag.Sources
 	diags   diag.Diagnostics
 	secrets map[string]bool
+	// warnedShort holds the secret parameters already warned about.
+	warnedShort map[string]bool
 	stack   []string
 }
 
@@ -82,7 +84,7 @@ func NewLoader(opts Options) *Loader {
 	if opts.MaxFileSize == 0 {
 		opts.MaxFileSize = 4 << 20
 	}
-	return &Loader{opts: opts, files: map[string]*fileDoc{}, sources: diag.Sources{}, secrets: map[string]bool{}}
+	return &Loader{opts: opts, files: map[string]*fileDoc{}, sources: diag.Sources{}, secrets: map[string]bool{}, warnedShort: map[string]bool{}}
 }
 
 // Diagnostics returns everything reported so far, sorted.
@@ -591,10 +593,24 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		}
 		if sv.known && sv.secret && sv.text != "" {
 			l.secrets[sv.text] = true
+			if len(sv.text) < MinSecretLen && !l.warnedShort[prm.Name] {
+				l.warnedShort[prm.Name] = true
+				r := prm.Range
+				if given {
+					r = v.src
+				}
+				d := diag.Errorf(r, "params."+prm.Name, "secret parameter %q has a value of %d characters, too short to mask safely", prm.Name, len(sv.text)).
+					WithDetail("masking it hides every occurrence of those characters in logs and reports; use at least %d characters", MinSecretLen)
+				d.Severity = diag.Warning
+				l.report(d)
+			}
 		}
 		sc.values[prm.Name] = sv
 	}
 }
+
+// MinSecretLen is the shortest secret value masked without a warning.
+const MinSecretLen = 4
 
 func redactIf(secret bool, msg, value string) string {
 	if secret && value != "" {
@@ -871,7 +887,7 @@ func (l *Loader) resolve(ref expr.Ref, sc *scope) (val string, ok bool, tag stri
 		}
 		return l.opts.Artifacts, true, "!!str", nil
 	}
-	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., plan. or artifacts.", ref.Path)
+	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., plan. or artifacts", ref.Path)
 }
 
 func (l *Loader) decodeSteps(pi *planInstance, n *yaml.Node, path, ptr string) []*Step {

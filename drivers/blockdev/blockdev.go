@@ -21,7 +21,6 @@ package blockdev
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -88,29 +87,27 @@ var (
 
 // Validate checks the configuration without touching the device.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.Path == "":
-		errs = append(errs, errors.New("path: required (e.g. /dev/disk/by-id/usb-...)"))
+		errs = errs.Also(drivers.ErrMissingField("path").WithDetail("e.g. /dev/disk/by-id/usb-<id>"))
 	case !filepath.IsAbs(d.Path):
-		errs = append(errs, fmt.Errorf("path: %q must be absolute (e.g. /dev/disk/by-id/usb-...)", d.Path))
+		errs = errs.Also(drivers.ErrField("path", "%q must be absolute (e.g. /dev/disk/by-id/usb-<id>)", d.Path))
 	case filepath.Clean(d.Path) != d.Path:
-		errs = append(errs, fmt.Errorf("path: %q is not clean; write %q", d.Path, filepath.Clean(d.Path)))
+		errs = errs.Also(drivers.ErrField("path", "%q is not clean; write %q", d.Path, filepath.Clean(d.Path)))
 	}
 	for _, c := range []struct {
 		key string
 		cmd runcmd.Command
 	}{{"host-command", d.HostCommand}, {"board-command", d.BoardCommand}} {
 		if !c.cmd.IsZero() {
-			if err := c.cmd.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %v", c.key, err))
-			}
+			errs = errs.Also(c.cmd.Validate().ViaField(c.key))
 		}
 	}
 	if d.Wait != 0 && d.Wait.D() < time.Millisecond {
-		errs = append(errs, fmt.Errorf("wait: %s is too short", d.Wait))
+		errs = errs.Also(drivers.ErrField("wait", "%s is too short", d.Wait))
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // Open remembers the board's environment; it touches nothing.

@@ -89,7 +89,7 @@ const ResetPause = 2 * time.Second
 
 // Validate checks the configuration without running anything.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	for _, c := range []struct {
 		key string
 		cmd runcmd.Command
@@ -97,16 +97,14 @@ func (d *Device) Validate() error {
 	}{{"on", d.OnCmd, true}, {"off", d.OffCmd, true}, {"cycle", d.CycleCmd, false}, {"reset", d.ResetCmd, false}, {"status", d.StatusCmd, false}} {
 		if c.cmd.IsZero() {
 			if c.req {
-				errs = append(errs, fmt.Errorf("%s: a command is required", c.key))
+				errs = errs.Also(drivers.ErrField(c.key, "a command is required"))
 			}
 			continue
 		}
-		if err := c.cmd.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", c.key, err))
-		}
+		errs = errs.Also(c.cmd.Validate().ViaField(c.key))
 	}
 	if d.Timeout != 0 && d.Timeout.D() < time.Millisecond {
-		errs = append(errs, fmt.Errorf("timeout: %s is too short", d.Timeout))
+		errs = errs.Also(drivers.ErrField("timeout", "%s is too short", d.Timeout).WithDetail("at least 1ms"))
 	}
 	keys := make([]string, 0, len(d.Env))
 	for k := range d.Env {
@@ -115,10 +113,11 @@ func (d *Device) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			errs = append(errs, fmt.Errorf("env: bad variable name %q", k))
+			errs = errs.Also(drivers.ErrField(k, "bad variable name %q", k).
+				WithDetail("a name has no \"=\" and is not empty").ViaField("env"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // Open remembers the board's environment; it runs nothing.

@@ -145,38 +145,38 @@ func (d *Device) Capabilities() []drivers.Capability {
 
 // Validate checks the configuration without touching the hardware.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.SerialNumber == "" && d.Port == "":
-		errs = append(errs, errors.New("serial-number or port: one is required (see `jsplan boards discover`)"))
+		errs = errs.Also(drivers.ErrField("", "serial-number or port: one is required").WithDetail("see `jsplan boards discover`"))
 	case d.SerialNumber != "" && d.Port != "":
-		errs = append(errs, errors.New("serial-number and port: give only one"))
+		errs = errs.Also(drivers.ErrField("port", "serial-number and port: give only one"))
 	case strings.ContainsAny(d.SerialNumber, "/ \t\n"):
-		errs = append(errs, fmt.Errorf("serial-number: %q is not a USB serial number", d.SerialNumber))
+		errs = errs.Also(drivers.ErrField("serial-number", "%q is not a USB serial number", d.SerialNumber))
 	}
-	for key, p := range map[string]string{"port": d.Port, "console-port": d.ConsolePort} {
-		if strings.Contains(p, "/") && !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path or a bare name under %s", key, p, serial.ByIDDir))
+	for _, c := range []struct{ key, p string }{{"port", d.Port}, {"console-port", d.ConsolePort}} {
+		if strings.Contains(c.p, "/") && !filepath.IsAbs(c.p) {
+			errs = errs.Also(drivers.ErrField(c.key, "%q must be an absolute path or a bare name under %s", c.p, serial.ByIDDir))
 		}
 	}
 	if d.Disk != "" && !filepath.IsAbs(d.Disk) {
-		errs = append(errs, fmt.Errorf("disk: %q must be an absolute path, e.g. /dev/disk/by-id/usb-...", d.Disk))
+		errs = errs.Also(drivers.ErrField("disk", "%q must be an absolute path such as /dev/disk/by-id/usb-<id>", d.Disk))
 	}
 	if d.ConsoleBaud != 0 && d.ConsoleBaud < 50 {
-		errs = append(errs, fmt.Errorf("console-baud: %d is not a baud rate", d.ConsoleBaud))
+		errs = errs.Also(drivers.ErrField("console-baud", "%d is not a baud rate", d.ConsoleBaud))
 	}
 	if _, _, err := d.powerOn(); err != nil {
-		errs = append(errs, err)
+		errs = errs.Also(drivers.ErrField("power-on", "%v", err))
 	}
 	if _, _, err := d.powerOff(); err != nil {
-		errs = append(errs, err)
+		errs = errs.Also(drivers.ErrField("power-off", "%v", err))
 	}
 	for _, dur := range []struct {
 		key string
 		v   cfg.Duration
 	}{{"disk-wait", d.DiskWait}, {"reply-timeout", d.ReplyTimeout}, {"power-timeout", d.PowerTimeout}} {
 		if dur.v != 0 && dur.v.D() < 10*time.Millisecond {
-			errs = append(errs, fmt.Errorf("%s: %s is too short", dur.key, dur.v))
+			errs = errs.Also(drivers.ErrField(dur.key, "%s is too short", dur.v).WithDetail("at least 10ms"))
 		}
 	}
 	keys := make([]string, 0, len(d.FirmwareConfig))
@@ -186,10 +186,10 @@ func (d *Device) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if err := checkFirmwareValue(k, d.FirmwareConfig[k]); err != nil {
-			errs = append(errs, fmt.Errorf("firmware-config: %w", err))
+			errs = errs.Also(drivers.ErrField(k, "%v", err).ViaField("firmware-config"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func checkFirmwareValue(key, value string) error {
@@ -198,18 +198,18 @@ func checkFirmwareValue(key, value string) error {
 		return fmt.Errorf("unknown key %q (known: json, name, power_off, power_on, power_rescue, tags, usb_console)", key)
 	}
 	if strings.ContainsAny(value, " \t\r\n") {
-		return fmt.Errorf("%s: the value cannot contain white space", key)
+		return errors.New("the value cannot contain white space")
 	}
 	if len(value) > size {
-		return fmt.Errorf("%s: the value is %d bytes; the firmware keeps %d", key, len(value), size)
+		return fmt.Errorf("the value is %d bytes; the firmware keeps %d", len(value), size)
 	}
 	// The shell's line editor holds 512 bytes: "set-config KEY VALUE".
 	if n := len("set-config ") + len(key) + 1 + len(value); n > 511 {
-		return fmt.Errorf("%s: the command would be %d bytes; the firmware's line holds 511", key, n)
+		return fmt.Errorf("the command would be %d bytes; the firmware's line holds 511", n)
 	}
 	for _, r := range value {
 		if r < 0x20 || r > 0x7e {
-			return fmt.Errorf("%s: the value must be printable ASCII", key)
+			return errors.New("the value must be printable ASCII")
 		}
 	}
 	return nil
@@ -224,7 +224,7 @@ func (d *Device) powerOn() (cmd, reply string, err error) {
 	case "rescue":
 		return "power rescue", "Device powered on to rescue", nil
 	}
-	return "", "", fmt.Errorf("power-on: %q is not one of on, force-on, rescue", d.PowerOnMode)
+	return "", "", fmt.Errorf("%q is not one of on, force-on, rescue", d.PowerOnMode)
 }
 
 func (d *Device) powerOff() (cmd, reply string, err error) {
@@ -234,7 +234,7 @@ func (d *Device) powerOff() (cmd, reply string, err error) {
 	case "force-off":
 		return "power force-off", "Device forced off", nil
 	}
-	return "", "", fmt.Errorf("power-off: %q is not one of off, force-off", d.PowerOffMode)
+	return "", "", fmt.Errorf("%q is not one of off, force-off", d.PowerOffMode)
 }
 
 // Open finds the harness, opens its control port and brings it to a known

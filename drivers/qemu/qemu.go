@@ -115,48 +115,45 @@ var (
 
 // Validate checks the configuration without starting anything.
 func (d *Device) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var errs *drivers.FieldError
+	bad := func(path, format string, args ...any) { errs = errs.Also(drivers.ErrField(path, format, args...)) }
 	if d.Machine != "" && !machineRE.MatchString(d.Machine) {
-		bad("machine %q: want a QEMU machine type such as q35", d.Machine)
+		bad("machine", "%q: want a QEMU machine type such as q35", d.Machine)
 	}
 	if d.CPU != "" && !cpuRE.MatchString(d.CPU) {
-		bad("cpu %q: want a QEMU CPU model such as max", d.CPU)
+		bad("cpu", "%q: want a QEMU CPU model such as max", d.CPU)
 	}
 	if d.Memory != 0 && (d.Memory < 16 || d.Memory > 1<<20) {
-		bad("memory %d: want MiB from 16 to 1048576", d.Memory)
+		bad("memory", "%d: want MiB from 16 to 1048576", d.Memory)
 	}
 	switch d.Accel {
 	case "", "auto", "kvm", "tcg":
 	default:
-		bad("accel %q: want auto, kvm or tcg", d.Accel)
+		bad("accel", "%q: want auto, kvm or tcg", d.Accel)
 	}
 	for i, a := range d.ExtraArgs {
 		switch a {
 		case "":
-			bad("extra-args[%d] is empty", i)
+			bad(fmt.Sprintf("extra-args[%d]", i), "is empty")
 		case "-daemonize", "--daemonize":
-			bad("extra-args[%d]: %s is not allowed: the driver must own the QEMU process", i, a)
+			bad(fmt.Sprintf("extra-args[%d]", i), "%s is not allowed: the driver must own the QEMU process", a)
 		}
 	}
 	if n := d.Network; n != nil {
 		if n.SSHPort < 1 || n.SSHPort > 65535 {
-			bad("network.ssh-port %d: want a port from 1 to 65535", n.SSHPort)
+			bad("network.ssh-port", "%d: want a port from 1 to 65535", n.SSHPort)
 		}
 		if n.User != "" && !userRE.MatchString(n.User) {
-			bad("network.user %q is not a user name", n.User)
+			bad("network.user", "%q is not a user name", n.User)
 		}
 	}
 	if d.PowerdownTimeout != "" {
 		t, err := time.ParseDuration(d.PowerdownTimeout)
 		if err != nil || t < 0 || t > 10*time.Minute {
-			bad("powerdown-timeout %q: want a duration from 0 to 10m, e.g. 5s", d.PowerdownTimeout)
+			bad("powerdown-timeout", "%q: want a duration from 0 to 10m, e.g. 5s", d.PowerdownTimeout)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("qemu: %w", err)
-	}
-	return nil
+	return errs.Err()
 }
 
 // Capabilities lists what the board serves: network only when configured.

@@ -107,17 +107,21 @@ var (
 
 // Validate checks the configuration without opening the port.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.Port == "":
-		errs = append(errs, errors.New("port: required (a /dev/serial/by-id name or an absolute path)"))
+		errs = errs.Also(drivers.ErrMissingField("port").WithDetail("a /dev/serial/by-id name or an absolute path"))
 	case strings.Contains(d.Port, "/") && !filepath.IsAbs(d.Port):
-		errs = append(errs, fmt.Errorf("port: %q must be an absolute path or a bare name under %s", d.Port, ByIDDir))
+		errs = errs.Also(drivers.ErrField("port", "%q must be an absolute path or a bare name under %s", d.Port, ByIDDir))
 	}
 	if _, err := d.mode(); err != nil {
-		errs = append(errs, err)
+		var fe *drivers.FieldError
+		if !errors.As(err, &fe) {
+			fe = drivers.ErrField("", "%v", err)
+		}
+		errs = errs.Also(fe)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // mode builds the serial mode from the configuration.
@@ -132,13 +136,13 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 		m.BaudRate = DefaultBaud
 	}
 	if m.BaudRate < 50 {
-		return nil, fmt.Errorf("baud: %d is not a baud rate", baud)
+		return nil, drivers.ErrField("baud", "%d is not a baud rate", baud)
 	}
 	if m.DataBits == 0 {
 		m.DataBits = 8
 	}
 	if m.DataBits < 5 || m.DataBits > 8 {
-		return nil, fmt.Errorf("data-bits: %d is not one of 5, 6, 7, 8", dataBits)
+		return nil, drivers.ErrField("data-bits", "%d is not one of 5, 6, 7, 8", dataBits)
 	}
 	switch parity {
 	case "", "none":
@@ -152,7 +156,7 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 	case "space":
 		m.Parity = bugserial.SpaceParity
 	default:
-		return nil, fmt.Errorf("parity: %q is not one of none, odd, even, mark, space", parity)
+		return nil, drivers.ErrField("parity", "%q is not one of none, odd, even, mark, space", parity)
 	}
 	switch stopBits {
 	case 0, 1:
@@ -162,7 +166,7 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 	case 2:
 		m.StopBits = bugserial.TwoStopBits
 	default:
-		return nil, fmt.Errorf("stop-bits: %v is not one of 1, 1.5, 2", stopBits)
+		return nil, drivers.ErrField("stop-bits", "%v is not one of 1, 1.5, 2", stopBits)
 	}
 	return m, nil
 }

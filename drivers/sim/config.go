@@ -3,11 +3,12 @@
 package sim
 
 import (
-	"errors"
 	"fmt"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/jsplan/jsplan/drivers"
 )
 
 // Defaults of the configuration.
@@ -128,62 +129,56 @@ func (d *Device) setDefaults() {
 // does not touch the board's state.
 func (d *Device) Validate() error {
 	d.setDefaults()
-	var errs []error
-	if err := checkName("hostname", d.Hostname); err != nil {
-		errs = append(errs, err)
-	}
-	if err := checkName("username", d.Username); err != nil {
-		errs = append(errs, err)
-	}
+	var errs *drivers.FieldError
+	errs = errs.Also(checkName("hostname", d.Hostname), checkName("username", d.Username))
 	if strings.ContainsAny(d.Password, "\r\n") {
 		// Never print the password itself.
-		errs = append(errs, errors.New("password: must not contain line breaks"))
+		errs = errs.Also(drivers.ErrField("password", "must not contain line breaks"))
 	}
-	if _, err := parseDuration("boot-delay", d.BootDelay, DefaultBootDelay); err != nil {
-		errs = append(errs, err)
+	if _, err := parseDuration(d.BootDelay, DefaultBootDelay); err != nil {
+		errs = errs.Also(drivers.ErrField("boot-delay", "%v", err))
 	}
-	if _, err := parseDuration("faults.console-drop-after", d.Faults.ConsoleDropAfter, 0); err != nil {
-		errs = append(errs, err)
+	if _, err := parseDuration(d.Faults.ConsoleDropAfter, 0); err != nil {
+		errs = errs.Also(drivers.ErrField("faults.console-drop-after", "%v", err))
 	}
 	if s := d.SSH; s != nil {
+		var se *drivers.FieldError
 		ip := net.ParseIP(s.Host)
 		if ip == nil || !ip.IsLoopback() {
-			errs = append(errs, fmt.Errorf("ssh.host: %q is not a loopback address (a sim board is only reachable on this machine, e.g. 127.0.0.1)", s.Host))
+			se = se.Also(drivers.ErrField("host", "%q is not a loopback address (a sim board is only reachable on this machine, e.g. 127.0.0.1)", s.Host))
 		}
 		if s.Port < 1 || s.Port > 65535 {
-			errs = append(errs, fmt.Errorf("ssh.port: %d is out of range 1-65535", s.Port))
+			se = se.Also(drivers.ErrField("port", "%d is out of range 1-65535", s.Port))
 		}
-		if err := checkName("ssh.user", s.User); err != nil {
-			errs = append(errs, err)
-		}
+		errs = errs.Also(se.Also(checkName("user", s.User)).ViaField("ssh"))
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // checkName rejects names that cannot be typed at a login prompt.
-func checkName(field, v string) error {
+func checkName(field, v string) *drivers.FieldError {
 	if v == "" || len(v) > 64 {
-		return fmt.Errorf("%s: must be 1 to 64 characters long", field)
+		return drivers.ErrField(field, "must be 1 to 64 characters long")
 	}
 	for _, r := range v {
 		if r <= ' ' || r >= 0x7f {
-			return fmt.Errorf("%s: %q must be printable ASCII without spaces", field, v)
+			return drivers.ErrField(field, "%q must be printable ASCII without spaces", v)
 		}
 	}
 	return nil
 }
 
 // parseDuration parses a non-negative Go duration; "" gives def.
-func parseDuration(field, v string, def time.Duration) (time.Duration, error) {
+func parseDuration(v string, def time.Duration) (time.Duration, error) {
 	if v == "" {
 		return def, nil
 	}
 	dur, err := time.ParseDuration(v)
 	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a duration (use e.g. \"20ms\" or \"1.5s\")", field, v)
+		return 0, fmt.Errorf("%q is not a duration (use e.g. \"20ms\" or \"1.5s\")", v)
 	}
 	if dur < 0 {
-		return 0, fmt.Errorf("%s: %q must not be negative", field, v)
+		return 0, fmt.Errorf("%q must not be negative", v)
 	}
 	return dur, nil
 }

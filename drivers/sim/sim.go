@@ -102,8 +102,8 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		env.Secret(d.Password)
 	}
 	d.env = env
-	d.bootDelay, _ = parseDuration("boot-delay", d.BootDelay, DefaultBootDelay)
-	d.dropAfter, _ = parseDuration("faults.console-drop-after", d.Faults.ConsoleDropAfter, 0)
+	d.bootDelay, _ = parseDuration(d.BootDelay, DefaultBootDelay)
+	d.dropAfter, _ = parseDuration(d.Faults.ConsoleDropAfter, 0)
 	if env.StateDir == "" {
 		return drivers.Errorf(Name, "open", "no state directory")
 	}

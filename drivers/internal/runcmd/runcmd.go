@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/drivers"
 )
 
 // Command is a configured command. In YAML it is either a list of strings,
@@ -63,13 +65,14 @@ func (c Command) Name() string {
 	return "sh -c"
 }
 
-// Validate checks the command is usable.
-func (c Command) Validate() error {
+// Validate checks the command is usable. The error's path is relative to
+// the command's key ("[0]" for an empty program name).
+func (c Command) Validate() *drivers.FieldError {
 	if c.IsZero() {
-		return errors.New("empty command")
+		return drivers.ErrField("", "empty command")
 	}
 	if len(c.Argv) > 0 && c.Argv[0] == "" {
-		return errors.New("empty program name")
+		return drivers.ErrField("[0]", "empty program name")
 	}
 	return nil
 }
@@ -109,7 +112,7 @@ const (
 func Run(ctx context.Context, c Command, opts Options) (Result, error) {
 	res := Result{ExitCode: -1}
 	if err := c.Validate(); err != nil {
-		return res, err
+		return res, err.Err()
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
