@@ -73,7 +73,7 @@ type Loader struct {
 	secrets map[string]bool
 	// warnedShort holds the secret parameters already warned about.
 	warnedShort map[string]bool
-	stack   []string
+	stack       []string
 }
 
 // NewLoader returns a Loader.
