@@ -3,7 +3,6 @@ module github.com/jsplan/jsplan
 go 1.26.8
 
 require (
-	github.com/creack/pty v1.1.24
 	github.com/google/goexpect v0.0.0-20210430020637-ab937bf7fd6f
 	github.com/google/gousb v1.1.3
 	github.com/hashicorp/go-multierror v1.1.1

@@ -32,6 +32,9 @@ type BoardSpec struct {
 	Drivers map[string]*yaml.Node
 	// Serve maps each capability the board has to the driver serving it.
 	Serve map[drivers.Capability]string
+	// configured holds the devices the loader decoded and validated, for
+	// the board's first OpenBoard: each configuration is decoded once.
+	configured map[string]drivers.Device
 	// File and Range locate the board in its inventory.
 	File  string
 	Dir   string
@@ -137,7 +140,7 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 			continue
 		}
 		b := &BoardSpec{File: f.path, Dir: filepath.Dir(f.abs), Range: rangeOf(f.path, bn),
-			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}}
+			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}, configured: map[string]drivers.Device{}}
 		_, nn := mapGet(bn, "name")
 		if nn != nil && nn.Kind == yaml.ScalarNode {
 			b.Name = nn.Value
@@ -162,9 +165,12 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 		for j := 0; j+1 < len(dn.Content); j += 2 {
 			name, cfg := dn.Content[j].Value, dn.Content[j+1]
 			b.Drivers[name] = cfg
-			if _, err := l.configure(name, cfg, f.path, path+".drivers."+name); err != nil {
+			dev, err := l.configure(name, cfg, f.path, path+".drivers."+name)
+			if err != nil {
 				ok = false
+				continue
 			}
+			b.configured[name] = dev
 		}
 		if !ok {
 			inv.dropped = append(inv.dropped, b)
@@ -189,11 +195,20 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 	}
 	dev := info.New()
 	if cfg.Kind == yaml.MappingNode || cfg.Kind == yaml.ScalarNode && cfg.ShortTag() != "!!null" {
-		if err := cfg.Decode(dev); err != nil {
+		k, err := decodeStrict(cfg, dev)
+		if k != nil {
+			d := diag.Errorf(rangeOf(file, k), path+"."+k.Value, "%s: unknown key %q", name, k.Value)
+			l.report(d)
+			return nil, d
+		}
+		if err != nil {
 			d := diag.Errorf(rangeOf(file, cfg), path, "%s", cleanDecodeError(err))
 			l.report(d)
 			return nil, d
 		}
+	}
+	if sd, ok := dev.(drivers.Defaulter); ok {
+		sd.SetDefaults()
 	}
 	if v, ok := dev.(drivers.Validator); ok {
 		if err := v.Validate(); err != nil {
@@ -266,7 +281,7 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 		var providers []string
 		for _, name := range names {
 			info, _ := drivers.Lookup(name)
-			if info.ProvidesCap(c) && deviceServes(info, b.Drivers[name], c) {
+			if info.ProvidesCap(c) && deviceServes(b.configured[name], c) {
 				providers = append(providers, name)
 			}
 		}
@@ -283,13 +298,7 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 
 // deviceServes asks a configured device whether it serves c when it can
 // tell (drivers.CapabilityLister).
-func deviceServes(info drivers.Info, cfg *yaml.Node, c drivers.Capability) bool {
-	dev := info.New()
-	if cfg != nil && cfg.Kind == yaml.MappingNode {
-		if cfg.Decode(dev) != nil {
-			return true
-		}
-	}
+func deviceServes(dev drivers.Device, c drivers.Capability) bool {
 	cl, ok := dev.(drivers.CapabilityLister)
 	if !ok {
 		return true
@@ -382,17 +391,22 @@ type Board struct {
 	order   []string
 }
 
-// OpenBoard configures and opens every driver of b. On failure the devices
-// opened so far are closed.
+// OpenBoard opens every driver of b: the devices the loader configured
+// (decoded, defaulted and validated once), or, when b is opened again, new
+// ones from the same configuration. On failure the devices opened so far
+// are closed.
 func OpenBoard(ctx context.Context, b *BoardSpec, env drivers.Env) (*Board, error) {
 	ob := &Board{Spec: b, devices: map[string]drivers.Device{}}
-	l := NewLoader(Options{})
 	names := sortedKeys(b.Drivers)
 	for _, name := range names {
-		dev, err := l.configure(name, b.Drivers[name], b.File, "drivers."+name)
-		if err != nil {
-			ob.Close()
-			return nil, err
+		dev := b.configured[name]
+		delete(b.configured, name)
+		if dev == nil {
+			var err error
+			if dev, err = NewLoader(Options{}).configure(name, b.Drivers[name], b.File, "drivers."+name); err != nil {
+				ob.Close()
+				return nil, err
+			}
 		}
 		e := env
 		e.BaseDir = b.Dir

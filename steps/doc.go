@@ -14,20 +14,20 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/schema"
 )
 
-type obj = map[string]any
+// The schema builders are schema's; these are short local names.
+type obj = schema.Obj
 
-func ref(name string) obj { return obj{"$ref": "#/$defs/" + name} }
+var (
+	ref       = schema.Ref
+	str       = schema.String
+	described = schema.Described
+)
 
 // object is a strict JSON Schema object.
-func object(props obj, required ...string) obj {
-	o := obj{"type": "object", "additionalProperties": false, "properties": props}
-	if len(required) > 0 {
-		o["required"] = required
-	}
-	return o
-}
+func object(props obj, required ...string) obj { return schema.Object("", props, required...) }
 
 // shortOr is a schema that accepts a short scalar form or the full
 // object. It is one schema with a type list, not an anyOf: object keywords
@@ -64,17 +64,6 @@ func shortOr(short obj, full obj) obj {
 	}
 	out["type"] = types
 	return out
-}
-
-func str(desc string) obj { return obj{"type": "string", "description": desc} }
-
-func described(o obj, desc string) obj {
-	c := obj{}
-	for k, v := range o {
-		c[k] = v
-	}
-	c["description"] = desc
-	return c
 }
 
 // scalarOr decodes n into full unless it is a scalar, which goes to short.

@@ -33,6 +33,7 @@ type localAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "local",
+		Config:  localAction{},
 		Summary: "Run a command on the host: a shell script (sh -c) or an argv list; plan values reach it through env.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"command": described(ref("stringList"),

@@ -34,6 +34,7 @@ import (
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
 	"github.com/jsplan/jsplan/drivers/internal/runcmd"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -47,7 +48,7 @@ func init() {
 		Name:     Name,
 		Summary:  "Boot medium reached by the host as a block device (SD reader, SD mux, USB disk), with optional mux switch commands.",
 		Provides: []drivers.Capability{drivers.CapStorage},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) {
 			return discover("/dev/disk/by-id", "/sys/class/block")
@@ -55,17 +56,17 @@ func init() {
 	})
 }
 
-func schema() map[string]any {
-	return cfg.Object("Boot medium reached by the host as a block device.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("Boot medium reached by the host as a block device.", map[string]any{
 		"path": map[string]any{
 			"type":        "string",
 			"pattern":     "^/",
 			"description": "Absolute path of the medium as the host sees it; use a stable /dev/disk/by-id/... link.",
 		},
-		"host-command":  cfg.CommandProp("Optional command that connects the medium to the host (e.g. an SD mux switch)."),
-		"board-command": cfg.CommandProp("Optional command that connects the medium to the board."),
-		"wait":          cfg.DurationProp("How long to wait for the path to appear and open after host-command.", "30s"),
-		"timeout":       cfg.DurationProp("Time each command may take before its process group is killed.", "30s"),
+		"host-command":  runcmd.Schema("Optional command that connects the medium to the host (e.g. an SD mux switch)."),
+		"board-command": runcmd.Schema("Optional command that connects the medium to the board."),
+		"wait":          schema.Duration("How long to wait for the path to appear and open after host-command.", DefaultWait),
+		"timeout":       schema.Duration("Time each command may take before its process group is killed.", runcmd.DefaultTimeout),
 	}, "path")
 }
 
@@ -211,4 +212,14 @@ func humanSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	if d.Wait == 0 {
+		d.Wait = cfg.Duration(DefaultWait)
+	}
+	if d.Timeout == 0 {
+		d.Timeout = cfg.Duration(runcmd.DefaultTimeout)
+	}
 }

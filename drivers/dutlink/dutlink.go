@@ -36,6 +36,7 @@ import (
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
 	"github.com/jsplan/jsplan/drivers/serial"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -47,6 +48,8 @@ const (
 	DefaultPowerTimeout = 30 * time.Second
 	DefaultResetHold    = time.Second
 	DefaultDiskWait     = 30 * time.Second
+	DefaultPowerOn      = "on"
+	DefaultPowerOff     = "off"
 )
 
 func init() {
@@ -54,7 +57,7 @@ func init() {
 		Name:     Name,
 		Summary:  "DUTLink test harness: power, reset, storage switch and serial console over its USB control port.",
 		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return newDevice() },
 		Discover: discover,
 	})
@@ -68,29 +71,29 @@ var firmwareKeys = map[string]int{
 	"power_on": 32, "power_off": 32, "power_rescue": 32,
 }
 
-func schema() map[string]any {
-	return cfg.Object("DUTLink test harness.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("DUTLink test harness.", map[string]any{
 		"serial-number": map[string]any{
 			"type": "string", "pattern": "^[^/\\s]+$",
 			"description": "USB serial number of the harness (its chip id; see `jsplan boards discover`). Preferred over port.",
 		},
-		"port": cfg.StringProp("The control port instead of serial-number: an absolute path or a name under /dev/serial/by-id."),
+		"port": schema.NonEmpty("The control port instead of serial-number: an absolute path or a name under /dev/serial/by-id."),
 		"disk": map[string]any{
 			"type": "string", "pattern": "^/",
 			"description": "The storage device as the host sees it when switched to the host, a /dev/disk/by-id/... path. Required for storage.",
 		},
-		"disk-wait":     cfg.DurationProp("How long to wait for the disk to appear after switching the storage to the host (and to go away after switching it off).", "30s"),
-		"console-port":  cfg.StringProp("A separate serial adapter for the board's console (the firmware's usb_console), used instead of the harness's console pass-through: an absolute path or a name under /dev/serial/by-id."),
-		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": 115200, "description": "Baud rate of console-port."},
-		"reply-timeout": cfg.DurationProp("How long to wait for the harness to answer a command.", "2s"),
-		"power-timeout": cfg.DurationProp("How long a power command (which runs the configured power sequence) may take.", "30s"),
-		"reset-hold":    cfg.DurationProp("How long the reset line is held low.", "1s"),
+		"disk-wait":     schema.Duration("How long to wait for the disk to appear after switching the storage to the host (and to go away after switching it off).", DefaultDiskWait),
+		"console-port":  schema.NonEmpty("A separate serial adapter for the board's console (the firmware's usb_console), used instead of the harness's console pass-through: an absolute path or a name under /dev/serial/by-id."),
+		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": serial.DefaultBaud, "description": "Baud rate of console-port."},
+		"reply-timeout": schema.Duration("How long to wait for the harness to answer a command.", DefaultReplyTimeout),
+		"power-timeout": schema.Duration("How long a power command (which runs the configured power sequence) may take.", DefaultPowerTimeout),
+		"reset-hold":    schema.Duration("How long the reset line is held low.", DefaultResetHold),
 		"power-on": map[string]any{
-			"type": "string", "enum": []any{"on", "force-on", "rescue"}, "default": "on",
+			"type": "string", "enum": []any{"on", "force-on", "rescue"}, "default": DefaultPowerOn,
 			"description": "The firmware power command used to switch on: on (runs the power_on sequence), force-on (just the switch), rescue (the power_rescue sequence).",
 		},
 		"power-off": map[string]any{
-			"type": "string", "enum": []any{"off", "force-off"}, "default": "off",
+			"type": "string", "enum": []any{"off", "force-off"}, "default": DefaultPowerOff,
 			"description": "The firmware power command used to switch off: off (runs the power_off sequence) or force-off.",
 		},
 		"firmware-config": map[string]any{
@@ -516,4 +519,25 @@ func (d *Device) AttachBoard(ctx context.Context) error {
 		_, err := b.Command("attach-board", "storage dut", "storage connected to device under test", 0)
 		return err
 	})
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	for _, f := range []struct {
+		v   *cfg.Duration
+		def time.Duration
+	}{{&d.DiskWait, DefaultDiskWait}, {&d.ReplyTimeout, DefaultReplyTimeout}, {&d.PowerTimeout, DefaultPowerTimeout}, {&d.ResetHold, DefaultResetHold}} {
+		if *f.v == 0 {
+			*f.v = cfg.Duration(f.def)
+		}
+	}
+	if d.ConsoleBaud == 0 {
+		d.ConsoleBaud = serial.DefaultBaud
+	}
+	if d.PowerOnMode == "" {
+		d.PowerOnMode = DefaultPowerOn
+	}
+	if d.PowerOffMode == "" {
+		d.PowerOffMode = DefaultPowerOff
+	}
 }

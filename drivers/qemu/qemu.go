@@ -30,12 +30,14 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/schema"
 )
 
 const driverName = "qemu"
 
 // Defaults of the configuration.
 const (
+	DefaultAccel            = "auto"
 	DefaultMachine          = "q35"
 	DefaultCPU              = "max"
 	DefaultMemory           = 256 // MiB
@@ -314,4 +316,25 @@ func resolve(base, p string) string {
 		return p
 	}
 	return filepath.Join(base, p)
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&d.Machine, DefaultMachine}, {&d.CPU, DefaultCPU}, {&d.Accel, DefaultAccel}, {&d.QEMUBinary, DefaultBinary},
+		{&d.PowerdownTimeout, schema.FormatDuration(DefaultPowerdownTimeout)},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	if d.Memory == 0 {
+		d.Memory = DefaultMemory
+	}
+	if d.Network != nil && d.Network.User == "" {
+		d.Network.User = defaultSSHUser
+	}
 }

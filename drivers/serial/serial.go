@@ -30,6 +30,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -41,6 +42,9 @@ const ByIDDir = "/dev/serial/by-id"
 // Defaults.
 const (
 	DefaultBaud          = 115200
+	DefaultDataBits      = 8
+	DefaultParity        = "none"
+	DefaultStopBits      = 1
 	DefaultReopenTimeout = 30 * time.Second
 )
 
@@ -49,14 +53,14 @@ func init() {
 		Name:     Name,
 		Summary:  "Console on a serial port (USB-UART adapter, UART), reopened when it re-enumerates.",
 		Provides: []drivers.Capability{drivers.CapConsole},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{byIDDir: ByIDDir} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) { return discover(ByIDDir) },
 	})
 }
 
-func schema() map[string]any {
-	return cfg.Object("Console on a serial port.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("Console on a serial port.", map[string]any{
 		"port": map[string]any{
 			"type":        "string",
 			"minLength":   1,
@@ -67,22 +71,22 @@ func schema() map[string]any {
 			"description": "Baud rate.",
 		},
 		"data-bits": map[string]any{
-			"type": "integer", "enum": []any{5, 6, 7, 8}, "default": 8,
+			"type": "integer", "enum": []any{5, 6, 7, 8}, "default": DefaultDataBits,
 			"description": "Data bits per character.",
 		},
 		"parity": map[string]any{
-			"type": "string", "enum": []any{"none", "odd", "even", "mark", "space"}, "default": "none",
+			"type": "string", "enum": []any{"none", "odd", "even", "mark", "space"}, "default": DefaultParity,
 			"description": "Parity.",
 		},
 		"stop-bits": map[string]any{
-			"type": "number", "enum": []any{1, 1.5, 2}, "default": 1,
+			"type": "number", "enum": []any{1, 1.5, 2}, "default": DefaultStopBits,
 			"description": "Stop bits (1.5 is not supported by Linux).",
 		},
 		"lazy-open": map[string]any{
 			"type": "boolean", "default": false,
 			"description": "Accept a port that is absent when the console is opened (an adapter powered by the board) and open it when it appears. Without it an absent port is an error.",
 		},
-		"reopen-timeout": cfg.DurationProp("How long a write waits for a vanished port to come back. Reads wait as long as the console is open.", "30s"),
+		"reopen-timeout": schema.Duration("How long a write waits for a vanished port to come back. Reads wait as long as the console is open.", DefaultReopenTimeout),
 	}, "port")
 }
 
@@ -139,7 +143,7 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 		return nil, drivers.ErrField("baud", "%d is not a baud rate", baud)
 	}
 	if m.DataBits == 0 {
-		m.DataBits = 8
+		m.DataBits = DefaultDataBits
 	}
 	if m.DataBits < 5 || m.DataBits > 8 {
 		return nil, drivers.ErrField("data-bits", "%d is not one of 5, 6, 7, 8", dataBits)
@@ -496,4 +500,23 @@ func discover(byID string) ([]drivers.Found, error) {
 		})
 	}
 	return found, nil
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	if d.Baud == 0 {
+		d.Baud = DefaultBaud
+	}
+	if d.DataBits == 0 {
+		d.DataBits = DefaultDataBits
+	}
+	if d.Parity == "" {
+		d.Parity = DefaultParity
+	}
+	if d.StopBits == 0 {
+		d.StopBits = DefaultStopBits
+	}
+	if d.ReopenTimeout == 0 {
+		d.ReopenTimeout = cfg.Duration(DefaultReopenTimeout)
+	}
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 )
 
 // generation is one power-on of the board: from On to Off.
@@ -229,7 +231,7 @@ func (d *Device) shell(g *generation) {
 		d.env.Logf("sim: cannot start the shell: %v", err)
 		_ = d.tx(g, []byte(fmt.Sprintf("sim: cannot start /bin/sh: %v\r\n", err)))
 	}
-	m, slaveName, err := openPTY()
+	m, slaveName, err := ptyutil.OpenMaster()
 	if err != nil {
 		fail(err)
 		return

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 )
 
 // Name is the name the driver is registered under.
@@ -123,13 +124,13 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		}
 	}
 
-	master, slave, err := openPTY()
+	master, slave, err := ptyutil.OpenMaster()
 	if err != nil {
 		return drivers.Errorf(Name, "open", "console: %v", err)
 	}
 	keep, err := unix.Open(slave, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err == nil {
-		err = makeRaw(keep)
+		err = ptyutil.MakeRawFD(keep)
 		if err != nil {
 			unix.Close(keep)
 		}
@@ -384,7 +385,7 @@ func (d *Device) OpenConsole(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, drivers.Errorf(Name, "open console", "%v", err)
 	}
-	if err := control(f, makeRaw); err != nil {
+	if err := control(f, ptyutil.MakeRawFD); err != nil {
 		f.Close()
 		return nil, drivers.Errorf(Name, "open console", "raw mode on %s: %v", slave, err)
 	}

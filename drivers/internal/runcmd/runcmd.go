@@ -227,3 +227,15 @@ func (t *tailBuffer) String() string {
 	}
 	return string(t.b)
 }
+
+// Schema is the JSON Schema of a command: an argv list run directly, or a
+// string run with `sh -c`.
+func Schema(description string) map[string]any {
+	return map[string]any{
+		"description": description + " Either a list of arguments run directly (no shell), or a string run with `sh -c`.",
+		"oneOf": []any{
+			map[string]any{"type": "string", "minLength": 1},
+			map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string"}},
+		},
+	}
+}
