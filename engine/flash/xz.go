@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jsplan/jsplan/engine/flash/internal/xz"
 )
 
 // newMemfd returns an anonymous in-memory regular file.
@@ -288,7 +290,7 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 		go func() {
 			defer wg.Done()
 			var (
-				dec lzmaDec
+				dec xz.Decoder
 				raw []byte
 				buf []byte
 				mem *os.File
