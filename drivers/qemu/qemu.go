@@ -29,6 +29,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
+
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/schema"
 )
@@ -236,13 +238,20 @@ func (d *Device) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.powerdown+15*time.Second)
 	defer cancel()
-	err := d.Off(ctx)
+	var errs *multierror.Error
+	if err := d.Off(ctx); err != nil {
+		errs = multierror.Append(errs, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.console.close()
-	os.RemoveAll(d.runDir)
+	if err := d.console.close(); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("console: %w", err))
+	}
+	if err := os.RemoveAll(d.runDir); err != nil {
+		errs = multierror.Append(errs, err)
+	}
 	d.opened = false
-	return err
+	return errs.ErrorOrNil()
 }
 
 // OpenConsole returns the serial console. The stream stays valid while the
