@@ -140,6 +140,7 @@ func GenerateSchema() []byte {
 	root := obj{
 		"$schema":    "https://json-schema.org/draft/2020-12/schema",
 		"$id":        SchemaID,
+		"$comment":   "Lives at schema/jsplan.schema.json in the jsplan repository (generated: make schema) and is printed by `jsplan schema`; point editors at it with a yaml-language-server modeline.",
 		"title":      "jsplan documents (Plan, Boards)",
 		"type":       "object",
 		"required":   []any{"apiVersion", "kind"},
