@@ -82,6 +82,9 @@ func TestFormatsToFileWithBmap(t *testing.T) {
 // Block device targets (a loop device): without a bmap every byte is
 // written; with one, the mapped ranges are and nothing else is touched.
 func TestFormatsToBlockDevice(t *testing.T) {
+	if testing.Short() {
+		t.Skip("every format onto a loop-like device: skipped under -short")
+	}
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.img")
 	want := makeImage(t, raw)
@@ -780,6 +783,9 @@ func TestDecoderBackpressure(t *testing.T) {
 // fallback; all give the image, with and without bmap, with every check
 // type.
 func TestXZPaths(t *testing.T) {
+	if testing.Short() {
+		t.Skip("every xz path on a large image: skipped under -short")
+	}
 	need(t, "xz", "bmaptool")
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.img")

@@ -105,7 +105,11 @@ func TestLZMA2(t *testing.T) {
 		"tiny":  []byte("a"),
 	}
 	for name, data := range cases {
-		for _, preset := range []string{"0", "6", "9e"} {
+		presets := []string{"0", "6", "9e"}
+		if testing.Short() {
+			presets = presets[:1]
+		}
+		for _, preset := range presets {
 			comp := rawLZMA2(t, data, preset)
 			var d Decoder
 			if got := decodeAll(t, &d, comp, int64(len(data))); !bytes.Equal(got, data) {
