@@ -32,7 +32,7 @@ import (
 	"github.com/hashicorp/go-multierror"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/schema"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
 )
 
 const driverName = "qemu"
@@ -80,7 +80,7 @@ type Config struct {
 	QEMUBinary string `yaml:"qemu-binary"`
 	// PowerdownTimeout is how long Off waits for the guest to shut down after
 	// the ACPI power button before it stops QEMU. "0" skips it. Default: 5s.
-	PowerdownTimeout string `yaml:"powerdown-timeout"`
+	PowerdownTimeout *cfg.Duration `yaml:"powerdown-timeout"`
 }
 
 // NetworkConfig is the SSH access to the guest.
@@ -151,11 +151,8 @@ func (d *Device) Validate() error {
 			bad("network.user", "%q is not a user name", n.User)
 		}
 	}
-	if d.PowerdownTimeout != "" {
-		t, err := time.ParseDuration(d.PowerdownTimeout)
-		if err != nil || t < 0 || t > 10*time.Minute {
-			bad("powerdown-timeout", "%q: want a duration from 0 to 10m, e.g. 5s", d.PowerdownTimeout)
-		}
+	if t := d.PowerdownTimeout; t != nil && t.D() > 10*time.Minute {
+		bad("powerdown-timeout", "%s: want a duration from 0 to 10m, e.g. 5s", t)
 	}
 	return errs.Err()
 }
@@ -210,10 +207,7 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		return drivers.Errorf(driverName, "open", "%s not found (Debian package qemu-system-x86): %v", bin, err)
 	}
 	d.binary = path
-	d.powerdown = DefaultPowerdownTimeout
-	if d.PowerdownTimeout != "" {
-		d.powerdown, _ = time.ParseDuration(d.PowerdownTimeout) // checked by Validate
-	}
+	d.powerdown = cfg.OrDefault(d.PowerdownTimeout, DefaultPowerdownTimeout)
 	// Unix socket paths are short (108 bytes): keep them in a short temp dir.
 	d.runDir, err = os.MkdirTemp("", "jsplan-qemu-")
 	if err != nil {
@@ -334,7 +328,6 @@ func (d *Device) SetDefaults() {
 		def string
 	}{
 		{&d.Machine, DefaultMachine}, {&d.CPU, DefaultCPU}, {&d.Accel, DefaultAccel}, {&d.QEMUBinary, DefaultBinary},
-		{&d.PowerdownTimeout, schema.FormatDuration(DefaultPowerdownTimeout)},
 	} {
 		if *f.v == "" {
 			*f.v = f.def
@@ -342,6 +335,10 @@ func (d *Device) SetDefaults() {
 	}
 	if d.Memory == 0 {
 		d.Memory = DefaultMemory
+	}
+	if d.PowerdownTimeout == nil {
+		t := cfg.Duration(DefaultPowerdownTimeout)
+		d.PowerdownTimeout = &t
 	}
 	if d.Network != nil && d.Network.User == "" {
 		d.Network.User = defaultSSHUser

@@ -409,7 +409,7 @@ func TestBootLoginReset(t *testing.T) {
 func TestWrongPassword(t *testing.T) {
 	needQEMU(t)
 	img := testImage(t)
-	d, logs := openBoard(t, Config{PowerdownTimeout: "1s", Accel: "tcg"})
+	d, logs := openBoard(t, Config{PowerdownTimeout: dur(time.Second), Accel: "tcg"})
 	flash(t, d, img.path)
 	con := openConsole(t, d)
 	ctx := ctxFor(t, 2*time.Minute)
@@ -440,7 +440,7 @@ func TestWrongPassword(t *testing.T) {
 func TestQuitWithoutPowerButton(t *testing.T) {
 	needQEMU(t)
 	img := testImage(t)
-	d, logs := openBoard(t, Config{PowerdownTimeout: "0"})
+	d, logs := openBoard(t, Config{PowerdownTimeout: dur(0)})
 	flash(t, d, img.path)
 	ctx := ctxFor(t, time.Minute)
 	if err := d.On(ctx); err != nil {

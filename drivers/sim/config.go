@@ -3,12 +3,13 @@
 package sim
 
 import (
-	"fmt"
 	"net"
 	"strings"
 	"time"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Defaults of the configuration.
@@ -43,11 +44,11 @@ type Faults struct {
 	PowerFail bool `yaml:"power-fail"`
 	// ConsoleDropAfter (a Go duration) closes the console this long after
 	// power on, as a USB serial adapter that dies.
-	ConsoleDropAfter string `yaml:"console-drop-after"`
+	ConsoleDropAfter cfg.Duration `yaml:"console-drop-after"`
 }
 
 // schema is the JSON Schema (draft 2020-12) of the configuration.
-func schema() map[string]any {
+func configSchema() map[string]any {
 	str := func(desc string) map[string]any {
 		return map[string]any{"type": "string", "description": desc}
 	}
@@ -65,7 +66,7 @@ func schema() map[string]any {
 			"username":   str(`User name the login prompt accepts (default "root").`),
 			"password":   str(`Password the login prompt accepts (default "jsplan"); masked in all output.`),
 			"prompt":     str(`Shell prompt (PS1) after login (default "<username>@<hostname>:~# ").`),
-			"boot-delay": str(`Pause between boot log lines, a Go duration such as "20ms" (default "20ms").`),
+			"boot-delay": schema.Duration(`Pause between boot log lines, a Go duration such as "20ms" (default "20ms"; "0s" for none).`, 0),
 			"ssh": map[string]any{
 				"type":                 "object",
 				"description":          "SSH endpoint that stands in for the board's network; without it the board has no network capability.",
@@ -91,7 +92,7 @@ func schema() map[string]any {
 					"kernel-panic":       boolean("The boot ends in 'Kernel panic - not syncing: VFS: Unable to mount root fs'."),
 					"login-refused":      boolean("Every login attempt fails with 'Login incorrect'."),
 					"power-fail":         boolean("Power on fails with an infrastructure error."),
-					"console-drop-after": str(`Go duration after power on at which the console stream is closed by the board, as a dying USB serial adapter; reopening it then fails.`),
+					"console-drop-after": schema.Duration(`Go duration after power on at which the console stream is closed by the board, as a dying USB serial adapter; reopening it then fails.`, 0),
 				},
 			},
 		},
@@ -135,12 +136,6 @@ func (d *Device) Validate() error {
 		// Never print the password itself.
 		errs = errs.Also(drivers.ErrField("password", "must not contain line breaks"))
 	}
-	if _, err := parseDuration(d.BootDelay, DefaultBootDelay); err != nil {
-		errs = errs.Also(drivers.ErrField("boot-delay", "%v", err))
-	}
-	if _, err := parseDuration(d.Faults.ConsoleDropAfter, 0); err != nil {
-		errs = errs.Also(drivers.ErrField("faults.console-drop-after", "%v", err))
-	}
 	if s := d.SSH; s != nil {
 		var se *drivers.FieldError
 		ip := net.ParseIP(s.Host)
@@ -166,19 +161,4 @@ func checkName(field, v string) *drivers.FieldError {
 		}
 	}
 	return nil
-}
-
-// parseDuration parses a non-negative Go duration; "" gives def.
-func parseDuration(v string, def time.Duration) (time.Duration, error) {
-	if v == "" {
-		return def, nil
-	}
-	dur, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (use e.g. \"20ms\" or \"1.5s\")", v)
-	}
-	if dur < 0 {
-		return 0, fmt.Errorf("%q must not be negative", v)
-	}
-	return dur, nil
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 )
 
@@ -28,7 +29,7 @@ func init() {
 		Name:     Name,
 		Summary:  "virtual board inside jsplan: boot log, login and a real shell on a pty console, a disk file as storage",
 		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage, drivers.CapNetwork},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return new(Device) },
 	})
 }
@@ -48,7 +49,7 @@ type Device struct {
 	// Prompt is the shell's PS1.
 	Prompt string `yaml:"prompt"`
 	// BootDelay is the pause between boot log lines (a Go duration).
-	BootDelay string `yaml:"boot-delay"`
+	BootDelay *cfg.Duration `yaml:"boot-delay"`
 	// SSH, when set, is the board's network endpoint.
 	SSH *SSH `yaml:"ssh"`
 	// Faults are failures to simulate.
@@ -103,8 +104,8 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		env.Secret(d.Password)
 	}
 	d.env = env
-	d.bootDelay, _ = parseDuration(d.BootDelay, DefaultBootDelay)
-	d.dropAfter, _ = parseDuration(d.Faults.ConsoleDropAfter, 0)
+	d.bootDelay = cfg.OrDefault(d.BootDelay, DefaultBootDelay)
+	d.dropAfter = d.Faults.ConsoleDropAfter.D()
 	if env.StateDir == "" {
 		return drivers.Errorf(Name, "open", "no state directory")
 	}

@@ -27,6 +27,15 @@ func (d Duration) Or(def time.Duration) time.Duration {
 	return time.Duration(d)
 }
 
+// OrDefault reads an optional duration: a *Duration field is nil when the
+// key is absent, so an explicit "0s" stays zero.
+func OrDefault(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
+}
+
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
