@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -202,7 +204,16 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 			return nil, d
 		}
 		if err != nil {
-			d := diag.Errorf(rangeOf(file, cfg), path, "%s", cleanDecodeError(err))
+			// A value's own UnmarshalYAML (a duration, a command) says
+			// "line N: ..."; point at that value.
+			at, msg := cfg, cleanDecodeError(err)
+			if m := lineErrRE.FindStringSubmatch(msg); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				if n := valueAtLine(cfg, line); n != nil {
+					at, msg = n, m[2]
+				}
+			}
+			d := diag.Errorf(rangeOf(file, at), path, "%s: %s", name, msg)
 			l.report(d)
 			return nil, d
 		}
@@ -236,6 +247,31 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 		}
 	}
 	return dev, nil
+}
+
+var lineErrRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// valueAtLine returns the outermost value below n (in document order) that
+// starts on line, or nil. n itself is the configuration block, which may
+// start on that line too.
+func valueAtLine(n *yaml.Node, line int) *yaml.Node {
+	n = resolveAlias(n)
+	if n == nil {
+		return nil
+	}
+	step, start := 1, 0
+	if n.Kind == yaml.MappingNode {
+		step, start = 2, 1
+	}
+	for i := start; i < len(n.Content); i += step {
+		if c := resolveAlias(n.Content[i]); c != nil && c.Line == line {
+			return c
+		}
+		if v := valueAtLine(n.Content[i], line); v != nil {
+			return v
+		}
+	}
+	return nil
 }
 
 // fieldPointer turns a driver field path ("power.on[1]") into a JSON

@@ -40,6 +40,12 @@ func TestDriverErrorsAtTheirKeys(t *testing.T) {
 			summary: "the firmware keeps 32",
 		},
 		{
+			name:    "a value's own decoding error",
+			drivers: "      command:\n        on: [\"\", x]\n        off: [echo, off]\n",
+			want:    []string{"7:13 boards[0].drivers.command"},
+			summary: "needs at least the program name",
+		},
+		{
 			name:    "nested key",
 			drivers: "      sim:\n        ssh: {host: 10.1.2.3, port: 22}\n",
 			want:    []string{"7:21 boards[0].drivers.sim.ssh.host"},
