@@ -4,6 +4,16 @@
 // package for its side effects:
 //
 //	import _ "github.com/jsplan/jsplan/steps"
+//
+// The console dialogues (wait-for-login, console send/expect, run) go
+// through the engine's console Session, not google/goexpect, because it is
+// measurably better at their job: goexpect matches its whole buffer again
+// after every read, so finding a login prompt behind a 2 MiB boot log took
+// about 420 ms against 2-3 ms with Session (256 KiB: 3-6 ms against under
+// 1 ms; BenchmarkLoginPrompt in engine/console, 2 shared cores), and it
+// needs a reader of its own where the engine keeps one reader per console
+// (console log, fail-on, secret masking). goexpect drives the one-shot
+// console probe of `jsplan boards list --check`.
 package steps
 
 import (
