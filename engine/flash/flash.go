@@ -14,7 +14,7 @@
 //     parallel by an in-process LZMA2 decoder that turns the long matches
 //     encoding zero runs into memclr (liblzma copies them a byte at a time);
 //     with a bmap, blocks without mapped data are skipped and decoding stops
-//     after the last mapped byte. Blocks with BCJ or delta filters go to the
+//     after the last mapped byte. Files with BCJ or delta filters go to the
 //     xz program;
 //   - zstd, and xz from a pipe: the zstd/xz program writes into a memfd,
 //     which it fills sparsely (seeking over zeros); we follow it, pass its
@@ -245,6 +245,14 @@ func (j *job) run(ctx context.Context) error {
 			return fmt.Errorf("%w: %s: %v", ErrImage, j.img.path, err)
 		}
 		xzIdx = idx
+		switch ok, err := idx.lzma2Only(j.img.f); {
+		case err != nil:
+			return fmt.Errorf("%w: %s: %v", ErrImage, j.img.path, err)
+		case !ok && tool("xz") == "":
+			return fmt.Errorf("%w: %s uses an xz filter (BCJ, delta) that needs the xz program; install xz-utils", ErrImage, j.img.path)
+		case !ok:
+			xzIdx = nil // the xz program decodes it as a stream
+		}
 		if bm != nil && idx.size != bm.ImageSize {
 			return fmt.Errorf("%w: the image decodes to %d bytes but bmap %s is for an image of %d bytes", ErrBmap, idx.size, bm.Path, bm.ImageSize)
 		}
