@@ -49,12 +49,8 @@ type Faults struct {
 
 // schema is the JSON Schema (draft 2020-12) of the configuration.
 func configSchema() map[string]any {
-	str := func(desc string) map[string]any {
-		return map[string]any{"type": "string", "description": desc}
-	}
-	boolean := func(desc string) map[string]any {
-		return map[string]any{"type": "boolean", "description": desc}
-	}
+	str := schema.String
+	boolean := func(desc string) map[string]any { return schema.Described(schema.Obj{"type": "boolean"}, desc) }
 	return map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"title":                "sim driver configuration",
