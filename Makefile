@@ -71,6 +71,9 @@ test-tekton:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
+	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./engine/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
 
 bench: deps deps-npm build
 	cmd/bench/validate-bench.sh
