@@ -11,7 +11,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 # missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
 DEPS      := cmd/deps/deps.sh
 
-.PHONY: all build demo test test-go test-usb test-tekton deps deps-npm vet schema bench fuzz soak clean image
+.PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean image
 
 all: build
 
@@ -31,6 +31,12 @@ vet:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
+# staticcheck, pinned (the module proxy serves it; no tools module needed).
+STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+lint:
+	$(STATICCHECK) ./...
+	@if [ -f tekton/go.mod ]; then cd tekton && $(STATICCHECK) ./...; fi
+
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
 
@@ -46,10 +52,14 @@ demo: build
 	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30; \
 	echo "== open $(OUT)/artifacts/report.html in a browser"
 
-test: deps deps-npm vet test-go test-usb test-tekton
+test: deps deps-npm vet lint test-go test-usb test-tekton
 
 test-go:
 	JSPLAN_AJV=$(CACHE)/npm/node_modules/.bin/ajv $(GO) test -count=1 -timeout 25m ./...
+
+# The everyday loop: skips QEMU, ansible, pre-commit and the other slow tests.
+test-short:
+	$(GO) test -short -count=1 ./...
 
 # The USB build (cgo + libusb, as in the Tekton image): build and test it too.
 test-usb:
@@ -70,6 +80,9 @@ FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./engine/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
+	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./engine/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
 
 bench: deps deps-npm build
 	cmd/bench/validate-bench.sh

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/schema"
 )
 
 // InventorySnippet renders devices found by the drivers' Discover hooks as
@@ -57,7 +59,7 @@ func InventorySnippet(found []Found) []byte {
 		boards.Style = yaml.FlowStyle
 	}
 	doc := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-		scalar("apiVersion"), scalar("jsplan.dev/v1"),
+		scalar("apiVersion"), scalar(schema.APIVersion),
 		scalar("kind"), scalar("Boards"),
 		scalar("boards"), boards,
 	}}

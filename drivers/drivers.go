@@ -123,8 +123,18 @@ type Device interface {
 	Close() error
 }
 
+// Defaulter is implemented by devices that fill in defaults after their
+// configuration is decoded (before Validate). The defaults are the Go
+// constants the driver's schema also declares (schema.WithDefault,
+// schema.Duration), so they live in one place; a test checks they agree.
+type Defaulter interface {
+	SetDefaults()
+}
+
 // Validator is implemented by devices that check their configuration beyond
 // the schema. It runs without touching hardware, in `jsplan validate`.
+// Return a *FieldError (FieldError.Err) so each error points at its key;
+// any other error is reported at the driver's block.
 type Validator interface {
 	Validate() error
 }

@@ -4,8 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"path/filepath"
+	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -17,6 +20,9 @@ import (
 // Inventory is a set of boards from one or more Boards documents.
 type Inventory struct {
 	Boards []*BoardSpec
+	// dropped are boards left out for an error already reported; a plan
+	// that selects one gets that error, not "no board matches" as well.
+	dropped []*BoardSpec
 }
 
 // BoardSpec is a board as the inventory describes it.
@@ -28,6 +34,9 @@ type BoardSpec struct {
 	Drivers map[string]*yaml.Node
 	// Serve maps each capability the board has to the driver serving it.
 	Serve map[drivers.Capability]string
+	// configured holds the devices the loader decoded and validated, for
+	// the board's first OpenBoard: each configuration is decoded once.
+	configured map[string]drivers.Device
 	// File and Range locate the board in its inventory.
 	File  string
 	Dir   string
@@ -129,15 +138,21 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 	}
 	for i, bn := range list.Content {
 		path := fmt.Sprintf("boards[%d]", i)
-		if f.isBad(fmt.Sprintf("/boards/%d", i)) || bn.Kind != yaml.MappingNode {
+		if bn.Kind != yaml.MappingNode {
 			continue
 		}
 		b := &BoardSpec{File: f.path, Dir: filepath.Dir(f.abs), Range: rangeOf(f.path, bn),
-			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}}
+			Drivers: map[string]*yaml.Node{}, Serve: map[drivers.Capability]string{}, configured: map[string]drivers.Device{}}
 		_, nn := mapGet(bn, "name")
-		b.Name = nn.Value
+		if nn != nil && nn.Kind == yaml.ScalarNode {
+			b.Name = nn.Value
+		}
 		if _, ln := mapGet(bn, "labels"); ln != nil {
 			_ = ln.Decode(&b.Labels)
+		}
+		if f.isBad(fmt.Sprintf("/boards/%d", i)) {
+			inv.dropped = append(inv.dropped, b)
+			continue
 		}
 		if _, vn := mapGet(bn, "vars"); vn != nil {
 			_ = vn.Decode(&b.Vars)
@@ -152,11 +167,15 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 		for j := 0; j+1 < len(dn.Content); j += 2 {
 			name, cfg := dn.Content[j].Value, dn.Content[j+1]
 			b.Drivers[name] = cfg
-			if _, err := l.configure(name, cfg, f.path, path+".drivers."+name); err != nil {
+			dev, err := l.configure(name, cfg, f.path, path+".drivers."+name)
+			if err != nil {
 				ok = false
+				continue
 			}
+			b.configured[name] = dev
 		}
 		if !ok {
+			inv.dropped = append(inv.dropped, b)
 			continue
 		}
 		l.assignCapabilities(f, bn, b, path)
@@ -178,20 +197,106 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 	}
 	dev := info.New()
 	if cfg.Kind == yaml.MappingNode || cfg.Kind == yaml.ScalarNode && cfg.ShortTag() != "!!null" {
-		if err := cfg.Decode(dev); err != nil {
-			d := diag.Errorf(rangeOf(file, cfg), path, "%s", cleanDecodeError(err))
+		k, err := decodeStrict(cfg, dev)
+		if k != nil {
+			d := diag.Errorf(rangeOf(file, k), path+"."+k.Value, "%s: unknown key %q", name, k.Value)
 			l.report(d)
 			return nil, d
 		}
+		if err != nil {
+			// A value's own UnmarshalYAML (a duration, a command) says
+			// "line N: ..."; point at that value.
+			at, msg := cfg, cleanDecodeError(err)
+			if m := lineErrRE.FindStringSubmatch(msg); m != nil {
+				line, _ := strconv.Atoi(m[1])
+				if n := valueAtLine(cfg, line); n != nil {
+					at, msg = n, m[2]
+				}
+			}
+			d := diag.Errorf(rangeOf(file, at), path, "%s: %s", name, msg)
+			l.report(d)
+			return nil, d
+		}
+	}
+	if sd, ok := dev.(drivers.Defaulter); ok {
+		sd.SetDefaults()
 	}
 	if v, ok := dev.(drivers.Validator); ok {
 		if err := v.Validate(); err != nil {
-			d := diag.Errorf(rangeOf(file, cfg), path, "%s: %v", name, err)
-			l.report(d)
-			return nil, d
+			var fe *drivers.FieldError
+			if !errors.As(err, &fe) {
+				fe = drivers.ErrField("", "%v", err)
+			}
+			var first *diag.Diagnostic
+			for _, e := range fe.Errors() {
+				n, _ := pointerToNode(cfg, fieldPointer(e.Path))
+				msg := e.Message
+				if e.Path != "" {
+					msg = e.Path + ": " + msg
+				}
+				d := diag.Errorf(rangeOf(file, n), joinSub(path, e.Path), "%s: %s", name, msg)
+				if e.Detail != "" {
+					d.WithDetail("%s", e.Detail)
+				}
+				l.report(d)
+				if first == nil {
+					first = d
+				}
+			}
+			return nil, first
 		}
 	}
 	return dev, nil
+}
+
+var lineErrRE = regexp.MustCompile(`^line (\d+): (.*)$`)
+
+// valueAtLine returns the outermost value below n (in document order) that
+// starts on line, or nil. n itself is the configuration block, which may
+// start on that line too.
+func valueAtLine(n *yaml.Node, line int) *yaml.Node {
+	n = resolveAlias(n)
+	if n == nil {
+		return nil
+	}
+	step, start := 1, 0
+	if n.Kind == yaml.MappingNode {
+		step, start = 2, 1
+	}
+	for i := start; i < len(n.Content); i += step {
+		if c := resolveAlias(n.Content[i]); c != nil && c.Line == line {
+			return c
+		}
+		if v := valueAtLine(n.Content[i], line); v != nil {
+			return v
+		}
+	}
+	return nil
+}
+
+// fieldPointer turns a driver field path ("power.on[1]") into a JSON
+// pointer ("/power/on/1") for pointerToNode.
+func fieldPointer(path string) string {
+	var b strings.Builder
+	for _, part := range strings.Split(path, ".") {
+		for part != "" {
+			tok := part
+			if i := strings.IndexByte(part, '['); i > 0 {
+				tok, part = part[:i], part[i:]
+			} else if i == 0 {
+				j := strings.IndexByte(part, ']')
+				if j < 0 {
+					j = len(part) - 1
+				}
+				tok, part = part[1:j], part[j+1:]
+			} else {
+				part = ""
+			}
+			b.WriteByte('/')
+			b.WriteString(url.PathEscape(strings.ReplaceAll(strings.ReplaceAll(tok, "~", "~0"), "/", "~1")))
+		}
+	}
+	return b.String()
 }
 
 // assignCapabilities decides which driver serves each capability.
@@ -212,7 +317,7 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 		var providers []string
 		for _, name := range names {
 			info, _ := drivers.Lookup(name)
-			if info.ProvidesCap(c) && deviceServes(info, b.Drivers[name], c) {
+			if info.ProvidesCap(c) && deviceServes(b.configured[name], c) {
 				providers = append(providers, name)
 			}
 		}
@@ -229,13 +334,7 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 
 // deviceServes asks a configured device whether it serves c when it can
 // tell (drivers.CapabilityLister).
-func deviceServes(info drivers.Info, cfg *yaml.Node, c drivers.Capability) bool {
-	dev := info.New()
-	if cfg != nil && cfg.Kind == yaml.MappingNode {
-		if cfg.Decode(dev) != nil {
-			return true
-		}
-	}
+func deviceServes(dev drivers.Device, c drivers.Capability) bool {
 	cl, ok := dev.(drivers.CapabilityLister)
 	if !ok {
 		return true
@@ -260,6 +359,12 @@ func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override BoardSelector) []*
 	}
 	matches := inv.Select(sel)
 	if len(matches) == 0 {
+		for _, b := range inv.dropped {
+			if b.Matches(sel) {
+				// The board's own error is reported; this would only echo it.
+				return nil
+			}
+		}
 		r := p.BoardRange
 		if !override.IsZero() {
 			r = diag.Range{Filename: "--board/--selector"}
@@ -322,17 +427,22 @@ type Board struct {
 	order   []string
 }
 
-// OpenBoard configures and opens every driver of b. On failure the devices
-// opened so far are closed.
+// OpenBoard opens every driver of b: the devices the loader configured
+// (decoded, defaulted and validated once), or, when b is opened again, new
+// ones from the same configuration. On failure the devices opened so far
+// are closed.
 func OpenBoard(ctx context.Context, b *BoardSpec, env drivers.Env) (*Board, error) {
 	ob := &Board{Spec: b, devices: map[string]drivers.Device{}}
-	l := NewLoader(Options{})
 	names := sortedKeys(b.Drivers)
 	for _, name := range names {
-		dev, err := l.configure(name, b.Drivers[name], b.File, "drivers."+name)
-		if err != nil {
-			ob.Close()
-			return nil, err
+		dev := b.configured[name]
+		delete(b.configured, name)
+		if dev == nil {
+			var err error
+			if dev, err = NewLoader(Options{}).configure(name, b.Drivers[name], b.File, "drivers."+name); err != nil {
+				ob.Close()
+				return nil, err
+			}
 		}
 		e := env
 		e.BaseDir = b.Dir

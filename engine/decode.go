@@ -55,7 +55,12 @@ func joinSub(path, sub string) string {
 // Decode decodes n into v (a pointer to the action's struct). Mistakes the
 // schema cannot see become diagnostics, never Go type errors.
 func (dc *DecodeContext) Decode(n *yaml.Node, v any) bool {
-	if err := n.Decode(v); err != nil {
+	k, err := decodeStrict(n, v)
+	switch {
+	case k != nil:
+		dc.Errorf(k, k.Value, "unknown key %q", k.Value)
+		return false
+	case err != nil:
 		dc.Errorf(n, "", "%s", cleanDecodeError(err))
 		return false
 	}

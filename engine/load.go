@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -917,7 +918,7 @@ func (l *Loader) resolve(ref expr.Ref, sc *scope) (val string, ok bool, tag stri
 		}
 		return l.opts.Artifacts, true, "!!str", nil
 	}
-	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., plan. or artifacts.", ref.Path)
+	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., plan. or artifacts", ref.Path)
 }
 
 func (l *Loader) decodeSteps(pi *planInstance, n *yaml.Node, path, ptr string) []*Step {
@@ -1036,6 +1037,18 @@ func (l *Loader) checkTimeouts(p *Plan) {
 			l.report(diag.Errorf(s.Range, s.Path+".timeout", "step timeout %s is longer than the plan timeout %s",
 				FormatDuration(s.Timeout.Duration), FormatDuration(p.Timeout.Duration)).
 				WithDetail("the plan would time out first; shorten the step timeout or raise the plan's"))
+			return
+		}
+		// Not wrong, but likely not meant: the later attempts can never run.
+		if n := s.Retry.Count(); n > 1 && s.Timeout.Known() {
+			total := time.Duration(n)*s.Timeout.Duration + time.Duration(n-1)*s.Retry.Delay.Duration
+			if total > p.Timeout.Duration {
+				d := diag.Errorf(s.Range, s.Path+".retry", "%d attempts of up to %s each can take %s, longer than the plan timeout %s",
+					n, FormatDuration(s.Timeout.Duration), FormatDuration(total), FormatDuration(p.Timeout.Duration)).
+					WithDetail("the plan would time out before the last attempts; fewer attempts, a shorter step timeout or a longer plan timeout")
+				d.Severity = diag.Warning
+				l.report(d)
+			}
 		}
 	})
 }

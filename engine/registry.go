@@ -27,6 +27,10 @@ type StepType struct {
 	// "#/$defs/expr", "#/$defs/int", "#/$defs/bool", "#/$defs/stringList",
 	// "#/$defs/steps" and "#/$defs/stringMap".
 	Schema map[string]any
+	// Config, when set, is a value of the struct the action's mapping form
+	// decodes into (DecodeContext.Decode). A test checks that its YAML keys
+	// are the schema's properties. Actions decoded by hand leave it nil.
+	Config any
 	// Needs lists the board capabilities every step of this type uses.
 	// Actions whose needs depend on their values implement Needer.
 	Needs []drivers.Capability

@@ -202,7 +202,13 @@ func (c *schemaReporter) walk(ve *jsonschema.ValidationError) {
 	case "pattern":
 		s := schemaAt(sptr)
 		if strings.HasSuffix(sptr, "/id") || strings.Contains(sptr, "propertyNames") {
-			c.add(inst, diag.Errorf(r, path, "%q is not a valid name: start with a letter or _, then letters, digits, _ or -", valueText(n)))
+			// For a key name the instance is the key itself, not its value.
+			nameNode := n
+			if strings.Contains(sptr, "propertyNames") && key != nil {
+				nameNode = key
+			}
+			c.add(inst, diag.Errorf(rangeOf(c.f.path, nameNode), path, "%q is not a valid name: %s",
+				valueText(nameNode), nameRule(fmt.Sprint(s["pattern"]))))
 			return
 		}
 		d := diag.Errorf(r, path, "%q does not match the pattern %s", valueText(n), jsonText(s["pattern"]))
@@ -288,6 +294,15 @@ func (c *schemaReporter) special(sptr, kw string, ve *jsonschema.ValidationError
 		return true
 	}
 	return false
+}
+
+// nameRule says in words what a name pattern of the schema accepts.
+func nameRule(pattern string) string {
+	rest := "letters, digits or _"
+	if strings.Contains(pattern, "_-]") {
+		rest = "letters, digits, _ or -"
+	}
+	return "start with a letter or _, then " + rest
 }
 
 var choiceRE = regexp.MustCompile(`^\^\(([A-Za-z0-9_|-]+)\)\$$`)

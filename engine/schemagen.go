@@ -6,33 +6,25 @@ import (
 	"sort"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/schema"
 )
 
-// APIVersion is the version of the document format this engine reads.
-const APIVersion = "jsplan.dev/v1"
+// APIVersion is the version of the document format this engine reads
+// (schema.APIVersion: declared once, beside the schema).
+const APIVersion = schema.APIVersion
 
-// SchemaID is the $id of the generated schema.
-const SchemaID = "https://jsplan.dev/schema/v1/jsplan.schema.json"
+// SchemaID is the $id of the generated schema: where it is published.
+const SchemaID = schema.URL
 
 const exprPattern = `^\s*\$\{\{[^}]*\}\}\s*$`
 
-// durationPattern accepts Go durations ("90s", "1m30s", "250ms").
-const durationPattern = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
+// The schema builders are schema's; these are short local names.
+type obj = schema.Obj
 
-type obj = map[string]any
-
-func ref(name string) obj { return obj{"$ref": "#/$defs/" + name} }
-
-func strictObject(desc string, props obj, required ...string) obj {
-	o := obj{"type": "object", "additionalProperties": false, "properties": props}
-	if desc != "" {
-		o["description"] = desc
-	}
-	if len(required) > 0 {
-		o["required"] = required
-	}
-	return o
-}
+var (
+	ref          = schema.Ref
+	strictObject = schema.Object
+)
 
 // GenerateSchema builds the JSON Schema of jsplan documents from the
 // registered step types and drivers. schema/jsplan.schema.json is its
@@ -45,7 +37,7 @@ func GenerateSchema() []byte {
 		"expr": obj{"type": "string", "pattern": exprPattern,
 			"description": "A reference such as ${{ params.timeout }}, resolved before the run."},
 		"duration": obj{"description": "A duration: a number and a unit (ms, s, m, h), e.g. 30s, 1m30s; or a reference.",
-			"type": "string", "pattern": "(" + durationPattern + ")|(" + exprPattern + ")"},
+			"type": "string", "pattern": "(" + schema.DurationPattern + ")|(" + exprPattern + ")"},
 		"int":        obj{"type": []any{"integer", "string"}, "pattern": exprPattern, "description": "An integer or a reference."},
 		"bool":       obj{"type": []any{"boolean", "string"}, "pattern": exprPattern, "description": "true, false or a reference."},
 		"stringList": obj{"type": []any{"string", "array"}, "items": obj{"type": "string"}},
@@ -148,6 +140,7 @@ func GenerateSchema() []byte {
 	root := obj{
 		"$schema":    "https://json-schema.org/draft/2020-12/schema",
 		"$id":        SchemaID,
+		"$comment":   "Lives at schema/jsplan.schema.json in the jsplan repository (generated: make schema) and is printed by `jsplan schema`; point editors at it with a yaml-language-server modeline.",
 		"title":      "jsplan documents (Plan, Boards)",
 		"type":       "object",
 		"required":   []any{"apiVersion", "kind"},

@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"math"
+	"net/url"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -145,7 +146,7 @@ func pointerToNode(root *yaml.Node, ptr string) (node, key *yaml.Node) {
 		return n, nil
 	}
 	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		tok = unescapeToken(tok)
 		n = resolveAlias(n)
 		switch {
 		case n == nil:
@@ -169,6 +170,15 @@ func pointerToNode(root *yaml.Node, ptr string) (node, key *yaml.Node) {
 	return resolveAlias(n), key
 }
 
+// unescapeToken decodes one token of an instance location: the schema
+// validator escapes keys for a URL fragment as well as for a JSON pointer.
+func unescapeToken(tok string) string {
+	if u, err := url.PathUnescape(tok); err == nil {
+		tok = u
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+}
+
 // pointerToPath turns "/steps/0/flash/image" into "steps[0].flash.image".
 func pointerToPath(ptr string) string {
 	if ptr == "" || ptr == "/" {
@@ -176,7 +186,7 @@ func pointerToPath(ptr string) string {
 	}
 	var b strings.Builder
 	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
-		tok = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+		tok = unescapeToken(tok)
 		if _, err := strconv.Atoi(tok); err == nil {
 			fmt.Fprintf(&b, "[%s]", tok)
 			continue

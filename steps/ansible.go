@@ -35,6 +35,7 @@ type ansibleAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "ansible",
+		Config:  ansibleAction{},
 		Summary: "Run an ansible playbook against the board over SSH (inventory written from the board's network).",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"playbook":   str("Path of the playbook, relative to the plan."),

@@ -39,6 +39,7 @@ type collectAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "collect",
+		Config:  collectAction{},
 		Summary: "Copy files from the board (over the console or SSH) or from the host into the artifacts.",
 		Schema: shortOr(ref("stringList"), object(obj{
 			"paths":    described(ref("stringList"), "Files to copy; shell globs are allowed."),

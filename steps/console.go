@@ -32,6 +32,7 @@ type consoleAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "console",
+		Config:  consoleAction{},
 		Summary: "Send keys or text to the console, then wait until it prints one of several regexes.",
 		Schema: object(obj{
 			"send": described(ref("stringList"),

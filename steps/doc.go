@@ -4,6 +4,16 @@
 // package for its side effects:
 //
 //	import _ "github.com/jsplan/jsplan/steps"
+//
+// The console dialogues (wait-for-login, console send/expect, run) go
+// through the engine's console Session, not google/goexpect, because it is
+// measurably better at their job: goexpect matches its whole buffer again
+// after every read, so finding a login prompt behind a 2 MiB boot log took
+// about 420 ms against 2-3 ms with Session (256 KiB: 3-6 ms against under
+// 1 ms; BenchmarkLoginPrompt in engine/console, 2 shared cores), and it
+// needs a reader of its own where the engine keeps one reader per console
+// (console log, fail-on, secret masking). goexpect drives the one-shot
+// console probe of `jsplan boards list --check`.
 package steps
 
 import (
@@ -14,20 +24,20 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/schema"
 )
 
-type obj = map[string]any
+// The schema builders are schema's; these are short local names.
+type obj = schema.Obj
 
-func ref(name string) obj { return obj{"$ref": "#/$defs/" + name} }
+var (
+	ref       = schema.Ref
+	str       = schema.String
+	described = schema.Described
+)
 
 // object is a strict JSON Schema object.
-func object(props obj, required ...string) obj {
-	o := obj{"type": "object", "additionalProperties": false, "properties": props}
-	if len(required) > 0 {
-		o["required"] = required
-	}
-	return o
-}
+func object(props obj, required ...string) obj { return schema.Object("", props, required...) }
 
 // shortOr is a schema that accepts a short scalar form or the full
 // object. It is one schema with a type list, not an anyOf: object keywords
@@ -64,17 +74,6 @@ func shortOr(short obj, full obj) obj {
 	}
 	out["type"] = types
 	return out
-}
-
-func str(desc string) obj { return obj{"type": "string", "description": desc} }
-
-func described(o obj, desc string) obj {
-	c := obj{}
-	for k, v := range o {
-		c[k] = v
-	}
-	c["description"] = desc
-	return c
 }
 
 // scalarOr decodes n into full unless it is a scalar, which goes to short.

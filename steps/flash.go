@@ -13,9 +13,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/flash"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/flash"
 )
 
 // flashAction writes an image to the board's storage.
@@ -29,6 +29,7 @@ type flashAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "flash",
+		Config:  flashAction{},
 		Summary: "Write an image (raw or compressed, optionally with a bmap) to the board's storage, checked and verified.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"image":  str("Path of the image on the host (relative to the plan); gzip, xz, zstd and bzip2 are detected by content."),

@@ -36,6 +36,7 @@ type localAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "local",
+		Config:  localAction{},
 		Summary: "Run a command on the host: a shell script (sh -c) or an argv list; plan values reach it through env.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"command": described(ref("stringList"),
@@ -208,10 +209,10 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 		cancelled = true
 		_ = syscall.Kill(-pid, syscall.SIGTERM)
 		select {
-		case err = <-done:
+		case <-done:
 		case <-time.After(5 * time.Second):
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
-			err = <-done
+			<-done
 		}
 	}
 	// Children left in the group would outlive the step; end them. Then

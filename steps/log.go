@@ -16,6 +16,7 @@ type logAction struct {
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "log",
+		Config:  logAction{},
 		Summary: "Write a message to the run log and the console log.",
 		Schema:  shortOr(obj{"type": "string"}, object(obj{"message": str("The message.")}, "message")),
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {

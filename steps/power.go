@@ -23,6 +23,7 @@ var powerActions = []any{"on", "off", "cycle", "reset"}
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "power",
+		Config:  powerAction{},
 		Summary: "Switch the board's power: on, off, cycle (off, pause, on) or reset.",
 		Schema: shortOr(obj{"enum": powerActions},
 			object(obj{

@@ -36,6 +36,7 @@ const maxOutput = 64 << 20
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "run",
+		Config:  runAction{},
 		Summary: "Run a shell command on the board (over the console) and check its exit status and output.",
 		Schema: shortOr(obj{"type": "string"}, object(obj{
 			"command": str("The command; several lines run as one script in the login shell. " +

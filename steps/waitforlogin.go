@@ -48,6 +48,7 @@ const passwordPause = 250 * time.Millisecond
 func init() {
 	engine.Register(engine.StepType{
 		Name:    "wait-for-login",
+		Config:  loginAction{},
 		Summary: "Wait for the login prompt on the console, log in, and wait for the shell prompt.",
 		Schema: object(obj{
 			"username":        str("User to log in as."),

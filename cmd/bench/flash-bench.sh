@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# flash-bench.sh: time jsplan's flash pipeline (drivers/flash) against the
+# flash-bench.sh: time jsplan's flash pipeline (engine/flash) against the
 # usual tools, every run ending durable (fsync), and print a table of the
 # best-of-N wall times and their ratios (baseline / jsplan: >1 means jsplan
 # is faster).

@@ -11,7 +11,7 @@ import (
 	"runtime/pprof"
 	"syscall"
 
-	"github.com/jsplan/jsplan/drivers/flash"
+	"github.com/jsplan/jsplan/engine/flash"
 )
 
 func main() {

@@ -200,6 +200,9 @@ func (w *sshWorld) exists(p string) bool {
 // sshNeeds starts sshd and checks that the programs the steps run exist.
 func sshNeeds(t testing.TB, programs ...string) *sshdtest.Server {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("ansible/ssh against a real sshd: skipped under -short")
+	}
 	for _, p := range programs {
 		if _, err := exec.LookPath(p); err != nil {
 			if os.Getenv("CI") != "" {

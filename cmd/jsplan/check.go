@@ -19,7 +19,7 @@ import (
 // checkBoard opens a free board's drivers and reports, without changing the
 // board's state: the power state when the driver can tell, and whether the
 // console answers a newline (an expect batch through goexpect).
-func checkBoard(ctx context.Context, b *engine.BoardSpec, lockDir, stateDir string, wait time.Duration) string {
+func checkBoard(ctx context.Context, b *engine.BoardSpec, lockDir, stateDir string, wait time.Duration) (out string) {
 	lk, h, err := lock.TryAcquire(lockDir, b.Name, lock.Holder{Plan: "jsplan boards list --check", PID: os.Getpid(), Since: time.Now()})
 	if err != nil {
 		return "lock: " + err.Error()
@@ -35,8 +35,13 @@ func checkBoard(ctx context.Context, b *engine.BoardSpec, lockDir, stateDir stri
 	if err != nil {
 		return "cannot open: " + err.Error()
 	}
-	defer board.Close()
-	out := "open"
+	out = "open"
+	defer func() {
+		// A device that fails to close is worth knowing about too.
+		if err := board.Close(); err != nil {
+			out += ", close: " + err.Error()
+		}
+	}()
 	if p, err := board.Power(); err == nil {
 		if ps, ok := p.(drivers.PowerStater); ok {
 			if on, err := ps.PowerState(ctx); err == nil {

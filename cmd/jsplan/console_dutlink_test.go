@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/drivers/dutlink/dutlinksim"
+	"github.com/jsplan/jsplan/drivers/dutlink/dutlinktest"
 )
 
 // uartBoard plays a board behind a DUTLink harness: a boot loader that
@@ -38,7 +38,7 @@ func (b *uartBoard) print(s string) {
 	_, _ = b.outW.Write([]byte(s))
 }
 
-func (b *uartBoard) run(sim *dutlinksim.Sim, stop chan struct{}) {
+func (b *uartBoard) run(sim *dutlinktest.Sim, stop chan struct{}) {
 	go func() {
 		var line []byte
 		buf := make([]byte, 256)
@@ -95,7 +95,7 @@ func (b *uartBoard) run(sim *dutlinksim.Sim, stop chan struct{}) {
 // escape) reaching the board without ending the session.
 func TestConsoleDUTLink(t *testing.T) {
 	board := newUARTBoard()
-	sim, err := dutlinksim.New(dutlinksim.Options{DUT: board})
+	sim, err := dutlinktest.New(dutlinktest.Options{DUT: board})
 	if err != nil {
 		t.Fatal(err)
 	}

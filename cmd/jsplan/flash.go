@@ -10,7 +10,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/jsplan/jsplan/drivers/flash"
+	"github.com/jsplan/jsplan/engine/flash"
 )
 
 func flashCommand() *cli.Command {

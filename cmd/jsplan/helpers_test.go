@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,7 +36,8 @@ func TestMain(m *testing.M) {
 	jsplanBin = filepath.Join(dir, "jsplan")
 	gocmd, err := exec.LookPath("go")
 	if err != nil {
-		gocmd = filepath.Join(runtime.GOROOT(), "bin", "go")
+		fmt.Fprintln(os.Stderr, "the tests build jsplan and need go in PATH:", err)
+		os.Exit(1)
 	}
 	build := exec.Command(gocmd, "build", "-o", jsplanBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

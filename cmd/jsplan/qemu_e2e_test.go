@@ -76,6 +76,9 @@ func e2eMustTool(t *testing.T, tool, pkg string) {
 // and writes the inventory.
 func setupE2E(t *testing.T) *e2e {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("QEMU end to end: skipped under -short")
+	}
 	e2eNeedTool(t, "qemu-system-x86_64", "qemu-system-x86")
 	e2eMustTool(t, "ssh-keygen", "openssh-client")
 	e2eMustTool(t, "ssh", "openssh-client")

@@ -21,7 +21,6 @@ package blockdev
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,6 +34,7 @@ import (
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
 	"github.com/jsplan/jsplan/drivers/internal/runcmd"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -48,7 +48,7 @@ func init() {
 		Name:     Name,
 		Summary:  "Boot medium reached by the host as a block device (SD reader, SD mux, USB disk), with optional mux switch commands.",
 		Provides: []drivers.Capability{drivers.CapStorage},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) {
 			return discover("/dev/disk/by-id", "/sys/class/block")
@@ -56,17 +56,17 @@ func init() {
 	})
 }
 
-func schema() map[string]any {
-	return cfg.Object("Boot medium reached by the host as a block device.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("Boot medium reached by the host as a block device.", map[string]any{
 		"path": map[string]any{
 			"type":        "string",
 			"pattern":     "^/",
 			"description": "Absolute path of the medium as the host sees it; use a stable /dev/disk/by-id/... link.",
 		},
-		"host-command":  cfg.CommandProp("Optional command that connects the medium to the host (e.g. an SD mux switch)."),
-		"board-command": cfg.CommandProp("Optional command that connects the medium to the board."),
-		"wait":          cfg.DurationProp("How long to wait for the path to appear and open after host-command.", "30s"),
-		"timeout":       cfg.DurationProp("Time each command may take before its process group is killed.", "30s"),
+		"host-command":  runcmd.Schema("Optional command that connects the medium to the host (e.g. an SD mux switch)."),
+		"board-command": runcmd.Schema("Optional command that connects the medium to the board."),
+		"wait":          schema.Duration("How long to wait for the path to appear and open after host-command.", DefaultWait),
+		"timeout":       schema.Duration("Time each command may take before its process group is killed.", runcmd.DefaultTimeout),
 	}, "path")
 }
 
@@ -88,29 +88,27 @@ var (
 
 // Validate checks the configuration without touching the device.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.Path == "":
-		errs = append(errs, errors.New("path: required (e.g. /dev/disk/by-id/usb-...)"))
+		errs = errs.Also(drivers.ErrMissingField("path").WithDetail("e.g. /dev/disk/by-id/usb-<id>"))
 	case !filepath.IsAbs(d.Path):
-		errs = append(errs, fmt.Errorf("path: %q must be absolute (e.g. /dev/disk/by-id/usb-...)", d.Path))
+		errs = errs.Also(drivers.ErrField("path", "%q must be absolute (e.g. /dev/disk/by-id/usb-<id>)", d.Path))
 	case filepath.Clean(d.Path) != d.Path:
-		errs = append(errs, fmt.Errorf("path: %q is not clean; write %q", d.Path, filepath.Clean(d.Path)))
+		errs = errs.Also(drivers.ErrField("path", "%q is not clean; write %q", d.Path, filepath.Clean(d.Path)))
 	}
 	for _, c := range []struct {
 		key string
 		cmd runcmd.Command
 	}{{"host-command", d.HostCommand}, {"board-command", d.BoardCommand}} {
 		if !c.cmd.IsZero() {
-			if err := c.cmd.Validate(); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %v", c.key, err))
-			}
+			errs = errs.Also(c.cmd.Validate().ViaField(c.key))
 		}
 	}
 	if d.Wait != 0 && d.Wait.D() < time.Millisecond {
-		errs = append(errs, fmt.Errorf("wait: %s is too short", d.Wait))
+		errs = errs.Also(drivers.ErrField("wait", "%s is too short", d.Wait))
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // Open remembers the board's environment; it touches nothing.
@@ -214,4 +212,14 @@ func humanSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	if d.Wait == 0 {
+		d.Wait = cfg.Duration(DefaultWait)
+	}
+	if d.Timeout == 0 {
+		d.Timeout = cfg.Duration(runcmd.DefaultTimeout)
+	}
 }

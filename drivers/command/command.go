@@ -29,6 +29,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/runcmd"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -39,20 +40,20 @@ func init() {
 		Name:     Name,
 		Summary:  "Power through host commands (smart plug, USB hub port, relay script), with optional reset, cycle and status commands.",
 		Provides: []drivers.Capability{drivers.CapPower},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{} },
 	})
 }
 
-func schema() map[string]any {
-	return cfg.Object("Power a board by running host commands.", map[string]any{
-		"on":      cfg.CommandProp("Command that switches the board's power on."),
-		"off":     cfg.CommandProp("Command that switches the board's power off."),
-		"cycle":   cfg.CommandProp("Optional native power-cycle command. Without it a cycle is off, the step's delay, on."),
-		"reset":   cfg.CommandProp("Optional command that resets the board without removing power. Without it a reset is a power cycle with a 2 s pause."),
-		"status":  cfg.CommandProp("Optional command that prints the power state; the last word of its output decides: on, 1, true, yes, or off, 0, false, no."),
-		"timeout": cfg.DurationProp("Time each command may take; after it the command's process group is killed.", "30s"),
-		"dir":     cfg.StringProp("Working directory of the commands; relative to the inventory file's directory. Default: that directory."),
+func configSchema() map[string]any {
+	return schema.Object("Power a board by running host commands.", map[string]any{
+		"on":      runcmd.Schema("Command that switches the board's power on."),
+		"off":     runcmd.Schema("Command that switches the board's power off."),
+		"cycle":   runcmd.Schema("Optional native power-cycle command. Without it a cycle is off, the step's delay, on."),
+		"reset":   runcmd.Schema("Optional command that resets the board without removing power. Without it a reset is a power cycle with a 2 s pause."),
+		"status":  runcmd.Schema("Optional command that prints the power state; the last word of its output decides: on, 1, true, yes, or off, 0, false, no."),
+		"timeout": schema.Duration("Time each command may take; after it the command's process group is killed.", runcmd.DefaultTimeout),
+		"dir":     schema.NonEmpty("Working directory of the commands; relative to the inventory file's directory. Default: that directory."),
 		"env": map[string]any{
 			"type":                 "object",
 			"description":          "Extra environment variables for the commands.",
@@ -89,7 +90,7 @@ const ResetPause = 2 * time.Second
 
 // Validate checks the configuration without running anything.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	for _, c := range []struct {
 		key string
 		cmd runcmd.Command
@@ -97,16 +98,14 @@ func (d *Device) Validate() error {
 	}{{"on", d.OnCmd, true}, {"off", d.OffCmd, true}, {"cycle", d.CycleCmd, false}, {"reset", d.ResetCmd, false}, {"status", d.StatusCmd, false}} {
 		if c.cmd.IsZero() {
 			if c.req {
-				errs = append(errs, fmt.Errorf("%s: a command is required", c.key))
+				errs = errs.Also(drivers.ErrField(c.key, "a command is required"))
 			}
 			continue
 		}
-		if err := c.cmd.Validate(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %v", c.key, err))
-		}
+		errs = errs.Also(c.cmd.Validate().ViaField(c.key))
 	}
 	if d.Timeout != 0 && d.Timeout.D() < time.Millisecond {
-		errs = append(errs, fmt.Errorf("timeout: %s is too short", d.Timeout))
+		errs = errs.Also(drivers.ErrField("timeout", "%s is too short", d.Timeout).WithDetail("at least 1ms"))
 	}
 	keys := make([]string, 0, len(d.Env))
 	for k := range d.Env {
@@ -115,10 +114,11 @@ func (d *Device) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
-			errs = append(errs, fmt.Errorf("env: bad variable name %q", k))
+			errs = errs.Also(drivers.ErrField(k, "bad variable name %q", k).
+				WithDetail("a name has no \"=\" and is not empty").ViaField("env"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // Open remembers the board's environment; it runs nothing.
@@ -246,4 +246,11 @@ func lastLine(s string) string {
 		s = s[:200] + "..."
 	}
 	return s
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	if d.Timeout == 0 {
+		d.Timeout = cfg.Duration(runcmd.DefaultTimeout)
+	}
 }

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
+
 	"github.com/jsplan/jsplan/drivers"
 )
 
@@ -172,19 +174,24 @@ func (c *Client) Err() error {
 // Close closes the console stream (leaving console mode when the board
 // answers quickly) and the port.
 func (c *Client) Close() error {
+	var errs *multierror.Error
 	c.mu.Lock()
 	if c.view != nil && c.Err() == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), c.opts.ReplyTimeout)
-		c.closeViewLocked(ctx)
+		if err := c.closeViewLocked(ctx); err != nil {
+			errs = multierror.Append(errs, fmt.Errorf("leaving console mode: %w", err))
+		}
 		cancel()
 	}
 	c.mu.Unlock()
 	c.bmu.Lock()
 	c.closed = true
 	c.bmu.Unlock()
-	err := c.port.Close()
+	if err := c.port.Close(); err != nil {
+		errs = multierror.Append(errs, err)
+	}
 	<-c.readDone
-	return err
+	return errs.ErrorOrNil()
 }
 
 // write sends raw bytes to the board.
@@ -295,6 +302,7 @@ func (c *Client) Sync(ctx context.Context) error {
 func (c *Client) syncTwiceLocked(ctx context.Context) error {
 	err := c.syncLocked(ctx, 300*time.Millisecond)
 	if err != nil && errors.Is(err, ErrTimeout) && ctx.Err() == nil {
+		c.logf("dutlink: no prompt after a short wait; syncing again for up to %s", c.opts.ReplyTimeout)
 		err = c.syncLocked(ctx, c.opts.ReplyTimeout)
 	}
 	if err != nil {

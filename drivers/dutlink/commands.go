@@ -85,7 +85,7 @@ func (c *Client) GetConfigKey(ctx context.Context, key string) (string, error) {
 // empty value clears it.
 func (c *Client) SetConfig(ctx context.Context, key, value string) error {
 	if err := checkFirmwareValue(key, value); err != nil {
-		return drivers.Errorf(Name, "set-config", "%w", err)
+		return drivers.Errorf(Name, "set-config", "%s: %w", key, err)
 	}
 	cmd := "set-config " + key
 	if value != "" {

@@ -36,6 +36,7 @@ import (
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
 	"github.com/jsplan/jsplan/drivers/serial"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -47,6 +48,8 @@ const (
 	DefaultPowerTimeout = 30 * time.Second
 	DefaultResetHold    = time.Second
 	DefaultDiskWait     = 30 * time.Second
+	DefaultPowerOn      = "on"
+	DefaultPowerOff     = "off"
 )
 
 func init() {
@@ -54,7 +57,7 @@ func init() {
 		Name:     Name,
 		Summary:  "DUTLink test harness: power, reset, storage switch and serial console over its USB control port.",
 		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return newDevice() },
 		Discover: discover,
 	})
@@ -68,29 +71,29 @@ var firmwareKeys = map[string]int{
 	"power_on": 32, "power_off": 32, "power_rescue": 32,
 }
 
-func schema() map[string]any {
-	return cfg.Object("DUTLink test harness.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("DUTLink test harness.", map[string]any{
 		"serial-number": map[string]any{
 			"type": "string", "pattern": "^[^/\\s]+$",
 			"description": "USB serial number of the harness (its chip id; see `jsplan boards discover`). Preferred over port.",
 		},
-		"port": cfg.StringProp("The control port instead of serial-number: an absolute path or a name under /dev/serial/by-id."),
+		"port": schema.NonEmpty("The control port instead of serial-number: an absolute path or a name under /dev/serial/by-id."),
 		"disk": map[string]any{
 			"type": "string", "pattern": "^/",
 			"description": "The storage device as the host sees it when switched to the host, a /dev/disk/by-id/... path. Required for storage.",
 		},
-		"disk-wait":     cfg.DurationProp("How long to wait for the disk to appear after switching the storage to the host (and to go away after switching it off).", "30s"),
-		"console-port":  cfg.StringProp("A separate serial adapter for the board's console (the firmware's usb_console), used instead of the harness's console pass-through: an absolute path or a name under /dev/serial/by-id."),
-		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": 115200, "description": "Baud rate of console-port."},
-		"reply-timeout": cfg.DurationProp("How long to wait for the harness to answer a command.", "2s"),
-		"power-timeout": cfg.DurationProp("How long a power command (which runs the configured power sequence) may take.", "30s"),
-		"reset-hold":    cfg.DurationProp("How long the reset line is held low.", "1s"),
+		"disk-wait":     schema.Duration("How long to wait for the disk to appear after switching the storage to the host (and to go away after switching it off).", DefaultDiskWait),
+		"console-port":  schema.NonEmpty("A separate serial adapter for the board's console (the firmware's usb_console), used instead of the harness's console pass-through: an absolute path or a name under /dev/serial/by-id."),
+		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": serial.DefaultBaud, "description": "Baud rate of console-port."},
+		"reply-timeout": schema.Duration("How long to wait for the harness to answer a command.", DefaultReplyTimeout),
+		"power-timeout": schema.Duration("How long a power command (which runs the configured power sequence) may take.", DefaultPowerTimeout),
+		"reset-hold":    schema.Duration("How long the reset line is held low.", DefaultResetHold),
 		"power-on": map[string]any{
-			"type": "string", "enum": []any{"on", "force-on", "rescue"}, "default": "on",
+			"type": "string", "enum": []any{"on", "force-on", "rescue"}, "default": DefaultPowerOn,
 			"description": "The firmware power command used to switch on: on (runs the power_on sequence), force-on (just the switch), rescue (the power_rescue sequence).",
 		},
 		"power-off": map[string]any{
-			"type": "string", "enum": []any{"off", "force-off"}, "default": "off",
+			"type": "string", "enum": []any{"off", "force-off"}, "default": DefaultPowerOff,
 			"description": "The firmware power command used to switch off: off (runs the power_off sequence) or force-off.",
 		},
 		"firmware-config": map[string]any{
@@ -145,38 +148,38 @@ func (d *Device) Capabilities() []drivers.Capability {
 
 // Validate checks the configuration without touching the hardware.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.SerialNumber == "" && d.Port == "":
-		errs = append(errs, errors.New("serial-number or port: one is required (see `jsplan boards discover`)"))
+		errs = errs.Also(drivers.ErrField("", "serial-number or port: one is required").WithDetail("see `jsplan boards discover`"))
 	case d.SerialNumber != "" && d.Port != "":
-		errs = append(errs, errors.New("serial-number and port: give only one"))
+		errs = errs.Also(drivers.ErrField("port", "serial-number and port: give only one"))
 	case strings.ContainsAny(d.SerialNumber, "/ \t\n"):
-		errs = append(errs, fmt.Errorf("serial-number: %q is not a USB serial number", d.SerialNumber))
+		errs = errs.Also(drivers.ErrField("serial-number", "%q is not a USB serial number", d.SerialNumber))
 	}
-	for key, p := range map[string]string{"port": d.Port, "console-port": d.ConsolePort} {
-		if strings.Contains(p, "/") && !filepath.IsAbs(p) {
-			errs = append(errs, fmt.Errorf("%s: %q must be an absolute path or a bare name under %s", key, p, serial.ByIDDir))
+	for _, c := range []struct{ key, p string }{{"port", d.Port}, {"console-port", d.ConsolePort}} {
+		if strings.Contains(c.p, "/") && !filepath.IsAbs(c.p) {
+			errs = errs.Also(drivers.ErrField(c.key, "%q must be an absolute path or a bare name under %s", c.p, serial.ByIDDir))
 		}
 	}
 	if d.Disk != "" && !filepath.IsAbs(d.Disk) {
-		errs = append(errs, fmt.Errorf("disk: %q must be an absolute path, e.g. /dev/disk/by-id/usb-...", d.Disk))
+		errs = errs.Also(drivers.ErrField("disk", "%q must be an absolute path such as /dev/disk/by-id/usb-<id>", d.Disk))
 	}
 	if d.ConsoleBaud != 0 && d.ConsoleBaud < 50 {
-		errs = append(errs, fmt.Errorf("console-baud: %d is not a baud rate", d.ConsoleBaud))
+		errs = errs.Also(drivers.ErrField("console-baud", "%d is not a baud rate", d.ConsoleBaud))
 	}
 	if _, _, err := d.powerOn(); err != nil {
-		errs = append(errs, err)
+		errs = errs.Also(drivers.ErrField("power-on", "%v", err))
 	}
 	if _, _, err := d.powerOff(); err != nil {
-		errs = append(errs, err)
+		errs = errs.Also(drivers.ErrField("power-off", "%v", err))
 	}
 	for _, dur := range []struct {
 		key string
 		v   cfg.Duration
 	}{{"disk-wait", d.DiskWait}, {"reply-timeout", d.ReplyTimeout}, {"power-timeout", d.PowerTimeout}} {
 		if dur.v != 0 && dur.v.D() < 10*time.Millisecond {
-			errs = append(errs, fmt.Errorf("%s: %s is too short", dur.key, dur.v))
+			errs = errs.Also(drivers.ErrField(dur.key, "%s is too short", dur.v).WithDetail("at least 10ms"))
 		}
 	}
 	keys := make([]string, 0, len(d.FirmwareConfig))
@@ -186,10 +189,10 @@ func (d *Device) Validate() error {
 	sort.Strings(keys)
 	for _, k := range keys {
 		if err := checkFirmwareValue(k, d.FirmwareConfig[k]); err != nil {
-			errs = append(errs, fmt.Errorf("firmware-config: %w", err))
+			errs = errs.Also(drivers.ErrField(k, "%v", err).ViaField("firmware-config"))
 		}
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 func checkFirmwareValue(key, value string) error {
@@ -198,18 +201,18 @@ func checkFirmwareValue(key, value string) error {
 		return fmt.Errorf("unknown key %q (known: json, name, power_off, power_on, power_rescue, tags, usb_console)", key)
 	}
 	if strings.ContainsAny(value, " \t\r\n") {
-		return fmt.Errorf("%s: the value cannot contain white space", key)
+		return errors.New("the value cannot contain white space")
 	}
 	if len(value) > size {
-		return fmt.Errorf("%s: the value is %d bytes; the firmware keeps %d", key, len(value), size)
+		return fmt.Errorf("the value is %d bytes; the firmware keeps %d", len(value), size)
 	}
 	// The shell's line editor holds 512 bytes: "set-config KEY VALUE".
 	if n := len("set-config ") + len(key) + 1 + len(value); n > 511 {
-		return fmt.Errorf("%s: the command would be %d bytes; the firmware's line holds 511", key, n)
+		return fmt.Errorf("the command would be %d bytes; the firmware's line holds 511", n)
 	}
 	for _, r := range value {
 		if r < 0x20 || r > 0x7e {
-			return fmt.Errorf("%s: the value must be printable ASCII", key)
+			return errors.New("the value must be printable ASCII")
 		}
 	}
 	return nil
@@ -224,7 +227,7 @@ func (d *Device) powerOn() (cmd, reply string, err error) {
 	case "rescue":
 		return "power rescue", "Device powered on to rescue", nil
 	}
-	return "", "", fmt.Errorf("power-on: %q is not one of on, force-on, rescue", d.PowerOnMode)
+	return "", "", fmt.Errorf("%q is not one of on, force-on, rescue", d.PowerOnMode)
 }
 
 func (d *Device) powerOff() (cmd, reply string, err error) {
@@ -234,7 +237,7 @@ func (d *Device) powerOff() (cmd, reply string, err error) {
 	case "force-off":
 		return "power force-off", "Device forced off", nil
 	}
-	return "", "", fmt.Errorf("power-off: %q is not one of off, force-off", d.PowerOffMode)
+	return "", "", fmt.Errorf("%q is not one of off, force-off", d.PowerOffMode)
 }
 
 // Open finds the harness, opens its control port and brings it to a known
@@ -516,4 +519,25 @@ func (d *Device) AttachBoard(ctx context.Context) error {
 		_, err := b.Command("attach-board", "storage dut", "storage connected to device under test", 0)
 		return err
 	})
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	for _, f := range []struct {
+		v   *cfg.Duration
+		def time.Duration
+	}{{&d.DiskWait, DefaultDiskWait}, {&d.ReplyTimeout, DefaultReplyTimeout}, {&d.PowerTimeout, DefaultPowerTimeout}, {&d.ResetHold, DefaultResetHold}} {
+		if *f.v == 0 {
+			*f.v = cfg.Duration(f.def)
+		}
+	}
+	if d.ConsoleBaud == 0 {
+		d.ConsoleBaud = serial.DefaultBaud
+	}
+	if d.PowerOnMode == "" {
+		d.PowerOnMode = DefaultPowerOn
+	}
+	if d.PowerOffMode == "" {
+		d.PowerOffMode = DefaultPowerOff
+	}
 }

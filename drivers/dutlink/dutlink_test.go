@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/dutlink/dutlinksim"
+	"github.com/jsplan/jsplan/drivers/dutlink/dutlinktest"
 	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 	"github.com/jsplan/jsplan/drivers/internal/schematest"
 )
@@ -24,7 +24,7 @@ const testSerial = "e6058905"
 type bench struct {
 	t    *testing.T
 	dir  string
-	sim  *dutlinksim.Sim
+	sim  *dutlinktest.Sim
 	dut  *pipeDUT
 	disk string
 	dev  *Device
@@ -34,7 +34,7 @@ type bench struct {
 // by serial number, as the kernel shows a plugged-in harness.
 func (b *bench) attach() {
 	t := b.t
-	sim, err := dutlinksim.New(dutlinksim.Options{
+	sim, err := dutlinktest.New(dutlinktest.Options{
 		DUT:        b.dut,
 		DiskPath:   b.disk,
 		MediumPath: filepath.Join(b.dir, "medium.img"),
@@ -118,7 +118,7 @@ func (b *bench) events() string {
 }
 
 // rawTerm types at the harness directly, as a person at a terminal would.
-func rawTerm(t *testing.T, sim *dutlinksim.Sim, keys string) {
+func rawTerm(t *testing.T, sim *dutlinktest.Sim, keys string) {
 	t.Helper()
 	f, err := os.OpenFile(sim.Path(), os.O_RDWR, 0)
 	must(t, err)

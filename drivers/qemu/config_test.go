@@ -16,6 +16,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
 )
 
 // decode decodes an inventory config strictly, as the engine does.
@@ -78,7 +79,7 @@ powerdown-timeout: 2s
 	}
 	want := Config{
 		Disk: "disks/board.img", Machine: "pc", CPU: "qemu64,+ssse3", Memory: 512, Accel: "tcg",
-		ExtraArgs: []string{"-smp", "2"}, QEMUBinary: "/usr/bin/qemu-system-x86_64", PowerdownTimeout: "2s",
+		ExtraArgs: []string{"-smp", "2"}, QEMUBinary: "/usr/bin/qemu-system-x86_64", PowerdownTimeout: dur(2 * time.Second),
 		Network: &NetworkConfig{SSHPort: 2222, User: "admin", KeyFile: "keys/id"},
 	}
 	if !reflect.DeepEqual(d.Config, want) {
@@ -94,17 +95,17 @@ func TestConfigErrors(t *testing.T) {
 		{"memroy: 256", "field memroy not found"},
 		{"network: {port: 22}", "field port not found"},
 		{"memory: lots", "cannot unmarshal"},
-		{"memory: 8", "memory 8"},
-		{"accel: hvf", `accel "hvf"`},
+		{"memory: 8", "memory: 8"},
+		{"accel: hvf", `accel: "hvf"`},
 		{"machine: 'q35 -kernel x'", "machine"},
 		{"cpu: ''", ""}, // empty means default
-		{"network: {}", "network.ssh-port 0"},
-		{"network: {ssh-port: 70000}", "network.ssh-port 70000"},
+		{"network: {}", "network.ssh-port: 0"},
+		{"network: {ssh-port: 70000}", "network.ssh-port: 70000"},
 		{"network: {ssh-port: 22, user: 'a b'}", "network.user"},
-		{"extra-args: ['']", "extra-args[0] is empty"},
+		{"extra-args: ['']", "extra-args[0]: is empty"},
 		{"extra-args: [-daemonize]", "-daemonize is not allowed"},
-		{"powerdown-timeout: soon", "powerdown-timeout"},
-		{"powerdown-timeout: -1s", "powerdown-timeout"},
+		{"powerdown-timeout: soon", "bad duration"},
+		{"powerdown-timeout: -1s", "negative"},
 	} {
 		_, err := decode(t, tc.src)
 		switch {
@@ -309,3 +310,5 @@ func TestConsoleRelay(t *testing.T) {
 		t.Fatal("read data after Close")
 	}
 }
+
+func dur(d time.Duration) *cfg.Duration { c := cfg.Duration(d); return &c }

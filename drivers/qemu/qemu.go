@@ -29,13 +29,17 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hashicorp/go-multierror"
+
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
 )
 
 const driverName = "qemu"
 
 // Defaults of the configuration.
 const (
+	DefaultAccel            = "auto"
 	DefaultMachine          = "q35"
 	DefaultCPU              = "max"
 	DefaultMemory           = 256 // MiB
@@ -76,7 +80,7 @@ type Config struct {
 	QEMUBinary string `yaml:"qemu-binary"`
 	// PowerdownTimeout is how long Off waits for the guest to shut down after
 	// the ACPI power button before it stops QEMU. "0" skips it. Default: 5s.
-	PowerdownTimeout string `yaml:"powerdown-timeout"`
+	PowerdownTimeout *cfg.Duration `yaml:"powerdown-timeout"`
 }
 
 // NetworkConfig is the SSH access to the guest.
@@ -116,48 +120,42 @@ var (
 
 // Validate checks the configuration without starting anything.
 func (d *Device) Validate() error {
-	var errs []error
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	var errs *drivers.FieldError
+	bad := func(path, format string, args ...any) { errs = errs.Also(drivers.ErrField(path, format, args...)) }
 	if d.Machine != "" && !machineRE.MatchString(d.Machine) {
-		bad("machine %q: want a QEMU machine type such as q35", d.Machine)
+		bad("machine", "%q: want a QEMU machine type such as q35", d.Machine)
 	}
 	if d.CPU != "" && !cpuRE.MatchString(d.CPU) {
-		bad("cpu %q: want a QEMU CPU model such as max", d.CPU)
+		bad("cpu", "%q: want a QEMU CPU model such as max", d.CPU)
 	}
 	if d.Memory != 0 && (d.Memory < 16 || d.Memory > 1<<20) {
-		bad("memory %d: want MiB from 16 to 1048576", d.Memory)
+		bad("memory", "%d: want MiB from 16 to 1048576", d.Memory)
 	}
 	switch d.Accel {
 	case "", "auto", "kvm", "tcg":
 	default:
-		bad("accel %q: want auto, kvm or tcg", d.Accel)
+		bad("accel", "%q: want auto, kvm or tcg", d.Accel)
 	}
 	for i, a := range d.ExtraArgs {
 		switch a {
 		case "":
-			bad("extra-args[%d] is empty", i)
+			bad(fmt.Sprintf("extra-args[%d]", i), "is empty")
 		case "-daemonize", "--daemonize":
-			bad("extra-args[%d]: %s is not allowed: the driver must own the QEMU process", i, a)
+			bad(fmt.Sprintf("extra-args[%d]", i), "%s is not allowed: the driver must own the QEMU process", a)
 		}
 	}
 	if n := d.Network; n != nil {
 		if n.SSHPort < 1 || n.SSHPort > 65535 {
-			bad("network.ssh-port %d: want a port from 1 to 65535", n.SSHPort)
+			bad("network.ssh-port", "%d: want a port from 1 to 65535", n.SSHPort)
 		}
 		if n.User != "" && !userRE.MatchString(n.User) {
-			bad("network.user %q is not a user name", n.User)
+			bad("network.user", "%q is not a user name", n.User)
 		}
 	}
-	if d.PowerdownTimeout != "" {
-		t, err := time.ParseDuration(d.PowerdownTimeout)
-		if err != nil || t < 0 || t > 10*time.Minute {
-			bad("powerdown-timeout %q: want a duration from 0 to 10m, e.g. 5s", d.PowerdownTimeout)
-		}
+	if t := d.PowerdownTimeout; t != nil && t.D() > 10*time.Minute {
+		bad("powerdown-timeout", "%s: want a duration from 0 to 10m, e.g. 5s", t)
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("qemu: %w", err)
-	}
-	return nil
+	return errs.Err()
 }
 
 // Capabilities lists what the board serves: network only when configured.
@@ -213,10 +211,7 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	if d.probe == nil {
 		d.probe = kvmProbe
 	}
-	d.powerdown = DefaultPowerdownTimeout
-	if d.PowerdownTimeout != "" {
-		d.powerdown, _ = time.ParseDuration(d.PowerdownTimeout) // checked by Validate
-	}
+	d.powerdown = cfg.OrDefault(d.PowerdownTimeout, DefaultPowerdownTimeout)
 	// Unix socket paths are short (108 bytes): keep them in a short temp dir.
 	d.runDir, err = os.MkdirTemp("", "jsplan-qemu-")
 	if err != nil {
@@ -241,13 +236,20 @@ func (d *Device) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), d.powerdown+15*time.Second)
 	defer cancel()
-	err := d.Off(ctx)
+	var errs *multierror.Error
+	if err := d.Off(ctx); err != nil {
+		errs = multierror.Append(errs, err)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.console.close()
-	os.RemoveAll(d.runDir)
+	if err := d.console.close(); err != nil {
+		errs = multierror.Append(errs, fmt.Errorf("console: %w", err))
+	}
+	if err := os.RemoveAll(d.runDir); err != nil {
+		errs = multierror.Append(errs, err)
+	}
 	d.opened = false
-	return err
+	return errs.ErrorOrNil()
 }
 
 // OpenConsole returns the serial console. The stream stays valid while the
@@ -325,4 +327,28 @@ func resolve(base, p string) string {
 		return p
 	}
 	return filepath.Join(base, p)
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	for _, f := range []struct {
+		v   *string
+		def string
+	}{
+		{&d.Machine, DefaultMachine}, {&d.CPU, DefaultCPU}, {&d.Accel, DefaultAccel}, {&d.QEMUBinary, DefaultBinary},
+	} {
+		if *f.v == "" {
+			*f.v = f.def
+		}
+	}
+	if d.Memory == 0 {
+		d.Memory = DefaultMemory
+	}
+	if d.PowerdownTimeout == nil {
+		t := cfg.Duration(DefaultPowerdownTimeout)
+		d.PowerdownTimeout = &t
+	}
+	if d.Network != nil && d.Network.User == "" {
+		d.Network.User = defaultSSHUser
+	}
 }

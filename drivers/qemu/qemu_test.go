@@ -60,6 +60,9 @@ func TestMain(m *testing.M) {
 // needQEMU skips the test when QEMU is not installed.
 func needQEMU(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("boots QEMU: skipped under -short")
+	}
 	if _, err := exec.LookPath(DefaultBinary); err != nil {
 		t.Skipf("%s is not installed (Debian package qemu-system-x86): %v", DefaultBinary, err)
 	}
@@ -95,6 +98,9 @@ func buildImage(name string, env []string, args ...string) builtImage {
 // testImage returns the plain test image, built once.
 func testImage(t testing.TB) builtImage {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("builds a disk image: skipped under -short")
+	}
 	imageOnce.Do(func() { image = buildImage("plain", nil) })
 	if image.err != nil {
 		t.Fatal(image.err)
@@ -403,7 +409,7 @@ func TestBootLoginReset(t *testing.T) {
 func TestWrongPassword(t *testing.T) {
 	needQEMU(t)
 	img := testImage(t)
-	d, logs := openBoard(t, Config{PowerdownTimeout: "1s", Accel: "tcg"})
+	d, logs := openBoard(t, Config{PowerdownTimeout: dur(time.Second), Accel: "tcg"})
 	flash(t, d, img.path)
 	con := openConsole(t, d)
 	ctx := ctxFor(t, 2*time.Minute)
@@ -434,7 +440,7 @@ func TestWrongPassword(t *testing.T) {
 func TestQuitWithoutPowerButton(t *testing.T) {
 	needQEMU(t)
 	img := testImage(t)
-	d, logs := openBoard(t, Config{PowerdownTimeout: "0"})
+	d, logs := openBoard(t, Config{PowerdownTimeout: dur(0)})
 	flash(t, d, img.path)
 	ctx := ctxFor(t, time.Minute)
 	if err := d.On(ctx); err != nil {

@@ -1,10 +1,10 @@
 package qemu
 
+import "github.com/jsplan/jsplan/schema"
+
 // configSchema is the JSON Schema (draft 2020-12) of Config.
 func configSchema() map[string]any {
-	str := func(desc string) map[string]any {
-		return map[string]any{"type": "string", "minLength": 1, "description": desc}
-	}
+	str := schema.NonEmpty
 	return map[string]any{
 		"type":                 "object",
 		"title":                "qemu driver",
@@ -25,7 +25,7 @@ func configSchema() map[string]any {
 				"description": "Guest RAM in MiB.",
 			},
 			"accel": map[string]any{
-				"enum": []any{"auto", "kvm", "tcg"}, "default": "auto",
+				"enum": []any{"auto", "kvm", "tcg"}, "default": DefaultAccel,
 				"description": "Accelerator: auto uses KVM when a probe guest runs under it and TCG (software emulation) otherwise; kvm fails at power-on when KVM cannot run a guest.",
 			},
 			"extra-args": map[string]any{
@@ -53,10 +53,11 @@ func configSchema() map[string]any {
 				"type": "string", "minLength": 1, "default": DefaultBinary,
 				"description": "The QEMU system emulator to run (a name on PATH or a path).",
 			},
-			"powerdown-timeout": map[string]any{
-				"type": "string", "pattern": `^(0|([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+)$`, "default": "5s",
+			"powerdown-timeout": schema.WithDefault(map[string]any{
+				// "0" (no unit) also means zero here.
+				"type": "string", "pattern": "^0$|" + schema.DurationPattern,
 				"description": "How long powering off waits for the guest to shut down after the ACPI power button before QEMU is stopped; 0 skips the power button.",
-			},
+			}, DefaultPowerdownTimeout),
 		},
 	}
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Name is the driver's registry name.
@@ -41,6 +42,9 @@ const ByIDDir = "/dev/serial/by-id"
 // Defaults.
 const (
 	DefaultBaud          = 115200
+	DefaultDataBits      = 8
+	DefaultParity        = "none"
+	DefaultStopBits      = 1
 	DefaultReopenTimeout = 30 * time.Second
 )
 
@@ -49,14 +53,14 @@ func init() {
 		Name:     Name,
 		Summary:  "Console on a serial port (USB-UART adapter, UART), reopened when it re-enumerates.",
 		Provides: []drivers.Capability{drivers.CapConsole},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{byIDDir: ByIDDir} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) { return discover(ByIDDir) },
 	})
 }
 
-func schema() map[string]any {
-	return cfg.Object("Console on a serial port.", map[string]any{
+func configSchema() map[string]any {
+	return schema.Object("Console on a serial port.", map[string]any{
 		"port": map[string]any{
 			"type":        "string",
 			"minLength":   1,
@@ -67,22 +71,22 @@ func schema() map[string]any {
 			"description": "Baud rate.",
 		},
 		"data-bits": map[string]any{
-			"type": "integer", "enum": []any{5, 6, 7, 8}, "default": 8,
+			"type": "integer", "enum": []any{5, 6, 7, 8}, "default": DefaultDataBits,
 			"description": "Data bits per character.",
 		},
 		"parity": map[string]any{
-			"type": "string", "enum": []any{"none", "odd", "even", "mark", "space"}, "default": "none",
+			"type": "string", "enum": []any{"none", "odd", "even", "mark", "space"}, "default": DefaultParity,
 			"description": "Parity.",
 		},
 		"stop-bits": map[string]any{
-			"type": "number", "enum": []any{1, 1.5, 2}, "default": 1,
+			"type": "number", "enum": []any{1, 1.5, 2}, "default": DefaultStopBits,
 			"description": "Stop bits (1.5 is not supported by Linux).",
 		},
 		"lazy-open": map[string]any{
 			"type": "boolean", "default": false,
 			"description": "Accept a port that is absent when the console is opened (an adapter powered by the board) and open it when it appears. Without it an absent port is an error.",
 		},
-		"reopen-timeout": cfg.DurationProp("How long a write waits for a vanished port to come back. Reads wait as long as the console is open.", "30s"),
+		"reopen-timeout": schema.Duration("How long a write waits for a vanished port to come back. Reads wait as long as the console is open.", DefaultReopenTimeout),
 	}, "port")
 }
 
@@ -107,17 +111,21 @@ var (
 
 // Validate checks the configuration without opening the port.
 func (d *Device) Validate() error {
-	var errs []error
+	var errs *drivers.FieldError
 	switch {
 	case d.Port == "":
-		errs = append(errs, errors.New("port: required (a /dev/serial/by-id name or an absolute path)"))
+		errs = errs.Also(drivers.ErrMissingField("port").WithDetail("a /dev/serial/by-id name or an absolute path"))
 	case strings.Contains(d.Port, "/") && !filepath.IsAbs(d.Port):
-		errs = append(errs, fmt.Errorf("port: %q must be an absolute path or a bare name under %s", d.Port, ByIDDir))
+		errs = errs.Also(drivers.ErrField("port", "%q must be an absolute path or a bare name under %s", d.Port, ByIDDir))
 	}
 	if _, err := d.mode(); err != nil {
-		errs = append(errs, err)
+		var fe *drivers.FieldError
+		if !errors.As(err, &fe) {
+			fe = drivers.ErrField("", "%v", err)
+		}
+		errs = errs.Also(fe)
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // mode builds the serial mode from the configuration.
@@ -132,13 +140,13 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 		m.BaudRate = DefaultBaud
 	}
 	if m.BaudRate < 50 {
-		return nil, fmt.Errorf("baud: %d is not a baud rate", baud)
+		return nil, drivers.ErrField("baud", "%d is not a baud rate", baud)
 	}
 	if m.DataBits == 0 {
-		m.DataBits = 8
+		m.DataBits = DefaultDataBits
 	}
 	if m.DataBits < 5 || m.DataBits > 8 {
-		return nil, fmt.Errorf("data-bits: %d is not one of 5, 6, 7, 8", dataBits)
+		return nil, drivers.ErrField("data-bits", "%d is not one of 5, 6, 7, 8", dataBits)
 	}
 	switch parity {
 	case "", "none":
@@ -152,7 +160,7 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 	case "space":
 		m.Parity = bugserial.SpaceParity
 	default:
-		return nil, fmt.Errorf("parity: %q is not one of none, odd, even, mark, space", parity)
+		return nil, drivers.ErrField("parity", "%q is not one of none, odd, even, mark, space", parity)
 	}
 	switch stopBits {
 	case 0, 1:
@@ -162,7 +170,7 @@ func Mode(baud, dataBits int, parity string, stopBits float64) (*bugserial.Mode,
 	case 2:
 		m.StopBits = bugserial.TwoStopBits
 	default:
-		return nil, fmt.Errorf("stop-bits: %v is not one of 1, 1.5, 2", stopBits)
+		return nil, drivers.ErrField("stop-bits", "%v is not one of 1, 1.5, 2", stopBits)
 	}
 	return m, nil
 }
@@ -492,4 +500,23 @@ func discover(byID string) ([]drivers.Found, error) {
 		})
 	}
 	return found, nil
+}
+
+// SetDefaults fills in the defaults the schema declares.
+func (d *Device) SetDefaults() {
+	if d.Baud == 0 {
+		d.Baud = DefaultBaud
+	}
+	if d.DataBits == 0 {
+		d.DataBits = DefaultDataBits
+	}
+	if d.Parity == "" {
+		d.Parity = DefaultParity
+	}
+	if d.StopBits == 0 {
+		d.StopBits = DefaultStopBits
+	}
+	if d.ReopenTimeout == 0 {
+		d.ReopenTimeout = cfg.Duration(DefaultReopenTimeout)
+	}
 }

@@ -14,6 +14,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
@@ -231,7 +232,7 @@ func (d *Device) shell(g *generation) {
 		d.env.Logf("sim: cannot start the shell: %v", err)
 		_ = d.tx(g, []byte(fmt.Sprintf("sim: cannot start /bin/sh: %v\r\n", err)))
 	}
-	m, slaveName, err := openPTY()
+	m, slaveName, err := ptyutil.OpenMaster()
 	if err != nil {
 		fail(err)
 		return

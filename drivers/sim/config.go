@@ -3,11 +3,13 @@
 package sim
 
 import (
-	"errors"
-	"fmt"
 	"net"
 	"strings"
 	"time"
+
+	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Defaults of the configuration.
@@ -42,17 +44,13 @@ type Faults struct {
 	PowerFail bool `yaml:"power-fail"`
 	// ConsoleDropAfter (a Go duration) closes the console this long after
 	// power on, as a USB serial adapter that dies.
-	ConsoleDropAfter string `yaml:"console-drop-after"`
+	ConsoleDropAfter cfg.Duration `yaml:"console-drop-after"`
 }
 
 // schema is the JSON Schema (draft 2020-12) of the configuration.
-func schema() map[string]any {
-	str := func(desc string) map[string]any {
-		return map[string]any{"type": "string", "description": desc}
-	}
-	boolean := func(desc string) map[string]any {
-		return map[string]any{"type": "boolean", "description": desc}
-	}
+func configSchema() map[string]any {
+	str := schema.String
+	boolean := func(desc string) map[string]any { return schema.Described(schema.Obj{"type": "boolean"}, desc) }
 	return map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"title":                "sim driver configuration",
@@ -64,7 +62,7 @@ func schema() map[string]any {
 			"username":   str(`User name the login prompt accepts (default "root").`),
 			"password":   str(`Password the login prompt accepts (default "jsplan"); masked in all output.`),
 			"prompt":     str(`Shell prompt (PS1) after login (default "<username>@<hostname>:~# ").`),
-			"boot-delay": str(`Pause between boot log lines, a Go duration such as "20ms" (default "20ms").`),
+			"boot-delay": schema.Duration(`Pause between boot log lines, a Go duration such as "20ms" (default "20ms"; "0s" for none).`, 0),
 			"ssh": map[string]any{
 				"type":                 "object",
 				"description":          "SSH endpoint that stands in for the board's network; without it the board has no network capability.",
@@ -90,7 +88,7 @@ func schema() map[string]any {
 					"kernel-panic":       boolean("The boot ends in 'Kernel panic - not syncing: VFS: Unable to mount root fs'."),
 					"login-refused":      boolean("Every login attempt fails with 'Login incorrect'."),
 					"power-fail":         boolean("Power on fails with an infrastructure error."),
-					"console-drop-after": str(`Go duration after power on at which the console stream is closed by the board, as a dying USB serial adapter; reopening it then fails.`),
+					"console-drop-after": schema.Duration(`Go duration after power on at which the console stream is closed by the board, as a dying USB serial adapter; reopening it then fails.`, 0),
 				},
 			},
 		},
@@ -128,62 +126,35 @@ func (d *Device) setDefaults() {
 // does not touch the board's state.
 func (d *Device) Validate() error {
 	d.setDefaults()
-	var errs []error
-	if err := checkName("hostname", d.Hostname); err != nil {
-		errs = append(errs, err)
-	}
-	if err := checkName("username", d.Username); err != nil {
-		errs = append(errs, err)
-	}
+	var errs *drivers.FieldError
+	errs = errs.Also(checkName("hostname", d.Hostname), checkName("username", d.Username))
 	if strings.ContainsAny(d.Password, "\r\n") {
 		// Never print the password itself.
-		errs = append(errs, errors.New("password: must not contain line breaks"))
-	}
-	if _, err := parseDuration("boot-delay", d.BootDelay, DefaultBootDelay); err != nil {
-		errs = append(errs, err)
-	}
-	if _, err := parseDuration("faults.console-drop-after", d.Faults.ConsoleDropAfter, 0); err != nil {
-		errs = append(errs, err)
+		errs = errs.Also(drivers.ErrField("password", "must not contain line breaks"))
 	}
 	if s := d.SSH; s != nil {
+		var se *drivers.FieldError
 		ip := net.ParseIP(s.Host)
 		if ip == nil || !ip.IsLoopback() {
-			errs = append(errs, fmt.Errorf("ssh.host: %q is not a loopback address (a sim board is only reachable on this machine, e.g. 127.0.0.1)", s.Host))
+			se = se.Also(drivers.ErrField("host", "%q is not a loopback address (a sim board is only reachable on this machine, e.g. 127.0.0.1)", s.Host))
 		}
 		if s.Port < 1 || s.Port > 65535 {
-			errs = append(errs, fmt.Errorf("ssh.port: %d is out of range 1-65535", s.Port))
+			se = se.Also(drivers.ErrField("port", "%d is out of range 1-65535", s.Port))
 		}
-		if err := checkName("ssh.user", s.User); err != nil {
-			errs = append(errs, err)
-		}
+		errs = errs.Also(se.Also(checkName("user", s.User)).ViaField("ssh"))
 	}
-	return errors.Join(errs...)
+	return errs.Err()
 }
 
 // checkName rejects names that cannot be typed at a login prompt.
-func checkName(field, v string) error {
+func checkName(field, v string) *drivers.FieldError {
 	if v == "" || len(v) > 64 {
-		return fmt.Errorf("%s: must be 1 to 64 characters long", field)
+		return drivers.ErrField(field, "must be 1 to 64 characters long")
 	}
 	for _, r := range v {
 		if r <= ' ' || r >= 0x7f {
-			return fmt.Errorf("%s: %q must be printable ASCII without spaces", field, v)
+			return drivers.ErrField(field, "%q must be printable ASCII without spaces", v)
 		}
 	}
 	return nil
-}
-
-// parseDuration parses a non-negative Go duration; "" gives def.
-func parseDuration(field, v string, def time.Duration) (time.Duration, error) {
-	if v == "" {
-		return def, nil
-	}
-	dur, err := time.ParseDuration(v)
-	if err != nil {
-		return 0, fmt.Errorf("%s: %q is not a duration (use e.g. \"20ms\" or \"1.5s\")", field, v)
-	}
-	if dur < 0 {
-		return 0, fmt.Errorf("%s: %q must not be negative", field, v)
-	}
-	return dur, nil
 }

@@ -134,13 +134,6 @@ func (c *console) readErr() error {
 	return c.err
 }
 
-// text returns what was received and not consumed yet.
-func (c *console) text() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return string(c.buf)
-}
-
 // send types s on the console.
 func (c *console) send(s string) {
 	c.t.Helper()

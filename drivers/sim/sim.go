@@ -17,6 +17,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jsplan/jsplan/drivers"
+	"github.com/jsplan/jsplan/drivers/internal/cfg"
+	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 )
 
 // Name is the name the driver is registered under.
@@ -27,7 +29,7 @@ func init() {
 		Name:     Name,
 		Summary:  "virtual board inside jsplan: boot log, login and a real shell on a pty console, a disk file as storage",
 		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage, drivers.CapNetwork},
-		Schema:   schema(),
+		Schema:   configSchema(),
 		New:      func() drivers.Device { return new(Device) },
 	})
 }
@@ -47,7 +49,7 @@ type Device struct {
 	// Prompt is the shell's PS1.
 	Prompt string `yaml:"prompt"`
 	// BootDelay is the pause between boot log lines (a Go duration).
-	BootDelay string `yaml:"boot-delay"`
+	BootDelay *cfg.Duration `yaml:"boot-delay"`
 	// SSH, when set, is the board's network endpoint.
 	SSH *SSH `yaml:"ssh"`
 	// Faults are failures to simulate.
@@ -107,8 +109,8 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		env.Secret(d.Password)
 	}
 	d.env = env
-	d.bootDelay, _ = parseDuration("boot-delay", d.BootDelay, DefaultBootDelay)
-	d.dropAfter, _ = parseDuration("faults.console-drop-after", d.Faults.ConsoleDropAfter, 0)
+	d.bootDelay = cfg.OrDefault(d.BootDelay, DefaultBootDelay)
+	d.dropAfter = d.Faults.ConsoleDropAfter.D()
 	if env.StateDir == "" {
 		return drivers.Errorf(Name, "open", "no state directory")
 	}
@@ -128,13 +130,13 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 		}
 	}
 
-	master, slave, err := openPTY()
+	master, slave, err := ptyutil.OpenMaster()
 	if err != nil {
 		return drivers.Errorf(Name, "open", "console: %v", err)
 	}
 	keep, err := unix.Open(slave, unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err == nil {
-		err = makeRaw(keep)
+		err = ptyutil.MakeRawFD(keep)
 		if err != nil {
 			unix.Close(keep)
 		}
@@ -389,7 +391,7 @@ func (d *Device) OpenConsole(ctx context.Context) (io.ReadWriteCloser, error) {
 	if err != nil {
 		return nil, drivers.Errorf(Name, "open console", "%v", err)
 	}
-	if err := control(f, makeRaw); err != nil {
+	if err := control(f, ptyutil.MakeRawFD); err != nil {
 		f.Close()
 		return nil, drivers.Errorf(Name, "open console", "raw mode on %s: %v", slave, err)
 	}

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"gopkg.in/yaml.v3"
+
 	"github.com/jsplan/jsplan/drivers"
 )
 
@@ -383,14 +385,18 @@ func containsCap(caps []drivers.Capability, c drivers.Capability) bool {
 
 func TestValidate(t *testing.T) {
 	bad := map[string]string{
-		"boot-delay: soon\n":                        "boot-delay",
-		"boot-delay: -1s\n":                         "boot-delay",
-		"faults: {console-drop-after: 5 minutes}\n": "console-drop-after",
-		"ssh: {host: 10.0.0.5, port: 22}\n":         "not a loopback address",
-		"ssh: {host: example.com}\n":                "not a loopback address",
-		"ssh: {port: 70000}\n":                      "ssh.port",
-		"hostname: 'my board'\n":                    "hostname",
-		"password: \"a\\nb\"\n":                     "password",
+		"ssh: {host: 10.0.0.5, port: 22}\n": "not a loopback address",
+		"ssh: {host: example.com}\n":        "not a loopback address",
+		"ssh: {port: 70000}\n":              "ssh.port",
+		"hostname: 'my board'\n":            "hostname",
+		"password: \"a\\nb\"\n":             "password",
+	}
+	// Durations are read by cfg.Duration: a bad one fails to decode.
+	for _, cfg := range []string{"boot-delay: soon\n", "boot-delay: -1s\n", "faults: {console-drop-after: 5 minutes}\n"} {
+		var d Device
+		if err := yaml.Unmarshal([]byte(cfg), &d); err == nil || !strings.Contains(err.Error(), "duration") {
+			t.Errorf("decoding %q = %v, want a duration error", cfg, err)
+		}
 	}
 	for cfg, want := range bad {
 		err := decode(t, cfg).Validate()
@@ -413,8 +419,8 @@ func TestValidate(t *testing.T) {
 		}
 	}
 	// Open refuses an invalid configuration too, with a clear error.
-	err := decode(t, "boot-delay: soon\n").Open(context.Background(), drivers.Env{StateDir: t.TempDir()})
-	if err == nil || !strings.Contains(err.Error(), "boot-delay") {
+	err := decode(t, "hostname: 'my board'\n").Open(context.Background(), drivers.Env{StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "hostname") {
 		t.Fatalf("Open with a bad config = %v", err)
 	}
 }

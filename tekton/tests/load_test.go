@@ -35,27 +35,6 @@ type manifest struct {
 
 func (m *manifest) String() string { return fmt.Sprintf("%s#%d (%s)", m.File, m.Index, m.Kind) }
 
-// name is the metadata.name of the manifest's object.
-func (m *manifest) name() string {
-	switch o := m.Obj.(type) {
-	case *v1.Task:
-		return o.Name
-	case *v1.Pipeline:
-		return o.Name
-	case *v1.TaskRun:
-		return o.Name
-	case *v1.PipelineRun:
-		return o.Name
-	case *corev1.ConfigMap:
-		return o.Name
-	case *corev1.Secret:
-		return o.Name
-	case *corev1.PersistentVolumeClaim:
-		return o.Name
-	}
-	return ""
-}
-
 var docSeparator = regexp.MustCompile(`(?m)^---[ \t]*$`)
 
 // splitDocuments splits a multi-document YAML file, dropping empty documents.

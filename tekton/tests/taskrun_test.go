@@ -100,10 +100,6 @@ func pvc(name, claim string) v1.WorkspaceBinding {
 	return v1.WorkspaceBinding{Name: name, PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim}}
 }
 
-func emptyDir(name string) v1.WorkspaceBinding {
-	return v1.WorkspaceBinding{Name: name, EmptyDir: &corev1.EmptyDirVolumeSource{}}
-}
-
 // plansEmulation runs the catalog Task with the plan workspace bound to a
 // PVC holding testdata/plans and the artifacts workspace to a PVC whose
 // directory is returned.

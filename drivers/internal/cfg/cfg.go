@@ -1,6 +1,7 @@
-// Package cfg holds small helpers shared by the hardware drivers'
-// configuration code: a Duration that YAML reads only from strings such as
-// "30s", and builders for the JSON Schema fragments the drivers register.
+// Package cfg holds the one way drivers read a duration from their
+// configuration: a Duration that YAML reads only from strings such as
+// "30s". The schema of such a key is schema.Duration; both use
+// schema.DurationPattern.
 package cfg
 
 import (
@@ -26,6 +27,15 @@ func (d Duration) Or(def time.Duration) time.Duration {
 	return time.Duration(d)
 }
 
+// OrDefault reads an optional duration: a *Duration field is nil when the
+// key is absent, so an explicit "0s" stays zero.
+func OrDefault(d *Duration, def time.Duration) time.Duration {
+	if d == nil {
+		return def
+	}
+	return time.Duration(*d)
+}
+
 // String formats d like time.Duration.
 func (d Duration) String() string { return time.Duration(d).String() }
 
@@ -47,57 +57,3 @@ func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 
 // MarshalYAML implements yaml.Marshaler.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }
-
-// DurationPattern is the JSON Schema pattern of a Duration string.
-const DurationPattern = `^([0-9]+(\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$`
-
-// DurationProp is the schema of a Duration property.
-func DurationProp(description, def string) map[string]any {
-	p := map[string]any{
-		"type":        "string",
-		"pattern":     DurationPattern,
-		"description": description,
-	}
-	if def != "" {
-		p["default"] = def
-	}
-	return p
-}
-
-// StringProp is the schema of a string property.
-func StringProp(description string) map[string]any {
-	return map[string]any{"type": "string", "minLength": 1, "description": description}
-}
-
-// CommandProp is the schema of a command: an argv list run directly, or a
-// string run with `sh -c`.
-func CommandProp(description string) map[string]any {
-	return map[string]any{
-		"description": description + " Either a list of arguments run directly (no shell), or a string run with `sh -c`.",
-		"oneOf": []any{
-			map[string]any{"type": "string", "minLength": 1},
-			map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string"}},
-		},
-	}
-}
-
-// Object is the schema (draft 2020-12) of a driver configuration object
-// with the given properties; unknown keys are rejected. It has no
-// "$schema" keyword, since it is embedded in the Boards inventory schema
-// (draft 2020-12 allows "$schema" only at a schema resource's root).
-func Object(description string, props map[string]any, required ...string) map[string]any {
-	s := map[string]any{
-		"type":                 "object",
-		"description":          description,
-		"additionalProperties": false,
-		"properties":           props,
-	}
-	if len(required) > 0 {
-		r := make([]any, len(required))
-		for i, k := range required {
-			r[i] = k
-		}
-		s["required"] = r
-	}
-	return s
-}

@@ -1,13 +1,14 @@
-// Package ptyutil opens pseudo-terminal pairs in raw mode, for simulators
-// that stand in for serial hardware: the simulator owns the master side and
-// a driver opens the slave path as its serial port.
+// Package ptyutil is jsplan's one pseudo-terminal opener, for the parts
+// that stand in for serial hardware: the sim board's console and the
+// DUTLink simulator. The simulator owns the master side; a driver (or the
+// board's shell) opens the slave path as its serial port.
 package ptyutil
 
 import (
 	"fmt"
 	"os"
 
-	"github.com/creack/pty"
+	"github.com/hashicorp/go-multierror"
 	"golang.org/x/sys/unix"
 )
 
@@ -22,36 +23,49 @@ type Pair struct {
 	Path string
 }
 
-// Open opens a pseudo-terminal and puts its line discipline in raw mode
-// (no echo, no line buffering, no CR/LF translation), as a serial driver
-// would, so bytes pass unchanged even before a driver opens the port.
-func Open() (*Pair, error) {
-	m0, s, err := pty.Open()
+// OpenMaster creates a pseudo-terminal and returns its master, in
+// non-blocking mode so that the Go runtime polls it (Close and deadlines
+// then interrupt blocked reads and writes), and the path of its slave.
+//
+// creack/pty is not used: it switches the master to blocking mode, and a
+// blocked Read on it could not be interrupted when a board powers off.
+func OpenMaster() (master *os.File, slave string, err error) {
+	fd, err := unix.Open("/dev/ptmx", unix.O_RDWR|unix.O_NOCTTY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("open pty: %w", err)
+		return nil, "", fmt.Errorf("open /dev/ptmx: %w", err)
 	}
-	// pty.Open leaves the master in blocking mode, where Close does not
-	// interrupt a pending Read. Make it non-blocking so that os.NewFile
-	// registers it with the runtime poller.
-	fd, err := unix.Dup(int(m0.Fd()))
-	m0.Close()
+	n, err := unix.IoctlGetUint32(fd, unix.TIOCGPTN)
 	if err != nil {
-		s.Close()
-		return nil, fmt.Errorf("dup pty master: %w", err)
-	}
-	if err := unix.SetNonblock(fd, true); err != nil {
 		unix.Close(fd)
-		s.Close()
-		return nil, fmt.Errorf("pty master: %w", err)
+		return nil, "", fmt.Errorf("pty number: %w", err)
 	}
-	unix.CloseOnExec(fd)
-	m := os.NewFile(uintptr(fd), "/dev/ptmx")
+	if err := unix.IoctlSetPointerInt(fd, unix.TIOCSPTLCK, 0); err != nil {
+		unix.Close(fd)
+		return nil, "", fmt.Errorf("unlock pty: %w", err)
+	}
+	return os.NewFile(uintptr(fd), "/dev/ptmx"), fmt.Sprintf("/dev/pts/%d", n), nil
+}
+
+// Open opens a pseudo-terminal with both sides and puts its line
+// discipline in raw mode (no echo, no line buffering, no CR/LF
+// translation), as a serial driver would, so bytes pass unchanged even
+// before a driver opens the port.
+func Open() (*Pair, error) {
+	m, path, err := OpenMaster()
+	if err != nil {
+		return nil, err
+	}
+	s, err := os.OpenFile(path, os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		m.Close()
+		return nil, fmt.Errorf("open pty slave: %w", err)
+	}
 	if err := MakeRaw(s); err != nil {
 		m.Close()
 		s.Close()
 		return nil, err
 	}
-	return &Pair{Master: m, Slave: s, Path: s.Name()}, nil
+	return &Pair{Master: m, Slave: s, Path: path}, nil
 }
 
 // MakeRaw puts the terminal f in raw mode.
@@ -63,7 +77,7 @@ func MakeRaw(f *os.File) error {
 		return err
 	}
 	var ioErr error
-	err = rc.Control(func(fd uintptr) { ioErr = makeRaw(int(fd)) })
+	err = rc.Control(func(fd uintptr) { ioErr = MakeRawFD(int(fd)) })
 	if err != nil {
 		return err
 	}
@@ -73,7 +87,9 @@ func MakeRaw(f *os.File) error {
 	return nil
 }
 
-func makeRaw(fd int) error {
+// MakeRawFD puts the terminal fd into raw mode, like cfmakeraw(3): no
+// echo, no line editing, no signals, no CR/LF translation, 8 bits.
+func MakeRawFD(fd int) error {
 	t, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
 		return fmt.Errorf("get termios: %w", err)
@@ -93,10 +109,12 @@ func makeRaw(fd int) error {
 
 // Close closes both sides.
 func (p *Pair) Close() error {
-	err1 := p.Master.Close()
-	err2 := p.Slave.Close()
-	if err1 != nil {
-		return err1
+	var errs *multierror.Error
+	if err := p.Master.Close(); err != nil {
+		errs = multierror.Append(errs, err)
 	}
-	return err2
+	if err := p.Slave.Close(); err != nil {
+		errs = multierror.Append(errs, err)
+	}
+	return errs.ErrorOrNil()
 }

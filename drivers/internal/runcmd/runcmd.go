@@ -17,6 +17,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
@@ -65,13 +66,14 @@ func (c Command) Name() string {
 	return "sh -c"
 }
 
-// Validate checks the command is usable.
-func (c Command) Validate() error {
+// Validate checks the command is usable. The error's path is relative to
+// the command's key ("[0]" for an empty program name).
+func (c Command) Validate() *drivers.FieldError {
 	if c.IsZero() {
-		return errors.New("empty command")
+		return drivers.ErrField("", "empty command")
 	}
 	if len(c.Argv) > 0 && c.Argv[0] == "" {
-		return errors.New("empty program name")
+		return drivers.ErrField("[0]", "empty program name")
 	}
 	return nil
 }
@@ -111,7 +113,7 @@ const (
 func Run(ctx context.Context, c Command, opts Options) (Result, error) {
 	res := Result{ExitCode: -1}
 	if err := c.Validate(); err != nil {
-		return res, err
+		return res, err.Err()
 	}
 	timeout := opts.Timeout
 	if timeout <= 0 {
@@ -232,4 +234,16 @@ func (t *tailBuffer) String() string {
 		return "..." + s
 	}
 	return string(t.b)
+}
+
+// Schema is the JSON Schema of a command: an argv list run directly, or a
+// string run with `sh -c`.
+func Schema(description string) map[string]any {
+	return map[string]any{
+		"description": description + " Either a list of arguments run directly (no shell), or a string run with `sh -c`.",
+		"oneOf": []any{
+			map[string]any{"type": "string", "minLength": 1},
+			map[string]any{"type": "array", "minItems": 1, "items": map[string]any{"type": "string"}},
+		},
+	}
 }

@@ -1,7 +1,7 @@
 // Command dutlinksim runs a simulated DUTLink harness on a pty, for trying
 // the dutlink driver or a terminal program without hardware:
 //
-//	go run ./drivers/dutlink/dutlinksim/cmd/dutlinksim -disk /tmp/dl/disk -medium /tmp/dl/medium.img
+//	go run ./drivers/dutlink/dutlinktest/cmd/dutlinksim -disk /tmp/dl/disk -medium /tmp/dl/medium.img
 //
 // It prints the harness's control port (use it as the driver's `port`) and
 // the simulated board's UART, a second pty that a terminal program
@@ -16,7 +16,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jsplan/jsplan/drivers/dutlink/dutlinksim"
+	"github.com/jsplan/jsplan/drivers/dutlink/dutlinktest"
 	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
 )
 
@@ -32,7 +32,7 @@ func main() {
 		os.Exit(1)
 	}
 	defer board.Close()
-	sim, err := dutlinksim.New(dutlinksim.Options{
+	sim, err := dutlinktest.New(dutlinktest.Options{
 		DUT:        board.Master,
 		DiskPath:   *disk,
 		MediumPath: *medium,

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine/flash/internal/xz"
 )
 
 func TestIsZero(t *testing.T) {
@@ -193,10 +195,10 @@ func BenchmarkWrite(b *testing.B) {
 func TestCRC64Zeros(t *testing.T) {
 	for _, n := range []int{0, 1, 7, 8, 100, 4096, 65536 + 3, 1 << 20} {
 		for _, start := range [][]byte{nil, []byte("jsplan"), randomBytes(1000)} {
-			c := crc64.Update(0, crc64Table, start)
-			want := crc64.Update(c, crc64Table, make([]byte, n))
-			if got := crc64Zeros(c, int64(n)); got != want {
-				t.Fatalf("crc64Zeros(%d bytes after %d) = %x, want %x", n, len(start), got, want)
+			c := crc64.Update(0, xz.CRC64Table, start)
+			want := crc64.Update(c, xz.CRC64Table, make([]byte, n))
+			if got := xz.CRC64Zeros(c, int64(n)); got != want {
+				t.Fatalf("xz.CRC64Zeros(%d bytes after %d) = %x, want %x", n, len(start), got, want)
 			}
 		}
 	}

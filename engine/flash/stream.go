@@ -175,9 +175,6 @@ func (j *job) newDecoder(in io.Reader) (io.Reader, func(), error) {
 	return nil, nil, fmt.Errorf("%w: unknown format %q", ErrImage, j.img.format)
 }
 
-// xzAvailable reports whether the xz program can be run.
-func xzAvailable() bool { return tool("xz") != "" }
-
 type limitedBuffer struct {
 	b   *bytes.Buffer
 	max int

@@ -1,4 +1,4 @@
-package dutlinksim
+package dutlinktest
 
 import (
 	"io"

@@ -1,4 +1,8 @@
-package flash
+// Package xz decodes the parts of xz files that jsplan's flash pipeline
+// reads in process: LZMA2 streams, xz block headers and the CRC64 of zero
+// runs. It parses untrusted images; fuzz tests compare it with
+// github.com/ulikunitz/xz and the xz program.
+package xz
 
 import (
 	"errors"
@@ -13,7 +17,8 @@ import (
 // costs little more than decoding its few symbols. Written from the LZMA
 // and xz format specifications.
 
-var errLZMA = errors.New("corrupt LZMA2 data")
+// ErrCorrupt is returned (wrapped) for data that is not valid LZMA2.
+var ErrCorrupt = errors.New("corrupt LZMA2 data")
 
 const (
 	lzmaStates        = 12
@@ -45,8 +50,9 @@ func (l *lzmaLenDec) reset() {
 	}
 }
 
-// lzmaDec holds the state of one LZMA2 stream being decoded.
-type lzmaDec struct {
+// Decoder holds the state of one LZMA2 stream being decoded. The zero
+// value is ready for Init; a Decoder is reused from stream to stream.
+type Decoder struct {
 	// range decoder
 	in   []byte
 	ip   int
@@ -82,9 +88,9 @@ type lzmaDec struct {
 	out func(off int64, p []byte) error
 }
 
-// init prepares d for a stream with the given dictionary size, whose output
+// Init prepares d for a stream with the given dictionary size, whose output
 // will be at most size bytes.
-func (d *lzmaDec) init(dictSize, size int64, out func(int64, []byte) error) {
+func (d *Decoder) Init(dictSize, size int64, out func(int64, []byte) error) {
 	n := min(dictSize, size)
 	n = max(n, 4096)
 	n = (n + 15) &^ 15
@@ -97,21 +103,21 @@ func (d *lzmaDec) init(dictSize, size int64, out func(int64, []byte) error) {
 	d.out = out
 }
 
-func (d *lzmaDec) setProps(b byte) error {
+func (d *Decoder) setProps(b byte) error {
 	if b >= 9*5*5 {
-		return errLZMA
+		return ErrCorrupt
 	}
 	d.lc = uint32(b % 9)
 	b /= 9
 	d.lp = uint32(b % 5)
 	d.pb = uint32(b / 5)
 	if d.lc+d.lp > 4 { // LZMA2 limit
-		return errLZMA
+		return ErrCorrupt
 	}
 	return nil
 }
 
-func (d *lzmaDec) resetState() {
+func (d *Decoder) resetState() {
 	d.state = 0
 	d.rep = [4]uint32{}
 	fill := func(p []uint16) {
@@ -141,7 +147,7 @@ func (d *lzmaDec) resetState() {
 }
 
 // flush hands out the bytes produced since the last flush.
-func (d *lzmaDec) flush() error {
+func (d *Decoder) flush() error {
 	if d.pos > d.flushed {
 		off := d.total - int64(d.pos-d.flushed)
 		if err := d.out(off, d.dict[d.flushed:d.pos]); err != nil {
@@ -157,16 +163,16 @@ func (d *lzmaDec) flush() error {
 
 // Range decoder.
 
-func (d *lzmaDec) rcInit(in []byte) error {
+func (d *Decoder) rcInit(in []byte) error {
 	if len(in) < 5 || in[0] != 0 {
-		return errLZMA
+		return ErrCorrupt
 	}
 	d.in = in
 	d.code = uint32(in[1])<<24 | uint32(in[2])<<16 | uint32(in[3])<<8 | uint32(in[4])
 	d.ip = 5
 	d.rng = 0xffffffff
 	if d.code == d.rng {
-		return errLZMA
+		return ErrCorrupt
 	}
 	return nil
 }
@@ -174,9 +180,9 @@ func (d *lzmaDec) rcInit(in []byte) error {
 // The range decoder normalizes before each bit rather than after it (the
 // same sequence of operations, and it keeps bit small enough to inline).
 // Reading past the chunk panics on the bounds check; decodeLZMA2 recovers
-// that into errLZMA.
+// that into ErrCorrupt.
 
-func (d *lzmaDec) bit(p *uint16) uint32 {
+func (d *Decoder) bit(p *uint16) uint32 {
 	if d.rng < 1<<24 {
 		d.rng <<= 8
 		d.code = d.code<<8 | uint32(d.in[d.ip])
@@ -194,7 +200,7 @@ func (d *lzmaDec) bit(p *uint16) uint32 {
 	return 1
 }
 
-func (d *lzmaDec) bitTree(probs []uint16, bits uint) uint32 {
+func (d *Decoder) bitTree(probs []uint16, bits uint) uint32 {
 	m := uint32(1)
 	for i := uint(0); i < bits; i++ {
 		m = m<<1 | d.bit(&probs[m])
@@ -202,7 +208,7 @@ func (d *lzmaDec) bitTree(probs []uint16, bits uint) uint32 {
 	return m - 1<<bits
 }
 
-func (d *lzmaDec) bitTreeReverse(probs []uint16, bits uint) uint32 {
+func (d *Decoder) bitTreeReverse(probs []uint16, bits uint) uint32 {
 	m, sym := uint32(1), uint32(0)
 	for i := uint(0); i < bits; i++ {
 		b := d.bit(&probs[m])
@@ -212,7 +218,7 @@ func (d *lzmaDec) bitTreeReverse(probs []uint16, bits uint) uint32 {
 	return sym
 }
 
-func (d *lzmaDec) direct(bits uint) uint32 {
+func (d *Decoder) direct(bits uint) uint32 {
 	var res uint32
 	for ; bits > 0; bits-- {
 		if d.rng < 1<<24 {
@@ -229,7 +235,7 @@ func (d *lzmaDec) direct(bits uint) uint32 {
 	return res
 }
 
-func (d *lzmaDec) decodeLen(l *lzmaLenDec, posState uint32) uint32 {
+func (d *Decoder) decodeLen(l *lzmaLenDec, posState uint32) uint32 {
 	if d.bit(&l.choice) == 0 {
 		return d.bitTree(l.low[posState][:], 3)
 	}
@@ -239,7 +245,7 @@ func (d *lzmaDec) decodeLen(l *lzmaLenDec, posState uint32) uint32 {
 	return 16 + d.bitTree(l.high[:], 8)
 }
 
-func (d *lzmaDec) decodeDist(length uint32) uint32 {
+func (d *Decoder) decodeDist(length uint32) uint32 {
 	lenState := min(length, lzmaLenToPos-1)
 	slot := d.bitTree(d.posSlot[lenState][:], 6)
 	if slot < 4 {
@@ -255,7 +261,7 @@ func (d *lzmaDec) decodeDist(length uint32) uint32 {
 }
 
 // byteAt returns the byte dist+1 positions back.
-func (d *lzmaDec) byteAt(dist uint32) byte {
+func (d *Decoder) byteAt(dist uint32) byte {
 	i := d.pos - int(dist) - 1
 	if i < 0 {
 		i += len(d.dict)
@@ -264,7 +270,7 @@ func (d *lzmaDec) byteAt(dist uint32) byte {
 }
 
 // put appends one byte.
-func (d *lzmaDec) put(b byte) error {
+func (d *Decoder) put(b byte) error {
 	d.dict[d.pos] = b
 	d.pos++
 	d.hist++
@@ -276,7 +282,7 @@ func (d *lzmaDec) put(b byte) error {
 }
 
 // copyMatch appends length bytes from dist+1 back.
-func (d *lzmaDec) copyMatch(dist uint32, length int) error {
+func (d *Decoder) copyMatch(dist uint32, length int) error {
 	src := d.pos - int(dist) - 1
 	if src >= 0 && d.pos+length <= len(d.dict) {
 		dst := d.dict[d.pos : d.pos+length]
@@ -310,7 +316,7 @@ func (d *lzmaDec) copyMatch(dist uint32, length int) error {
 // decodeChunk decodes one LZMA chunk of packed data in into exactly
 // unpacked bytes, stopping early (without error) once the stream has
 // produced stop bytes.
-func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
+func (d *Decoder) decodeChunk(in []byte, unpacked int64, stop int64) error {
 	if err := d.rcInit(in); err != nil {
 		return err
 	}
@@ -334,7 +340,7 @@ func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
 			sym := uint32(1)
 			if state >= 7 {
 				if int64(d.rep[0]) >= d.hist {
-					return errLZMA
+					return ErrCorrupt
 				}
 				match := uint32(d.byteAt(d.rep[0]))
 				for sym < 0x100 {
@@ -366,7 +372,7 @@ func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
 		var length uint32
 		if d.bit(&d.isRep[state]) != 0 {
 			if d.hist == 0 {
-				return errLZMA
+				return ErrCorrupt
 			}
 			if d.bit(&d.isRepG0[state]) == 0 {
 				if d.bit(&d.isRep0Long[state<<4|posState]) == 0 {
@@ -377,7 +383,7 @@ func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
 						d.state = 11
 					}
 					if int64(d.rep[0]) >= d.hist {
-						return errLZMA
+						return ErrCorrupt
 					}
 					if err := d.put(d.byteAt(d.rep[0])); err != nil {
 						return err
@@ -416,12 +422,12 @@ func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
 			}
 			d.rep[0] = d.decodeDist(length)
 			if d.rep[0] == 0xffffffff {
-				return errLZMA // end marker: not allowed in LZMA2
+				return ErrCorrupt // end marker: not allowed in LZMA2
 			}
 		}
 		n := int(length) + lzmaMatchMinLen
 		if int64(d.rep[0]) >= d.hist || int64(d.rep[0]) >= d.dictCap || int64(n) > end-d.total {
-			return errLZMA
+			return ErrCorrupt
 		}
 		if err := d.copyMatch(d.rep[0], n); err != nil {
 			return err
@@ -433,20 +439,20 @@ func (d *lzmaDec) decodeChunk(in []byte, unpacked int64, stop int64) error {
 		d.ip++
 	}
 	if d.ip != len(d.in) || d.code != 0 {
-		return errLZMA
+		return ErrCorrupt
 	}
 	return nil
 }
 
-// decodeLZMA2 decodes an LZMA2 stream from in, stopping early once stop
+// DecodeLZMA2 decodes an LZMA2 stream from in, stopping early once stop
 // bytes are out. It returns how many bytes of in it used.
-func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
+func (d *Decoder) DecodeLZMA2(in []byte, stop int64) (n int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			if _, ok := r.(interface{ RuntimeError() }); !ok {
 				panic(r)
 			}
-			err = errLZMA // an index out of range on corrupt input
+			err = ErrCorrupt // an index out of range on corrupt input
 		}
 	}()
 	ip := 0
@@ -456,7 +462,7 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 			return ip, d.flush()
 		}
 		if ip >= len(in) {
-			return ip, errLZMA
+			return ip, ErrCorrupt
 		}
 		ctl := in[ip]
 		ip++
@@ -465,7 +471,7 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 			return ip, d.flush()
 		case ctl == 0x01 || ctl == 0x02:
 			if ip+2 > len(in) {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			size := int(in[ip])<<8 | int(in[ip+1]) + 1
 			ip += 2
@@ -473,10 +479,10 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 				d.hist = 0
 				needDictReset = false
 			} else if needDictReset {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			if ip+size > len(in) {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			for _, b := range in[ip : ip+size] {
 				if err := d.put(b); err != nil {
@@ -486,7 +492,7 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 			ip += size
 		case ctl >= 0x80:
 			if ip+4 > len(in) {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			unpacked := int64(ctl&0x1f)<<16 | int64(in[ip])<<8 | int64(in[ip+1]) + 1
 			packed := int(in[ip+2])<<8 | int(in[ip+3]) + 1
@@ -496,11 +502,11 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 				d.hist = 0
 				needDictReset = false
 			} else if needDictReset {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			if reset >= 2 {
 				if ip >= len(in) {
-					return ip, errLZMA
+					return ip, ErrCorrupt
 				}
 				if err := d.setProps(in[ip]); err != nil {
 					return ip, err
@@ -508,20 +514,23 @@ func (d *lzmaDec) decodeLZMA2(in []byte, stop int64) (n int, err error) {
 				ip++
 				needProps = false
 			} else if needProps {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			if reset >= 1 {
 				d.resetState()
 			}
 			if ip+packed > len(in) {
-				return ip, errLZMA
+				return ip, ErrCorrupt
 			}
 			if err := d.decodeChunk(in[ip:ip+packed], unpacked, stop); err != nil {
 				return ip, err
 			}
 			ip += packed
 		default:
-			return ip, fmt.Errorf("%w (control byte %#x)", errLZMA, ctl)
+			return ip, fmt.Errorf("%w (control byte %#x)", ErrCorrupt, ctl)
 		}
 	}
 }
+
+// Total is the number of bytes decoded since Init.
+func (d *Decoder) Total() int64 { return d.total }

@@ -1,5 +1,7 @@
-// Package dutlinksim simulates a DUTLink board's firmware on a
-// pseudo-terminal, for testing the dutlink driver without hardware.
+// Package dutlinktest is test equipment, like net/http/httptest: it
+// simulates a DUTLink board's firmware on a pseudo-terminal, for testing the
+// dutlink driver (and jsplan end to end) without hardware. Nothing in a
+// jsplan binary imports it.
 //
 // The simulator owns the pty's master side; a driver opens Path() as its
 // serial port. It behaves like the firmware's text shell byte for byte
@@ -13,7 +15,7 @@
 // too; informational texts (help, about) are our own wording.
 //
 // Fault knobs make it hang, garble replies or answer power commands late.
-package dutlinksim
+package dutlinktest
 
 import (
 	"errors"
@@ -153,7 +155,7 @@ func New(opts Options) (*Sim, error) {
 	}
 	if opts.DiskPath != "" {
 		if opts.MediumPath == "" {
-			return nil, errors.New("dutlinksim: DiskPath needs MediumPath")
+			return nil, errors.New("dutlinktest: DiskPath needs MediumPath")
 		}
 		if _, err := os.Stat(opts.MediumPath); errors.Is(err, os.ErrNotExist) {
 			f, err := os.Create(opts.MediumPath)

@@ -8,9 +8,6 @@ import (
 // pageSize is the granularity of zero detection and of holes in file targets.
 const pageSize = 4096
 
-// zeroPage is a page of zeros, never written.
-var zeroPage [pageSize]byte
-
 // isZero reports whether every byte of p is zero. It reads eight words per
 // step and stops at the first non-zero word, so data costs a few nanoseconds
 // and a zero page costs one pass over memory.

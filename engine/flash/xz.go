@@ -9,15 +9,12 @@ import (
 	"hash/crc32"
 	"io"
 	"os"
-	"os/exec"
 	"runtime"
-	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/jsplan/jsplan/engine/flash/internal/xz"
 )
 
 // newMemfd returns an anonymous in-memory regular file.
@@ -180,50 +177,38 @@ func parseXZIndex(b []byte) ([]xzRecord, error) {
 	return recs, nil
 }
 
-func appendUvarint(b []byte, v int64) []byte {
-	u := uint64(v)
-	for u >= 0x80 {
-		b = append(b, byte(u)|0x80)
-		u >>= 7
-	}
-	return append(b, byte(u))
-}
-
-// blockStream builds a complete one-block xz stream around block b, so that
-// the xz program can decode it alone.
-func (ix *xzIndex) blockStream(f *os.File, b xzBlock) io.Reader {
-	s := ix.streams[b.stream]
-	idx := []byte{0}
-	idx = appendUvarint(idx, 1)
-	idx = appendUvarint(idx, b.unpadded)
-	idx = appendUvarint(idx, b.usize)
-	for len(idx)%4 != 0 {
-		idx = append(idx, 0)
-	}
-	idx = binary.LittleEndian.AppendUint32(idx, crc32.ChecksumIEEE(idx))
-	foot := binary.LittleEndian.AppendUint32(nil, uint32(len(idx)/4-1))
-	foot = append(foot, s.flags[0], s.flags[1])
-	tail := binary.LittleEndian.AppendUint32(idx, crc32.ChecksumIEEE(foot))
-	tail = append(append(tail, foot...), 'Y', 'Z')
-	return io.MultiReader(bytes.NewReader(s.header),
-		io.NewSectionReader(f, b.off, (b.unpadded+3)&^3), bytes.NewReader(tail))
-}
-
 // afterXZBlock, when set (by tests), runs after each block is written.
 var afterXZBlock func()
 
-// xzUseProgram makes every block go through the xz program (for tests and
-// benchmarks of that path).
-var xzUseProgram = false
+// lzma2Only reports whether every block of the file uses LZMA2 alone, the
+// filter chain the in-process decoder reads. Files with BCJ or delta
+// filters (rare for disk images) go to the xz program as a stream.
+func (ix *xzIndex) lzma2Only(f io.ReaderAt) (bool, error) {
+	hdr := make([]byte, 1024)
+	for _, b := range ix.blocks {
+		n := min(int64(len(hdr)), b.unpadded)
+		if _, err := f.ReadAt(hdr[:n], b.off); err != nil {
+			return false, fmt.Errorf("reading the block header at byte %d: %v", b.off, err)
+		}
+		_, _, err := xz.ParseBlockHeader(hdr[:n])
+		if errors.Is(err, xz.ErrFilters) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("block at byte %d: %v", b.off, err)
+		}
+	}
+	return true, nil
+}
 
 // xzWorkers is how many blocks are decoded at once.
 func xzWorkers(blocks int) int {
 	return max(1, min(blocks, runtime.NumCPU(), 16))
 }
 
-// runXZ decodes the blocks of a seekable xz file in parallel, each with its
-// own xz process fed a one-block stream, and writes each block's data where
-// it belongs. With a bmap, blocks without mapped data are not decoded, and a
+// runXZ decodes the blocks of a seekable xz file in parallel with the
+// in-process LZMA2 decoder (internal/xz), and writes each block's data where
+// it belongs. Files with other filters never get here (lzma2Only). With a bmap, blocks without mapped data are not decoded, and a
 // block's decoding stops after its last mapped byte.
 func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 	type task struct {
@@ -269,11 +254,7 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 	}
 	j.outPos.Add(skipped)
 	workers := xzWorkers(len(tasks))
-	how := "in-process LZMA2"
-	if xzUseProgram {
-		how = "xz processes"
-	}
-	j.decoder = fmt.Sprintf("xz: %d of %d blocks by %d parallel workers (%s)", len(tasks), len(ix.blocks), workers, how)
+	j.decoder = fmt.Sprintf("xz: %d of %d blocks by %d parallel workers (in-process LZMA2)", len(tasks), len(ix.blocks), workers)
 
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -289,45 +270,18 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 		go func() {
 			defer wg.Done()
 			var (
-				dec lzmaDec
+				dec xz.Decoder
 				raw []byte
-				buf []byte
-				mem *os.File
 			)
-			defer func() {
-				if mem != nil {
-					mem.Close()
-				}
-			}()
 			for t := range next {
 				if ctx.Err() != nil {
 					continue
 				}
-				if !xzUseProgram {
-					handled, err := j.xzBlockGo(ctx, ix, t.b, t.need, t.check, &dec, &raw)
-					if err != nil {
-						fail(err)
-					}
-					if handled {
-						if afterXZBlock != nil {
-							afterXZBlock()
-						}
-						continue
-					}
+				handled, err := j.xzBlockGo(ctx, ix, t.b, t.need, t.check, &dec, &raw)
+				if err == nil && !handled {
+					err = fmt.Errorf("%w: xz block at byte %d of %s: filter chain other than LZMA2", ErrImage, t.b.off, j.img.path)
 				}
-				if !xzAvailable() {
-					fail(fmt.Errorf("%w: xz block at byte %d of %s uses a filter (BCJ, delta) that needs the xz program; install xz-utils", ErrImage, t.b.off, j.img.path))
-					continue
-				}
-				if mem == nil {
-					var err error
-					if mem, err = newMemfd("flash-xz"); err != nil {
-						fail(fmt.Errorf("flash: memfd: %v", err))
-						continue
-					}
-					buf = make([]byte, chunkSize)
-				}
-				if err := j.xzBlock(ctx, ix, t.b, t.need, t.check, buf, mem); err != nil {
+				if err != nil {
 					fail(err)
 				}
 				if afterXZBlock != nil {
@@ -351,126 +305,4 @@ func (j *job) runXZ(ctx context.Context, ix *xzIndex) error {
 		return first
 	}
 	return ctx.Err()
-}
-
-// xzBlock decodes the first need bytes of block b and writes them. The xz
-// program writes into a memfd: it is a regular file, so xz seeks over runs
-// of zeros instead of writing them, and we read back only the data extents.
-// (A pipe carrying every zero byte cost more system time than decoding.)
-func (j *job) xzBlock(ctx context.Context, ix *xzIndex, b xzBlock, need int64, check []BmapRange, buf []byte, mem *os.File) error {
-	what := fmt.Sprintf("xz block at byte %d of %s", b.off, j.img.path)
-	if err := mem.Truncate(0); err != nil {
-		return err
-	}
-	if _, err := mem.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	cmd := exec.CommandContext(ctx, tool("xz"), "-dc", "-q", "-T1")
-	cmd.WaitDelay = time.Second
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	cmd.Stdin = ix.blockStream(j.img.f, b)
-	cmd.Stdout = mem
-	var stderr bytes.Buffer
-	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("%w: starting xz: %v", ErrImage, err)
-	}
-	// Stop xz once it has written past the last byte we need.
-	var stopped atomic.Bool
-	done := make(chan struct{})
-	if need < b.usize {
-		go func() {
-			tick := time.NewTicker(10 * time.Millisecond)
-			defer tick.Stop()
-			for {
-				select {
-				case <-done:
-					return
-				case <-tick.C:
-					if fi, err := mem.Stat(); err == nil && fi.Size() >= need {
-						stopped.Store(true)
-						cmd.Process.Kill()
-						return
-					}
-				}
-			}
-		}()
-	}
-	werr := cmd.Wait()
-	close(done)
-	if err := ctx.Err(); err != nil {
-		return context.Cause(ctx)
-	}
-	fi, err := mem.Stat()
-	if err != nil {
-		return err
-	}
-	got := fi.Size()
-	switch {
-	case werr != nil && !stopped.Load():
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = werr.Error()
-		}
-		return fmt.Errorf("%w: %s: %s", ErrImage, what, msg)
-	case stopped.Load() && got < need, !stopped.Load() && got != b.usize:
-		return fmt.Errorf("%w: %s decoded to %d bytes, the index says %d", ErrImage, what, got, b.usize)
-	}
-
-	var rh *rangeHasher
-	if len(check) > 0 {
-		rh = newRangeHasher(j.bm.Checksum, check)
-	}
-	verifySegs := j.opts.Verify && j.bm == nil
-	fd := int(mem.Fd())
-	var pos int64
-	for pos < need {
-		data, hole := nextExtent(fd, pos, need)
-		if data > pos {
-			if err := j.w.putZeros(b.uoff+pos, data-pos); err != nil {
-				return err
-			}
-			if verifySegs {
-				j.segs.addZeros(b.uoff+pos, data-pos)
-			}
-			if rh != nil {
-				for off := pos; off < data; off += int64(len(zeroChunk)) {
-					if err := rh.feed(b.uoff+off, zeroChunk[:min(int64(len(zeroChunk)), data-off)]); err != nil {
-						return err
-					}
-				}
-			}
-			j.outPos.Add(data - pos)
-			pos = data
-		}
-		for pos < hole {
-			if err := ctx.Err(); err != nil {
-				return context.Cause(ctx)
-			}
-			n := min(int64(len(buf)), hole-pos)
-			if _, err := mem.ReadAt(buf[:n], pos); err != nil {
-				return fmt.Errorf("reading decoded xz data: %v", err)
-			}
-			data := buf[:n]
-			if err := j.w.put(b.uoff+pos, data); err != nil {
-				return err
-			}
-			if rh != nil {
-				if err := rh.feed(b.uoff+pos, data); err != nil {
-					return err
-				}
-			}
-			if verifySegs {
-				j.segs.add(b.uoff+pos, data)
-			}
-			pos += n
-			j.outPos.Add(n)
-		}
-	}
-	j.outPos.Add(b.usize - need)
-	if rh != nil {
-		j.ownSums(rh.own)
-		return rh.finish(j.img.path)
-	}
-	return nil
 }
