@@ -30,16 +30,6 @@ type stepSpan struct {
 	ran        bool
 }
 
-// conLine is one parsed line of the log.
-type conLine struct {
-	n    int // line number in console.log, from 1
-	off  int64
-	size int64
-	t    float64
-	text string // without the stamp
-	note bool
-}
-
 // segment is a run of consecutive lines that belong to one step (or to no
 // step: before the first one, between them).
 type segment struct {
@@ -134,10 +124,7 @@ func parseLine(raw string, prevT float64) (t float64, text string, note bool) {
 	if err != nil {
 		return prevT, raw, false
 	}
-	text = raw[end+1:]
-	if strings.HasPrefix(text, " ") {
-		text = text[1:]
-	}
+	text = strings.TrimPrefix(raw[end+1:], " ")
 	return t, text, strings.HasPrefix(text, "### ")
 }
 
