@@ -54,7 +54,7 @@ steps:
   - name: board jobs
     run: echo $$ >> ${{ params.pids }}; sleep ${{ params.sleep }} >/dev/null 2>&1 & echo $! >> ${{ params.pids }}
   - name: secret on the console
-    run: echo "the token is ${{ params.token }}"
+    run: {command: 'echo "the token is $TOKEN"', env: {TOKEN: "${{ params.token }}"}}
   - name: host job
     local:
       command: 'sleep "$S" & echo $! >> "$P"; echo "host sees $T"'
