@@ -38,6 +38,10 @@ MAP=(
   "hyperfine hyperfine"
   "curl curl"
   "tmux tmux"
+  "podman podman"
+  "runc runc"
+  "skopeo skopeo"
+  "mmdebstrap mmdebstrap"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(

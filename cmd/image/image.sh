@@ -1,0 +1,171 @@
+#!/usr/bin/env bash
+# image.sh: builds, exports and tests jsplan's container images with podman,
+# offline, in a storage of the project's own (.cache/containers): nothing in
+# the machine's global container storage, networks or configuration is used
+# or changed.
+#
+#   image.sh bases
+#       The local base images the Containerfiles take as build arguments
+#       (GO_IMAGE, BASE_IMAGE): Debian root filesystems made with mmdebstrap
+#       (minbase, no docs), the build one with this machine's Go toolchain.
+#       Made once; `image.sh clean` drops them.
+#   image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar
+#       Builds REF from CONTAINERFILE (at STAGE), with no network, the host's Go
+#       module and build caches mounted into the build, and exports it as an
+#       OCI archive with gzip layers that `skopeo copy oci-archive:OUT ...`
+#       pushes as it is. Prints the manifest digest and the sizes.
+#       --base upstream builds on the Containerfile's own default bases (they
+#       must be in the storage already: nothing is pulled).
+#   image.sh test REF
+#       Runs REF as the jsplan Task runs it (cmd/image/test-image.sh).
+#   image.sh podman ARGS...
+#       podman on the project's storage, e.g. `image.sh podman images`.
+#   image.sh clean
+#       Removes the project's container storage.
+#
+# Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps the
+# images' files and config; CACHE (default .cache) holds the storage; SUITE
+# (default trixie) is the Debian release of the local bases.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+cache=${CACHE:-$root/.cache}
+store=$cache/containers
+work=$cache/image
+SUITE=${SUITE:-trixie}
+
+if [ -z "${SOURCE_DATE_EPOCH:-}" ]; then
+  SOURCE_DATE_EPOCH=$(git -C "$root" log -1 --format=%ct 2>/dev/null || echo 0)
+fi
+export SOURCE_DATE_EPOCH
+
+# pm runs podman on the project's storage, with the runtime and cgroup manager
+# that work on this kind of machine (crun refuses hybrid cgroups here).
+PM=(podman --root "$store/root" --runroot "$store/run" --tmpdir "$store/run/libpod"
+  --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none)
+pm() { TMPDIR=$store/tmp "${PM[@]}" "$@"; }
+
+# Podman's default limits are refused without CAP_SYS_RESOURCE: set them.
+ULIMITS=(--ulimit nofile=65536:65536 --ulimit nproc=65536:65536)
+
+gover=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
+GO_BASE=localhost/jsplan-local/golang:${gover:-none}-$SUITE
+RUN_BASE=localhost/jsplan-local/debian:$SUITE-slim
+
+# The packages the runtime stage installs: the local base has them already,
+# so that the build needs no network.
+RUN_PKGS=ansible-core,openssh-client,xz-utils,zstd,bzip2,libusb-1.0-0,ca-certificates,curl
+GO_PKGS=gcc,libc6-dev,make,pkg-config,libusb-1.0-0-dev,ca-certificates
+
+# What debian:*-slim leaves out, left out here too.
+LEAN=(
+  --dpkgopt='path-exclude=/usr/share/man/*'
+  --dpkgopt='path-exclude=/usr/share/info/*'
+  --dpkgopt='path-exclude=/usr/share/doc/*'
+  --dpkgopt='path-include=/usr/share/doc/*/copyright'
+  --dpkgopt='path-exclude=/usr/share/locale/*'
+  --dpkgopt='path-exclude=/usr/share/groff/*'
+  --dpkgopt='path-exclude=/usr/share/lintian/*'
+)
+
+# base NAME PACKAGES [HOOK [ENV...]]: a base image from a minbase root
+# filesystem, unless the storage has NAME already.
+base() {
+  local name=$1 pkgs=$2 hook=${3:-} dir
+  shift 3 || shift $#
+  if pm image exists "$name"; then return; fi
+  dir=$work/${name##*/}
+  dir=${dir//:/-}
+  rm -rf "$dir" && mkdir -p "$dir"
+  echo "image.sh: making $name (mmdebstrap $SUITE, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+  local hooks=()
+  [ -z "$hook" ] || hooks=(--customize-hook="$hook")
+  TMPDIR=$store/tmp nice -n 10 mmdebstrap --quiet --variant=minbase --include="$pkgs" "${LEAN[@]}" \
+    "${hooks[@]}" "$SUITE" "$dir/rootfs.tar"
+  {
+    echo "FROM scratch"
+    echo "ADD rootfs.tar /"
+    for e in "$@"; do echo "ENV $e"; done
+    echo 'CMD ["/bin/bash"]'
+  } >"$dir/Containerfile"
+  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --quiet --pull=never --network none --timestamp "$SOURCE_DATE_EPOCH" \
+    -f "$dir/Containerfile" -t "$name" "$dir" >/dev/null
+  rm -f "$dir/rootfs.tar"
+}
+
+bases() {
+  mkdir -p "$store/tmp" "$work"
+  local goroot
+  goroot=$(go env GOROOT)
+  base "$RUN_BASE" "$RUN_PKGS" ""
+  # The build base stands in for the golang image: Go in /usr/local/go, the
+  # C toolchain for cgo, GOPATH /go.
+  base "$GO_BASE" "$GO_PKGS" "cp -a '$goroot' \"\$1/usr/local/go\"" \
+    PATH=/go/bin:/usr/local/go/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    GOPATH=/go GOTOOLCHAIN=local
+}
+
+build() {
+  local target=() upstream=
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --target) target=(--target "$2"); shift 2 ;;
+      --base) [ "$2" = upstream ] || { echo "image.sh: --base upstream only" >&2; exit 2; }; upstream=1; shift 2 ;;
+      *) break ;;
+    esac
+  done
+  [ $# = 3 ] || { echo "usage: image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar" >&2; exit 2; }
+  local file=$1 ref=$2 out=$3
+  local args=()
+  if [ -z "$upstream" ]; then
+    bases
+    args+=(--build-arg GO_IMAGE="$GO_BASE" --build-arg BASE_IMAGE="$RUN_BASE")
+  fi
+  local version=${ref##*:}
+  # The build stage downloads nothing: the modules come from the host's cache
+  # (filled here through the Go module proxy when cold), and the build cache
+  # is shared with the host's so that a warm build compiles only what changed.
+  local modcache gocache
+  modcache=$(go env GOMODCACHE)
+  gocache=$(go env GOCACHE)
+  (cd "$root" && go mod download)
+  mkdir -p "$gocache" "$store/tmp" "$(dirname "$out")"
+  local t0=$SECONDS
+  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --pull=never --network none --timestamp "$SOURCE_DATE_EPOCH" "${ULIMITS[@]}" \
+    --build-arg VERSION="$version" "${args[@]}" "${target[@]}" \
+    -v "$modcache:/go/pkg/mod" -v "$gocache:/root/.cache/go-build" \
+    -f "$file" -t "$ref" "$root"
+  local built=$((SECONDS - t0))
+  rm -f "$out"
+  pm push --quiet --format oci --compression-format gzip "$ref" "oci-archive:$out:$ref"
+  local digest config size usize
+  digest=sha256:$(skopeo inspect --raw "oci-archive:$out" | sha256sum | cut -d' ' -f1)
+  size=$(skopeo inspect --raw "oci-archive:$out" | python3 -c 'import json,sys; m=json.load(sys.stdin); print(sum(l["size"] for l in m["layers"]))')
+  usize=$(pm image inspect --format '{{.Size}}' "$ref")
+  echo "image:       $ref"
+  echo "archive:     $out ($(du -h "$out" | cut -f1))"
+  echo "digest:      $digest"
+  echo "size:        $((size / 1048576)) MiB compressed layers, $((usize / 1048576)) MiB unpacked"
+  echo "built in:    ${built}s (SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+  echo "push with:   skopeo copy --preserve-digests oci-archive:$out docker://REGISTRY/${ref#*/}"
+  echo "$digest" >"$out.digest"
+}
+
+cmd=${1:-}
+[ $# -gt 0 ] && shift
+case "$cmd" in
+  bases) bases ;;
+  build) build "$@" ;;
+  test) exec "$root/cmd/image/test-image.sh" "$@" ;;
+  podman) pm "$@" ;;
+  clean)
+    if [ -d "$store" ]; then
+      pm system reset --force >/dev/null 2>&1 || true
+      rm -rf "$store" "$work"
+    fi
+    ;;
+  *)
+    sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac
