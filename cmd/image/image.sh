@@ -20,6 +20,8 @@
 #       Runs REF as the jsplan Task runs it (cmd/image/test-image.sh).
 #   image.sh podman ARGS...
 #       podman on the project's storage, e.g. `image.sh podman images`.
+#   image.sh run ARGS...
+#       podman run with no network, no pulls and limits this machine grants.
 #   image.sh clean
 #       Removes the project's container storage.
 #
@@ -45,8 +47,11 @@ PM=(podman --root "$store/root" --runroot "$store/run" --tmpdir "$store/run/libp
   --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none)
 pm() { TMPDIR=$store/tmp "${PM[@]}" "$@"; }
 
-# Podman's default limits are refused without CAP_SYS_RESOURCE: set them.
-ULIMITS=(--ulimit nofile=65536:65536 --ulimit nproc=65536:65536)
+# Podman's default limits are refused without CAP_SYS_RESOURCE: ask for
+# 20000 or this process's hard limit, if lower (more processes than that is
+# refused here too).
+lim() { local v; v=$(ulimit "$1"); if [ "$v" = unlimited ] || [ "$v" -gt 20000 ]; then v=20000; fi; echo "$v:$v"; }
+ULIMITS=(--ulimit "nofile=$(lim -Hn)" --ulimit "nproc=$(lim -Hu)")
 
 gover=$(go env GOVERSION 2>/dev/null | sed 's/^go//')
 GO_BASE=localhost/jsplan-local/golang:${gover:-none}-$SUITE
@@ -158,6 +163,7 @@ case "$cmd" in
   build) build "$@" ;;
   test) exec "$root/cmd/image/test-image.sh" "$@" ;;
   podman) pm "$@" ;;
+  run) pm run --pull=never --network none "${ULIMITS[@]}" "$@" ;;
   clean)
     if [ -d "$store" ]; then
       pm system reset --force >/dev/null 2>&1 || true

@@ -82,20 +82,21 @@ secret=demo-password
 printf 'password: %s\n' "$secret" >"$tmp/credentials/params.yaml"
 chmod -R a+rX "$tmp/image" "$tmp/credentials"
 
-run_opts=(--pull=never --network none --security-opt no-new-privileges
-  --ulimit nofile=65536:65536 --ulimit nproc=65536:65536)
+run_opts=(--security-opt no-new-privileges)
 
-# taskrun NAME PLAN [PARAMS...]: starts the Task's step in a detached
-# container NAME with fresh artifacts, scratch and results directories.
+# taskrun NAME CREDENTIALS PLAN [PARAMS...]: starts the Task's step in a
+# detached container NAME with fresh artifacts, scratch and results
+# directories; CREDENTIALS true binds the credentials workspace.
 taskrun() {
-  local name=$1 plan=$2 d=$tmp/$1
-  shift 2
+  local name=$1 creds=$2 plan=$3 d=$tmp/$1 ws=()
+  shift 3
   mkdir -p "$d/artifacts" "$d/scratch" "$d/results"
   chown 1000:1000 "$d/artifacts" "$d/scratch" "$d/results"
+  [ "$creds" = false ] || ws=(-v "$tmp/credentials:/workspace/credentials:ro")
   names+=("$name")
-  "$img" podman run -d --name "$name" "${run_opts[@]}" \
+  "$img" run -d --name "$name" "${run_opts[@]}" \
     -v "$root:/workspace/plan:ro" -v "$tmp/image:/workspace/image:ro" \
-    -v "$d/artifacts:/workspace/artifacts" -v "$tmp/credentials:/workspace/credentials:ro" \
+    -v "$d/artifacts:/workspace/artifacts" "${ws[@]}" \
     -v "$d/scratch:/jsplan-scratch" -v "$d/results:/tekton/results" \
     -v "$tmp/script:/tekton/scripts/apply:ro" -v "$tmp/entrypoint:/tekton/bin/entrypoint:ro" \
     -w /workspace/plan --entrypoint /tekton/bin/entrypoint \
@@ -104,7 +105,7 @@ taskrun() {
     -e WS_IMAGE_BOUND=true -e WS_IMAGE_PATH=/workspace/image \
     -e WS_ARTIFACTS_BOUND=true -e WS_ARTIFACTS_PATH=/workspace/artifacts \
     -e WS_BOARDS_BOUND=false -e WS_BOARDS_PATH= \
-    -e WS_CREDENTIALS_BOUND=true -e WS_CREDENTIALS_PATH=/workspace/credentials \
+    -e WS_CREDENTIALS_BOUND="$creds" -e WS_CREDENTIALS_PATH=/workspace/credentials \
     -e SCRATCH_DIR=/jsplan-scratch \
     -e RESULT_VERDICT=/tekton/results/verdict -e RESULT_SUMMARY=/tekton/results/summary \
     "$ref" /tekton/scripts/apply "$@" -- >/dev/null
@@ -124,12 +125,12 @@ verdict_is() { [ "$(cat "$tmp/$1/results/verdict" 2>/dev/null)" = "$2" ]; }
 
 t0=$SECONDS
 echo "== $ref: user, tools"
-id=$("$img" podman run --rm "${run_opts[@]}" --entrypoint id "$ref" 2>&1)
+id=$("$img" run --rm "${run_opts[@]}" --entrypoint id "$ref" 2>&1)
 echo "   id: $id"
 check "runs as uid 1000, not root" grep -q '^uid=1000(jsplan) ' <<<"$id"
 check "user is in dialout and plugdev (serial, USB)" \
   bash -c 'grep -q "(dialout)" <<<"$1" && grep -q "(plugdev)" <<<"$1"' _ "$id"
-out=$("$img" podman run --rm "${run_opts[@]}" --entrypoint bash "$ref" -c \
+out=$("$img" run --rm "${run_opts[@]}" --entrypoint bash "$ref" -c \
   'jsplan --version && ansible-playbook --version | head -n 1 && ssh -V 2>&1 && test -d /run/lock/jsplan -a -w /var/lock/jsplan && echo lockdir-ok' 2>&1)
 echo "$out" | sed 's/^/   /'
 check "jsplan --version" grep -q '^jsplan version' <<<"$out"
@@ -138,7 +139,7 @@ check "ssh -V" grep -q '^OpenSSH_' <<<"$out"
 check "lock directory /run/lock/jsplan, writable" grep -q '^lockdir-ok' <<<"$out"
 
 echo "== the Task's step: plans/examples/virtual-smoke.yaml on the virtual board"
-taskrun smoke plans/examples/virtual-smoke.yaml image=/workspace/image/demo.img image-id="$imgid"
+taskrun smoke true plans/examples/virtual-smoke.yaml image=/workspace/image/demo.img image-id="$imgid"
 code=$(finish smoke)
 a=$tmp/smoke/artifacts
 check "virtual-smoke passes (exit $code)" [ "$code" = 0 ]
@@ -149,16 +150,18 @@ check "the credentials' password appears in no artifact" bash -c '! grep -rqs --
 [ "$code" = 0 ] || { tail -n 30 "$a/jsplan.log" 2>/dev/null | sed 's/^/   | /'; }
 
 echo "== the Task's step: an invalid plan"
-taskrun invalid tekton/tests/testdata/plans/invalid.yaml
+taskrun invalid false tekton/tests/testdata/plans/invalid.yaml
 code=$(finish invalid)
 check "invalid plan exits 2 (exit $code)" [ "$code" = 2 ]
 check "verdict error" verdict_is invalid error
-check "the diagnostic names file:line:col" grep -qs 'invalid.yaml:[0-9]*:[0-9]*' "$tmp/invalid/artifacts/jsplan.log"
+check "the diagnostic names file:line:col and the mistake" \
+  grep -qs 'invalid.yaml:[0-9]*:[0-9]*.*nope' "$tmp/invalid/artifacts/jsplan.log"
 
 echo "== the Task's step: SIGTERM to the container during a run"
-taskrun hold tekton/tests/testdata/plans/hold.yaml
+taskrun hold false tekton/tests/testdata/plans/hold.yaml
 for _ in $(seq 600); do
   grep -qs 'holding the board' "$tmp/hold/artifacts/jsplan.log" && break
+  [ "$("$img" podman inspect --format '{{.State.Running}}' hold)" = true ] || break
   sleep 0.2
 done
 "$img" podman kill --signal TERM hold >/dev/null
