@@ -27,7 +27,8 @@
 #
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps the
 # images' files and config; CACHE (default .cache) holds the storage; SUITE
-# (default trixie) is the Debian release of the local bases.
+# (default trixie) is the Debian release of the local bases; NO_CACHE=1
+# rebuilds every step (to check that the digest comes out the same).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,7 +45,16 @@ export SOURCE_DATE_EPOCH
 # pm runs podman on the project's storage, with the runtime and cgroup manager
 # that work on this kind of machine (crun refuses hybrid cgroups here).
 PM=(podman --root "$store/root" --runroot "$store/run" --tmpdir "$store/run/libpod"
+  --network-config-dir "$store/networks"
   --storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend none)
+
+# The one thing podman writes outside that storage as root is the blob-info
+# cache of pulls and pushes (/var/lib/containers/cache): remove it again when
+# this run made it.
+blobcache=/var/lib/containers/cache
+if [ ! -e "$blobcache" ]; then
+  trap 'rm -rf "$blobcache"; rmdir /var/lib/containers 2>/dev/null || true' EXIT
+fi
 pm() { TMPDIR=$store/tmp "${PM[@]}" "$@"; }
 
 # Podman's default limits are refused without CAP_SYS_RESOURCE: ask for
@@ -122,6 +132,7 @@ build() {
   [ $# = 3 ] || { echo "usage: image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar" >&2; exit 2; }
   local file=$1 ref=$2 out=$3
   local args=()
+  [ -z "${NO_CACHE:-}" ] || args+=(--no-cache)
   if [ -z "$upstream" ]; then
     bases
     args+=(--build-arg GO_IMAGE="$GO_BASE" --build-arg BASE_IMAGE="$RUN_BASE")
@@ -161,12 +172,15 @@ cmd=${1:-}
 case "$cmd" in
   bases) bases ;;
   build) build "$@" ;;
-  test) exec "$root/cmd/image/test-image.sh" "$@" ;;
+  test) "$root/cmd/image/test-image.sh" "$@" ;;
   podman) pm "$@" ;;
   run) pm run --pull=never --network none "${ULIMITS[@]}" "$@" ;;
   clean)
     if [ -d "$store" ]; then
-      pm system reset --force >/dev/null 2>&1 || true
+      pm rm -a -f >/dev/null 2>&1 || true
+      pm rmi -a -f >/dev/null 2>&1 || true
+      # overlay mounts podman may hold under the storage
+      grep -o " $store/[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount 2>/dev/null || true
       rm -rf "$store" "$work"
     fi
     ;;
