@@ -11,7 +11,10 @@
 #       Made once; `image.sh clean` drops them.
 #   image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar
 #       Builds REF from CONTAINERFILE (at STAGE), with no network, the host's Go
-#       module and build caches mounted into the build, and exports it as an
+#       module and build caches mounted into the build, every step run afresh
+#       (podman's layer cache ignores --timestamp: a cached step would keep the
+#       time of the build that made it) into one layer over the base, and
+#       exports it as an
 #       OCI archive with gzip layers that `skopeo copy oci-archive:OUT ...`
 #       pushes as it is. Prints the manifest digest and the sizes.
 #       --base upstream builds on the Containerfile's own default bases (they
@@ -27,8 +30,7 @@
 #
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps the
 # images' files and config; CACHE (default .cache) holds the storage; SUITE
-# (default trixie) is the Debian release of the local bases; NO_CACHE=1
-# rebuilds every step (to check that the digest comes out the same).
+# (default trixie) is the Debian release of the local bases.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -132,7 +134,6 @@ build() {
   [ $# = 3 ] || { echo "usage: image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar" >&2; exit 2; }
   local file=$1 ref=$2 out=$3
   local args=()
-  [ -z "${NO_CACHE:-}" ] || args+=(--no-cache)
   if [ -z "$upstream" ]; then
     bases
     args+=(--build-arg GO_IMAGE="$GO_BASE" --build-arg BASE_IMAGE="$RUN_BASE")
@@ -148,10 +149,11 @@ build() {
   mkdir -p "$gocache" "$store/tmp" "$(dirname "$out")"
   local t0=$SECONDS
   TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --pull=never --network none --timestamp "$SOURCE_DATE_EPOCH" "${ULIMITS[@]}" \
-    --build-arg VERSION="$version" "${args[@]}" "${target[@]}" \
+    --no-cache --layers=false --build-arg VERSION="$version" "${args[@]}" "${target[@]}" \
     -v "$modcache:/go/pkg/mod" -v "$gocache:/root/.cache/go-build" \
     -f "$file" -t "$ref" "$root"
   local built=$((SECONDS - t0))
+  pm image prune -f >/dev/null
   rm -f "$out"
   pm push --quiet --format oci --compression-format gzip "$ref" "oci-archive:$out:$ref"
   local digest config size usize
