@@ -8,7 +8,8 @@
 #       The local base images the Containerfiles take as build arguments
 #       (GO_IMAGE, BASE_IMAGE): Debian root filesystems made with mmdebstrap
 #       (minbase, no docs), the build one with this machine's Go toolchain.
-#       Made once; `image.sh clean` drops them.
+#       Made when missing or when their definition here changed; `image.sh
+#       clean` drops them.
 #   image.sh build [--target STAGE] [--base upstream] CONTAINERFILE REF OUT.oci.tar
 #       Builds REF from CONTAINERFILE (at STAGE), with no network, the host's Go
 #       module and build caches mounted into the build, every step run afresh
@@ -86,26 +87,35 @@ LEAN=(
 )
 
 # base NAME PACKAGES [HOOK [ENV...]]: a base image from a minbase root
-# filesystem, unless the storage has NAME already.
+# filesystem, unless the storage has NAME made from the same definition
+# already. Its files are stamped with the time of the last change to this
+# script (where the bases are defined), not the commit's, so that the
+# image's digest comes out the same on another machine.
 base() {
-  local name=$1 pkgs=$2 hook=${3:-} dir
+  local name=$1 pkgs=$2 hook=${3:-} dir def epoch
   shift 3 || shift $#
-  if pm image exists "$name"; then return; fi
+  epoch=$(git -C "$root" log -1 --format=%ct -- cmd/image/image.sh 2>/dev/null)
+  epoch=${epoch:-$SOURCE_DATE_EPOCH}
+  def=$(printf '%s\n' "$SUITE" "$pkgs" "$hook" "$epoch" "${LEAN[@]}" "$@" | sha256sum | cut -c1-16)
+  if [ "$(pm image inspect --format '{{index .Labels "jsplan.base"}}' "$name" 2>/dev/null)" = "$def" ]; then
+    return
+  fi
   dir=$work/${name##*/}
   dir=${dir//:/-}
   rm -rf "$dir" && mkdir -p "$dir"
-  echo "image.sh: making $name (mmdebstrap $SUITE, SOURCE_DATE_EPOCH=$SOURCE_DATE_EPOCH)"
+  echo "image.sh: making $name (mmdebstrap $SUITE, SOURCE_DATE_EPOCH=$epoch)"
   local hooks=()
   [ -z "$hook" ] || hooks=(--customize-hook="$hook")
-  TMPDIR=$store/tmp nice -n 10 mmdebstrap --quiet --variant=minbase --include="$pkgs" "${LEAN[@]}" \
+  SOURCE_DATE_EPOCH=$epoch TMPDIR=$store/tmp nice -n 10 mmdebstrap --quiet --variant=minbase --include="$pkgs" "${LEAN[@]}" \
     "${hooks[@]}" "$SUITE" "$dir/rootfs.tar"
   {
     echo "FROM scratch"
     echo "ADD rootfs.tar /"
     for e in "$@"; do echo "ENV $e"; done
+    echo "LABEL jsplan.base=$def"
     echo 'CMD ["/bin/bash"]'
   } >"$dir/Containerfile"
-  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --quiet --pull=never --network none --timestamp "$SOURCE_DATE_EPOCH" \
+  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --quiet --pull=never --network none --timestamp "$epoch" \
     -f "$dir/Containerfile" -t "$name" "$dir" >/dev/null
   rm -f "$dir/rootfs.tar"
 }
