@@ -30,12 +30,13 @@
 #       Removes the project's container storage.
 #
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps the
-# images' files and config; CACHE (default .cache) holds the storage; SUITE
+# images' files and config; JSPLAN_CACHE (default .cache) holds the storage
+# (containers/) and the bases' root filesystems while they are made (image/); SUITE
 # (default trixie) is the Debian release of the local bases.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cache=${CACHE:-$root/.cache}
+cache=${JSPLAN_CACHE:-$root/.cache}
 store=$cache/containers
 work=$cache/image
 SUITE=${SUITE:-trixie}
