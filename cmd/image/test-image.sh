@@ -15,7 +15,9 @@
 # and ssh run; plans/examples/virtual-smoke.yaml on the built-in virtual board
 # passes and leaves console.log, report.json and junit.xml, with the password
 # from the credentials nowhere in them; an invalid plan exits 2; a SIGTERM to
-# the container during a run gives 143, verdict interrupted, and the reports.
+# the container during a run gives 143, verdict interrupted, and the reports;
+# and the same with jsplan itself as the container's process 1 (the image's
+# entrypoint, as `podman run IMAGE apply ...` runs it).
 #
 # Everything it starts it removes: the containers and the temporary
 # directories (on any exit). The image stays in the project's storage.
@@ -171,6 +173,22 @@ check "SIGTERM gives 143 (exit $code)" [ "$code" = 143 ]
 check "verdict interrupted" verdict_is hold interrupted
 check "reports written after the signal" has_reports "$a"
 check "finally ran" grep -qs 'finally ran' "$a/jsplan.log"
+
+echo "== jsplan itself as the container's process 1: SIGTERM during a run"
+d=$tmp/pid1
+mkdir -p "$d/artifacts" && chown 1000:1000 "$d/artifacts"
+names+=(pid1)
+"$img" run -d --name pid1 "${run_opts[@]}" -v "$root:/workspace/plan:ro" -v "$d/artifacts:/artifacts" \
+  -w /workspace/plan "$ref" apply tekton/tests/testdata/plans/hold.yaml --artifacts /artifacts >/dev/null
+for _ in $(seq 600); do
+  "$img" podman logs pid1 2>&1 | grep -q 'holding the board' && break
+  [ "$("$img" podman inspect --format '{{.State.Running}}' pid1)" = true ] || break
+  sleep 0.2
+done
+"$img" podman kill --signal TERM pid1 >/dev/null
+code=$(finish pid1)
+check "SIGTERM to jsplan as process 1 gives 143 (exit $code)" [ "$code" = 143 ]
+check "reports written after the signal" has_reports "$d/artifacts"
 
 echo "test-image: $((SECONDS - t0))s"
 echo "test-image: $passed passed, $failed failed"
