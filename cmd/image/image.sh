@@ -91,7 +91,9 @@ LEAN=(
 # filesystem, unless the storage has NAME made from the same definition
 # already. Its files are stamped with the time of the last change to this
 # script (where the bases are defined), not the commit's, so that the
-# image's digest comes out the same on another machine.
+# image's digest comes out the same on another machine; and built without
+# podman's layer cache, which ignores --timestamp and would hand back a
+# layer stamped with an older time.
 base() {
   local name=$1 pkgs=$2 hook=${3:-} dir def epoch
   shift 3 || shift $#
@@ -116,7 +118,7 @@ base() {
     echo "LABEL jsplan.base=$def"
     echo 'CMD ["/bin/bash"]'
   } >"$dir/Containerfile"
-  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --quiet --pull=never --network none --timestamp "$epoch" \
+  TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --quiet --no-cache --pull=never --network none --timestamp "$epoch" \
     -f "$dir/Containerfile" -t "$name" "$dir" >/dev/null
   rm -f "$dir/rootfs.tar"
 }
