@@ -11,7 +11,15 @@ export JSPLAN_CACHE ?= $(CACHE)
 # missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
 DEPS      := cmd/deps/deps.sh
 
-.PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean image
+.PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean \
+	image test-image image-clean disk-image
+
+# The Tekton Task's image: its name and tag are set here and nowhere else
+# (tekton/tests checks that the Task, the Pipeline, the samples, the
+# Containerfile's VERSION and the READMEs say the same).
+IMAGE_REF := ghcr.io/jsplan/jsplan:v0.1.0
+IMAGE_OCI := $(OUT)/jsplan-image.oci.tar
+IMAGE_SH  := cmd/image/image.sh
 
 all: build
 
@@ -92,6 +100,19 @@ bench: deps deps-npm build
 clean:
 	rm -rf bin $(OUT)
 
-# A bootable test image for the qemu board (and its .zst, .xz, .bmap).
+# The Task's container image, built offline from tekton/Containerfile with podman
+# (local Debian bases, no network), exported as an OCI archive for skopeo copy.
 image: deps
+	$(IMAGE_SH) build tekton/Containerfile $(IMAGE_REF) $(IMAGE_OCI)
+
+# Runs the built image as the Task runs it (podman, runc, no network).
+test-image: image
+	$(IMAGE_SH) test $(IMAGE_REF)
+
+# Drops the project's container storage (.cache/containers) and local bases.
+image-clean:
+	$(IMAGE_SH) clean
+
+# A bootable test disk image for the qemu board (and its .zst, .xz, .bmap).
+disk-image: deps
 	IMAGE_PASSWORD=demo-password plans/images/build-image.sh $(OUT)/images

@@ -40,6 +40,10 @@ MAP=(
   "tmux tmux"
   "pytest-3 python3-pytest"
   "chromium chromium"
+  "podman podman"
+  "runc runc"
+  "skopeo skopeo"
+  "mmdebstrap mmdebstrap"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(

@@ -50,8 +50,8 @@ func TestContainerfile(t *testing.T) {
 	if stages < 2 {
 		t.Errorf("%d stages, want a build stage and a runtime stage", stages)
 	}
-	if !regexp.MustCompile(`^[1-9][0-9]*(:[0-9]+)?$`).MatchString(user) {
-		t.Errorf("final USER %q, want a numeric non-root uid (runAsNonRoot can check only those)", user)
+	if !regexp.MustCompile(`^[1-9][0-9]*$`).MatchString(user) {
+		t.Errorf("final USER %q, want a bare numeric non-root uid (runAsNonRoot can check only those; uid:gid drops the supplementary groups)", user)
 	}
 	if !strings.Contains(text, "CGO_ENABLED=1 go build -tags usb") || !strings.Contains(text, "libusb-1.0-0-dev") {
 		t.Error("jsplan is not built with -tags usb against libusb")
