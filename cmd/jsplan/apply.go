@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -85,6 +86,10 @@ func apply(c *cli.Context) error {
 	res, l := resolve(c, values, artifacts)
 	if res == nil {
 		printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
+		return exit(2, "")
+	}
+	if d := assignedBoardMismatch(c, res); d != nil {
+		printDiags(c.App.ErrWriter, diag.Diagnostics{d}, l.Sources())
 		return exit(2, "")
 	}
 	file := c.Args().First()
@@ -212,6 +217,39 @@ func apply(c *cli.Context) error {
 		return exit(result.ExitCode, "")
 	}
 	return nil
+}
+
+// assignedBoardMismatch checks a board assigned by name (--board, or
+// JSPLAN_BOARD as a Kubernetes ResourceClaim sets it) against the plan's own
+// selector: the assignment picks the board, it does not waive what the plan
+// needs. --selector, given explicitly, still replaces the plan's labels.
+func assignedBoardMismatch(c *cli.Context, res *resolved) *diag.Diagnostic {
+	if c.String("board") == "" || c.String("selector") != "" || res.board.Matches(res.plan.Board) {
+		return nil
+	}
+	b, sel := res.board, res.plan.Board
+	var why []string
+	if sel.Name != "" && sel.Name != b.Name {
+		why = append(why, fmt.Sprintf("the plan names board %q", sel.Name))
+	}
+	for _, k := range sortStrings(keysOf(sel.Labels)) {
+		if have, ok := b.Labels[k]; !ok {
+			why = append(why, fmt.Sprintf("label %s: the plan wants %q, the board has none", k, sel.Labels[k]))
+		} else if have != sel.Labels[k] {
+			why = append(why, fmt.Sprintf("label %s: the plan wants %q, the board has %q", k, sel.Labels[k], have))
+		}
+	}
+	return diag.Errorf(res.plan.BoardRange, "board", "board %q (from --board/JSPLAN_BOARD) does not satisfy the plan's selector %s: %s",
+		b.Name, sel, strings.Join(why, "; ")).
+		WithDetail("the assigned board must match the plan; override the plan's labels explicitly with --selector")
+}
+
+func keysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 func writeReports(dir string, r *engine.Result) error {

@@ -389,7 +389,9 @@ type preparedDevice struct {
 	CDIID    string   `json:"cdiID"`
 }
 
-func (d *Driver) claimDir(uid types.UID) string { return filepath.Join(d.cfg.StateDir, "claims", string(uid)) }
+func (d *Driver) claimDir(uid types.UID) string {
+	return filepath.Join(d.cfg.StateDir, "claims", string(uid))
+}
 
 func (d *Driver) specName(uid types.UID) string {
 	return cdiapi.GenerateTransientSpecName(d.cfg.DriverName, CDIClass, string(uid))
