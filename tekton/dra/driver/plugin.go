@@ -89,6 +89,7 @@ type Driver struct {
 	cfg    Config
 	helper *kubeletplugin.Helper
 	cdi    *cdiapi.Cache
+	ctx    context.Context
 	cancel context.CancelCauseFunc
 
 	mu         sync.Mutex
@@ -132,7 +133,7 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 		return nil, fmt.Errorf("CDI: %w", err)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
-	d := &Driver{cfg: cfg, cdi: cache, cancel: cancel, taint: cfg.Unhealthy != UnhealthyRemove,
+	d := &Driver{cfg: cfg, cdi: cache, ctx: ctx, cancel: cancel, taint: cfg.Unhealthy != UnhealthyRemove,
 		probed: map[string]Health{}, absent: map[string]Health{}}
 	if err := d.reload(ctx); err != nil {
 		klog.FromContext(ctx).Error(err, "inventory not loaded; publishing no boards until it is fixed")
@@ -161,6 +162,12 @@ func (d *Driver) Stop() {
 	d.cancel(errors.New("stopped"))
 	d.helper.Stop()
 }
+
+// Done is closed when the driver stopped, by Stop or a fatal error (Err).
+func (d *Driver) Done() <-chan struct{} { return d.ctx.Done() }
+
+// Err is why the driver stopped.
+func (d *Driver) Err() error { return context.Cause(d.ctx) }
 
 // Helper is the kubeletplugin helper (registration status, for tests).
 func (d *Driver) Helper() *kubeletplugin.Helper { return d.helper }
