@@ -22,7 +22,7 @@ import (
 func BenchmarkFarm(b *testing.B) {
 	kinds := []string{"orin-nx", "orin-agx", "bcm2711", "imx8mp", "virtual"}
 	for _, size := range []struct{ nodes, perNode int }{
-		{100, 8}, {25, 8}, {50, 8}, {200, 8}, {100, 4}, {100, 16},
+		{100, 8}, {25, 8}, {50, 8}, {100, 4}, {100, 16},
 	} {
 		b.Run(fmt.Sprintf("nodes=%d/boards=%d", size.nodes, size.perNode), func(b *testing.B) {
 			const claims = 2000
