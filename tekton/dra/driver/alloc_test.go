@@ -171,8 +171,8 @@ func TestAllocateNeverShared(t *testing.T) {
 	kinds := []string{"orin-nx", "orin-agx", "bcm2711"}
 	f := newFarm(t, nodes, perNode, kinds)
 	perKind := map[string]int{}
-	for i := 0; i < perNode; i++ {
-		perKind[kinds[i%len(kinds)]] += nodes
+	for i := 0; i < nodes*perNode; i++ {
+		perKind[kinds[i%len(kinds)]]++
 	}
 	for round := 0; round < 2; round++ {
 		owner := map[string]string{}

@@ -44,12 +44,17 @@ func BenchmarkFarm(b *testing.B) {
 						}
 						// No free board of this kind: the oldest run of
 						// that kind ends.
+						released := false
 						for j, r := range running {
 							if r.Status.Allocation != nil && boardKind(f, r) == kind {
 								f.release(r)
 								running = append(running[:j], running[j+1:]...)
+								released = true
 								break
 							}
+						}
+						if !released {
+							b.Fatalf("no board of kind %s in the farm", kind)
 						}
 					}
 				}

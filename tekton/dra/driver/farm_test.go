@@ -31,13 +31,13 @@ type farm struct {
 }
 
 // farmInventory writes one node's inventory: perNode sim boards, the kind
-// of board i being kinds[i % len(kinds)].
-func farmInventory(t testing.TB, dir, node string, perNode int, kinds []string) string {
+// of board i being kinds[(first+i) % len(kinds)].
+func farmInventory(t testing.TB, dir, node string, first, perNode int, kinds []string) string {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("apiVersion: jsplan.dev/v1\nkind: Boards\nboards:\n")
 	for i := 0; i < perNode; i++ {
-		kind := kinds[i%len(kinds)]
+		kind := kinds[(first+i)%len(kinds)]
 		fmt.Fprintf(&b, "  - name: %s-%s-%d\n    labels: {soc: %s, lab: %s}\n    drivers:\n      sim: {password: x}\n", node, kind, i, kind, node)
 	}
 	p := filepath.Join(dir, node+".yaml")
@@ -56,7 +56,7 @@ func newFarm(t testing.TB, nodes, perNode int, kinds []string) *farm {
 		cel: cel.NewCache(100, cel.Features{}), features: structured.Features{DeviceTaints: true}}
 	for n := 0; n < nodes; n++ {
 		name := fmt.Sprintf("node-%03d", n)
-		inv, err := LoadInventory(farmInventory(t, dir, name, perNode, kinds))
+		inv, err := LoadInventory(farmInventory(t, dir, name, n*perNode, perNode, kinds))
 		if err != nil {
 			t.Fatal(err)
 		}
