@@ -93,6 +93,10 @@ func apply(c *cli.Context) error {
 		printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
 		return exit(2, "")
 	}
+	if d := assignedBoardMismatch(c, res); d != nil {
+		printDiags(c.App.ErrWriter, diag.Diagnostics{d}, l.Sources())
+		return exit(2, "")
+	}
 	file := c.Args().First()
 
 	// Signals: the first cancels the run (finally still runs), the second
@@ -198,6 +202,39 @@ func apply(c *cli.Context) error {
 		return exit(result.ExitCode, "")
 	}
 	return nil
+}
+
+// assignedBoardMismatch checks a board assigned by name (--board, or
+// JSPLAN_BOARD as a Kubernetes ResourceClaim sets it) against the plan's own
+// selector: the assignment picks the board, it does not waive what the plan
+// needs. --selector, given explicitly, still replaces the plan's labels.
+func assignedBoardMismatch(c *cli.Context, res *resolved) *diag.Diagnostic {
+	if c.String("board") == "" || c.String("selector") != "" || res.board.Matches(res.plan.Board) {
+		return nil
+	}
+	b, sel := res.board, res.plan.Board
+	var why []string
+	if sel.Name != "" && sel.Name != b.Name {
+		why = append(why, fmt.Sprintf("the plan names board %q", sel.Name))
+	}
+	for _, k := range sortStrings(keysOf(sel.Labels)) {
+		if have, ok := b.Labels[k]; !ok {
+			why = append(why, fmt.Sprintf("label %s: the plan wants %q, the board has none", k, sel.Labels[k]))
+		} else if have != sel.Labels[k] {
+			why = append(why, fmt.Sprintf("label %s: the plan wants %q, the board has %q", k, sel.Labels[k], have))
+		}
+	}
+	return diag.Errorf(res.plan.BoardRange, "board", "board %q (from --board/JSPLAN_BOARD) does not satisfy the plan's selector %s: %s",
+		b.Name, sel, strings.Join(why, "; ")).
+		WithDetail("the assigned board must match the plan; override the plan's labels explicitly with --selector")
+}
+
+func keysOf(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
 }
 
 // writeReports writes report.json, junit.xml and report.html.

@@ -569,3 +569,32 @@ func TestApplyJSONOutput(t *testing.T) {
 		t.Errorf("text output mixed into JSON lines:\n%s", r.stdout)
 	}
 }
+
+// TestApplyAssignedBoard: JSPLAN_BOARD (how a Kubernetes ResourceClaim
+// hands a pod its board) picks the board, and a board that does not satisfy
+// the plan's own selector is an invalid run (exit 2) naming the mismatch.
+func TestApplyAssignedBoard(t *testing.T) {
+	e := newEnv(t)
+	boards := e.write("two.yaml", testBoards+`  - name: sim-2
+    labels: {kind: bench}
+    drivers:
+      sim: {password: sim-password, boot-delay: 5ms}
+`)
+	p := e.write("virtual.yaml", strings.Replace(plan("assigned", "", ""), "steps:", "board:\n  labels: {kind: virtual}\nsteps:", 1))
+
+	t.Setenv("JSPLAN_BOARD", "sim-2")
+	r := e.run(e.applyArgs(p, e.art, "--boards", boards)...)
+	if r.code != 2 || !strings.Contains(r.stderr, `board "sim-2" (from --board/JSPLAN_BOARD) does not satisfy the plan's selector kind=virtual: label kind: the plan wants "virtual", the board has "bench"`) ||
+		!strings.Contains(r.stderr, "virtual.yaml:4:1: error: board") {
+		t.Fatalf("want exit 2 naming the label mismatch at the plan's board key, got %s", r)
+	}
+
+	t.Setenv("JSPLAN_BOARD", "sim-1")
+	r = e.run(e.applyArgs(p, e.art, "--boards", boards)...)
+	if r.code != 0 {
+		t.Fatalf("want a passing run on sim-1, got %s", r)
+	}
+	if rep := readReport(t, e.art); rep.Board != "sim-1" {
+		t.Errorf("ran on %q, want sim-1", rep.Board)
+	}
+}

@@ -29,7 +29,7 @@ var (
 		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
 		EnvVars: []string{"JSPLAN_BOARDS"}}
-	boardFlag    = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME` (overrides the plan's selector)", EnvVars: []string{"JSPLAN_BOARD"}}
+	boardFlag    = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME`; with apply it must satisfy the plan's selector (as a Kubernetes claim assigns it)", EnvVars: []string{"JSPLAN_BOARD"}}
 	selectorFlag = &cli.StringFlag{Name: "selector", Usage: "run on a board with these `LABELS` (k=v,k2=v2; overrides the plan's selector)",
 		EnvVars: []string{"JSPLAN_SELECTOR"}}
 	outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output `FORMAT`: text or json",

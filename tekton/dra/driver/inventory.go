@@ -1,0 +1,252 @@
+package driver
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"regexp"
+	"sort"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+	resourceapi "k8s.io/api/resource/v1"
+	"k8s.io/utils/ptr"
+
+	// Every driver of jsplan, so that the inventory is checked exactly as
+	// `jsplan validate` and `jsplan apply` check it.
+	_ "github.com/jsplan/jsplan/drivers/all"
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/diag"
+)
+
+// LoadInventory reads a Boards inventory with jsplan's own loader: a broken
+// inventory is reported as jsplan reports it (file:line:col, every error).
+func LoadInventory(path string) (*engine.Inventory, error) {
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	inv := &engine.Inventory{}
+	l.LoadBoards(path, inv)
+	if ds := l.Diagnostics(); ds.HasErrors() {
+		var b bytes.Buffer
+		diag.WriteText(&b, ds, l.Sources())
+		return nil, fmt.Errorf("invalid inventory %s:\n%s", path, strings.TrimRight(b.String(), "\n"))
+	}
+	return inv, nil
+}
+
+// Attribute names the driver itself sets; a label with one of these names
+// is not published (the board's own value wins).
+const (
+	attrName         = "name"
+	attrCapabilities = "capabilities"
+	attrDrivers      = "drivers"
+	capPrefix        = "cap_"
+	driverPrefix     = "driver_"
+	// maxAttributes is the API's limit of attributes and capacities per device.
+	maxAttributes = 32
+	maxStringLen  = 64
+)
+
+var (
+	cIdentifier = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	notIdent    = regexp.MustCompile(`[^A-Za-z0-9_]`)
+)
+
+// AttributeName is the device attribute a board label is published under:
+// the label's key with every character outside [A-Za-z0-9_] turned into
+// "_" (attribute names are C identifiers of at most 32 characters), so
+// `board-rev` is `device.attributes["jsplan.dev"].board_rev` in CEL.
+func AttributeName(label string) (string, bool) {
+	n := notIdent.ReplaceAllString(label, "_")
+	if n != "" && n[0] >= '0' && n[0] <= '9' {
+		n = "_" + n
+	}
+	return n, cIdentifier.MatchString(n) && len(n) <= 32
+}
+
+// DeviceName is the board's device name in the ResourceSlice: the board name
+// when it is a DNS label, else a DNS label made from it plus a short hash
+// (the attribute "name" always carries the board's own name).
+func DeviceName(board string) string {
+	if dnsLabel.MatchString(board) && len(board) <= 63 {
+		return board
+	}
+	sum := sha256.Sum256([]byte(board))
+	s := strings.Trim(regexp.MustCompile(`[^a-z0-9-]+`).ReplaceAllString(strings.ToLower(board), "-"), "-")
+	if len(s) > 50 {
+		s = strings.TrimRight(s[:50], "-")
+	}
+	if s == "" {
+		s = "board"
+	}
+	return s + "-" + hex.EncodeToString(sum[:])[:8]
+}
+
+// Health is what the last check said of a board.
+type Health struct {
+	// Healthy is false when the board failed its check.
+	Healthy bool
+	// Reason says why, for the taint's value and the log.
+	Reason string
+}
+
+// UnhealthyTaintKey is the device taint an unhealthy board carries.
+const UnhealthyTaintKey = "jsplan.dev/unhealthy"
+
+// Devices turns an inventory into one device per board. Boards in unhealthy
+// are tainted NoSchedule when taint is true and left out when it is false.
+// Labels that cannot be attributes are returned as warnings.
+func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]resourceapi.Device, []string) {
+	var out []resourceapi.Device
+	var warnings []string
+	for _, b := range inv.Boards {
+		h, bad := unhealthy[b.Name]
+		bad = bad && !h.Healthy
+		if bad && !taint {
+			continue
+		}
+		attrs := map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
+			attrName: {StringValue: ptr.To(clip(b.Name))},
+		}
+		var caps []string
+		for _, c := range b.Capabilities() {
+			caps = append(caps, string(c))
+			attrs[resourceapi.QualifiedName(capPrefix+string(c))] = resourceapi.DeviceAttribute{BoolValue: ptr.To(true)}
+		}
+		attrs[attrCapabilities] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(strings.Join(caps, ",")))}
+		drv := b.DriverNames()
+		attrs[attrDrivers] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(strings.Join(drv, ",")))}
+		for _, d := range drv {
+			if n, ok := AttributeName(driverPrefix + d); ok {
+				attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{BoolValue: ptr.To(true)}
+			}
+		}
+		keys := make([]string, 0, len(b.Labels))
+		for k := range b.Labels {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			n, ok := AttributeName(k)
+			switch {
+			case !ok:
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q cannot be a device attribute (at most 32 characters)", b.Name, k))
+				continue
+			case reserved(n):
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q collides with the attribute %q the driver sets; not published", b.Name, k, n))
+				continue
+			case len(attrs) >= maxAttributes:
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q not published: a device has at most %d attributes", b.Name, k, maxAttributes))
+				continue
+			}
+			if _, dup := attrs[resourceapi.QualifiedName(n)]; dup {
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q maps to attribute %q, which another label already has", b.Name, k, n))
+				continue
+			}
+			v := b.Labels[k]
+			if len(v) > maxStringLen {
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q cut to %d characters", b.Name, k, maxStringLen))
+			}
+			attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(v))}
+		}
+		dev := resourceapi.Device{Name: DeviceName(b.Name), Attributes: attrs}
+		if bad {
+			dev.Taints = []resourceapi.DeviceTaint{{
+				Key:    UnhealthyTaintKey,
+				Value:  taintValue(h.Reason),
+				Effect: resourceapi.DeviceTaintEffectNoSchedule,
+			}}
+		}
+		out = append(out, dev)
+	}
+	return out, warnings
+}
+
+func reserved(n string) bool {
+	return n == attrName || n == attrCapabilities || n == attrDrivers ||
+		strings.HasPrefix(n, capPrefix) || strings.HasPrefix(n, driverPrefix)
+}
+
+func clip(s string) string {
+	if len(s) > maxStringLen {
+		return s[:maxStringLen]
+	}
+	return s
+}
+
+var notLabelValue = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// taintValue squeezes a reason into a label value (63 characters of
+// [A-Za-z0-9._-], starting and ending alphanumeric).
+func taintValue(reason string) string {
+	v := strings.Trim(notLabelValue.ReplaceAllString(reason, "-"), "-._")
+	if len(v) > 63 {
+		v = strings.TrimRight(v[:63], "-._")
+	}
+	return v
+}
+
+// BoardsDocument is a Boards inventory holding only the given boards,
+// copied node for node from the inventory files they were defined in, for
+// the container that runs on them. Relative paths in a board's driver
+// configuration are not rewritten: give the node's inventory absolute paths.
+func BoardsDocument(boards []*engine.BoardSpec) ([]byte, error) {
+	seq := &yaml.Node{Kind: yaml.SequenceNode}
+	var buf bytes.Buffer
+	for _, b := range boards {
+		bn, err := boardNode(b)
+		if err != nil {
+			return nil, err
+		}
+		seq.Content = append(seq.Content, bn)
+		fmt.Fprintf(&buf, "# Board %s from %s, for one ResourceClaim (written by the jsplan DRA driver).\n", b.Name, b.File)
+	}
+	out := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
+		{Kind: yaml.ScalarNode, Value: "apiVersion"}, {Kind: yaml.ScalarNode, Value: "jsplan.dev/v1"},
+		{Kind: yaml.ScalarNode, Value: "kind"}, {Kind: yaml.ScalarNode, Value: "Boards"},
+		{Kind: yaml.ScalarNode, Value: "boards"}, seq,
+	}}
+	enc := yaml.NewEncoder(&buf)
+	enc.SetIndent(2)
+	if err := enc.Encode(out); err != nil {
+		return nil, err
+	}
+	if err := enc.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// boardNode finds board b's node in its inventory file.
+func boardNode(b *engine.BoardSpec) (*yaml.Node, error) {
+	src, err := os.ReadFile(b.File)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %v", b.File, err)
+	}
+	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
+		return nil, fmt.Errorf("%s: not a Boards document", b.File)
+	}
+	root := doc.Content[0]
+	for i := 0; i+1 < len(root.Content); i += 2 {
+		if root.Content[i].Value != "boards" || root.Content[i+1].Kind != yaml.SequenceNode {
+			continue
+		}
+		for _, bn := range root.Content[i+1].Content {
+			if bn.Kind != yaml.MappingNode {
+				continue
+			}
+			for j := 0; j+1 < len(bn.Content); j += 2 {
+				if bn.Content[j].Value == "name" && bn.Content[j+1].Value == b.Name {
+					return bn, nil
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("%s: board %s not found", b.File, b.Name)
+}
