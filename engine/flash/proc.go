@@ -106,16 +106,7 @@ func (j *job) runSparseProc(ctx context.Context, path string, args ...string) er
 		}
 	}()
 
-	if j.bm != nil {
-		j.rh = newRangeHasher(j.bm.Checksum, j.bm.Ranges)
-	}
-	stopAt := int64(-1)
-	if j.bm != nil {
-		stopAt = 0
-		if n := len(j.bm.Ranges); n > 0 {
-			stopAt = j.bm.Ranges[n-1].End()
-		}
-	}
+	stopAt := j.startBmap()
 	var consumed int64
 	err = j.pipeline(ctx, func(p *pipe) error {
 		var punched int64

@@ -81,17 +81,7 @@ func (j *job) runStream(ctx context.Context) (err error) {
 		return err
 	}
 	defer closeDec()
-	if j.bm != nil {
-		j.rh = newRangeHasher(j.bm.Checksum, j.bm.Ranges)
-	}
-	// With a bmap, decoding stops after the last mapped byte.
-	stopAt := int64(-1)
-	if j.bm != nil {
-		stopAt = 0
-		if n := len(j.bm.Ranges); n > 0 {
-			stopAt = j.bm.Ranges[n-1].End()
-		}
-	}
+	stopAt := j.startBmap()
 	var off int64
 	err = j.pipeline(ctx, func(p *pipe) error {
 		for stopAt < 0 || off < stopAt {
@@ -185,4 +175,18 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 		l.b.Write(p[:min(len(p), room)])
 	}
 	return len(p), nil
+}
+
+// startBmap sets up the range hasher when the job has a bmap and returns the
+// offset after which decoding may stop: the end of the last mapped range, or
+// -1 without a bmap (decode everything).
+func (j *job) startBmap() int64 {
+	if j.bm == nil {
+		return -1
+	}
+	j.rh = newRangeHasher(j.bm.Checksum, j.bm.Ranges)
+	if n := len(j.bm.Ranges); n > 0 {
+		return j.bm.Ranges[n-1].End()
+	}
+	return 0
 }

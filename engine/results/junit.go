@@ -232,7 +232,7 @@ func endFrame(f *jframe, lim Limits, attach func(*engine.TestCase)) {
 	}
 }
 
-// suiteStatus is a suite's status from its cases: failed when one failed,
+// suiteStatus is a suite's (or a TAP file's) status from its cases: failed when one failed,
 // skipped when all were, else passed.
 func suiteStatus(children []*engine.TestCase) string {
 	if len(children) == 0 {

@@ -384,32 +384,13 @@ func (p *lineParser) finishAll(why string) {
 		for _, c := range cases {
 			c.Suite = p.file
 		}
-		fc := &engine.TestCase{Name: p.file, Status: fileStatus(cases), Children: cases}
+		fc := &engine.TestCase{Name: p.file, Status: suiteStatus(cases), Children: cases}
 		if len(cases) == 0 {
 			fc.Status, fc.Message = Error, "no results"
 		}
 		p.done = append(p.done[:p.from], fc)
 		p.file = ""
 	}
-}
-
-// fileStatus is a test file's status from its cases: failed when one
-// failed, skipped when all were, else passed.
-func fileStatus(cases []*engine.TestCase) string {
-	all := true
-	for _, c := range cases {
-		switch c.Status {
-		case Fail, Error:
-			return Fail
-		case Skip:
-		default:
-			all = false
-		}
-	}
-	if all {
-		return Skip
-	}
-	return Pass
 }
 
 // proveHeader recognises the line prove -v prints before a test file's
