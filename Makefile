@@ -4,7 +4,9 @@
 GO        ?= go
 BIN       := bin/jsplan
 OUT       := out
-CACHE     ?= $(CURDIR)/.cache
+# Caches live outside the checkout, so that a fresh clone on the same machine
+# finds its image bases, ajv-cli and the cluster's binaries warm.
+CACHE     ?= $(HOME)/.cache/jsplan
 export JSPLAN_CACHE ?= $(CACHE)
 
 # cmd/deps/deps.sh holds the command -> Debian package map: it installs only what is
@@ -12,7 +14,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 DEPS      := cmd/deps/deps.sh
 
 .PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean \
-	image test-image image-clean disk-image test-dra test-dra-e2e bench-dra
+	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra test-cluster
 
 # The Tekton Task's image: its name and tag are set here and nowhere else
 # (tekton/tests checks that the Task, the Pipeline, the samples, the
@@ -20,6 +22,9 @@ DEPS      := cmd/deps/deps.sh
 IMAGE_REF := ghcr.io/jsplan/jsplan:v0.1.0
 IMAGE_OCI := $(OUT)/jsplan-image.oci.tar
 IMAGE_SH  := cmd/image/image.sh
+# The DRA driver's image (tekton/dra/deploy/daemonset.yaml names it).
+DRA_IMAGE_REF := ghcr.io/jsplan/jsplan-dra:v0.1.0
+DRA_IMAGE_OCI := $(OUT)/jsplan-dra-image.oci.tar
 
 all: build
 
@@ -124,6 +129,19 @@ clean:
 # (local Debian bases, no network), exported as an OCI archive for skopeo copy.
 image: deps
 	$(IMAGE_SH) build tekton/Containerfile $(IMAGE_REF) $(IMAGE_OCI)
+
+# The DRA driver's image, the same way, from tekton/dra/Containerfile.
+image-dra: deps
+	$(IMAGE_SH) build tekton/dra/Containerfile $(DRA_IMAGE_REF) $(DRA_IMAGE_OCI)
+
+# A real one-node cluster (tekton/cluster): etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler, containerd with runc and CDI, a
+# kubelet, Tekton Pipelines and the jsplan DRA driver as a pod, in network,
+# mount and PID namespaces of their own; PipelineRuns of the shipped
+# Pipeline run plans on the node's boards. Binaries are cached in
+# ~/.cache/jsplan/cluster (JSPLAN_CLUSTER_CACHE).
+test-cluster: image image-dra
+	cd tekton/cluster && $(GO) vet ./... && $(GO) test -count=1 -timeout 60m -v ./...
 
 # Runs the built image as the Task runs it (podman, runc, no network).
 test-image: image

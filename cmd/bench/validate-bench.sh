@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${N:-500}
 JSPLAN=${JSPLAN:-bin/jsplan}
-AJV=${AJV:-.cache/npm/node_modules/.bin/ajv}
+AJV=${AJV:-${JSPLAN_CACHE:-$HOME/.cache/jsplan}/npm/node_modules/.bin/ajv}
 dir=$(mktemp -d); trap 'rm -rf "$dir"' EXIT
 for i in $(seq 1 "$N"); do
 cat > "$dir/plan-$i.yaml" <<YAML

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # image.sh: builds, exports and tests jsplan's container images with podman,
-# offline, in a storage of the project's own (.cache/containers): nothing in
+# offline, in a storage of the project's own (~/.cache/jsplan/containers): nothing in
 # the machine's global container storage, networks or configuration is used
 # or changed.
 #
@@ -30,13 +30,13 @@
 #       Removes the project's container storage.
 #
 # Environment: SOURCE_DATE_EPOCH (default: the last commit's time) stamps the
-# images' files and config; JSPLAN_CACHE (default .cache) holds the storage
+# images' files and config; JSPLAN_CACHE (default ~/.cache/jsplan) holds the storage
 # (containers/) and the bases' root filesystems while they are made (image/); SUITE
 # (default trixie) is the Debian release of the local bases.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
-cache=${JSPLAN_CACHE:-$root/.cache}
+cache=${JSPLAN_CACHE:-${HOME:-/tmp}/.cache/jsplan}
 store=$cache/containers
 work=$cache/image
 SUITE=${SUITE:-trixie}
@@ -73,7 +73,7 @@ RUN_BASE=localhost/jsplan-local/debian:$SUITE-slim
 
 # The packages the runtime stage installs: the local base has them already,
 # so that the build needs no network.
-RUN_PKGS=ansible-core,openssh-client,xz-utils,zstd,bzip2,libusb-1.0-0,ca-certificates,curl
+RUN_PKGS=ansible-core,openssh-client,xz-utils,zstd,bzip2,libusb-1.0-0,ca-certificates,curl,git
 GO_PKGS=gcc,libc6-dev,make,pkg-config,libusb-1.0-0-dev,ca-certificates
 
 # What debian:*-slim leaves out, left out here too.
@@ -159,6 +159,10 @@ build() {
   modcache=$(go env GOMODCACHE)
   gocache=$(go env GOCACHE)
   (cd "$root" && go mod download)
+  # A Containerfile of a nested module (tekton/dra) builds that module too.
+  local mod
+  mod=$(dirname "$file")
+  if [ "$mod" != . ] && [ -f "$root/$mod/go.mod" ]; then (cd "$root/$mod" && go mod download); fi
   mkdir -p "$gocache" "$store/tmp" "$(dirname "$out")"
   local t0=$SECONDS
   TMPDIR=$store/tmp nice -n 10 "${PM[@]}" build --pull=never --network none --timestamp "$SOURCE_DATE_EPOCH" "${ULIMITS[@]}" \

@@ -1,0 +1,319 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+const (
+	insideEnv = "JSPLAN_CLUSTER_INSIDE"
+	rootEnv   = "JSPLAN_CLUSTER_ROOT"
+	binEnv    = "JSPLAN_CLUSTER_BIN"
+	// CgroupRoot is the kubelet's cgroupRoot: every container's cgroup is
+	// made under it, in each hierarchy, and removed from there afterwards.
+	CgroupRoot = "jsplan-cluster"
+	rootPrefix = "jsplan-cluster-"
+)
+
+// systemDirs are the paths the node's components and the shipped manifests
+// use as they would on a real node. Inside the node's mount namespace each
+// is a private mount of a directory under the node's root (/run a tmpfs), so
+// nothing the node writes there reaches the host, and it is all gone when
+// the namespace ends.
+var systemDirs = []string{
+	"/var/lib/kubelet",
+	"/var/lib/containerd",
+	"/var/lib/jsplan",
+	"/var/log/pods",
+	"/var/log/containers",
+	"/etc/cdi",
+	"/etc/jsplan",
+	"/etc/kubernetes",
+}
+
+// Inside reports whether this process runs inside the node's namespaces.
+func Inside() bool { return os.Getenv(insideEnv) == "1" }
+
+// Root is the node's root directory (inside the namespaces).
+func Root() string { return os.Getenv(rootEnv) }
+
+// Bin returns the binaries Isolate built (inside the namespaces).
+func Bin() (Binaries, error) { return decodeBinaries(os.Getenv(binEnv)) }
+
+// Isolate runs the calling program again inside new PID, mount and network
+// namespaces (unshare(1)) and returns its exit status; inside them it sets
+// up the node's private mounts and loopback-only network and returns
+// run(). Use it from TestMain:
+//
+//	func TestMain(m *testing.M) { os.Exit(cluster.Isolate(m.Run)) }
+//
+// Whatever way the run ends (a failure, Ctrl-C, the test killed), the
+// kernel ends every process of the PID namespace and drops its mounts and
+// network with it; what lives outside the namespaces (containers' cgroup
+// directories, loop devices, the node's root directory, mount points made
+// on the host) is removed here afterwards, or by the next run when this one
+// was killed.
+func Isolate(run func() int) int {
+	if Inside() {
+		if err := setupInside(); err != nil {
+			fmt.Fprintln(os.Stderr, "cluster: setting up the node's namespaces:", err)
+			return 1
+		}
+		return run()
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "cluster: skipped: the test cluster needs root (namespaces, mounts, containers)")
+		return 0
+	}
+	Sweep()
+	// Built here, outside the namespaces: the module proxy is not reachable
+	// from inside.
+	bin, err := Build(context.Background(), ".", os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		return 1
+	}
+	root, err := os.MkdirTemp("", rootPrefix)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		return 1
+	}
+	if err := os.WriteFile(filepath.Join(root, "owner.pid"), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		return 1
+	}
+	created, err := makeMountPoints()
+	writeLines(filepath.Join(root, "created"), created)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		cleanup(root)
+		return 1
+	}
+	code := runInside(root, bin)
+	cleanup(root)
+	return code
+}
+
+func runInside(root string, bin Binaries) int {
+	// Pdeathsig is per thread: keep this goroutine on the thread that
+	// starts unshare, so that unshare (and with --kill-child the whole PID
+	// namespace) dies with this process however it ends.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cluster:", err)
+		return 1
+	}
+	args := append([]string{"--fork", "--pid", "--mount", "--net", "--mount-proc", "--kill-child", "--propagation", "private", "--", exe}, os.Args[1:]...)
+	cmd := exec.Command("unshare", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.Env = append(os.Environ(), insideEnv+"=1", rootEnv+"="+root, binEnv+"="+bin.encode())
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	// Ctrl-C and SIGTERM reach the namespace's first process (the test,
+	// which then ends and takes the node with it); this process waits for
+	// that and cleans up.
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "cluster: unshare:", err)
+		return 1
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		select {
+		case s := <-sig:
+			_ = cmd.Process.Signal(s)
+		case err := <-done:
+			var ee *exec.ExitError
+			if errors.As(err, &ee) {
+				if code := ee.ExitCode(); code >= 0 {
+					return code
+				}
+				return 1
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "cluster:", err)
+				return 1
+			}
+			return 0
+		}
+	}
+}
+
+// makeMountPoints creates the system directories that do not exist on the
+// host (empty: they are only mount points) and returns the ones it made,
+// outermost first.
+func makeMountPoints() ([]string, error) {
+	var created []string
+	for _, d := range systemDirs {
+		var missing []string
+		for p := d; p != "/"; p = filepath.Dir(p) {
+			if _, err := os.Lstat(p); err == nil {
+				break
+			}
+			missing = append([]string{p}, missing...)
+		}
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return created, err
+		}
+		created = append(created, missing...)
+	}
+	return created, nil
+}
+
+// setupInside runs as the first process of the new namespaces.
+func setupInside() error {
+	root := Root()
+	if root == "" {
+		return errors.New(rootEnv + " is not set")
+	}
+	// Mounts below propagate among the node's own mounts (the kubelet and
+	// containerd need shared propagation), never to the host: unshare made
+	// them private first.
+	if err := syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_SHARED, ""); err != nil {
+		return fmt.Errorf("make / rshared: %w", err)
+	}
+	for _, d := range systemDirs {
+		src := filepath.Join(root, "fs", d)
+		if err := os.MkdirAll(src, 0o755); err != nil {
+			return err
+		}
+		if err := syscall.Mount(src, d, "", syscall.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind %s: %w", d, err)
+		}
+	}
+	if err := syscall.Mount("tmpfs", "/run", "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=0755"); err != nil {
+		return fmt.Errorf("tmpfs on /run: %w", err)
+	}
+	if err := os.MkdirAll("/run/lock", 0o755); err != nil {
+		return err
+	}
+	if err := os.Chmod("/run/lock", 0o1777); err != nil {
+		return err
+	}
+	for _, c := range [][]string{
+		{"ip", "link", "set", "lo", "up"},
+		{"ip", "addr", "add", NodeIP + "/32", "dev", "lo"},
+		{"ip", "addr", "add", ServiceIP + "/32", "dev", "lo"},
+		{"sysctl", "-q", "-w", "net.ipv4.ip_forward=1"},
+	} {
+		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
+			return fmt.Errorf("%s: %v: %s", strings.Join(c, " "), err, out)
+		}
+	}
+	return nil
+}
+
+// cleanup removes what a run leaves outside its namespaces.
+func cleanup(root string) {
+	detachLoops(root)
+	removeCgroups()
+	created := readLines(filepath.Join(root, "created"))
+	for i := len(created) - 1; i >= 0; i-- {
+		_ = os.Remove(created[i]) // only if empty
+	}
+	_ = os.RemoveAll(root)
+}
+
+// Sweep cleans up after earlier runs that were killed: roots whose owner
+// process is gone, with their loop devices and mount points, and empty
+// container cgroups.
+func Sweep() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), rootPrefix+"*"))
+	for _, d := range dirs {
+		b, err := os.ReadFile(filepath.Join(d, "owner.pid"))
+		if err != nil {
+			continue
+		}
+		pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err != nil {
+			continue
+		}
+		if err := syscall.Kill(pid, 0); err == nil || errors.Is(err, syscall.EPERM) {
+			continue // still running
+		}
+		cleanup(d)
+	}
+	removeCgroups()
+}
+
+// removeCgroups removes the empty cgroup directories under CgroupRoot in
+// every hierarchy, deepest first. Live ones stay (rmdir refuses them).
+func removeCgroups() {
+	tops, _ := filepath.Glob("/sys/fs/cgroup/*/" + CgroupRoot)
+	if t := "/sys/fs/cgroup/" + CgroupRoot; exists(t) {
+		tops = append(tops, t)
+	}
+	for _, top := range tops {
+		var dirs []string
+		_ = filepath.WalkDir(top, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+		for _, d := range dirs {
+			_ = syscall.Rmdir(d)
+		}
+	}
+}
+
+// detachLoops detaches the loop devices whose backing files are under root.
+func detachLoops(root string) {
+	out, err := exec.Command("losetup", "--list", "--json", "--output", "NAME,BACK-FILE").Output()
+	if err != nil || len(out) == 0 {
+		return
+	}
+	var l struct {
+		Loopdevices []struct {
+			Name     string `json:"name"`
+			BackFile string `json:"back-file"`
+		} `json:"loopdevices"`
+	}
+	if json.Unmarshal(out, &l) != nil {
+		return
+	}
+	for _, d := range l.Loopdevices {
+		if strings.HasPrefix(d.BackFile, root+"/") {
+			_ = exec.Command("losetup", "-d", d.Name).Run()
+		}
+	}
+}
+
+func exists(p string) bool { _, err := os.Stat(p); return err == nil }
+
+func writeLines(file string, lines []string) {
+	_ = os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
+}
+
+func readLines(file string) []string {
+	f, err := os.Open(file)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var lines []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if t := strings.TrimSpace(s.Text()); t != "" {
+			lines = append(lines, t)
+		}
+	}
+	return lines
+}
