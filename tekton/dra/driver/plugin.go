@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	resourceapi "k8s.io/api/resource/v1"
@@ -511,7 +512,7 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		edits := cdispec.ContainerEdits{Env: []string{"JSPLAN_BOARD=" + b.Name}}
 		nodes, missing := d.cfg.Host.DeviceNodes(b)
 		for _, n := range nodes {
-			edits.DeviceNodes = append(edits.DeviceNodes, &cdispec.DeviceNode{Path: n.Path, HostPath: n.HostPath})
+			edits.DeviceNodes = append(edits.DeviceNodes, cdiDeviceNode(n))
 		}
 		for _, m := range missing {
 			klog.FromContext(ctx).Info("device node not present at prepare; the container will not see it", "board", b.Name, "node", m.Path)
@@ -566,4 +567,22 @@ func (d *Driver) PreparedClaims() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// cdiDeviceNode is n for a CDI spec, with the group and mode the node has on
+// the host (as udev set them: dialout for serial adapters, disk for block
+// devices, plugdev for USB harnesses). The runtime creates the container's
+// node owned by root unless told otherwise, so without the group a
+// container user in dialout could not open its own board's console.
+func cdiDeviceNode(n DeviceNode) *cdispec.DeviceNode {
+	dn := &cdispec.DeviceNode{Path: n.Path, HostPath: n.HostPath}
+	if fi, err := os.Stat(n.HostPath); err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+			gid := st.Gid
+			mode := os.FileMode(st.Mode &^ syscall.S_IFMT)
+			dn.GID = &gid
+			dn.FileMode = &mode
+		}
+	}
+	return dn
 }
