@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/jsplan/jsplan/tekton/cluster"
 )
@@ -284,6 +287,12 @@ spec:
 // pipelineRun is a run of the shipped jsplan-hil Pipeline with the board
 // asked for as an extended resource (samples/pipelinerun-dra.yaml).
 func (e *env) pipelineRun(gitURL, plan, imageURL, sum string, planParams ...string) string {
+	return e.pipelineRunFor("jsplan.dev/virtual", "", gitURL, plan, imageURL, sum, planParams...)
+}
+
+// pipelineRunFor asks for a board of another kind (an extended resource),
+// with extra lines for the run's spec (e.g. its pod template).
+func (e *env) pipelineRunFor(resource, extraSpec, gitURL, plan, imageURL, sum string, planParams ...string) string {
 	var pp strings.Builder
 	for _, p := range planParams {
 		fmt.Fprintf(&pp, "\n        - %q", p)
@@ -311,14 +320,14 @@ spec:
         - name: apply
           computeResources:
             limits:
-              jsplan.dev/virtual: "1"
-  workspaces:
+              %s: "1"
+%s  workspaces:
     - name: shared
       volumeClaimTemplate:
         spec:
           accessModes: [ReadWriteMany]
           resources: {requests: {storage: 1Gi}}
-`, ns, gitURL, plan, imageURL, sum, pp.String()))
+`, ns, gitURL, plan, imageURL, sum, pp.String(), resource, extraSpec))
 }
 
 // condition returns a run's Succeeded condition: status and reason.
@@ -389,6 +398,11 @@ func (e *env) artifacts(pr string) string {
 	return filepath.Join(dir, "artifacts")
 }
 
+// The node's boards: the virtual board the examples run on; two boards
+// whose storage is a real block device (a loop device, behind a
+// /dev/disk/by-id link as udev makes for an SD mux's reader); a board whose
+// console is a serial port (a pty, behind a /dev/serial/by-id link), which
+// the driver watches as fixed hardware.
 const inventory = `apiVersion: jsplan.dev/v1
 kind: Boards
 boards:
@@ -397,6 +411,149 @@ boards:
     vars: {image-id-file: etc/image-id}
     drivers:
       sim: {password: demo-password}
+  - name: disk-1
+    labels: {kind: sim-disk}
+    storage: blockdev
+    drivers:
+      sim: {password: demo-password}
+      blockdev: {path: /dev/disk/by-id/jsplan-cluster-disk0}
+  - name: disk-2
+    labels: {kind: sim-disk-spare}
+    storage: blockdev
+    drivers:
+      sim: {password: demo-password}
+      blockdev: {path: /dev/disk/by-id/jsplan-cluster-disk1}
+  - name: uart-1
+    labels: {kind: uart}
+    console: serial
+    drivers:
+      sim: {password: demo-password}
+      serial: {port: jsplan-cluster-uart0}
+`
+
+// The operator's DeviceClasses for the test's own board kinds, as
+// deviceclass.yaml has them for orin-nx and virtual.
+const deviceClasses = `apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: sim-disk.jsplan.dev}
+spec:
+  extendedResourceName: jsplan.dev/sim-disk
+  selectors:
+    - cel: {expression: 'device.driver == "jsplan.dev"'}
+    - cel: {expression: 'device.attributes["jsplan.dev"].?kind.orValue("") == "sim-disk"'}
+---
+apiVersion: resource.k8s.io/v1
+kind: DeviceClass
+metadata: {name: uart.jsplan.dev}
+spec:
+  extendedResourceName: jsplan.dev/uart
+  selectors:
+    - cel: {expression: 'device.driver == "jsplan.dev"'}
+    - cel: {expression: 'device.attributes["jsplan.dev"].?kind.orValue("") == "uart"'}
+`
+
+// diskPlan flashes the image onto the board's block device (through the
+// blockdev driver, as an SD mux's reader) and boots; its first step shows
+// what the pod sees of the node's devices.
+const diskPlan = `apiVersion: jsplan.dev/v1
+kind: Plan
+name: disk
+params:
+  image: {type: path, required: true}
+  sha256: {type: string, default: ""}
+board:
+  labels: {kind: sim-disk}
+steps:
+  - name: devices
+    local: {command: 'id; echo JSPLAN_BOARD=$JSPLAN_BOARD; ls -lL /dev/disk/by-id/; ls /dev /dev/serial/by-id 2>&1; true'}
+  - flash: {image: "${{ params.image }}", sha256: "${{ params.sha256 }}", verify: true}
+  - power: on
+  - wait-for-login: {username: root, password: demo-password}
+finally:
+  - power: off
+`
+
+// hardware makes the boards' devices: loop devices over files in the
+// node's root with /dev/disk/by-id links, and a pty with a
+// /dev/serial/by-id link. Loop devices are the host's: cleanup (and the
+// next run's sweep) detach them.
+type hardware struct {
+	disks    []string // /dev/loopN
+	uart     *os.File // the pty's master: the far end of the UART
+	uartLink string
+	uartPTS  string
+}
+
+func makeHardware(t *testing.T) *hardware {
+	h := &hardware{}
+	for i := 0; i < 2; i++ {
+		f := filepath.Join(cluster.Root(), "disks", fmt.Sprintf("disk%d.img", i))
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Truncate(f, 32<<20); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("losetup", "--find", "--show", f).CombinedOutput()
+		if err != nil {
+			t.Fatalf("losetup: %v: %s", err, out)
+		}
+		dev := strings.TrimSpace(string(out))
+		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		h.disks = append(h.disks, dev)
+		link := fmt.Sprintf("/dev/disk/by-id/jsplan-cluster-disk%d", i)
+		os.MkdirAll(filepath.Dir(link), 0o755)
+		if err := os.Symlink(dev, link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := os.OpenFile("/dev/ptmx", os.O_RDWR|syscall.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	if err := unix.IoctlSetPointerInt(int(m.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(m.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.uart, h.uartPTS = m, fmt.Sprintf("/dev/pts/%d", n)
+	go func() { // the far end reads whatever is sent
+		b := make([]byte, 4096)
+		for {
+			if _, err := m.Read(b); err != nil {
+				return
+			}
+		}
+	}()
+	h.uartLink = "/dev/serial/by-id/jsplan-cluster-uart0"
+	os.MkdirAll(filepath.Dir(h.uartLink), 0o755)
+	if err := os.Symlink(h.uartPTS, h.uartLink); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
+
+// holdPlan keeps the board for a while, powered on; finally powers it off.
+const holdPlan = `apiVersion: jsplan.dev/v1
+kind: Plan
+name: hold
+params:
+  hold: {type: duration, default: 30s}
+board:
+  labels: {kind: virtual}
+steps:
+  - power: on
+  - wait-for-login: {username: root, password: demo-password}
+  - log: "holding the board for ${{ params.hold }}"
+  - sleep: "${{ params.hold }}"
+finally:
+  - power: off
 `
 
 // TestPipelineOnRealNode runs the seed's pipeline on a real node: Tekton's
@@ -406,7 +563,9 @@ boards:
 // injects it through CDI, and the plan runs on the board as uid 1000.
 func TestPipelineOnRealNode(t *testing.T) {
 	e := setup(t)
+	hw := makeHardware(t)
 	e.deployDriver(inventory)
+	e.apply(deviceClasses)
 	if err := cluster.InstallTekton(e.ctx, e.n, e.n.Bin.TektonConfig); err != nil {
 		t.Fatal(err)
 	}
@@ -417,15 +576,251 @@ func TestPipelineOnRealNode(t *testing.T) {
 	e.kubectl("-n", ns, "apply", "-f", filepath.Join(e.repo, "tekton", "task", "jsplan", "0.1", "jsplan.yaml"))
 	e.kubectl("-n", ns, "apply", "-f", filepath.Join(e.repo, "tekton", "pipeline", "jsplan-hil", "jsplan-hil.yaml"))
 	e.storage(6)
-	git := e.gitRepo(nil)
+	git := e.gitRepo(map[string]string{"plans/cluster/hold.yaml": holdPlan, "plans/cluster/disk.yaml": diskPlan})
 
 	url, id, sum := e.image("demo.img")
-	pr := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
-	e.logf("started %s", pr)
+
+	t.Run("pipeline", func(t *testing.T) {
+		e.t = t
+		pr := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
+		e.logf("started %s", pr)
+		e.checkPassed(pr, id)
+	})
+	if t.Failed() {
+		return
+	}
+
+	t.Run("the board's device nodes", func(t *testing.T) {
+		e.t = t
+		// The pod's groups: disk for the block device (as udev gives it),
+		// on top of the image user's dialout and plugdev.
+		pr := e.pipelineRunFor("jsplan.dev/sim-disk", `  taskRunTemplate:
+    podTemplate:
+      securityContext:
+        supplementalGroups: [6]
+`, git, "plans/cluster/disk.yaml", url, sum, "sha256="+sum)
+		if st, r := e.waitDone(pr, 15*time.Minute); st != "True" {
+			b, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
+			t.Fatalf("%s: %s %s\n%s", pr, st, r, tail(string(b), 3000))
+		}
+		log, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
+		e.logf("what the pod saw:\n%s", log)
+		for _, want := range []string{"uid=1000", "JSPLAN_BOARD=disk-1", "jsplan-cluster-disk0"} {
+			if !strings.Contains(string(log), want) {
+				t.Errorf("jsplan.log lacks %q", want)
+			}
+		}
+		for _, other := range []string{"jsplan-cluster-disk1", "jsplan-cluster-uart0", filepath.Base(hw.disks[1])} {
+			if strings.Contains(string(log), other) {
+				t.Errorf("the pod saw %s, a device of another board", other)
+			}
+		}
+		// The image is on the real block device.
+		want, _ := os.ReadFile(filepath.Join(e.www, "images", "demo.img"))
+		f, err := os.Open(hw.disks[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := make([]byte, len(want))
+		_, err = io.ReadFull(f, got)
+		f.Close()
+		if err != nil || fmt.Sprintf("%x", sha256.Sum256(got)) != sum {
+			t.Errorf("%s does not hold the image (%v)", hw.disks[0], err)
+		}
+	})
+
+	t.Run("a board whose console is gone is tainted", func(t *testing.T) {
+		e.t = t
+		if err := os.Remove(hw.uartLink); err != nil {
+			t.Fatal(err)
+		}
+		e.logf("unplugged %s", hw.uartLink)
+		e.waitFor("uart-1 to be tainted", 2*time.Minute, func() (bool, string) {
+			out := e.kubectl("get", "resourceslices", "-o", `jsonpath={range .items[*].spec.devices[*]}{.name} {.taints[*].key}={.taints[*].value}{"\n"}{end}`)
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "uart-1 ") && strings.Contains(l, "jsplan.dev/unhealthy") {
+					return true, l
+				}
+			}
+			return false, out
+		})
+		pod := e.create(fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {generateName: uart-user-, namespace: %s}
+spec:
+  restartPolicy: Never
+  securityContext:
+    runAsNonRoot: true
+    seccompProfile: {type: RuntimeDefault}
+  containers:
+    - name: main
+      image: ghcr.io/jsplan/jsplan:v0.1.0
+      command: [sh, -c, 'echo "board=$JSPLAN_BOARD"; ls -l /dev/serial/by-id/']
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
+      resources:
+        limits: {jsplan.dev/uart: "1"}
+`, ns))
+		podName := name(pod)
+		time.Sleep(15 * time.Second)
+		if phase := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", podName, "-o", "jsonpath={.status.phase} {.spec.nodeName}")); phase != "Pending" {
+			t.Fatalf("pod %s is %q while its only board is tainted", podName, phase)
+		}
+		if err := os.Symlink(hw.uartPTS, hw.uartLink); err != nil {
+			t.Fatal(err)
+		}
+		e.logf("plugged %s back in", hw.uartLink)
+		e.waitFor(podName+" to run on the healthy board", 3*time.Minute, func() (bool, string) {
+			ph := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", podName, "-o", "jsonpath={.status.phase}"))
+			return ph == "Succeeded" || ph == "Failed", ph
+		})
+		logs := e.kubectl("-n", ns, "logs", podName)
+		if !strings.Contains(logs, "board=uart-1") || !strings.Contains(logs, "jsplan-cluster-uart0") {
+			t.Errorf("pod %s on the healthy board printed:\n%s", podName, logs)
+		}
+	})
+
+	t.Run("second run waits for the board", func(t *testing.T) {
+		e.t = t
+		a := e.pipelineRun(git, "plans/cluster/hold.yaml", url, sum, "hold=40s")
+		podA := e.waitPodPhase(a, "Running", 10*time.Minute)
+		b := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
+		e.logf("started %s while %s holds the board", b, a)
+		// b's jsplan pod exists, cannot be scheduled while a holds the board,
+		// and says why.
+		why := e.waitFor(b+"'s jsplan pod to wait for the board", 5*time.Minute, func() (bool, string) {
+			tr := e.taskRunMaybe(b, "jsplan")
+			if tr == "" {
+				return false, "no TaskRun yet"
+			}
+			name, p := e.podMaybe(tr)
+			if name == "" {
+				return false, "no pod yet"
+			}
+			if p.Status.Phase != "Pending" || p.Spec.NodeName != "" {
+				return false, fmt.Sprintf("pod %s %s on %q", name, p.Status.Phase, p.Spec.NodeName)
+			}
+			ev := e.kubectl("-n", ns, "get", "events", "--field-selector", "involvedObject.name="+name, "-o", "jsonpath={range .items[*]}{.reason}: {.message}{\"\\n\"}{end}")
+			return strings.Contains(ev, "FailedScheduling"), ev
+		})
+		e.logf("waiting, as it should: %s", strings.TrimSpace(why))
+		if st, _ := e.condition("pipelinerun", name(a)); st != "Unknown" {
+			t.Errorf("%s is %q while %s waits; the waiting run should have waited for a running one", a, st, b)
+		}
+		if st, r := e.waitDone(a, 10*time.Minute); st != "True" {
+			t.Fatalf("%s: %s %s", a, st, r)
+		}
+		aEnd := e.finishedAt(podA)
+		e.checkPassed(b, id)
+		bPod, _ := e.pod(e.taskRun(b, "jsplan"))
+		if bStart := e.startedAt(bPod); bStart.Before(aEnd) {
+			t.Errorf("%s's jsplan pod started at %s, before %s's ended at %s", b, bStart, a, aEnd)
+		}
+	})
+
+	t.Run("failing plan", func(t *testing.T) {
+		e.t = t
+		pr := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id=not-"+id, "sha256="+sum)
+		if st, r := e.waitDone(pr, 15*time.Minute); st != "False" {
+			t.Fatalf("%s: %s %s, want it to fail", pr, st, r)
+		}
+		tr := e.taskRun(pr, "jsplan")
+		if st, r := e.condition("taskrun", tr); st != "False" {
+			t.Errorf("TaskRun %s: %s %s, want False", tr, st, r)
+		}
+		results := e.kubectl("-n", ns, "get", "taskrun", tr, "-o", "jsonpath={range .status.results[*]}{.name}={.value}{\"\\n\"}{end}")
+		if !strings.Contains(results, "verdict=failed") {
+			t.Errorf("TaskRun %s results, want verdict=failed (a test failure, exit 1):\n%s", tr, results)
+		}
+	})
+
+	t.Run("cancelled run powers off and frees the board", func(t *testing.T) {
+		e.t = t
+		pr := e.pipelineRun(git, "plans/cluster/hold.yaml", url, sum, "hold=10m")
+		pod := e.waitPodPhase(pr, "Running", 10*time.Minute)
+		art := e.artifacts(pr)
+		e.waitFor("the plan to hold the board", 3*time.Minute, func() (bool, string) {
+			b, _ := os.ReadFile(filepath.Join(art, "jsplan.log"))
+			return strings.Contains(string(b), "holding"), tail(string(b), 300)
+		})
+		e.kubectl("-n", ns, "patch", "pipelinerun", name(pr), "--type=merge", "-p", `{"spec":{"status":"Cancelled"}}`)
+		e.logf("cancelled %s", pr)
+		if st, r := e.waitDone(pr, 5*time.Minute); st != "False" || !strings.Contains(r, "Cancelled") {
+			t.Errorf("%s: %s %s, want False Cancelled", pr, st, r)
+		}
+		e.waitFor("the jsplan pod to be gone", 3*time.Minute, func() (bool, string) {
+			out, err := e.n.Kubectl(e.ctx, "-n", ns, "get", "pod", pod, "-o", "name")
+			return err != nil && strings.Contains(err.Error(), "NotFound"), out
+		})
+		var rep struct {
+			Status  string `json:"status"`
+			Finally []struct {
+				Name   string `json:"name"`
+				Status string `json:"status"`
+			} `json:"finally"`
+		}
+		b, err := os.ReadFile(filepath.Join(art, "report.json"))
+		if err != nil {
+			t.Fatalf("the cancelled run wrote no report: %v", err)
+		}
+		if err := json.Unmarshal(b, &rep); err != nil {
+			t.Fatal(err)
+		}
+		if len(rep.Finally) == 0 || rep.Finally[0].Status != "passed" {
+			t.Errorf("report.json of the cancelled run: status %q, finally %+v: the plan's finally (power off) did not run", rep.Status, rep.Finally)
+		}
+		console, _ := os.ReadFile(filepath.Join(art, "console.log"))
+		if !strings.Contains(string(console), "power off") {
+			t.Errorf("console.log does not show the board powered off:\n%s", tail(string(console), 1500))
+		}
+		claims := e.kubectl("-n", ns, "get", "resourceclaims", "-o", "jsonpath={range .items[*]}{.metadata.name} {.status.reservedFor[*].name}{\"\\n\"}{end}")
+		if strings.Contains(claims, pod) {
+			t.Errorf("a ResourceClaim is still reserved for the cancelled pod %s:\n%s", pod, claims)
+		}
+		// The board is free: the next run gets it.
+		next := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
+		e.checkPassed(next, id)
+	})
+
+	t.Run("driver restarted mid-run", func(t *testing.T) {
+		e.t = t
+		pr := e.pipelineRun(git, "plans/cluster/hold.yaml", url, sum, "hold=45s")
+		pod := e.waitPodPhase(pr, "Running", 10*time.Minute)
+		e.kubectl("-n", "jsplan-dra", "delete", "pod", "-l", "app.kubernetes.io/name=jsplan-dra", "--wait=true")
+		if _, err := e.n.Kubectl(e.ctx, "-n", "jsplan-dra", "rollout", "status", "daemonset/jsplan-dra", "--timeout=180s"); err != nil {
+			t.Fatal(err)
+		}
+		e.logf("driver pod replaced while %s runs", pod)
+		if st, r := e.waitDone(pr, 10*time.Minute); st != "True" {
+			t.Fatalf("%s: %s %s: the running pod lost its board when the driver restarted", pr, st, r)
+		}
+
+		// As after a reboot: the node's CDI specs are gone and the driver
+		// starts again; new claims work.
+		specs, _ := filepath.Glob("/var/run/cdi/*")
+		for _, f := range specs {
+			os.RemoveAll(f)
+		}
+		e.kubectl("-n", "jsplan-dra", "delete", "pod", "-l", "app.kubernetes.io/name=jsplan-dra", "--wait=true")
+		if _, err := e.n.Kubectl(e.ctx, "-n", "jsplan-dra", "rollout", "status", "daemonset/jsplan-dra", "--timeout=180s"); err != nil {
+			t.Fatal(err)
+		}
+		next := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
+		e.checkPassed(next, id)
+	})
+}
+
+// checkPassed waits for a PipelineRun and checks that its plan ran on the
+// board through the claim, unprivileged, and left its reports.
+func (e *env) checkPassed(pr, id string) {
+	t := e.t
+	t.Helper()
 	status, reason := e.waitDone(pr, 15*time.Minute)
 	tr := e.taskRun(pr, "jsplan")
 	if status != "True" {
-		t.Fatalf("%s: %s %s\n%s\n%s", pr, status, reason, e.n.Describe(e.ctx, ns, "taskruns"), e.n.Describe(e.ctx, ns, "pods"))
+		b, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
+		t.Fatalf("%s: %s %s\njsplan.log:\n%s\n%s\n%s", pr, status, reason, tail(string(b), 3000), e.n.Describe(e.ctx, ns, "taskrun "+tr), e.n.Describe(e.ctx, ns, "pods"))
 	}
 	podName, p := e.pod(tr)
 	if p.Spec.NodeName != cluster.NodeName {
@@ -445,7 +840,7 @@ func TestPipelineOnRealNode(t *testing.T) {
 			t.Errorf("artifacts: %v", err)
 			continue
 		}
-		if uid := st.Sys().(*syscallStat).Uid; uid != 1000 {
+		if uid := st.Sys().(*syscall.Stat_t).Uid; uid != 1000 {
 			t.Errorf("%s written by uid %d, not 1000", f, uid)
 		}
 	}
@@ -461,10 +856,76 @@ func TestPipelineOnRealNode(t *testing.T) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Errorf("report.json: %v", err)
 	}
-	e.logf("report.json: board %q, status %q", rep.Board, rep.Status)
 	if rep.Board != "sim-1" {
 		t.Errorf("report.json board %q, want sim-1 (JSPLAN_BOARD)", rep.Board)
 	}
+	e.logf("%s passed on %s: pod %s, claim %s", name(pr), rep.Board, podName, p.Status.ExtendedResourceClaimStatus.ResourceClaimName)
+}
+
+func name(obj string) string { return obj[strings.LastIndex(obj, "/")+1:] }
+
+func (e *env) taskRunMaybe(pr, task string) string {
+	out, err := e.n.Kubectl(e.ctx, "-n", ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun="+name(pr)+",tekton.dev/pipelineTask="+task, "-o", "jsonpath={.items[*].metadata.name}")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(out)
+}
+
+func (e *env) podMaybe(taskRun string) (string, podInfo) {
+	var p podInfo
+	name, err := e.n.Kubectl(e.ctx, "-n", ns, "get", "taskrun", taskRun, "-o", "jsonpath={.status.podName}")
+	name = strings.TrimSpace(name)
+	if err != nil || name == "" {
+		return "", p
+	}
+	out, err := e.n.Kubectl(e.ctx, "-n", ns, "get", "pod", name, "-o", "json")
+	if err != nil || json.Unmarshal([]byte(out), &p) != nil {
+		return "", p
+	}
+	return name, p
+}
+
+// waitPodPhase waits for a PipelineRun's jsplan pod to reach phase and
+// returns its name.
+func (e *env) waitPodPhase(pr, phase string, timeout time.Duration) string {
+	var pod string
+	e.waitFor(pr+"'s jsplan pod to be "+phase, timeout, func() (bool, string) {
+		tr := e.taskRunMaybe(pr, "jsplan")
+		if tr == "" {
+			return false, "no TaskRun yet"
+		}
+		name, p := e.podMaybe(tr)
+		pod = name
+		return name != "" && p.Status.Phase == phase, p.Status.Phase
+	})
+	return pod
+}
+
+func (e *env) podTime(pod, jsonpath string) time.Time {
+	out := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", pod, "-o", "jsonpath="+jsonpath))
+	tm, err := time.Parse(time.RFC3339, out)
+	if err != nil {
+		e.t.Fatalf("pod %s %s: %q: %v", pod, jsonpath, out, err)
+	}
+	return tm
+}
+
+func (e *env) startedAt(pod string) time.Time {
+	return e.podTime(pod, "{.status.containerStatuses[?(@.name==\"step-apply\")].state.*.startedAt}")
+}
+
+func (e *env) finishedAt(pod string) time.Time {
+	var out string
+	e.waitFor("pod "+pod+" to end", 10*time.Minute, func() (bool, string) {
+		out = strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[?(@.name==\"step-apply\")].state.terminated.finishedAt}"))
+		return out != "", "running"
+	})
+	tm, err := time.Parse(time.RFC3339, out)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tm
 }
 
 func tail(s string, n int) string {
@@ -473,5 +934,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-type syscallStat = syscall.Stat_t

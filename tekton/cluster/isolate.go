@@ -41,6 +41,10 @@ var systemDirs = []string{
 	"/etc/cdi",
 	"/etc/jsplan",
 	"/etc/kubernetes",
+	// udev's link directories, for the test's boards (loop-device disks, a
+	// pty UART): the host may have none.
+	"/dev/disk",
+	"/dev/serial",
 }
 
 // Inside reports whether this process runs inside the node's namespaces.
@@ -77,7 +81,15 @@ func Isolate(run func() int) int {
 		fmt.Fprintln(os.Stderr, "cluster: skipped: the test cluster needs root (namespaces, mounts, containers)")
 		return 0
 	}
+	if left := Leftovers(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "cluster: an earlier run was killed; cleaning up after it:\n  %s\n", strings.Join(left, "\n  "))
+	}
 	Sweep()
+	if procs := processes(); len(procs) > 0 {
+		fmt.Fprintf(os.Stderr, "cluster: processes of an earlier run are still running: %s\n", strings.Join(procs, ", "))
+		return 1
+	}
+	mountsBefore := mounts()
 	// Built here, outside the namespaces: the module proxy is not reachable
 	// from inside.
 	bin, err := Build(context.Background(), ".", os.Stderr)
@@ -103,7 +115,76 @@ func Isolate(run func() int) int {
 	}
 	code := runInside(root, bin)
 	cleanup(root)
+	// Nothing of the run may be left on the host, whichever way it ended.
+	left := Leftovers()
+	for m := range mounts() {
+		if !mountsBefore[m] {
+			left = append(left, "mount "+m)
+		}
+	}
+	if len(left) > 0 {
+		sort.Strings(left)
+		fmt.Fprintf(os.Stderr, "cluster: the run left behind:\n  %s\n", strings.Join(left, "\n  "))
+		if code == 0 {
+			code = 1
+		}
+	}
 	return code
+}
+
+// Leftovers lists what runs of the test cluster left on the host: processes
+// of its binaries, loop devices over files in its roots, container cgroups,
+// roots.
+func Leftovers() []string {
+	var left []string
+	for _, p := range processes() {
+		left = append(left, "process "+p)
+	}
+	if out, err := exec.Command("losetup", "--list", "--noheadings", "--output", "NAME,BACK-FILE").Output(); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if strings.Contains(l, "/"+rootPrefix) {
+				left = append(left, "loop device "+strings.TrimSpace(l))
+			}
+		}
+	}
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/" + CgroupRoot)
+	for _, d := range cg {
+		left = append(left, "cgroup "+d)
+	}
+	roots, _ := filepath.Glob(filepath.Join(os.TempDir(), rootPrefix+"*"))
+	for _, d := range roots {
+		left = append(left, "directory "+d)
+	}
+	return left
+}
+
+// processes lists the running processes whose program is one of the
+// cluster's binaries (in CacheDir).
+func processes() []string {
+	cache := CacheDir() + "/"
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if _, err := strconv.Atoi(e.Name()); err != nil {
+			continue
+		}
+		exe, err := os.Readlink(filepath.Join("/proc", e.Name(), "exe"))
+		if err == nil && strings.HasPrefix(exe, cache) {
+			out = append(out, e.Name()+" "+filepath.Base(exe))
+		}
+	}
+	return out
+}
+
+// mounts returns this mount namespace's mount points.
+func mounts() map[string]bool {
+	m := map[string]bool{}
+	for _, l := range readLines("/proc/self/mountinfo") {
+		if f := strings.Fields(l); len(f) > 4 {
+			m[f[4]] = true
+		}
+	}
+	return m
 }
 
 func runInside(root string, bin Binaries) int {

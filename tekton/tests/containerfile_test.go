@@ -56,7 +56,7 @@ func TestContainerfile(t *testing.T) {
 	if !strings.Contains(text, "CGO_ENABLED=1 go build -tags usb") || !strings.Contains(text, "libusb-1.0-0-dev") {
 		t.Error("jsplan is not built with -tags usb against libusb")
 	}
-	for _, pkg := range []string{"ansible-core", "openssh-client", "xz-utils", "zstd", "bzip2", "libusb-1.0-0 ", "curl"} {
+	for _, pkg := range []string{"ansible-core", "openssh-client", "xz-utils", "zstd", "bzip2", "libusb-1.0-0 ", "curl", "git"} {
 		if !strings.Contains(text, pkg) {
 			t.Errorf("the runtime image lacks %s", strings.TrimSpace(pkg))
 		}
