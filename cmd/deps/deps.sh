@@ -44,6 +44,10 @@ MAP=(
   "runc runc"
   "skopeo skopeo"
   "mmdebstrap mmdebstrap"
+  "git git"
+  "ip iproute2"
+  "sysctl procps"
+  "unshare util-linux"
 )
 # toolchains: command -> packages, only when the command is absent
 TOOLCHAIN=(

@@ -300,8 +300,26 @@ func setupInside() error {
 	return nil
 }
 
-// cleanup removes what a run leaves outside its namespaces.
+// LogsDir is where the components' logs of the last run are kept:
+// $JSPLAN_CLUSTER_LOGS, else out/cluster-logs in the checkout (the test
+// runs in tekton/cluster).
+func LogsDir() string {
+	if d := os.Getenv("JSPLAN_CLUSTER_LOGS"); d != "" {
+		return d
+	}
+	d, _ := filepath.Abs("../../out/cluster-logs")
+	return d
+}
+
+// cleanup removes what a run leaves outside its namespaces, keeping its
+// logs in LogsDir.
 func cleanup(root string) {
+	if _, err := os.Stat(filepath.Join(root, "logs")); err == nil {
+		dst := LogsDir()
+		_ = os.RemoveAll(dst)
+		_ = os.MkdirAll(filepath.Dir(dst), 0o755)
+		_ = exec.Command("cp", "-a", filepath.Join(root, "logs"), dst).Run()
+	}
 	detachLoops(root)
 	removeCgroups()
 	created := readLines(filepath.Join(root, "created"))

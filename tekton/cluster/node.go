@@ -238,7 +238,7 @@ func (n *Node) Start(ctx context.Context) error {
 		"--use-service-account-credentials=true",
 		"--cluster-signing-cert-file="+p.path("ca.crt"),
 		"--cluster-signing-key-file="+p.path("ca.key"),
-		"--controllers=*,-nodeipam,-cloud-node-lifecycle,-service-lb-controller,-node-route-controller",
+		"--controllers=*,-node-ipam-controller",
 		"--leader-elect=false",
 		"--v=1",
 	); err != nil {
