@@ -83,7 +83,7 @@ func Build(ctx context.Context, moduleDir string, log io.Writer) (Binaries, erro
 		return b, err
 	}
 	b.Containerd, b.Ctr, b.ShimDir = filepath.Join(dir, "containerd"), filepath.Join(dir, "ctr"), dir
-	if dir, err = moduleBuild(ctx, log, "tekton", filepath.Join(moduleDir, "tektonbin"),
+	if dir, err = moduleBuild(ctx, log, "tekton", filepath.Join(moduleDir, "tektonbin"), "",
 		"github.com/tektoncd/pipeline/cmd/controller",
 		"github.com/tektoncd/pipeline/cmd/resolvers",
 		"github.com/tektoncd/pipeline/cmd/entrypoint",
@@ -95,7 +95,11 @@ func Build(ctx context.Context, moduleDir string, log io.Writer) (Binaries, erro
 	b.TektonController, b.TektonResolvers = filepath.Join(dir, "controller"), filepath.Join(dir, "resolvers")
 	b.TektonConfig = filepath.Join(goEnv("GOMODCACHE"), "github.com/tektoncd/pipeline@"+TektonVersion, "config")
 	if _, err := os.Stat(b.TektonConfig); err != nil {
-		return b, fmt.Errorf("Tekton's release configuration: %w", err)
+		// The binaries were cached, the module's source was not.
+		_ = goCmd(ctx, filepath.Join(moduleDir, "tektonbin"), nil, "mod", "download", "github.com/tektoncd/pipeline")
+		if _, err := os.Stat(b.TektonConfig); err != nil {
+			return b, fmt.Errorf("Tekton's release configuration: %w", err)
+		}
 	}
 	if b.CNIDir, err = goInstall("cni-plugins", CNIPluginsVersion,
 		"github.com/containernetworking/plugins/plugins/main/bridge",
@@ -106,7 +110,7 @@ func Build(ctx context.Context, moduleDir string, log io.Writer) (Binaries, erro
 	}
 
 	// This module's commands: the Kubernetes components, etcd and pause.
-	if dir, err = moduleBuild(ctx, log, "kubernetes", moduleDir,
+	if dir, err = moduleBuild(ctx, log, "kubernetes", moduleDir, kubeVersionFlags,
 		"k8s.io/kubernetes/cmd/kube-apiserver", "k8s.io/kubernetes/cmd/kube-controller-manager",
 		"k8s.io/kubernetes/cmd/kube-scheduler", "k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kubectl",
 		"./cmd/etcd", "./cmd/pause"); err != nil {
@@ -125,11 +129,18 @@ func Build(ctx context.Context, moduleDir string, log io.Writer) (Binaries, erro
 	return b, nil
 }
 
+// kubeVersionFlags stamp the Kubernetes binaries with their release, as
+// Kubernetes' own build does: without them they report v0.0.0, and clients
+// that check the server's version (Tekton's controller wants 1.28 or
+// later) refuse to start.
+const kubeVersionFlags = "-X k8s.io/component-base/version.gitVersion=v1.37.2 -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=37 -X k8s.io/component-base/version.gitTreeState=clean" +
+	" -X k8s.io/client-go/pkg/version.gitVersion=v1.37.2 -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=37"
+
 // moduleBuild builds the commands pkgs of the module in moduleDir into a
 // cache directory named after the module's requirements, unless they are
 // there already, and returns the directory.
-func moduleBuild(ctx context.Context, log io.Writer, name, moduleDir string, pkgs ...string) (string, error) {
-	key, err := moduleKey(moduleDir)
+func moduleBuild(ctx context.Context, log io.Writer, name, moduleDir, ldflags string, pkgs ...string) (string, error) {
+	key, err := moduleKey(moduleDir, ldflags)
 	if err != nil {
 		return "", err
 	}
@@ -148,7 +159,7 @@ func moduleBuild(ctx context.Context, log io.Writer, name, moduleDir string, pkg
 	if err := os.MkdirAll(tmp, 0o755); err != nil {
 		return "", err
 	}
-	if err := goCmd(ctx, moduleDir, nil, append([]string{"build", "-trimpath", "-o", tmp + "/"}, pkgs...)...); err != nil {
+	if err := goCmd(ctx, moduleDir, nil, append([]string{"build", "-ldflags", ldflags, "-o", tmp + "/"}, pkgs...)...); err != nil {
 		return "", err
 	}
 	os.RemoveAll(dir)
@@ -157,9 +168,12 @@ func moduleBuild(ctx context.Context, log io.Writer, name, moduleDir string, pkg
 
 // moduleKey identifies this module's build: its requirements, the Go
 // version and the sources of its commands.
-func moduleKey(moduleDir string) (string, error) {
+func moduleKey(moduleDir, ldflags string) (string, error) {
 	h := sha256.New()
 	fmt.Fprintln(h, runtime.Version())
+	if ldflags != "" {
+		fmt.Fprintln(h, ldflags)
+	}
 	files := []string{"go.mod", "go.sum"}
 	cmds, _ := filepath.Glob(filepath.Join(moduleDir, "cmd", "*", "*.go"))
 	for _, c := range cmds {
@@ -200,6 +214,9 @@ func goCmd(ctx context.Context, dir string, env []string, args ...string) error 
 // Tekton's commands, a busybox shell) into dir and returns their paths.
 func Images(b Binaries, dir string) ([]string, error) {
 	var out []string
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	add := func(name string, s Scratch) error {
 		file := filepath.Join(dir, name+".oci.tar")
 		if _, err := WriteOCIArchive(s, file); err != nil {

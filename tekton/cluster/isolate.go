@@ -319,6 +319,7 @@ func cleanup(root string) {
 		_ = os.RemoveAll(dst)
 		_ = os.MkdirAll(filepath.Dir(dst), 0o755)
 		_ = exec.Command("cp", "-a", filepath.Join(root, "logs"), dst).Run()
+		_ = exec.Command("cp", "-a", filepath.Join(root, "fs", "var", "log", "pods"), filepath.Join(dst, "pods")).Run()
 	}
 	detachLoops(root)
 	removeCgroups()

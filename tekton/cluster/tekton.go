@@ -80,7 +80,8 @@ func InstallTekton(ctx context.Context, n *Node, configDir string) error {
 	}
 	for _, d := range []struct{ ns, name string }{{"tekton-pipelines", "tekton-pipelines-controller"}, {"tekton-pipelines-resolvers", "tekton-pipelines-remote-resolvers"}} {
 		if _, err := n.Kubectl(ctx, "-n", d.ns, "rollout", "status", "deployment/"+d.name, "--timeout=180s"); err != nil {
-			return fmt.Errorf("%w\n%s", err, n.Describe(ctx, d.ns, "pods"))
+			logs, _ := n.Kubectl(ctx, "-n", d.ns, "logs", "deployment/"+d.name, "--tail=40")
+			return fmt.Errorf("%w\n%s\nlogs:\n%s", err, n.Describe(ctx, d.ns, "pods"), logs)
 		}
 	}
 	n.logf("Tekton %s running", TektonVersion)
