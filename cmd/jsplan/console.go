@@ -119,7 +119,7 @@ func consoleAction(c *cli.Context) error {
 	}
 	defer logFile.Close()
 	me := holderFor("jsplan console")
-	fmt.Fprintf(logFile, "# jsplan console log: console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
+	fmt.Fprintf(logFile, console.Header+"console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
 	red := &redact.Redactor{}
 	clog := console.NewLog(logFile, start, red)
 	defer clog.Close()

@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
 )
@@ -151,7 +152,7 @@ type tick struct {
 // row is one step: a bar on the timeline and its details.
 type row struct {
 	Idx, Name, Type, Status, Error, Output, Tip string
-	Depth, Attempts                             int
+	Depth, Attempts, TestsLeft                  int
 	Left, Width                                 float64
 	Seconds, Offset                             float64
 	Finally, Parent, Ignored, Failure, Ran      bool
@@ -292,15 +293,17 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 
 	var out []*row
 	var failure *row
+	tb := newTestBudget()
 	for _, sp := range order {
 		s := sp.res
 		depth := 0
 		for p := sp.parent; p != nil; p = p.parent {
 			depth++
 		}
-		r := &row{Idx: s.Index, Name: opt.redact(s.Name), Type: s.Type, Status: s.Status, Error: opt.redact(s.Error),
-			Output: opt.redact(s.Output), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
-			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, Tests: redactTests(s.Tests, opt), span: sp}
+		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: s.Status, Error: clip(opt.redact(s.Error), maxStepText),
+			Output: clip(opt.redact(s.Output), maxStepText), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
+			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, span: sp}
+		r.Tests, r.TestsLeft = redactTests(s.Tests, opt, tb)
 		if sp.ran {
 			r.Offset = s.Start.Sub(res.Start).Seconds()
 			r.Left = 100 * r.Offset / total
@@ -350,18 +353,79 @@ func hasFailedChild(s *engine.StepResult) bool {
 	return false
 }
 
-func redactTests(ts []*engine.TestCase, opt *Options) []*engine.TestCase {
-	if len(ts) == 0 {
-		return nil
-	}
-	out := make([]*engine.TestCase, len(ts))
-	for i, t := range ts {
+// Budgets of the page for what the board reported (report.json holds it
+// all): the test cases listed, some kept for failures, and the bytes of
+// their messages and output; and any one text of a step.
+const (
+	maxCases    = 1500
+	maxBadCases = 1500
+	maxTestText = 512 << 10
+	maxCaseText = 4 << 10
+	maxStepText = 64 << 10
+)
+
+// testBudget is what is left of the page's budgets for test cases.
+type testBudget struct {
+	cases, bad int
+	text       int
+}
+
+func newTestBudget() *testBudget {
+	return &testBudget{cases: maxCases, bad: maxBadCases, text: maxTestText}
+}
+
+// redactTests returns the cases the page lists, masked and within the
+// budget, and how many it leaves out. A failing case is never dropped for
+// a passing one: failures have a budget of their own.
+func redactTests(ts []*engine.TestCase, opt *Options, b *testBudget) ([]*engine.TestCase, int) {
+	var out []*engine.TestCase
+	left := 0
+	for _, t := range ts {
+		if t == nil {
+			continue
+		}
+		children, cl := redactTests(t.Children, opt, b)
+		left += cl
+		bad := (t.Status == "fail" || t.Status == "error") && !t.Allowed
+		switch {
+		case bad && b.bad > 0:
+			b.bad--
+		case b.cases > 0:
+			b.cases--
+		case len(children) > 0: // the suite of listed cases
+		default:
+			left++
+			continue
+		}
 		c := *t
-		c.Suite, c.Name, c.Message, c.Output = opt.redact(c.Suite), opt.redact(c.Name), opt.redact(c.Message), opt.redact(c.Output)
-		c.Children = redactTests(t.Children, opt)
-		out[i] = &c
+		c.Suite, c.Name = clip(opt.redact(c.Suite), maxCaseText), clip(opt.redact(c.Name), maxCaseText)
+		c.Message, c.Output = b.clip(opt.redact(c.Message)), b.clip(opt.redact(c.Output))
+		c.Children = children
+		out = append(out, &c)
 	}
-	return out
+	return out, left
+}
+
+// clip takes s, cut to a case's share, out of the budget ("" once spent).
+func (b *testBudget) clip(s string) string {
+	if s == "" || b.text <= 0 {
+		return ""
+	}
+	s = clip(s, min(maxCaseText, b.text))
+	b.text -= len(s)
+	return s
+}
+
+// clip cuts s to at most n bytes (on a rune boundary), saying so.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf(" [… %d bytes more in report.json]", len(s)-i)
 }
 
 // ticks are the labels of the time axis: 1, 2 or 5 times a power of ten,
@@ -495,16 +559,28 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		}
 	}
 	var prevT float64
+	var lf logFormat
 	f2, err := os.Open(path)
 	if err != nil {
 		return err
 	}
 	defer f2.Close()
+	// The budget holds the text as read; escaping may grow it (a board
+	// printing "<" for pages): lines past twice the budget, escaped, are
+	// left out like the others.
+	var shown int64
 	err = readKept(f2, keep, func(n int, raw string) {
+		if shown > 2*opt.ConsoleBudget && n > 1 {
+			p.Console.Cut = true
+			return // counted in the gap before the next kept line
+		}
 		if n > prev+1 {
 			addGap(prev+1, n-1)
 		}
 		prev = n
+		if n == 1 {
+			lf = formatOf(raw)
+		}
 		if n == 1 && strings.HasPrefix(raw, "# ") {
 			return
 		}
@@ -512,7 +588,7 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		if s == nil {
 			return
 		}
-		t, text, note := parseLine(raw, prevT)
+		t, text, note := lf.parseLine(raw, prevT)
 		prevT = t
 		text = cleanLine(opt.redact(text))
 		it := item{N: n, T: strconv.FormatFloat(t, 'f', 3, 64), Note: note, Segs: []textSeg{{Text: text}}}
@@ -521,11 +597,26 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		}
 		s.Items = append(s.Items, it)
 		p.Console.Shown++
+		shown += escapedLen(text) + lineCost
 	})
 	if prev < ci.lines {
 		addGap(prev+1, ci.lines)
 	}
 	return err
+}
+
+// escapedLen is the length of s escaped in HTML.
+func escapedLen(s string) int64 {
+	n := int64(len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '<', '>':
+			n += 3
+		case '&', '\'', '"':
+			n += 4
+		}
+	}
+	return n
 }
 
 // addEmptySections gives every step without console lines a section, so
