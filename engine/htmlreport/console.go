@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/console"
 )
 
@@ -86,7 +87,7 @@ func spans(res *engine.Result, base time.Time) (map[string]*stepSpan, []*stepSpa
 // when it has sub-second precision, else calibrated on the first step's
 // marker line, else the header's time, else the run's start.
 func logBase(path string, res *engine.Result) time.Time {
-	f, err := os.Open(path)
+	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		return res.Start
 	}

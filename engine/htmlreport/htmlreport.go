@@ -11,12 +11,15 @@ package htmlreport
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -28,6 +31,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 )
 
 //go:embed templates
@@ -104,9 +108,14 @@ func Rebuild(dir, out string, opt Options) error {
 	return writeFile(out, buf.Bytes())
 }
 
-// ReadResult reads dir/report.json.
+// maxJSON bounds the report.json read: jsplan's are far smaller (test
+// output is cut per case, cases are bounded per step).
+const maxJSON = 256 << 20
+
+// ReadResult reads dir/report.json, as the artifacts are read: through
+// the directory, never a symlink or special file (see artifact.Open).
 func ReadResult(dir string) (*engine.Result, error) {
-	b, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	b, err := artifact.ReadFile(dir, JSONFile, maxJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +123,55 @@ func ReadResult(dir string) (*engine.Result, error) {
 	if err := json.Unmarshal(b, res); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, JSONFile), err)
 	}
+	sanitize(res)
 	res.Duration = time.Duration(res.Seconds * float64(time.Second))
 	return res, nil
+}
+
+// sanitize makes a report.json read from disk safe to draw: it drops null
+// steps and cases and keeps durations finite and not negative (a report
+// may come from anywhere: the pages never trust it).
+func sanitize(res *engine.Result) {
+	res.Seconds = seconds(res.Seconds)
+	res.Steps = sanitizeSteps(res.Steps)
+	res.Finally = sanitizeSteps(res.Finally)
+}
+
+func sanitizeSteps(list []*engine.StepResult) []*engine.StepResult {
+	out := list[:0]
+	for _, s := range list {
+		if s == nil {
+			continue
+		}
+		s.Seconds = seconds(s.Seconds)
+		s.Children = sanitizeSteps(s.Children)
+		s.Tests = sanitizeTests(s.Tests)
+		out = append(out, s)
+	}
+	return out
+}
+
+func sanitizeTests(list []*engine.TestCase) []*engine.TestCase {
+	out := list[:0]
+	for _, t := range list {
+		if t == nil {
+			continue
+		}
+		t.Seconds = seconds(t.Seconds)
+		t.Children = sanitizeTests(t.Children)
+		out = append(out, t)
+	}
+	return out
+}
+
+// maxSeconds bounds a duration read from a report: a century.
+const maxSeconds = 100 * 365 * 24 * 3600
+
+func seconds(v float64) float64 {
+	if math.IsNaN(v) || v < 0 {
+		return 0
+	}
+	return min(v, maxSeconds)
 }
 
 // page is what report.html.tmpl renders.
@@ -136,7 +192,20 @@ type page struct {
 	Generated  string
 	CSS        template.CSS
 	JS         template.JS
+	CSP        string
 	HasConsole bool
+}
+
+// csp is the pages' Content-Security-Policy: nothing from the network,
+// and only the page's own style sheet and script, by their hashes, so that
+// no markup or script a report smuggled in could run. Style attributes
+// (a bar's place, an indent) stay allowed: they cannot run script.
+func csp(css, js string) string {
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'none'; style-src " + hash(css) + "; style-src-attr 'unsafe-inline'; script-src " + hash(js) + "; img-src data:"
 }
 
 type imageInfo struct {
@@ -213,6 +282,7 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 		opt.ConsoleBudget = DefaultBudget
 	}
 	p := &page{Res: res, CSS: template.CSS(asset("report.css")), JS: template.JS(asset("report.js"))}
+	p.CSP = csp(string(p.CSS), string(p.JS))
 	p.Title = fmt.Sprintf("%s on %s: %s", opt.redact(res.Plan), opt.redact(res.Board), res.Status)
 	if !res.Start.IsZero() {
 		p.Start = res.Start.Local().Format("2006-01-02 15:04:05 MST")
@@ -431,15 +501,16 @@ func clip(s string, n int) string {
 // ticks are the labels of the time axis: 1, 2 or 5 times a power of ten,
 // five to ten of them.
 func ticks(total float64) []tick {
-	step := 1e-3
-	for _, m := range []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6} {
-		step = m * 1e-3
-		if total/step <= 8 {
+	if math.IsNaN(total) || math.IsInf(total, 0) || total <= 0 {
+		total = 1
+	}
+	step := max(niceStep(total/8), 1e-3)
+	var out []tick
+	for i := 0; i <= 10; i++ {
+		v := float64(i) * step
+		if v > total+1e-9 {
 			break
 		}
-	}
-	var out []tick
-	for v := 0.0; v <= total+1e-9; v += step {
 		out = append(out, tick{Left: 100 * v / total, Label: FormatSeconds(v)})
 	}
 	return out
@@ -468,7 +539,7 @@ var quotedRe = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // console fills the page's console sections.
 func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpan, highlights []string, opt *Options) error {
-	f, err := os.Open(path)
+	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		p.addEmptySections(nil, order)
 		if os.IsNotExist(err) {
@@ -560,7 +631,7 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 	}
 	var prevT float64
 	var lf logFormat
-	f2, err := os.Open(path)
+	f2, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		return err
 	}
