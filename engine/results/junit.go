@@ -138,12 +138,17 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 				case "error":
 					c.tc.Status = Error
 				case "skipped":
-					c.tc.Status = Skip
-					if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
-						c.tc.Status = XFail
+					// A skip never hides a failure or error of the same
+					// case, whatever the order of the elements.
+					if c.tc.Status == Pass {
+						c.tc.Status = Skip
+						if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
+							c.tc.Status = XFail
+						}
 					}
 				}
-				if t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped" {
+				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != Skip && c.tc.Status != XFail
+				if !skipOfFailed && (t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped") {
 					if msg != "" {
 						c.tc.Message = msg
 					} else {

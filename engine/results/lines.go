@@ -280,8 +280,8 @@ func (p *lineParser) flushOwner() {
 }
 
 // place makes the level of a line at indentation ind the current one:
-// deeper opens a subtest, shallower closes subtests. It reports false when
-// the line would nest deeper than allowed.
+// deeper opens a subtest, shallower closes subtests; past the depth limit
+// lines join the deepest subtest. It reports whether the line has a level.
 func (p *lineParser) place(ind int) bool {
 	top := p.stack[len(p.stack)-1]
 	if len(p.stack) == 1 && ind != top.indent && !top.started && top.count == 0 && top.plan < 0 && !top.hasPending {
@@ -297,12 +297,11 @@ func (p *lineParser) place(ind int) bool {
 		p.pop("")
 		top = p.stack[len(p.stack)-1]
 	}
-	if ind > top.indent {
-		if len(p.stack) >= p.lim.MaxDepth {
-			return false
-		}
+	if ind > top.indent && len(p.stack) < p.lim.MaxDepth {
 		p.stack = append(p.stack, &level{indent: ind, plan: -1})
 	}
+	// Deeper than allowed: the line counts at the deepest level, so that a
+	// failure nested too deep is still a failure.
 	return true
 }
 
