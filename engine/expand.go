@@ -6,6 +6,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ const (
 	roleSteps
 	roleStep
 	roleNoSecret // a scalar whose references must not be secrets
+	roleHostCode // a scalar naming code run on the host (StepType.HostCode)
 )
 
 // expand returns n with every reference in its scalars replaced. It never
@@ -72,7 +74,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			var nv *yaml.Node
 			st, isAction := LookupStep(key)
 			switch {
-			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0):
+			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0 || len(st.HostCode) > 0):
 				nv = l.expandVerbatim(f, st, v, child, sc)
 			case key == "steps" || key == "finally":
 				nv = l.expand(f, v, child, sc, roleSteps)
@@ -113,10 +115,44 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 		}
 		c := *n
 		if l.expandScalar(f, &c, at.path(), sc, role == roleNoSecret) {
+			if role == roleHostCode && !expr.Has(c.Value) {
+				l.checkHostCode(f, n, &c, at.path(), sc)
+			}
 			return &c
 		}
 	}
 	return n
+}
+
+// checkHostCode refuses a path of code run on the host that references
+// chose (expanded) from outside the plan's own files: it must lie inside
+// the top-level plan's directory or the directory of the file holding the
+// step, symlinks resolved.
+func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *scope) {
+	target := n.Value
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(sc.dir, target)
+	}
+	target, _ = filepath.Abs(target)
+	if real, err := filepath.EvalSymlinks(target); err == nil {
+		target = real
+	}
+	var roots []string
+	if len(l.stack) > 0 {
+		roots = append(roots, filepath.Dir(l.stack[0]))
+	}
+	roots = append(roots, sc.dir)
+	for _, r := range roots {
+		if real, err := filepath.EvalSymlinks(r); err == nil {
+			r = real
+		}
+		if rel, err := filepath.Rel(r, target); err == nil && filepath.IsLocal(rel) {
+			return
+		}
+	}
+	l.report(diag.Errorf(rangeOf(f.path, raw), path, "a parameter cannot choose the code that runs on the host: this value came to %s, outside the plan's directory %s",
+		relToWD(target), relToWD(roots[0])).
+		WithDetail("a value given on the command line, in a params file or the environment may only name a file inside the plan's directory: write the path in the plan, or put the file there"))
 }
 
 func shallowCopy(n *yaml.Node) *yaml.Node {
@@ -134,6 +170,9 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 	roleOf := func(key string) int {
 		if slices.Contains(st.NoSecrets, key) {
 			return roleNoSecret
+		}
+		if slices.Contains(st.HostCode, key) {
+			return roleHostCode
 		}
 		return rolePlain
 	}
