@@ -358,6 +358,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 func sshRun(ctx context.Context, ep drivers.Endpoint, dest, command string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, command)...)
 	cmd.SysProcAttr = procguard.SysProcAttr(false)
+	defer procguard.KillTagged(procguard.Tag(cmd))
 	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

@@ -170,6 +170,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	// An *os.File: the command writes to the pipe itself, and Wait returns
 	// when it exits, not when every holder of the pipe has closed it.
 	cmd.Stdout, cmd.Stderr = pw, pw
+	tag := procguard.Tag(cmd)
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
@@ -219,6 +220,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	// read what is left of the output, waiting a little for a process
 	// outside the group that still holds the pipe.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	procguard.KillTagged(tag) // and those that left it (set -m, setsid)
 	t := time.NewTimer(waitDelay)
 	select {
 	case <-readDone:

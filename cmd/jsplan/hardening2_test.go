@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // Issue 22, item 16: a parameter cannot choose the code that runs on the
@@ -71,4 +74,137 @@ func TestParamCannotChooseHostCode(t *testing.T) {
 	if r := e.run("validate", pw); r.code != 0 {
 		t.Errorf("validate of a plan naming a used plan itself: %s", r)
 	}
+}
+
+// Issue 22, item 13: jsplan lock exits 3 when the board is busy past
+// --lock-wait or the lock is unsafe, as apply and power do.
+func TestLockBusyOrUnsafeExits3(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.start(e.lockArgs("sim-1", "sh", "-c", "echo ready; exec sleep 60")...)
+	p.waitLine("ready", func(l string) bool { return l == "ready" })
+	r := e.run("lock", "sim-1", "--boards", e.boards, "--lock-dir", e.locks, "--lock-wait", "300ms", "--", "true")
+	if r.code != 3 || !strings.Contains(r.stderr, "busy") {
+		t.Errorf("lock of a busy board: want exit 3, got %s", r)
+	}
+	syscall.Kill(p.pid(), syscall.SIGTERM)
+	p.wait()
+	unsafe := filepath.Join(e.dir, "unsafe-locks")
+	os.Mkdir(unsafe, 0o700)
+	os.Chmod(unsafe, 0o777) // writable by all, no sticky bit
+	r = e.run("lock", "sim-1", "--boards", e.boards, "--lock-dir", unsafe, "--", "true")
+	if r.code != 3 || !strings.Contains(r.stderr, "sticky") {
+		t.Errorf("lock in an unsafe directory: want exit 3, got %s", r)
+	}
+}
+
+// Issue 22, item 12: the lock's descriptor is not inherited by what a run
+// starts (a local step, and what it leaves behind), so nothing but jsplan
+// holds the board.
+func TestLockNotInheritedByChildren(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	out := filepath.Join(e.dir, "fds")
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nsteps:\n"+
+		"  - local: {command: 'ls -l /proc/self/fd/ > \"$OUT\" 2>&1', env: {OUT: "+out+"}}\n")
+	if r := e.run(e.applyArgs(pf, e.art)...); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(b), ".lock") || !strings.Contains(string(b), "fds") {
+		t.Errorf("a local step's process holds the lock's descriptor:\n%s", b)
+	}
+}
+
+// alive reports whether pid is a live process (not a zombie).
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i < 0 || i+2 >= len(s) || (s[i+2] != 'Z' && s[i+2] != 'X')
+}
+
+// readPids waits for the file of PIDs a step writes and reads them.
+func readPids(t *testing.T, path string, n int) []int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		b, _ := os.ReadFile(path)
+		f := strings.Fields(string(b))
+		if len(f) >= n {
+			var out []int
+			for _, s := range f[:n] {
+				p, err := strconv.Atoi(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				out = append(out, p)
+			}
+			return out
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no %d pids in %s: %q", n, path, b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func requireDead(t *testing.T, what string, pids []int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range pids {
+		for alive(p) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if alive(p) {
+			syscall.Kill(p, syscall.SIGKILL)
+			t.Errorf("%s: process %d outlived the run", what, p)
+		}
+	}
+}
+
+// escapeScript starts two sleeps that leave the command's process group:
+// one in a group of its own (setpgid), one in a session of its own.
+const escapeScript = `python3 -c "import os; os.setpgid(0, 0); os.execvp('sleep', ['sleep', '300'])" & echo $! >> "$PIDS"; ` +
+	`setsid sleep 301 & sleep 0.2; pgrep -n -f "sleep 301" >> "$PIDS"`
+
+// Issue 22, item 11: a child that moves to its own process group or
+// session does not outlive the step, nor jsplan killed by SIGKILL.
+func TestChildrenThatLeaveTheirGroupAreContained(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pids := filepath.Join(e.dir, "pids")
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nsteps:\n"+
+		"  - local: {command: '"+strings.ReplaceAll(escapeScript, "'", "''")+"', env: {PIDS: "+pids+"}}\n"+
+		"  - local: {command: 'sleep 0.5'}\n")
+	if r := e.run(e.applyArgs(pf, e.art)...); r.code != 0 {
+		t.Fatalf("apply: %s", r)
+	}
+	requireDead(t, "after a local step", readPids(t, pids, 2))
+
+	// jsplan killed by SIGKILL while the escaped children run.
+	pids2 := filepath.Join(e.dir, "pids2")
+	pf2 := e.write("p2.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p2\nsteps:\n"+
+		"  - local: {command: '"+strings.ReplaceAll(escapeScript, "'", "''")+"; sleep 300', env: {PIDS: "+pids2+"}}\n")
+	p := e.start(e.applyArgs(pf2, filepath.Join(e.dir, "art2"))...)
+	got := readPids(t, pids2, 2)
+	syscall.Kill(p.pid(), syscall.SIGKILL)
+	p.wait()
+	requireDead(t, "after SIGKILL of jsplan", got)
+
+	// jsplan lock: what the command leaves running (holding the lock's
+	// descriptor) ends with it, and the board is free.
+	pids3 := filepath.Join(e.dir, "pids3")
+	r := e.run(e.lockArgs("sim-1", "env", "PIDS="+pids3, "sh", "-c", escapeScript)...)
+	if r.code != 0 {
+		t.Fatalf("lock: %s", r)
+	}
+	requireDead(t, "after jsplan lock", readPids(t, pids3, 2))
+	e.requireFree("sim-1")
 }
