@@ -7,6 +7,7 @@
 //   - Every child is started with Pdeathsig (SysProcAttr): the kernel kills
 //     it when jsplan dies. That covers the direct child only; a shell's
 //     background job or a program a script started is its grandchild.
+//
 //   - Every child is started in a process group or session of its own and
 //     registered here (Watch). The first registration starts a guardian: a
 //     copy of the running executable, in its own process group, reading a
