@@ -97,6 +97,9 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 		if role == roleSteps {
 			itemRole = roleStep
 		}
+		if role == roleNoSecret { // a list of paths, say
+			itemRole = roleNoSecret
+		}
 		for i, c := range n.Content {
 			nc := l.expand(f, c, &loc{up: at, idx: i}, sc, itemRole)
 			if nc != c {
@@ -212,9 +215,13 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope, 
 		v, ok, t, err := l.resolve(ref, sc)
 		if err == nil && noSecret && l.isSecret(ref, sc, v, ok) {
 			name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(ref.Rest()))
+			detail := fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)
+			if strings.Contains(path, "collect") {
+				detail = "a path is typed on the board's shell or sent over ssh, where the secret could not be masked: do not name files after secrets"
+			}
 			return "", false, &diag.Diagnostic{Severity: diag.Error,
 				Summary: fmt.Sprintf("%s is a secret: it cannot be pasted into a shell command", ref.Path),
-				Detail:  fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)}
+				Detail:  detail}
 		}
 		if isWhole && ref == whole {
 			tag = t

@@ -50,6 +50,9 @@ func init() {
 			"results":  resultsSchema("Each collected file"),
 		}, "paths")),
 		DefaultTimeout: 30 * time.Minute,
+		// A path is typed on the board's shell (quoted, one character at
+		// a time) or sent over ssh: a secret in it could not be masked.
+		NoSecrets: []string{"", "paths"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &collectAction{}
 			if n.Kind == yaml.MappingNode {

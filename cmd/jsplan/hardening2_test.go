@@ -208,3 +208,52 @@ func TestChildrenThatLeaveTheirGroupAreContained(t *testing.T) {
 	requireDead(t, "after jsplan lock", readPids(t, pids3, 2))
 	e.requireFree("sim-1")
 }
+
+// Issue 22, item 7: a secret that reaches a used plan through `with:` and
+// fails its type check is not shown, in validate, render or apply.
+func TestSecretThroughWithNotShown(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write("lib.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: lib\nparams:\n  n: {type: integer, required: true}\nsteps:\n  - log: hello\n")
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nparams:\n  pw: {type: string, secret: true, default: Sup3rS3cretVal}\n"+
+		"steps:\n  - use: {plan: lib.yaml, with: {n: \"${{ params.pw }}\"}}\n  - use: {plan: lib.yaml, with: {n: \"x-${{ params.pw }}\"}}\n")
+	for _, args := range [][]string{{"validate", pf}, {"render", pf}, e.applyArgs(pf, e.art)} {
+		r := e.run(args...)
+		if r.code != 2 || !strings.Contains(r.stderr, "is not an integer") {
+			t.Errorf("%s: want exit 2 and the type error, got %s", args[0], r)
+		}
+		if strings.Contains(r.stdout+r.stderr, "Sup3rS3cret") {
+			t.Errorf("%s shows the secret:\n%s", args[0], r)
+		}
+	}
+}
+
+// Issue 22, item 8: a secret of white space is refused (exit 2): masking
+// it would rewrite every line's spaces.
+func TestWhitespaceSecretRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nparams:\n  pw: {type: string, secret: true}\nsteps:\n  - log: hello\n")
+	for _, v := range []string{"    ", "\t\t\t\t\t", "  x  "} {
+		r := e.run("render", pf, "--set", "pw="+v)
+		if r.code != 2 || !strings.Contains(r.stderr, "shorter than 4 characters") {
+			t.Errorf("pw=%q: want exit 2, got %s", v, r)
+		}
+	}
+}
+
+// Issue 22, item 9: a secret in collect's paths is refused when the plan
+// is validated: typed on the board's shell, it could not be masked.
+func TestSecretInCollectPathsRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nparams:\n  pw: {type: string, secret: true, default: Sup3rS3cretVal}\n"+
+		"steps:\n  - collect: {paths: [\"/tmp/${{ params.pw }}.log\"]}\n  - collect: \"/tmp/${{ params.pw }}\"\n")
+	r := e.run("validate", pf)
+	if r.code != 2 || strings.Count(r.stderr, "params.pw is a secret") != 2 || !strings.Contains(r.stderr, "do not name files after secrets") {
+		t.Errorf("validate: want exit 2 and two errors, got %s", r)
+	}
+	if strings.Contains(r.stdout+r.stderr, "Sup3rS3cret") {
+		t.Errorf("validate shows the secret:\n%s", r)
+	}
+}

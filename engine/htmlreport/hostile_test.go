@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"html"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -185,3 +186,26 @@ func FuzzReport(f *testing.F) {
 }
 
 func mkfifo(path string) error { return syscall.Mkfifo(path, 0o644) }
+
+// Issue 22, item 6: colour codes that split a secret in console.log
+// (grep --color=always) do not rejoin it on the page: the text is masked
+// as it is shown.
+func TestSecretSplitByColoursMasked(t *testing.T) {
+	grep, err := exec.LookPath("grep")
+	if err != nil {
+		t.Skip("no grep")
+	}
+	const secret = "StrongPass"
+	cmd := exec.Command(grep, "--color=always", "ong")
+	cmd.Stdin = strings.NewReader("password=" + secret + "\n")
+	out, err := cmd.Output()
+	if err != nil || !strings.Contains(string(out), "\x1b[") {
+		t.Fatalf("grep --color: %q %v", out, err)
+	}
+	dir := t.TempDir()
+	writeLog(t, dir, 0.5, "### step 1: boot", 0.6, strings.TrimRight(string(out), "\n"))
+	page := render(t, dir, sampleResult(), Options{Redact: func(s string) string { return strings.ReplaceAll(s, secret, "***") }})
+	if strings.Contains(page, secret) || !strings.Contains(page, "password=***") {
+		t.Errorf("the page shows the secret rejoined")
+	}
+}

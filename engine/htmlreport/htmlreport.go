@@ -661,7 +661,9 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		}
 		t, text, note := lf.parseLine(raw, prevT)
 		prevT = t
-		text = cleanLine(opt.redact(text))
+		// Masked as shown: colour codes between a secret's characters
+		// (grep --color) are gone once cleaned.
+		text = opt.redact(cleanLine(opt.redact(text)))
 		it := item{N: n, T: strconv.FormatFloat(t, 'f', 3, 64), Note: note, Segs: []textSeg{{Text: text}}}
 		if ci.marks[n] {
 			it.Segs = markText(text, highlights)
