@@ -61,6 +61,8 @@ func consoleCommand() *cli.Command {
 				EnvVars: []string{"JSPLAN_CONSOLE_ESCAPE"}},
 			&cli.StringFlag{Name: "log-dir", Value: ".", Usage: "write the session log to `DIR`",
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_DIR"}},
+			&cli.BoolFlag{Name: "pass-escapes", Usage: "pass every escape sequence the board prints to the terminal (default: window titles, clipboard writes (OSC 52) and queries the terminal would answer are left out)",
+				EnvVars: []string{"JSPLAN_CONSOLE_PASS_ESCAPES"}},
 			delayFlag,
 		},
 		Action: consoleAction,
@@ -125,6 +127,9 @@ func consoleAction(c *cli.Context) error {
 	defer clog.Close()
 
 	s := &session{name: spec.Name, out: c.App.Writer, errw: errw, log: clog, delay: c.Duration("delay"), esc: esc}
+	if !c.Bool("pass-escapes") {
+		s.out = &escFilter{w: c.App.Writer}
+	}
 	board, err := openBoard(ctx, c, spec, red, func(msg string) { s.say("%s", msg) })
 	if err != nil {
 		clog.Note("%v", err)

@@ -124,7 +124,7 @@ func TestConsoleSim(t *testing.T) {
 	}
 	// Every line is timestamped as in console.log.
 	for _, l := range strings.Split(strings.TrimSuffix(log, "\n"), "\n")[1:] {
-		if !regexp.MustCompile(`^\[ *\d+\.\d{3}\] `).MatchString(l) {
+		if !regexp.MustCompile(`^\[ *\d+\.\d{3}\]( |###)`).MatchString(l) {
 			t.Errorf("session log line without a timestamp: %q", l)
 		}
 	}

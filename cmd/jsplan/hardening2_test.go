@@ -257,3 +257,59 @@ func TestSecretInCollectPathsRefused(t *testing.T) {
 		t.Errorf("validate shows the secret:\n%s", r)
 	}
 }
+
+// Issue 22, item 14: what any local user can write in a lock file's
+// holder record, and what a local command prints, reaches the terminal
+// with its control characters escaped.
+func TestNoEscapesReachTheTerminal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	p := e.start(e.lockArgs("sim-1", "sh", "-c", "echo ready; exec sleep 60")...)
+	p.waitLine("ready", func(l string) bool { return l == "ready" })
+	hostile := `{"board":"sim-1","plan":"x\u001b]52;c;ZXZpbA==\u0007","pid":1,"host":"h\u001b[2J\u001b]0;owned\u0007","user":"u\u009b6n","since":"2026-01-01T00:00:00Z"}` + "\n"
+	if err := os.WriteFile(filepath.Join(e.locks, "sim-1.lock"), []byte(hostile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		e.powerArgs("sim-1", "status", "--lock-wait", "300ms"),
+		{"lock", "sim-1", "--boards", e.boards, "--lock-dir", e.locks, "--lock-wait", "300ms", "--", "true"},
+		e.applyArgs(e.write("p.yaml", plan("p", "", "")), e.art, "--lock-wait", "300ms"),
+		{"boards", "list", "--boards", e.boards, "--lock-dir", e.locks},
+	} {
+		r := e.run(args...)
+		if !strings.Contains(r.stdout+r.stderr, `\x1b`) {
+			t.Errorf("%s: the holder is not shown escaped: %s", args[0], r)
+		}
+		if strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07\u009b") {
+			t.Errorf("%s: an escape reaches the terminal: %q", args[0], r.stdout+r.stderr)
+		}
+	}
+	syscall.Kill(p.pid(), syscall.SIGTERM)
+	p.wait()
+
+	pf := e.write("local.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: l\nsteps:\n"+
+		`  - local: {command: 'printf "\033]52;c;ZXZpbA==\007\033[2J\033[6nvisible\ttext\n"'}`+"\n")
+	r := e.run(e.applyArgs(pf, filepath.Join(e.dir, "art-local"))...)
+	if r.code != 0 || !strings.Contains(r.stdout, "visible\ttext") || strings.ContainsAny(r.stdout+r.stderr, "\x1b\x07") {
+		t.Errorf("local output on apply's terminal: %q", r.stdout+r.stderr)
+	}
+}
+
+// Issue 22, item 14: jsplan console leaves out what acts beyond the
+// screen (clipboard, title, queries the terminal answers), however the
+// board's output is cut into reads, and passes colours and cursor moves.
+func TestConsoleEscapeFilter(t *testing.T) {
+	in := "a\x1b[1;31mred\x1b[0m\x1b]52;c;ZXZpbA==\x07b\x1b]0;title\x1b\\c\x1b[6n\x1b[c\x1b[>q\x1b[2J\x1b[H" +
+		"\x1bP$qm\x1b\\d\x1b[18t\x1b[?2$pe\x1b7f\x1b[1 qg"
+	want := "a\x1b[1;31mred\x1b[0mbc\x1b[2J\x1b[Hde\x1b7fg"
+	for _, size := range []int{1, 2, 3, 7, len(in)} {
+		var b strings.Builder
+		f := &escFilter{w: &b}
+		for i := 0; i < len(in); i += size {
+			f.Write([]byte(in[i:min(i+size, len(in))]))
+		}
+		if b.String() != want {
+			t.Errorf("reads of %d bytes: %q, want %q", size, b.String(), want)
+		}
+	}
+}

@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,12 +40,44 @@ type Holder struct {
 	Since time.Time `json:"since"`
 }
 
+// String describes the holder for people. Any local user can write the
+// record: its texts are shown with control characters escaped, so that
+// none reaches a terminal (an OSC 52 clipboard write, a screen clear).
 func (h Holder) String() string {
 	user := ""
 	if h.User != "" {
-		user = "user " + h.User + ", "
+		user = "user " + Printable(h.User) + ", "
 	}
-	return fmt.Sprintf("plan %q (%spid %d on %s, since %s)", h.Plan, user, h.PID, h.Host, h.Since.Format(time.RFC3339))
+	return fmt.Sprintf("plan %q (%spid %d on %s, since %s)", h.Plan, user, h.PID, Printable(h.Host), h.Since.Format(time.RFC3339))
+}
+
+// Printable escapes the control characters of s (C0, DEL and C1, as \xNN
+// or \uNNNN) and invalid UTF-8, so that s prints as text on a terminal.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Lock is a held board lock.
