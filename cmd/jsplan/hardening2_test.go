@@ -313,3 +313,23 @@ func TestConsoleEscapeFilter(t *testing.T) {
 		}
 	}
 }
+
+// Issue 22, item 18: a local output line over 1 MiB is logged (in pieces)
+// and what follows it too.
+func TestLocalLongLineLogged(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nsteps:\n"+
+		"  - local: {command: 'head -c 1500000 /dev/zero | tr \"\\0\" x; echo END-OF-LONG; echo AFTER-LONG-LINE'}\n")
+	r := e.run(e.applyArgs(pf, e.art)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "AFTER-LONG-LINE") || !strings.Contains(r.stdout, "xxxEND-OF-LONG") {
+		t.Fatalf("apply: exit %d, stdout has the line after: %v, the long line's end: %v", r.code,
+			strings.Contains(r.stdout, "AFTER-LONG-LINE"), strings.Contains(r.stdout, "xxxEND-OF-LONG"))
+	}
+	if n := strings.Count(r.stdout, "x"); n < 1500000 {
+		t.Errorf("%d of the long line's 1500000 bytes logged", n)
+	}
+	if rep := readReport(t, e.art); !strings.Contains(rep.Steps[0].Output, "AFTER-LONG-LINE") {
+		t.Errorf("the step's output lacks the line after the long one: %q", rep.Steps[0].Output)
+	}
+}
