@@ -333,3 +333,20 @@ func TestLocalLongLineLogged(t *testing.T) {
 		t.Errorf("the step's output lacks the line after the long one: %q", rep.Steps[0].Output)
 	}
 }
+
+// Issue 22, item 15: a run command that replaces the login shell (exec sh)
+// is refused when the plan is validated, instead of waiting out the step's
+// timeout; exec with redirections only is fine.
+func TestRunExecRefused(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("p", "  - run: exec sh\n  - run: {command: \"cd /tmp\\nexec bash -l\"}\n  - run: exec >/dev/null 2>&1\n", ""))
+	start := time.Now()
+	r := e.run(e.applyArgs(pf, e.art, "--lock-wait", "1s")...)
+	if r.code != 2 || strings.Count(r.stderr, "replaces the board's login shell") != 2 || time.Since(start) > 20*time.Second {
+		t.Errorf("apply: want exit 2 and two errors at once, got %s after %s", r, time.Since(start))
+	}
+	if r := e.run("validate", pf); r.code != 2 || !strings.Contains(r.stdout+r.stderr, "p.yaml:9:10:") {
+		t.Errorf("validate: %s", r)
+	}
+}
