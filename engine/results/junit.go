@@ -61,7 +61,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 	// Accept any declared encoding as is: results are text, and a byte that
 	// is not UTF-8 is dropped from the report rather than losing the file.
 	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
-	cnt := counter{max: lim.MaxCases}
+	cnt := newCounter(lim)
 	var top []*engine.TestCase
 	var stack []*jframe
 	attach := func(tc *engine.TestCase) {

@@ -62,7 +62,7 @@ type level struct {
 }
 
 func newLineParser(lim Limits, tap bool) *lineParser {
-	p := &lineParser{lim: lim, tap: tap, cnt: counter{max: lim.MaxCases}}
+	p := &lineParser{lim: lim, tap: tap, cnt: newCounter(lim)}
 	p.out.max = lim.MaxOutput
 	p.stack = []*level{{plan: -1}}
 	return p
@@ -274,7 +274,11 @@ func (p *lineParser) flushOwner() {
 		if len(out) > p.lim.MaxOutput {
 			out = "..." + out[len(out)-p.lim.MaxOutput:]
 		}
+		old := len(p.owner.Output)
 		p.owner.Output = strings.ToValidUTF8(out, "")
+		if d := len(p.owner.Output) - old; d > 0 {
+			p.cnt.charge(p.owner, p.owner.Output[old:])
+		}
 	}
 	p.owner = nil
 }
@@ -476,7 +480,11 @@ func (p *lineParser) endYAML() {
 	if len(out) > p.lim.MaxOutput {
 		out = "..." + out[len(out)-p.lim.MaxOutput:]
 	}
+	old := len(tc.Output)
 	tc.Output = strings.ToValidUTF8(out, "")
+	if d := len(tc.Output) - old; d > 0 {
+		p.cnt.charge(tc, tc.Output[old:])
+	}
 }
 
 func indentOf(s string) int {
