@@ -117,6 +117,16 @@ func TestLockNotInheritedByChildren(t *testing.T) {
 	if strings.Contains(string(b), ".lock") || !strings.Contains(string(b), "fds") {
 		t.Errorf("a local step's process holds the lock's descriptor:\n%s", b)
 	}
+	// Inside jsplan lock, which passes its descriptor to the command on
+	// purpose: apply holds it, what apply runs does not.
+	os.Remove(out)
+	r := e.run(e.lockArgs("sim-1", append([]string{jsplanBin}, e.applyArgs(pf, filepath.Join(e.dir, "art2"), "--lock-wait", "1s")...)...)...)
+	if r.code != 0 {
+		t.Fatalf("apply inside jsplan lock: %s", r)
+	}
+	if b, err := os.ReadFile(out); err != nil || strings.Contains(string(b), ".lock") {
+		t.Errorf("inside jsplan lock, a local step's process holds the lock's descriptor (%v):\n%s", err, b)
+	}
 }
 
 // alive reports whether pid is a live process (not a zombie).

@@ -451,6 +451,18 @@ var (
 	adopted = map[int]*os.File{} // inherited descriptors, kept open for good
 )
 
+// A passed lock's descriptor stays in this process (TryAcquire adopts it)
+// but goes no further: from the start, nothing this process runs inherits
+// it, whether or not it ever takes the lock.
+func init() {
+	for _, e := range strings.Split(os.Getenv(EnvHeld), ":") {
+		fdText, _, ok := strings.Cut(e, "=")
+		if fd, err := strconv.Atoi(fdText); ok && err == nil && fd >= 3 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
+
 // inherited returns the lock of the lock file p when this process inherited
 // it (EnvHeld) and the descriptor really holds it; nil otherwise.
 func inherited(p string) *Lock {
