@@ -310,8 +310,8 @@ func TestNoEscapesReachTheTerminal(t *testing.T) {
 // board's output is cut into reads, and passes colours and cursor moves.
 func TestConsoleEscapeFilter(t *testing.T) {
 	in := "a\x1b[1;31mred\x1b[0m\x1b]52;c;ZXZpbA==\x07b\x1b]0;title\x1b\\c\x1b[6n\x1b[c\x1b[>q\x1b[2J\x1b[H" +
-		"\x1bP$qm\x1b\\d\x1b[18t\x1b[?2$pe\x1b7f\x1b[1 qg"
-	want := "a\x1b[1;31mred\x1b[0mbc\x1b[2J\x1b[Hde\x1b7fg"
+		"\x1bP$qm\x1b\\d\x1b[18t\x1b[?2$pe\x1b7f\x1b[1 qg\x1b[12\x1b[6nh"
+	want := "a\x1b[1;31mred\x1b[0mbc\x1b[2J\x1b[Hde\x1b7fgh"
 	for _, size := range []int{1, 2, 3, 7, len(in)} {
 		var b strings.Builder
 		f := &escFilter{w: &b}

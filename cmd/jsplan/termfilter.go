@@ -51,15 +51,19 @@ func (f *escFilter) Write(p []byte) (int, error) {
 				f.state = fGround
 			}
 		case fCSI:
+			if c == 0x1b { // a new sequence cuts this one off: dropped
+				f.state, f.seq = fEsc, append(f.seq[:0], c)
+				continue
+			}
 			f.seq = append(f.seq, c)
 			if c >= 0x40 && c <= 0x7e { // the final byte
 				if csiAllowed(f.seq) {
 					out = append(out, f.seq...)
 				}
 				f.state = fGround
-			} else if len(f.seq) > maxSeq || c < 0x20 && c != 0x1b {
+			} else if len(f.seq) > maxSeq || c < 0x20 {
 				f.state = fGround // malformed or too long: dropped
-				if c < 0x20 && c != 0x1b {
+				if c < 0x20 {
 					out = append(out, c)
 				}
 			}
