@@ -161,6 +161,9 @@ func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err erro
 	// The flock holds the file we opened: the path must still name it
 	// (not removed or replaced since), or another run may lock another
 	// file under the same name.
+	if testHookAfterFlock != nil {
+		testHookAfterFlock(p)
+	}
 	if !sameFile(d, p, f) {
 		f.Close()
 		return nil, nil, &UnsafeError{Path: p, Reason: "the lock file was removed or replaced while it was being locked"}
@@ -325,6 +328,9 @@ func openFile(d *os.File, p string) (*os.File, error) {
 	}
 	return f, nil
 }
+
+// testHookAfterFlock, set by tests, runs between the flock and the check.
+var testHookAfterFlock func(path string)
 
 // sameFile reports whether the name p in d still is the open file f.
 func sameFile(d *os.File, p string, f *os.File) bool {

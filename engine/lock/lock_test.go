@@ -362,3 +362,25 @@ func TestRefusesLockFileAnotherUserCanRemove(t *testing.T) {
 	}
 	l.Release()
 }
+
+// Issue 22, item 10: a lock file replaced between its opening and the
+// flock is refused: the flock would hold a file no other run opens.
+func TestRefusesLockFileReplacedWhileLocking(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "locks")
+	testHookAfterFlock = func(p string) {
+		os.WriteFile(p+".new", nil, 0o666)
+		os.Rename(p+".new", p)
+	}
+	defer func() { testHookAfterFlock = nil }()
+	_, _, err := TryAcquire(dir, "b", Holder{})
+	var ue *UnsafeError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "removed or replaced") {
+		t.Fatalf("a lock file replaced while locking: %v", err)
+	}
+	testHookAfterFlock = nil
+	l, _, err := TryAcquire(dir, "b", Holder{})
+	if err != nil || l == nil {
+		t.Fatalf("the lock afterwards: %v", err)
+	}
+	l.Release()
+}
