@@ -127,11 +127,22 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 	return n
 }
 
-// checkHostCode refuses a path of code run on the host that references
-// chose (expanded) from outside the plan's own files: it must lie inside
-// the top-level plan's directory or the directory of the file holding the
-// step, symlinks resolved.
+// checkHostCode refuses a path of code run on the host that a parameter,
+// the environment or the artifacts directory chose (through references)
+// from outside the plan's own files: it must lie inside the top-level
+// plan's directory or the directory of the file holding the step, symlinks
+// resolved.
 func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *scope) {
+	// References to the plan (plan.dir) and the board's inventory entry
+	// (board.vars) are the plan's and the lab's own choice; parameters,
+	// the environment and the artifacts directory come from whoever runs
+	// jsplan.
+	refs, err := expr.Find(raw.Value)
+	if err == nil && !slices.ContainsFunc(refs, func(r expr.Ref) bool {
+		return r.Namespace() != "plan" && r.Namespace() != "board"
+	}) {
+		return
+	}
 	target := n.Value
 	if !filepath.IsAbs(target) {
 		target = filepath.Join(sc.dir, target)

@@ -360,3 +360,15 @@ func TestRunExecRefused(t *testing.T) {
 		t.Errorf("validate: %s", r)
 	}
 }
+
+// Issue 22, item 16: a path chosen through plan.dir is the plan's own
+// choice, even outside its directory.
+func TestPlanDirMayChooseHostCode(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.write("shared/lib.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: lib\nsteps:\n  - log: from the shared library\n")
+	pf := e.write("plans/p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: p\nsteps:\n  - use: {plan: \"${{ plan.dir }}/../shared/lib.yaml\"}\n")
+	if r := e.run("render", pf); r.code != 0 {
+		t.Errorf("render: %s", r)
+	}
+}
