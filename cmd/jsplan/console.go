@@ -189,7 +189,7 @@ type session struct {
 func (s *session) say(format string, args ...any) {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	msg := fmt.Sprintf(format, args...)
+	msg := termText(fmt.Sprintf(format, args...)) // errors may quote the board
 	if !s.raw {
 		fmt.Fprintf(s.errw, "jsplan: %s\n", msg)
 		return
