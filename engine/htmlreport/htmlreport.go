@@ -470,6 +470,9 @@ func redactTests(ts []*engine.TestCase, opt *Options, b *testBudget) ([]*engine.
 		c := *t
 		c.Suite, c.Name = clip(opt.redact(c.Suite), maxCaseText), clip(opt.redact(c.Name), maxCaseText)
 		c.Message, c.Output = b.clip(opt.redact(c.Message)), b.clip(opt.redact(c.Output))
+		if bad && c.Message == "" && t.Message != "" { // a failure keeps why
+			c.Message = clip(opt.redact(t.Message), 1<<10)
+		}
 		c.Children = children
 		out = append(out, &c)
 	}
