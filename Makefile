@@ -112,6 +112,7 @@ bench-dra:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/htmlreport -run '^$$' -fuzz '^FuzzReport$$' -fuzztime $(FUZZTIME)
 	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./engine/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
 	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -49,6 +49,7 @@ func init() {
 		}, "playbook")),
 		Needs:          []drivers.Capability{drivers.CapNetwork},
 		DefaultTimeout: time.Hour,
+		HostCode:       []string{"", "playbook"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &ansibleAction{}
 			if !scalarOr(dc, n, &a.Playbook, a) {

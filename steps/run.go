@@ -60,6 +60,15 @@ func init() {
 				dc.Errorf(n, "command", "empty command")
 				return nil
 			}
+			if cmd := replacesShell(a.Command); cmd != "" {
+				node := n
+				if c := dc.Child(n, "command"); c != nil {
+					node = c
+				}
+				dc.Errorf(node, "command", "`exec %s` replaces the board's login shell: jsplan could not tell when it ends, and the step would wait out its timeout", cmd).
+					WithDetail("run it without exec, or in a subshell: (exec %s)", cmd)
+				return nil
+			}
 			names := make([]string, 0, len(a.Env))
 			for k := range a.Env {
 				names = append(names, k)

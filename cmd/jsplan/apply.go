@@ -156,7 +156,7 @@ func apply(c *cli.Context) error {
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
-	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
+	fmt.Fprintf(clogFile, console.Header+"plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
 	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
 	if err != nil {
 		return exit(3, "artifacts: %v", err)

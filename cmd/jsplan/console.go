@@ -61,6 +61,8 @@ func consoleCommand() *cli.Command {
 				EnvVars: []string{"JSPLAN_CONSOLE_ESCAPE"}},
 			&cli.StringFlag{Name: "log-dir", Value: ".", Usage: "write the session log to `DIR`",
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_DIR"}},
+			&cli.BoolFlag{Name: "pass-escapes", Usage: "pass every escape sequence the board prints to the terminal (default: window titles, clipboard writes (OSC 52) and queries the terminal would answer are left out)",
+				EnvVars: []string{"JSPLAN_CONSOLE_PASS_ESCAPES"}},
 			delayFlag,
 		},
 		Action: consoleAction,
@@ -119,12 +121,15 @@ func consoleAction(c *cli.Context) error {
 	}
 	defer logFile.Close()
 	me := holderFor("jsplan console")
-	fmt.Fprintf(logFile, "# jsplan console log: console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
+	fmt.Fprintf(logFile, console.Header+"console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
 	red := &redact.Redactor{}
 	clog := console.NewLog(logFile, start, red)
 	defer clog.Close()
 
 	s := &session{name: spec.Name, out: c.App.Writer, errw: errw, log: clog, delay: c.Duration("delay"), esc: esc}
+	if !c.Bool("pass-escapes") {
+		s.out = &escFilter{w: c.App.Writer}
+	}
 	board, err := openBoard(ctx, c, spec, red, func(msg string) { s.say("%s", msg) })
 	if err != nil {
 		clog.Note("%v", err)
@@ -184,7 +189,7 @@ type session struct {
 func (s *session) say(format string, args ...any) {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	msg := fmt.Sprintf(format, args...)
+	msg := termText(fmt.Sprintf(format, args...)) // errors may quote the board
 	if !s.raw {
 		fmt.Fprintf(s.errw, "jsplan: %s\n", msg)
 		return

@@ -135,11 +135,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintln(stderr, "jsplan: "+ee.msg)
+			fmt.Fprintln(stderr, "jsplan: "+termText(ee.msg))
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "jsplan: "+err.Error())
+	fmt.Fprintln(stderr, "jsplan: "+termText(err.Error()))
 	var ds diag.Diagnostics
 	if errors.As(err, &ds) {
 		return ds.Class().ExitCode()

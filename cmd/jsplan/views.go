@@ -6,8 +6,11 @@ import (
 	"io"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // humanView prints one line when a step starts and one when it ends, in a
@@ -23,6 +26,9 @@ var statusWord = map[string]string{
 }
 
 func (v *humanView) Event(e engine.Event) {
+	// What a board, a command or a plan printed reaches the terminal as
+	// text: control characters (escape sequences) are shown escaped.
+	e.Message, e.Step = termText(e.Message), termText(e.Step)
 	switch e.Type {
 	case "run-start":
 		v.start = e.Time
@@ -46,8 +52,24 @@ func (v *humanView) Event(e engine.Event) {
 			return
 		}
 		fmt.Fprintln(v.w, strings.Repeat("-", 60))
-		fmt.Fprintf(v.w, "%s\n", strings.ToUpper(r.Summary[:1])+r.Summary[1:])
+		fmt.Fprintf(v.w, "%s\n", termText(strings.ToUpper(r.Summary[:1])+r.Summary[1:]))
 	}
+}
+
+// termText escapes the control characters of s but newlines and tabs.
+func termText(s string) string {
+	if !strings.ContainsFunc(s, func(r rune) bool { return r != '\n' && r != '\t' && (unicode.IsControl(r) || r == utf8.RuneError) }) {
+		return s
+	}
+	lines := strings.Split(s, "\n")
+	for i, l := range lines {
+		parts := strings.Split(l, "\t")
+		for j, p := range parts {
+			parts[j] = lock.Printable(p)
+		}
+		lines[i] = strings.Join(parts, "\t")
+	}
+	return strings.Join(lines, "\n")
 }
 
 func indentRest(s string) string { return strings.ReplaceAll(s, "\n", "\n             ") }

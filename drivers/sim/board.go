@@ -260,6 +260,7 @@ func (d *Device) shell(g *generation) {
 	// the child's fd 0), as login gives a shell.
 	cmd.SysProcAttr = procguard.SysProcAttr(true)
 	cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
+	tag := procguard.Tag(cmd)
 	err = cmd.Start()
 	slave.Close()
 	if err != nil {
@@ -342,6 +343,7 @@ func (d *Device) shell(g *generation) {
 		<-exited
 	}
 	procguard.Forget(pid)
+	procguard.KillTagged(tag) // what left the session
 	_ = cmd.Wait()
 
 	if g.ctx.Err() == nil {

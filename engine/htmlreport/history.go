@@ -51,6 +51,7 @@ type historyPage struct {
 	Generated string
 	CSS       template.CSS
 	JS        template.JS
+	CSP       string
 	Skipped   []string
 }
 
@@ -108,6 +109,7 @@ func WriteHistory(out string, dirs []string) (int, error) {
 func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []string) error {
 	p := &historyPage{Runs: runs, Skipped: skipped, CSS: template.CSS(asset("report.css") + asset("history.css")),
 		JS: template.JS(asset("history.js")), Generated: time.Now().Local().Format("2006-01-02 15:04:05 MST")}
+	p.CSP = csp(string(p.CSS), string(p.JS))
 	outDir, _ := filepath.Abs(filepath.Dir(out))
 	plans := map[string]bool{}
 	var planNames []string
@@ -298,7 +300,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),
-				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), s.Status[i])
+				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(s.Status[i]))
 		}
 		b.WriteString(`</g>`)
 	}
