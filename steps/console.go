@@ -109,7 +109,7 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 		// matches, or the wait ends: a board that dies mid-suite still
 		// reports the cases it printed.
 		p := a.results.parser()
-		stop := con.Tee(p, true)
+		stop := con.Tee(p, len(a.send) == 0)
 		err := a.run(ctx, r, con)
 		stop()
 		_, testErr := a.results.judge(ctx, r, p.Close())
@@ -122,6 +122,13 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 }
 
 func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Session) error {
+	if len(a.send) > 0 {
+		// What the board printed before the keys land (a prompt already on
+		// screen) answers nothing: expect matches what comes after them, as
+		// pexpect does after a send. Without send, it matches from the
+		// previous match on (the boot log a power step started).
+		con.Discard()
+	}
 	for _, s := range a.send {
 		if err := con.Send(ctx, []byte(expandKeys(s)), a.Pace.Duration); err != nil {
 			return diag.Infraf("console: %v", err)

@@ -157,6 +157,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	case 1:
 		r.Logf(ctx, "logged in")
 		deadShells.Delete(con)
+		shellPrompts.Store(con, prompt)
 		return nil
 	case 2, 3:
 		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redact(m.Text))
