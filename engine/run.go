@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/console"
@@ -163,6 +164,10 @@ type RunConfig struct {
 	// Version and Command are copied into the Result (Command already
 	// masked).
 	Version, Command string
+	// Progress is how often a step that is still waiting says so in the
+	// log: what it waits for, for how long, and the last line the board
+	// printed (DefaultProgress if 0, never if < 0).
+	Progress time.Duration
 	// ConsoleWindow is the size of the console's match window: the
 	// longest text an expect or fail-on pattern can match
 	// (console.DefaultWindow if 0).
@@ -171,6 +176,9 @@ type RunConfig struct {
 
 // DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
 const DefaultConsoleSilence = 30 * time.Second
+
+// DefaultProgress is RunConfig.Progress's default.
+const DefaultProgress = 30 * time.Second
 
 // Run is a plan being executed; steps reach the board through it.
 type Run struct {
@@ -190,7 +198,10 @@ type Run struct {
 
 type ctxKey int
 
-const resultKey ctxKey = 0
+const (
+	resultKey ctxKey = iota
+	waitKey
+)
 
 // Execute runs the plan and its finally steps, and returns the result. It
 // never panics on a step's panic: that becomes an error of the step.
@@ -206,6 +217,9 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	}
 	if cfg.ConsoleSilence == 0 {
 		cfg.ConsoleSilence = DefaultConsoleSilence
+	}
+	if cfg.Progress == 0 {
+		cfg.Progress = DefaultProgress
 	}
 	p := cfg.Plan
 	res := &Result{Plan: p.Name, File: p.File, Start: time.Now(), Version: cfg.Version, Command: cfg.Command}
@@ -733,6 +747,11 @@ func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
 			err = diag.Infraf("internal error in step %s: %v", s.Type, p)
 		}
 	}()
+	if _, parent := s.Action.(Parent); !parent {
+		w := &waiting{what: s.Title()}
+		ctx = context.WithValue(ctx, waitKey, w)
+		defer r.watchProgress(ctx, w, timeout)()
+	}
 	err = s.Action.Run(ctx, r)
 	if err != nil && ctx.Err() != nil {
 		cause := context.Cause(ctx)
@@ -752,3 +771,87 @@ func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// waiting is what a step waits for now, for its progress lines.
+type waiting struct {
+	mu   sync.Mutex
+	what string
+}
+
+// Waiting says what the current step waits for from now on ("the login
+// prompt"): the progress lines a long wait prints name it. By default they
+// name the step.
+func (r *Run) Waiting(ctx context.Context, what string) {
+	if w, ok := ctx.Value(waitKey).(*waiting); ok {
+		w.mu.Lock()
+		w.what = what
+		w.mu.Unlock()
+	}
+}
+
+// watchProgress logs, every RunConfig.Progress while the step runs, what it
+// waits for, how long it has waited (and its bound), and the last line the
+// board printed: nobody waits in silence. It returns the function that stops
+// it.
+func (r *Run) watchProgress(ctx context.Context, w *waiting, timeout time.Duration) (stop func()) {
+	every := r.cfg.Progress
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			w.mu.Lock()
+			what := w.what
+			w.mu.Unlock()
+			waited := FormatDuration(time.Since(start).Round(time.Second))
+			if timeout > 0 {
+				waited += " of " + FormatDuration(timeout)
+			}
+			r.Logf(ctx, "still waiting (%s) for %s; %s", waited, what, r.lastConsoleLine())
+		}
+	}()
+	return func() { close(done) }
+}
+
+// lastConsoleLine says what the board printed last, masked, for a progress
+// line.
+func (r *Run) lastConsoleLine() string {
+	if r.console == nil {
+		return "the board has no console"
+	}
+	const window = 4096
+	tail := r.console.Tail(window)
+	lines := strings.Split(strings.ReplaceAll(tail, "\r", ""), "\n")
+	first := 0
+	if len(tail) == window {
+		first = 1 // cut: it may hold a piece of a secret no mask recognises
+	}
+	for i := len(lines) - 1; i >= first; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			l = r.secrets.String(l)
+			if len(l) > 200 {
+				l = "..." + trimRuneStart(l[len(l)-200:])
+			}
+			return fmt.Sprintf("the board last printed %q", l)
+		}
+	}
+	return "the board has printed nothing"
+}
+
+func trimRuneStart(s string) string {
+	for len(s) > 0 && !utf8.RuneStart(s[0]) {
+		s = s[1:]
+	}
+	return s
+}

@@ -137,13 +137,14 @@ func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Ses
 	if len(a.expect) == 0 {
 		return nil
 	}
+	var want []string
+	for _, p := range a.expect {
+		want = append(want, fmt.Sprintf("%q", p.Source))
+	}
+	r.Waiting(ctx, "the console to print "+strings.Join(want, " or "))
 	m, err := con.Expect(ctx, regexps(a.expect), regexps(a.failOn))
 	if err != nil {
 		if ctx.Err() != nil {
-			var want []string
-			for _, p := range a.expect {
-				want = append(want, fmt.Sprintf("%q", p.Source))
-			}
 			// masked before it is cut: a secret cut by the window is not shown in part
 			tail := strings.TrimSpace(r.RedactTail(con.Tail(200+r.MaxSecretLen()), 200))
 			return diag.Failf("%v waiting for %s; the console last printed: %q", context.Cause(ctx), strings.Join(want, " or "), tail)

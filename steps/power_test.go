@@ -35,3 +35,29 @@ func TestPowerOnSilentConsoleWarns(t *testing.T) {
 		t.Errorf("a board that printed got a silence warning:\n%s", log)
 	}
 }
+
+// A step that waits long says so every RunConfig.Progress: what it waits
+// for, how long it has waited of its bound, and the last line the board
+// printed.
+func TestWaitingStepReportsProgress(t *testing.T) {
+	quick := withConfig(func(c *engine.RunConfig) { c.Progress = 300 * time.Millisecond })
+	plan := head + login + "  - run: echo last-words-$((6*7)); sleep 1\n" +
+		"  - {console: {expect: never-printed}, timeout: 1s, continue-on-error: true}\n  - power: off\n"
+	r := execute(t, "", "", plan, true, nil, quick)
+	if r.res.Status != "passed" {
+		t.Fatalf("run %s: %s", r.res.Status, r.res.Error)
+	}
+	log := r.consoleLog(t)
+	for _, want := range []string{
+		` of 10m) for the command "echo last-words-$((6*7)); sleep 1" to finish; the board last printed "last-words-42"`,
+		` of 1s) for the console to print "never-printed"; the board last printed "root@sim:~#"`,
+	} {
+		if !strings.Contains(log, want) {
+			t.Errorf("no %q in the console log:\n%s", want, log)
+		}
+	}
+	// a step that ends quickly prints none
+	if n := strings.Count(log, "still waiting"); n > 8 {
+		t.Errorf("%d progress lines for 2 s of waiting at 300 ms", n)
+	}
+}
