@@ -124,6 +124,14 @@ func apply(c *cli.Context) error {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
+	// A run's artifacts are its own: what an earlier run left goes.
+	owner, err := claimArtifacts(artifacts, func(msg string) {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
+	})
+	if err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	defer func() { _ = owner.done() }()
 	red := &redact.Redactor{}
 	red.Add(l.Secrets()...)
 
