@@ -127,6 +127,9 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		case given:
 			if msg := checkValue(prm, v.text); msg != "" {
 				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, msg))
+				// declared, with no usable value: its references stay
+				// pending (the error above is the only one)
+				sc.values[prm.Name] = sv
 				continue
 			}
 			sv.known, sv.text = true, normalize(prm, v.text, v.base)
