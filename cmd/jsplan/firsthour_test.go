@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -83,6 +86,71 @@ func TestBoardsListCheckHealth(t *testing.T) {
 	for _, row := range rows {
 		if row.Healthy == nil || *row.Healthy != (row.Name != "unplugged") {
 			t.Errorf("json: %s healthy=%v", row.Name, row.Healthy)
+		}
+	}
+}
+
+// readmeEnv is a clean environment for commands typed as README shows
+// them: a home of its own (so the default state directory is the test's),
+// the test's lock directory, and the Go caches of this machine.
+func readmeEnv(t *testing.T, home, locks string) []string {
+	t.Helper()
+	env := []string{"HOME=" + home, "PATH=" + os.Getenv("PATH"), "JSPLAN_LOCK_DIR=" + locks, "NO_COLOR=1", "LANG=C.UTF-8"}
+	for _, k := range []string{"GOCACHE", "GOMODCACHE", "GOPATH", "GOFLAGS", "GOTOOLCHAIN", "GOPROXY"} {
+		out, err := exec.Command("go", "env", k).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v := strings.TrimSpace(string(out)); v != "" {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// `make demo` and the commands README shows after it share one state: the
+// board the demo flashed is the board `jsplan apply` (and power, console)
+// find next, with no --state-dir or --lock-dir typed.
+func TestDemoSharesStateWithTheNextCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs make demo")
+	}
+	t.Parallel()
+	tmp := t.TempDir()
+	home, locks, out := filepath.Join(tmp, "home"), filepath.Join(tmp, "locks"), filepath.Join(tmp, "out")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := readmeEnv(t, home, locks)
+	bin := filepath.Join(tmp, "bin", "jsplan")
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	demo := exec.CommandContext(ctx, "make", "-s", "demo", "OUT="+out, "BIN="+bin)
+	demo.Dir, demo.Env = "../..", env
+	b, err := demo.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make demo: %v\n%s", err, b)
+	}
+	m := regexp.MustCompile(`image id (demo-\d+)`).FindSubmatch(b)
+	if m == nil || !strings.Contains(string(b), "jsplan power sim-1 status") {
+		t.Fatalf("make demo printed no image id or no next step:\n%s", b)
+	}
+	id := string(m[1])
+	plan := filepath.Join(tmp, "booted.yaml")
+	if err := os.WriteFile(plan, []byte("apiVersion: jsplan.dev/v1\nkind: Plan\nname: booted\nboard: {name: sim-1}\nsteps:\n"+
+		"  - power: on\n  - wait-for-login: {username: root, password: demo-password}\n"+
+		"  - run: {command: \"cat ${{ board.vars.image-id-file }}\", expect-output: "+id+"}\nfinally:\n  - power: off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"power", "sim-1", "status"},
+		{"boards", "list"},
+		{"apply", plan, "--artifacts", filepath.Join(tmp, "artifacts")},
+	} {
+		cmd := exec.CommandContext(ctx, jsplanBin, args...)
+		cmd.Dir, cmd.Env = tmp, env
+		if b, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("jsplan %s after make demo: %v\n%s", strings.Join(args, " "), err, b)
 		}
 	}
 }
