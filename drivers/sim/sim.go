@@ -62,6 +62,8 @@ type Device struct {
 	root      string // absolute path of the root directory
 	keyFile   string // SSH key file, resolved
 
+	sandboxOnce sync.Once // says once why the shell has no root of its own
+
 	// power serializes Open, Close and power changes.
 	power  sync.Mutex
 	opened bool
@@ -221,6 +223,12 @@ func (d *Device) on(ctx context.Context) error {
 	err = os.MkdirAll(filepath.Join(d.root, "etc"), 0o755)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(d.root, "etc", "image-id"), []byte(id+"\n"), 0o644)
+	}
+	if err == nil {
+		// the kernel log of this boot (the board's dmesg)
+		if err = os.MkdirAll(filepath.Join(d.root, "var", "log"), 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(d.root, kernelLog), nil, 0o644)
+		}
 	}
 	if err != nil {
 		return drivers.Errorf(Name, "power on", "write image id: %v", err)
