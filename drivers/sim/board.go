@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -284,6 +285,9 @@ func (d *Device) shell(g *generation) {
 	if sandbox != nil {
 		sandboxAttr(cmd.SysProcAttr)
 		cmd.Env = append(cmd.Env, sandboxEnv+"="+d.root)
+		if len(d.Share) > 0 {
+			cmd.Env = append(cmd.Env, shareEnv+"="+strings.Join(d.Share, string(filepath.ListSeparator)))
+		}
 	}
 	err = cmd.Start()
 	slave.Close()

@@ -31,16 +31,25 @@ import (
 // simBin holds the board's own commands, first in its PATH.
 const simBin = "/opt/sim/bin"
 
-// sandboxEnv carries the board's root directory to the re-executed program.
-const sandboxEnv = "JSPLAN_SIM_SANDBOX_ROOT"
+// sandboxEnv carries the board's root directory to the re-executed program,
+// shareEnv the host directories shared with the board.
+const (
+	sandboxEnv = "JSPLAN_SIM_SANDBOX_ROOT"
+	shareEnv   = "JSPLAN_SIM_SANDBOX_SHARE"
+)
 
 func init() {
 	root := os.Getenv(sandboxEnv)
 	if root == "" {
 		return
 	}
+	var shares []string
+	if s := os.Getenv(shareEnv); s != "" {
+		shares = filepath.SplitList(s)
+	}
 	os.Unsetenv(sandboxEnv)
-	if err := enterRoot(root); err != nil {
+	os.Unsetenv(shareEnv)
+	if err := enterRoot(root, shares...); err != nil {
 		fmt.Fprintf(os.Stderr, "sim: cannot set up the board's root file system: %v\r\n", err)
 		os.Exit(126)
 	}
@@ -62,7 +71,7 @@ var hostDev = []string{"null", "zero", "full", "random", "urandom", "tty"}
 
 // enterRoot builds the board's view of the file system under root (in the
 // new mount namespace) and makes it the process's root.
-func enterRoot(root string) error {
+func enterRoot(root string, shares ...string) error {
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make mounts private: %w", err)
 	}
@@ -137,6 +146,15 @@ func enterRoot(root string) error {
 	}
 	if err := unix.Mount("/proc", filepath.Join(root, "proc"), "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind /proc: %w", err)
+	}
+	for _, sh := range shares {
+		in := filepath.Join(root, sh)
+		if err := os.MkdirAll(in, 0o755); err != nil {
+			return err
+		}
+		if err := unix.Mount(sh, in, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return fmt.Errorf("share %s: %w", sh, err)
+		}
 	}
 	// the board's own commands: dmesg prints its kernel log
 	if err := os.MkdirAll(filepath.Join(root, simBin), 0o755); err != nil {

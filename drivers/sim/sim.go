@@ -52,6 +52,9 @@ type Device struct {
 	BootDelay *cfg.Duration `yaml:"boot-delay"`
 	// SSH, when set, is the board's network endpoint.
 	SSH *SSH `yaml:"ssh"`
+	// Share lists host directories bound read-write at the same path in
+	// the board's file system (tests that watch what the board does).
+	Share []string `yaml:"share"`
 	// Faults are failures to simulate.
 	Faults Faults `yaml:"faults"`
 
