@@ -23,7 +23,7 @@
 //	boards:
 //	- name: sim-1
 //	  labels: {arch: x86_64, virtual: "true"}
-//	  vars: {image-id-file: /etc/image-id}  # the board's own /etc
+//	  vars: {image-id-file: etc/image-id}   # relative to the shell's directory, its /
 //	  drivers:
 //	    sim:
 //	      hostname: sim                    # default
