@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -127,7 +128,7 @@ type Image struct {
 // Event is one entry of the run's event stream.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Type     string    `json:"event"` // run-start, step-start, step-end, log, run-end
+	Type     string    `json:"event"` // run-start, step-start, step-end, log, console, run-end
 	Index    string    `json:"index,omitempty"`
 	Step     string    `json:"step,omitempty"`
 	StepType string    `json:"type,omitempty"`
@@ -416,6 +417,15 @@ func (r *Run) openConsole(ctx context.Context) {
 			}}
 			if r.cfg.ConsoleLog != nil {
 				opts.Log = r.cfg.ConsoleLog
+			}
+			if r.cfg.Sink != nil {
+				// what the board prints, line by line, as events (masked)
+				lines := &consoleLines{r: r}
+				if opts.Log != nil {
+					opts.Log = io.MultiWriter(opts.Log, lines)
+				} else {
+					opts.Log = lines
+				}
 			}
 			r.console = console.New(rw, opts)
 			return
@@ -854,4 +864,43 @@ func trimRuneStart(s string) string {
 		s = s[1:]
 	}
 	return s
+}
+
+// maxConsoleLine bounds a console event: a longer line is cut in pieces.
+const maxConsoleLine = 4096
+
+// consoleLines turns what the board prints into "console" events, one per
+// line (without its line break), masked: the views show the board as it
+// happens (apply --console, --output json).
+type consoleLines struct {
+	r   *Run
+	buf []byte
+}
+
+func (c *consoleLines) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 && len(c.buf) <= maxConsoleLine {
+			break
+		}
+		var line string
+		if i < 0 {
+			// cut a long line, never inside a secret
+			cut := maxConsoleLine
+			for _, sp := range c.r.secrets.Spans(string(c.buf)) {
+				if sp[0] < cut && cut < sp[1] && sp[0] > 0 {
+					cut = sp[0]
+				}
+			}
+			line, c.buf = string(c.buf[:cut]), c.buf[cut:]
+		} else {
+			line, c.buf = string(c.buf[:i]), c.buf[i+1:]
+		}
+		c.r.emit(Event{Type: "console", Message: strings.TrimSuffix(line, "\r")})
+	}
+	if len(c.buf) == 0 {
+		c.buf = nil // do not keep a large array
+	}
+	return len(p), nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/term"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/artifact"
@@ -56,6 +58,8 @@ func applyCommand() *cli.Command {
 			&cli.Int64Flag{Name: "console-log-max", Value: console.DefaultLogMax,
 				Usage:   "cap console.log at `BYTES`: past it, the middle is cut (a marker says how much) and the most recent output kept; 0: no cap",
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_MAX"}},
+			&cli.BoolFlag{Name: "console", Usage: "show what the board prints as it prints it (default: on a terminal; --console=false: never); --output json always carries it as \"console\" events",
+				EnvVars: []string{"JSPLAN_CONSOLE"}},
 			&cli.IntFlag{Name: "console-window", Value: console.DefaultWindow,
 				Usage:   "the console match window in `BYTES`: the longest text an expect or fail-on pattern can match",
 				EnvVars: []string{"JSPLAN_CONSOLE_WINDOW"}},
@@ -75,7 +79,11 @@ func apply(c *cli.Context) error {
 	if w := c.Int("console-window"); w < 4096 {
 		return exit(2, "--console-window %d: the match window must be at least 4096 bytes", w)
 	}
-	var sink engine.Sink = &humanView{w: c.App.Writer}
+	show := isTerminal(c.App.Writer)
+	if c.IsSet("console") {
+		show = c.Bool("console")
+	}
+	var sink engine.Sink = &humanView{w: c.App.Writer, console: show}
 	if format == "json" {
 		sink = newJSONView(c.App.Writer)
 	}
@@ -165,6 +173,8 @@ func apply(c *cli.Context) error {
 		return exit(3, "artifacts: %v", err)
 	}
 	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
+	// `jsplan console --watch BOARD` follows it from another terminal
+	defer publishConsole(lockDirOf(c), res.board.Name, filepath.Join(artifacts, "console.log"))()
 	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
@@ -301,4 +311,10 @@ func defaultStateDir() string {
 		return filepath.Join(h, ".local", "state", "jsplan")
 	}
 	return filepath.Join(os.TempDir(), "jsplan-state")
+}
+
+// isTerminal tells whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

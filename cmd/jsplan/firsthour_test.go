@@ -154,3 +154,72 @@ func TestDemoSharesStateWithTheNextCommands(t *testing.T) {
 		}
 	}
 }
+
+// apply --console shows what the board prints among the step lines, masked
+// and without escape sequences; --output json carries it as console events.
+func TestApplyShowsTheConsole(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("shown", "  - run: printf 'tick-%s \\033[1mbold\\033[0m\\n' $((6*7)); echo sim-password\n", powerOff))
+	r := e.run(e.applyArgs(pf, e.art, "--console")...)
+	if r.code != 0 {
+		t.Fatalf("%s", r)
+	}
+	if !strings.Contains(r.stdout, "| tick-42 bold\n") || !strings.Contains(r.stdout, "| Jsplan Sim Linux") {
+		t.Errorf("--console does not show the board's lines: %s", r)
+	}
+	if strings.Contains(r.stdout, "sim-password") || strings.Contains(r.stdout, "\x1b") {
+		t.Errorf("a secret or an escape sequence reached the terminal: %s", r)
+	}
+	// without --console (and not on a terminal): the steps only
+	r = e.run(e.applyArgs(pf, e.art)...)
+	if r.code != 0 || strings.Contains(r.stdout, "tick-42") {
+		t.Errorf("the console shown without --console off a terminal: %s", r)
+	}
+	r = e.run(e.applyArgs(pf, e.art, "--output", "json")...)
+	var seen, masked bool
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var ev struct{ Event, Message string }
+		if err := json.Unmarshal([]byte(l), &ev); err != nil {
+			t.Fatalf("not a JSON line: %q", l)
+		}
+		if ev.Event == "console" && strings.HasPrefix(ev.Message, "tick-42 ") {
+			seen = true
+		}
+		if ev.Event == "console" && ev.Message == "***" {
+			masked = true
+		}
+	}
+	if !seen || !masked || strings.Contains(r.stdout, "sim-password") {
+		t.Errorf("--output json: console events seen=%v, secret masked=%v: %s", seen, masked, r)
+	}
+}
+
+// jsplan console --watch BOARD follows the console of a run that holds the
+// board, from another process, without its lock, and ends with the run.
+func TestConsoleWatchFollowsARun(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.run("console", "--watch", "sim-1", "--boards", e.boards, "--lock-dir", e.locks); r.code != 2 || !strings.Contains(r.stderr, "nothing holds sim-1's console") {
+		t.Errorf("--watch with no run: %s", r)
+	}
+	pf := e.write("p.yaml", plan("watched",
+		"  - name: ticks\n    run: for i in 1 2 3 4 5 6 7 8; do echo tick-$i; sleep 0.5; done; echo sim-password\n", powerOff))
+	run := e.start(e.applyArgs(pf, e.art)...)
+	run.waitRun("ticks")
+	w := e.start("console", "--watch", "sim-1", "--boards", e.boards, "--lock-dir", e.locks)
+	w.waitLine("a tick from the watched run", func(l string) bool { return strings.Contains(l, "tick-") })
+	if code := run.wait(); code != 0 {
+		t.Fatalf("the watched run: exit %d\n%s", code, run.stdout())
+	}
+	if code := w.wait(); code != 0 || !strings.Contains(w.stderrText(), "no longer holds sim-1") {
+		t.Errorf("the watcher: exit %d\n%s\n%s", code, w.stdout(), w.stderrText())
+	}
+	out := w.stdout()
+	if !strings.Contains(out, "tick-8") || strings.Contains(out, "sim-password") {
+		t.Errorf("the watcher did not follow to the end, or showed a secret:\n%s", out)
+	}
+	if _, err := os.Lstat(filepath.Join(e.locks, "sim-1.lock.console")); err == nil {
+		t.Errorf("the run left its console link behind")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 	"time"
 
@@ -15,6 +16,9 @@ import (
 type humanView struct {
 	w     io.Writer
 	start time.Time
+	// console shows what the board prints, as it prints it (apply
+	// --console, the default on a terminal).
+	console bool
 }
 
 var statusWord = map[string]string{
@@ -40,6 +44,10 @@ func (v *humanView) Event(e engine.Event) {
 		fmt.Fprintln(v.w, line)
 	case "log":
 		fmt.Fprintf(v.w, "      %-6s %s\n", e.Index, indentRest(e.Message))
+	case "console":
+		if v.console {
+			fmt.Fprintf(v.w, "             | %s\n", printable(e.Message))
+		}
 	case "run-end":
 		r := e.Result
 		if r == nil {
@@ -48,6 +56,25 @@ func (v *humanView) Event(e engine.Event) {
 		fmt.Fprintln(v.w, strings.Repeat("-", 60))
 		fmt.Fprintf(v.w, "%s\n", strings.ToUpper(r.Summary[:1])+r.Summary[1:])
 	}
+}
+
+// ansiSeq matches terminal escape sequences (colours, cursor moves, queries).
+var ansiSeq = regexp.MustCompile(`\x1b(?:\[[0-9;?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])`)
+
+// printable is a console line as it can be shown among jsplan's own lines:
+// without escape sequences and control characters (a board's line must not
+// move the cursor or change the terminal).
+func printable(s string) string {
+	s = ansiSeq.ReplaceAllString(s, "")
+	return strings.Map(func(r rune) rune {
+		if r == '\t' {
+			return r
+		}
+		if r < ' ' || r == 0x7f {
+			return -1
+		}
+		return r
+	}, s)
 }
 
 func indentRest(s string) string { return strings.ReplaceAll(s, "\n", "\n             ") }

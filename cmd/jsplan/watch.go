@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"os"
+	"syscall"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/jsplan/jsplan/engine/lock"
+)
+
+// A command that holds a board (apply, console) publishes the console log it
+// writes, already masked, next to the board's lock: a symbolic link
+// BOARD.lock.console to it. `jsplan console --watch BOARD` follows that log
+// from any terminal on the host, read-only and without the lock.
+
+// liveLink is where the log of the board's console is published.
+func liveLink(dir, board string) string { return lock.Path(dir, board) + ".console" }
+
+// publishConsole links the board's live console log (an absolute path) for
+// watchers; the returned function removes the link, unless another holder
+// replaced it since.
+func publishConsole(dir, board, logPath string) (unpublish func()) {
+	link := liveLink(dir, board)
+	tmp := fmt.Sprintf("%s.%d", link, os.Getpid())
+	_ = os.Remove(tmp)
+	if err := os.Symlink(logPath, tmp); err != nil {
+		return func() {}
+	}
+	if err := os.Rename(tmp, link); err != nil {
+		_ = os.Remove(tmp)
+		return func() {}
+	}
+	return func() {
+		if t, err := os.Readlink(link); err == nil && t == logPath {
+			_ = os.Remove(link)
+		}
+	}
+}
+
+// watchPoll is how often the watcher looks for new output and for the end
+// of the run.
+const watchPoll = 200 * time.Millisecond
+
+// watchConsole follows the console log a holder of the board publishes,
+// until the holder ends or the watcher is interrupted.
+func watchConsole(c *cli.Context, board string) error {
+	dir := lockDirOf(c)
+	link := liveLink(dir, board)
+	target, err := os.Readlink(link)
+	h := lock.ReadHolder(dir, board)
+	if err != nil || h == nil || !holderAlive(h) {
+		return exit(2, "nothing holds %s's console now: no run to watch (jsplan console %s takes the board)", board, board)
+	}
+	f, err := os.Open(target)
+	if err != nil {
+		return exit(3, "the console log of %s: %v", board, err)
+	}
+	defer f.Close()
+	errw, out := c.App.ErrWriter, c.App.Writer
+	fmt.Fprintf(errw, "jsplan: watching the console of %s, held by %s (read-only; Ctrl-C stops watching)\n", board, h)
+	// Start with the end of what was printed so far, from a line start.
+	if st, err := f.Stat(); err == nil && st.Size() > 4096 {
+		if _, err := f.Seek(st.Size()-4096, io.SeekStart); err == nil {
+			b := make([]byte, 4096)
+			n, _ := io.ReadFull(f, b)
+			if i := bytes.IndexByte(b[:n], '\n'); i >= 0 {
+				_, _ = out.Write(b[i+1 : n])
+			}
+		}
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := f.Read(buf)
+		if n > 0 {
+			_, _ = out.Write(buf[:n])
+			continue
+		}
+		if err != nil && err != io.EOF {
+			return exit(3, "the console log of %s: %v", board, err)
+		}
+		if t, err := os.Readlink(link); err != nil || t != target || !holderAlive(h) {
+			// the holder is done: what it wrote last, then the end
+			_, _ = io.Copy(out, f)
+			fmt.Fprintf(errw, "jsplan: %s no longer holds %s\n", h.Plan, board)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(watchPoll):
+		}
+	}
+}
+
+// holderAlive tells whether the holder of a lock still runs (as far as this
+// host can tell).
+func holderAlive(h *lock.Holder) bool {
+	if host, err := os.Hostname(); err == nil && h.Host != "" && h.Host != host {
+		return true
+	}
+	err := syscall.Kill(h.PID, 0)
+	return err == nil || err == syscall.EPERM
+}
