@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 
 	"github.com/jsplan/jsplan/engine"
@@ -26,7 +27,12 @@ import (
 // signalError is the cancel cause after SIGINT or SIGTERM.
 type signalError struct{ sig os.Signal }
 
-func (e *signalError) Error() string { return fmt.Sprintf("interrupted by %v", e.sig) }
+func (e *signalError) Error() string {
+	if s, ok := e.sig.(syscall.Signal); ok && unix.SignalName(s) != "" {
+		return "interrupted by " + unix.SignalName(s) // SIGINT, not "interrupt"
+	}
+	return fmt.Sprintf("interrupted by signal %v", e.sig)
+}
 func (e *signalError) Unwrap() error { return engine.ErrInterrupted }
 
 // ExitCode is 128 + the signal number, as shells report it.

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -221,5 +222,42 @@ func TestConsoleWatchFollowsARun(t *testing.T) {
 	}
 	if _, err := os.Lstat(filepath.Join(e.locks, "sim-1.lock.console")); err == nil {
 		t.Errorf("the run left its console link behind")
+	}
+}
+
+// A bare jsplan is a usage error (exit 2, the usage on stderr); --help and
+// --version are not.
+func TestBareJsplanIsAUsageError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	if r := e.run(); r.code != 2 || !strings.Contains(r.stderr, "USAGE") || !strings.Contains(r.stderr, "jsplan needs a command") || strings.TrimSpace(r.stdout) != "" {
+		t.Errorf("bare jsplan: %s", r)
+	}
+	for _, args := range [][]string{{"--help"}, {"--version"}} {
+		if r := e.run(args...); r.code != 0 {
+			t.Errorf("jsplan %s: %s", args[0], r)
+		}
+	}
+}
+
+// An interrupted run names the signal as people know it: "interrupted by
+// SIGINT", not "interrupted by interrupt".
+func TestInterruptedRunNamesTheSignal(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("stopped", "  - name: long\n    run: sleep 30\n", powerOff))
+	p := e.start(e.applyArgs(pf, e.art)...)
+	p.waitRun("long")
+	_ = p.cmd.Process.Signal(syscall.SIGINT)
+	if code := p.wait(); code != 130 {
+		t.Fatalf("exit %d, want 130\n%s", code, p.stdout())
+	}
+	rep := readReport(t, e.art)
+	all := p.stdout() + p.stderrText() + rep.Error
+	for _, s := range rep.Steps {
+		all += s.Error
+	}
+	if strings.Contains(all, "by interrupt") || !strings.Contains(all, "interrupted by SIGINT") {
+		t.Errorf("the interruption's wording:\n%s", all)
 	}
 }
