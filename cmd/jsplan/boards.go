@@ -41,7 +41,31 @@ func boardsCommand() *cli.Command {
 			{
 				Name:  "drivers",
 				Usage: "list the drivers built into this jsplan",
+				Flags: []cli.Flag{outputFlag},
 				Action: func(c *cli.Context) error {
+					format, err := outputFormat(c, "text", "json")
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						type driverRow struct {
+							Name     string   `json:"name"`
+							Provides []string `json:"provides"`
+							Summary  string   `json:"summary"`
+						}
+						rows := []driverRow{}
+						for _, n := range drivers.Names() {
+							info, _ := drivers.Lookup(n)
+							row := driverRow{Name: n, Provides: []string{}, Summary: info.Summary}
+							for _, p := range info.Provides {
+								row.Provides = append(row.Provides, string(p))
+							}
+							rows = append(rows, row)
+						}
+						enc := json.NewEncoder(c.App.Writer)
+						enc.SetIndent("", "  ")
+						return enc.Encode(rows)
+					}
 					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(w, "DRIVER\tPROVIDES\tSUMMARY")
 					for _, n := range drivers.Names() {
@@ -207,7 +231,7 @@ func boardsDiscover(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var found []drivers.Found
+	found := []drivers.Found{} // -o json: [] when nothing is attached, not null
 	for _, n := range drivers.Names() {
 		info, _ := drivers.Lookup(n)
 		if info.Discover == nil {

@@ -261,3 +261,27 @@ func TestInterruptedRunNamesTheSignal(t *testing.T) {
 		t.Errorf("the interruption's wording:\n%s", all)
 	}
 }
+
+// boards drivers -o json lists the drivers; boards discover -o json prints
+// an empty list, not null, when nothing is attached.
+func TestBoardsDriversAndDiscoverJSON(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	r := e.run("boards", "drivers", "-o", "json")
+	var ds []struct {
+		Name     string
+		Provides []string
+	}
+	if err := json.Unmarshal([]byte(r.stdout), &ds); err != nil || r.code != 0 || len(ds) < 6 {
+		t.Fatalf("boards drivers -o json: %v %s", err, r)
+	}
+	for _, d := range ds {
+		if d.Name == "sim" && strings.Join(d.Provides, ",") != "power,console,storage,network" {
+			t.Errorf("sim provides %q", d.Provides)
+		}
+	}
+	r = e.run("boards", "discover", "-o", "json")
+	if r.code != 0 || strings.TrimSpace(r.stdout) == "null" || !strings.HasPrefix(strings.TrimSpace(r.stdout), "[") {
+		t.Errorf("boards discover -o json: %s", r)
+	}
+}
