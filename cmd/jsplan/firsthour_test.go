@@ -285,3 +285,16 @@ func TestBoardsDriversAndDiscoverJSON(t *testing.T) {
 		t.Errorf("boards discover -o json: %s", r)
 	}
 }
+
+// flash -q prints nothing; --verify says that it verified.
+func TestFlashQuietAndVerified(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	img := e.write("img.raw", strings.Repeat("image data\n", 5000))
+	if r := e.run("flash", "-q", img, filepath.Join(e.dir, "t1")); r.code != 0 || strings.TrimSpace(r.stdout) != "" || r.stderr != "" {
+		t.Errorf("flash -q printed something: %s", r)
+	}
+	if r := e.run("flash", "--verify", img, filepath.Join(e.dir, "t2")); r.code != 0 || !strings.Contains(r.stdout, "verified") {
+		t.Errorf("flash --verify does not say it verified: %s", r)
+	}
+}
