@@ -314,6 +314,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	}
 	var total, passed, failed, stopped int
 	count := func(s *StepResult) {
+		if len(s.Children) > 0 {
+			return // a use or group: its steps count, not the wrapper
+		}
 		total++
 		switch s.Status {
 		case StatusPassed:

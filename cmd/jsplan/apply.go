@@ -89,7 +89,7 @@ func apply(c *cli.Context) error {
 	if c.IsSet("console") {
 		show = c.Bool("console")
 	}
-	var sink engine.Sink = &humanView{w: c.App.Writer, console: show}
+	var sink engine.Sink = &humanView{w: c.App.Writer, console: show, colour: useColour(c.App.Writer)}
 	if format == "json" {
 		sink = newJSONView(c.App.Writer)
 	}

@@ -298,3 +298,21 @@ func TestFlashQuietAndVerified(t *testing.T) {
 		t.Errorf("flash --verify does not say it verified: %s", r)
 	}
 }
+
+// On a terminal (here forced with CLICOLOR_FORCE=1) outcomes are in colour;
+// NO_COLOR turns it off (the other tests run with it).
+func TestApplyColoursOutcomes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: c\nsteps:\n  - log: fine\n  - local: exit 3\n")
+	cmd := exec.Command(jsplanBin, e.applyArgs(pf, e.art)...)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "CLICOLOR_FORCE=1", "NO_COLOR=")
+	out, _ := cmd.Output()
+	if !strings.Contains(string(out), "\x1b[32mPASS \x1b[0m") || !strings.Contains(string(out), "\x1b[31;1mFAIL \x1b[0m") {
+		t.Errorf("no colours:\n%q", out)
+	}
+	if r := e.run(e.applyArgs(pf, e.art)...); strings.Contains(r.stdout, "\x1b[") {
+		t.Errorf("colours with NO_COLOR:\n%q", r.stdout)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"strings"
 	"time"
@@ -19,6 +20,31 @@ type humanView struct {
 	// console shows what the board prints, as it prints it (apply
 	// --console, the default on a terminal).
 	console bool
+	// colour marks the outcomes in colour (on a terminal, see useColour).
+	colour bool
+}
+
+// statusColour is the ANSI colour of each outcome's word.
+var statusColour = map[string]string{
+	engine.StatusPassed: "32", engine.StatusFailed: "31;1", engine.StatusError: "31;1",
+	engine.StatusSkipped: "33", engine.StatusInterrupted: "33;1",
+}
+
+// useColour tells whether to colour what goes to w: on a terminal unless
+// NO_COLOR is set (no-color.org), or anywhere with CLICOLOR_FORCE=1.
+func useColour(w io.Writer) bool {
+	if os.Getenv("NO_COLOR") != "" {
+		return false
+	}
+	return os.Getenv("CLICOLOR_FORCE") == "1" || isTerminal(w)
+}
+
+// paint colours word for status when the view is in colour.
+func (v *humanView) paint(status, word string) string {
+	if !v.colour || statusColour[status] == "" {
+		return word
+	}
+	return "\x1b[" + statusColour[status] + "m" + word + "\x1b[0m"
 }
 
 var statusWord = map[string]string{
@@ -34,7 +60,7 @@ func (v *humanView) Event(e engine.Event) {
 	case "step-start":
 		fmt.Fprintf(v.w, "RUN   %-6s %s\n", e.Index, e.Step)
 	case "step-end":
-		line := fmt.Sprintf("%-5s %-6s %s (%.1fs)", statusWord[e.Status], e.Index, e.Step, e.Seconds)
+		line := fmt.Sprintf("%s %-6s %s (%.1fs)", v.paint(e.Status, fmt.Sprintf("%-5s", statusWord[e.Status])), e.Index, e.Step, e.Seconds)
 		if e.Attempt > 1 {
 			line += fmt.Sprintf(" after %d attempts", e.Attempt)
 		}
@@ -54,7 +80,7 @@ func (v *humanView) Event(e engine.Event) {
 			return
 		}
 		fmt.Fprintln(v.w, strings.Repeat("-", 60))
-		fmt.Fprintf(v.w, "%s\n", strings.ToUpper(r.Summary[:1])+r.Summary[1:])
+		fmt.Fprintf(v.w, "%s\n", v.paint(r.Status, strings.ToUpper(r.Summary[:1])+r.Summary[1:]))
 	}
 }
 
