@@ -49,3 +49,28 @@ func TestBadParamValueIsOneError(t *testing.T) {
 		}
 	}
 }
+
+// A tab in the indentation is reported on its own line and column, not on
+// the line before.
+func TestYAMLTabErrorPointsAtTheTab(t *testing.T) {
+	for _, tc := range []struct {
+		src       string
+		line, col int
+	}{
+		{head + "steps:\n  - log: a\n\t- log: b\n", 6, 1},
+		{head + "steps:\n  - log: a\n  \t- log: b\n", 6, 3},
+		{head + "steps:\n  - group:\n      steps:\n\t\t- log: b\n", 7, 1},
+	} {
+		dir := t.TempDir()
+		p := filepath.Join(dir, "plan.yaml")
+		if err := os.WriteFile(p, []byte(tc.src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+		l.LoadPlan(p)
+		ds := l.Diagnostics()
+		if len(ds) != 1 || ds[0].Subject.Start.Line != tc.line || ds[0].Subject.Start.Column != tc.col || !strings.Contains(ds[0].Summary, "tab") {
+			t.Errorf("%q: want one tab error at %d:%d, got %v", tc.src, tc.line, tc.col, ds)
+		}
+	}
+}
