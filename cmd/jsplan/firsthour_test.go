@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -314,5 +315,29 @@ func TestApplyColoursOutcomes(t *testing.T) {
 	}
 	if r := e.run(e.applyArgs(pf, e.art)...); strings.Contains(r.stdout, "\x1b[") {
 		t.Errorf("colours with NO_COLOR:\n%q", r.stdout)
+	}
+}
+
+// An ansible step against a board that does not answer SSH (an image
+// without an SSH server) fails as infrastructure (exit 3) with a hint on
+// what to check, not a bare UNREACHABLE.
+func TestAnsibleUnreachableGivesAHint(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs ansible-playbook")
+	}
+	if _, err := exec.LookPath("ansible-playbook"); err != nil {
+		t.Skip("ansible-playbook is not installed (Debian package ansible-core)")
+	}
+	t.Parallel()
+	e := newEnv(t)
+	key := e.write("keys/id_ed25519", "not a key\n")
+	boards := e.write("noss.yaml", fmt.Sprintf("apiVersion: jsplan.dev/v1\nkind: Boards\nboards:\n  - name: sim-1\n    drivers:\n"+
+		"      sim: {password: sim-password, boot-delay: 5ms, ssh: {port: %d, key-file: %s}}\n", e2eFreePort(t), key))
+	e.write("site.yml", "- hosts: all\n  gather_facts: false\n  tasks:\n    - ansible.builtin.ping:\n")
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: a\nsteps:\n  - {ansible: {playbook: site.yml}, timeout: 2m}\n")
+	r := e.run(e.applyArgs(pf, e.art, "--boards", boards)...)
+	if r.code != 3 || !strings.Contains(r.stdout, "hint: nothing answered SSH as root on 127.0.0.1:") ||
+		!strings.Contains(r.stdout, "build-image.sh OUT --ssh") {
+		t.Errorf("want exit 3 and a hint: %s", r)
 	}
 }
