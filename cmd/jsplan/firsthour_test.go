@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // A sha256 that is not 64 hex digits is a plan error (exit 2) found before
@@ -340,4 +342,29 @@ func TestAnsibleUnreachableGivesAHint(t *testing.T) {
 		!strings.Contains(r.stdout, "build-image.sh OUT --ssh") {
 		t.Errorf("want exit 3 and a hint: %s", r)
 	}
+}
+
+// A run waiting for a busy board says so while it waits, with who holds
+// the board and how to watch it.
+func TestApplyWaitingForABoardSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	holder := e.start("lock", "sim-1", "--boards", e.boards, "--lock-dir", e.locks, "--", "sleep", "3")
+	deadline := time.Now().Add(10 * time.Second)
+	for lock.ReadHolder(e.locks, "sim-1") == nil && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	pf := e.write("p.yaml", "apiVersion: jsplan.dev/v1\nkind: Plan\nname: w\nsteps:\n  - log: got it\n")
+	cmd := exec.Command(jsplanBin, e.applyArgs(pf, e.art)...)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "JSPLAN_LOCK_PROGRESS=500ms")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	if n := strings.Count(string(out), "still waiting ("); n < 2 || !strings.Contains(string(out), "for sim-1, held by ") ||
+		!strings.Contains(string(out), "jsplan console sim-1 --watch") {
+		t.Errorf("%d progress lines while waiting for the board:\n%s", n, out)
+	}
+	holder.wait()
 }
