@@ -54,6 +54,9 @@ func watchConsole(c *cli.Context, board string) error {
 	target, err := os.Readlink(link)
 	h := lock.ReadHolder(dir, board)
 	if err != nil || h == nil || !holderAlive(h) {
+		if h != nil && holderAlive(h) {
+			return exit(2, "%s is held by %s, which does not show its console (a jsplan lock session): nothing to watch", board, h)
+		}
 		return exit(2, "nothing holds %s's console now: no run to watch (jsplan console %s takes the board)", board, board)
 	}
 	f, err := os.Open(target)
