@@ -284,7 +284,7 @@ func (d *Device) shell(g *generation) {
 	cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
 	if sandbox != nil {
 		sandboxAttr(cmd.SysProcAttr)
-		cmd.Env = append(cmd.Env, sandboxEnv+"="+d.root)
+		cmd.Env = append(cmd.Env, sandboxEnv+"="+d.root, hostnameEnv+"="+d.Hostname)
 		if len(d.Share) > 0 {
 			cmd.Env = append(cmd.Env, shareEnv+"="+strings.Join(d.Share, string(filepath.ListSeparator)))
 		}

@@ -36,7 +36,8 @@
 // the board's root directory, its working directory and HOME: /etc, /tmp,
 // /var/log are the board's, the host's /usr, /bin, /lib and a few files of
 // /etc are bound read-only, /dev has null, zero, random, urandom and tty,
-// /proc is the host's, and dmesg prints the board's boot log (see
+// /proc is the host's, the host name is the board's (a UTS namespace), and
+// dmesg prints the board's boot log (see
 // sandbox.go). Where user namespaces are off (or JSPLAN_SIM_NO_SANDBOX is
 // set) the shell runs in the host's file system, and the log says so. It is
 // a file-system view for honest tests, not a security boundary.

@@ -34,8 +34,9 @@ const simBin = "/opt/sim/bin"
 // sandboxEnv carries the board's root directory to the re-executed program,
 // shareEnv the host directories shared with the board.
 const (
-	sandboxEnv = "JSPLAN_SIM_SANDBOX_ROOT"
-	shareEnv   = "JSPLAN_SIM_SANDBOX_SHARE"
+	sandboxEnv  = "JSPLAN_SIM_SANDBOX_ROOT"
+	shareEnv    = "JSPLAN_SIM_SANDBOX_SHARE"
+	hostnameEnv = "JSPLAN_SIM_SANDBOX_HOSTNAME"
 )
 
 func init() {
@@ -47,8 +48,13 @@ func init() {
 	if s := os.Getenv(shareEnv); s != "" {
 		shares = filepath.SplitList(s)
 	}
+	host := os.Getenv(hostnameEnv)
 	os.Unsetenv(sandboxEnv)
 	os.Unsetenv(shareEnv)
+	os.Unsetenv(hostnameEnv)
+	if host != "" {
+		_ = unix.Sethostname([]byte(host)) // its own UTS namespace
+	}
 	if err := enterRoot(root, shares...); err != nil {
 		fmt.Fprintf(os.Stderr, "sim: cannot set up the board's root file system: %v\r\n", err)
 		os.Exit(126)
@@ -221,7 +227,7 @@ func sandboxCommand(root string) (*exec.Cmd, error) {
 
 // sandboxAttr adds the namespaces and the identity mapping to attr.
 func sandboxAttr(attr *syscall.SysProcAttr) {
-	attr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS
+	attr.Cloneflags |= syscall.CLONE_NEWUSER | syscall.CLONE_NEWNS | syscall.CLONE_NEWUTS
 	attr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getuid(), Size: 1}}
 	attr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: os.Getgid(), Size: 1}}
 	attr.GidMappingsEnableSetgroups = false

@@ -515,6 +515,9 @@ func TestShellAbsolutePathsStayInTheBoard(t *testing.T) {
 		t.Errorf("the host's programs are not there, or not read-only: %q", out)
 	}
 	_ = os.Remove("/usr/bin/jsplan-sim-write")
+	if out := b.run("uname -n"); !strings.Contains(out, "\r\nsim\r\n") {
+		t.Errorf("the board's host name is not its own: %q", out)
+	}
 	if out := b.run("dmesg | head -n 1"); !strings.Contains(out, "Linux version 6.1.0-jsplan-sim") {
 		t.Errorf("dmesg on the board is not its own boot log: %q", out)
 	}
