@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -191,6 +192,9 @@ type Run struct {
 	mu      sync.Mutex
 	secrets *redact.Redactor
 	res     *Result
+	// curStep is the index of the innermost step running ("" between
+	// steps), for console events.
+	curStep atomic.Value
 	// stop ends every finally block, the plan's and the groups': on a
 	// second signal (cfg.Hard), or when the grace period that starts when
 	// the run is stopped (interrupted or timed out) is over.
@@ -687,6 +691,9 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
 	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
 	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
+	// console events name the innermost step running
+	prev, _ := r.curStep.Swap(idx).(string)
+	defer r.curStep.Store(prev)
 	if r.cfg.ConsoleLog != nil {
 		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
 	}
@@ -900,7 +907,8 @@ func (c *consoleLines) Write(p []byte) (int, error) {
 		} else {
 			line, c.buf = string(c.buf[:i]), c.buf[i+1:]
 		}
-		c.r.emit(Event{Type: "console", Message: strings.TrimSuffix(line, "\r")})
+		step, _ := c.r.curStep.Load().(string)
+		c.r.emit(Event{Type: "console", Index: step, Message: strings.TrimSuffix(line, "\r")})
 	}
 	if len(c.buf) == 0 {
 		c.buf = nil // do not keep a large array

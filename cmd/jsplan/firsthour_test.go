@@ -183,12 +183,15 @@ func TestApplyShowsTheConsole(t *testing.T) {
 	r = e.run(e.applyArgs(pf, e.art, "--output", "json")...)
 	var seen, masked bool
 	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
-		var ev struct{ Event, Message string }
+		var ev struct{ Event, Index, Message string }
 		if err := json.Unmarshal([]byte(l), &ev); err != nil {
 			t.Fatalf("not a JSON line: %q", l)
 		}
 		if ev.Event == "console" && strings.HasPrefix(ev.Message, "tick-42 ") {
 			seen = true
+			if ev.Index != "3" {
+				t.Errorf("the console event of step 3 names step %q", ev.Index)
+			}
 		}
 		if ev.Event == "console" && ev.Message == "***" {
 			masked = true
