@@ -73,3 +73,34 @@ func TestEveryWaitingStepHasADefaultBound(t *testing.T) {
 		}
 	}
 }
+
+// syncRecorder is a Sink that keeps the events (emit serialises calls).
+type syncRecorder struct{ events []engine.Event }
+
+func (r *syncRecorder) Event(e engine.Event) { r.events = append(r.events, e) }
+
+// The run's Sink gets what the board prints as console events, one per
+// line, masked, naming the step that ran.
+func TestConsoleLinesAreEvents(t *testing.T) {
+	rec := &syncRecorder{}
+	plan := head + login + "  - run: echo line-$((6*7)); echo sim-password\n  - power: off\n"
+	r := execute(t, "", "", plan, true, nil, withConfig(func(c *engine.RunConfig) { c.Sink = rec }))
+	if r.res.Status != "passed" {
+		t.Fatalf("run %s: %s", r.res.Status, r.res.Error)
+	}
+	var got, leaked bool
+	for _, e := range rec.events {
+		if e.Type != "console" {
+			continue
+		}
+		if e.Message == "line-42" && e.Index == "3" {
+			got = true
+		}
+		if strings.Contains(e.Message, "sim-password") {
+			leaked = true
+		}
+	}
+	if !got || leaked {
+		t.Errorf("console events: line-42 of step 3 seen=%v, secret shown=%v", got, leaked)
+	}
+}
