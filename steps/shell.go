@@ -373,8 +373,12 @@ func interrupt(con *console.Session, budget time.Duration) {
 		wctx, wcancel := context.WithTimeout(ctx, min(500*time.Millisecond, budget))
 		_, err := con.Expect(wctx, answer, nil)
 		wcancel()
-		if err == nil || wctx.Err() == nil {
-			return // answered, or the console is gone
+		if err == nil {
+			consumePrompt(ctx, con) // the prompt after the answer is not the next step's
+			return
+		}
+		if wctx.Err() == nil {
+			return // the console is gone
 		}
 	}
 }
