@@ -371,3 +371,19 @@ func TestApplyWaitingForABoardSaysSo(t *testing.T) {
 	}
 	holder.wait()
 }
+
+// Where the virtual board cannot have a root of its own (no user
+// namespaces; forced here with JSPLAN_SIM_NO_SANDBOX), the run says so and
+// plans that use the board's relative paths still pass.
+func TestSimWithoutNamespaceSaysSo(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	pf := e.write("p.yaml", plan("fallback", "  - run: {command: cat etc/image-id, expect-output: none}\n", powerOff))
+	cmd := exec.Command(jsplanBin, e.applyArgs(pf, e.art)...)
+	cmd.Dir = e.dir
+	cmd.Env = append(os.Environ(), "NO_COLOR=1", "JSPLAN_SIM_NO_SANDBOX=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "the shell runs in the host's file system (absolute paths are the host's)") {
+		t.Errorf("%v\n%s", err, out)
+	}
+}
