@@ -49,7 +49,8 @@ SIGHUP or SIGINT. A virtual board (sim, qemu) lives inside jsplan: it goes off o
 from another terminal: read-only, without the lock, until the holder ends or Ctrl-C.
 
 Exit status: 0 detached (or the watched holder ended), 2 usage (unknown board, no console
-driver, nothing to watch), 3 the board is busy past --lock-wait, a driver failed or the console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
+driver, nothing to watch), 3 the board is busy past --lock-wait, a driver failed or the
+console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
 
 func consoleCommand() *cli.Command {
 	return &cli.Command{
