@@ -134,6 +134,9 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		case given:
 			if msg := checkValueOf(prm, v.text, l.holdsSecret(v.text)); msg != "" {
 				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, msg))
+				// declared, with no usable value: its references stay
+				// pending (the error above is the only one)
+				sc.values[prm.Name] = sv
 				continue
 			}
 			sv.known, sv.text = true, normalize(prm, v.text, v.base)

@@ -112,6 +112,7 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 		parser = a.results.parser()
 		stream = parser
 	}
+	r.Waiting(ctx, fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
 	res, err := runShellTo(ctx, r, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
@@ -176,3 +177,13 @@ func multiline(p engine.Pattern) engine.Pattern {
 
 // Title implements engine.Titler.
 func (a *runAction) Title() string { return a.Command }
+
+// engineClip shortens a command to one line of at most 60 bytes, for
+// progress lines.
+func engineClip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}

@@ -554,7 +554,7 @@ func TestApplyJSONOutput(t *testing.T) {
 			starts++
 		case "step-end":
 			ends++
-		case "run-start", "log", "run-end":
+		case "run-start", "log", "console", "run-end":
 		default:
 			t.Errorf("unknown event type %q", ev.Type)
 		}

@@ -45,8 +45,12 @@ anywhere since a control character is never text (press it twice to send it).
 The terminal is restored on every exit: detach, end of input, the console closing, SIGTERM,
 SIGHUP or SIGINT. A virtual board (sim, qemu) lives inside jsplan: it goes off on detach.
 
-Exit status: 0 detached, 2 usage (unknown board, no console driver), 3 the board is busy past
---lock-wait, a driver failed or the console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
+--watch follows the console of whatever holds the board (an apply run, a console session)
+from another terminal: read-only, without the lock, until the holder ends or Ctrl-C.
+
+Exit status: 0 detached (or the watched holder ended), 2 usage (unknown board, no console
+driver, nothing to watch), 3 the board is busy past --lock-wait, a driver failed or the
+console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
 
 func consoleCommand() *cli.Command {
 	return &cli.Command{
@@ -64,6 +68,7 @@ func consoleCommand() *cli.Command {
 			&cli.BoolFlag{Name: "pass-escapes", Usage: "pass every escape sequence the board prints to the terminal (default: window titles, clipboard writes (OSC 52) and queries the terminal would answer are left out)",
 				EnvVars: []string{"JSPLAN_CONSOLE_PASS_ESCAPES"}},
 			delayFlag,
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "follow the console of the run (or session) that holds the board: read-only, without its lock, from any terminal on this host"},
 		},
 		Action: consoleAction,
 	}
@@ -87,6 +92,9 @@ func consoleAction(c *cli.Context) error {
 	}
 	if err := needCapability(spec, drivers.CapConsole); err != nil {
 		return err
+	}
+	if c.Bool("watch") {
+		return watchConsole(c, spec.Name)
 	}
 	errw := c.App.ErrWriter
 	ctx, stop := signalContext()
@@ -125,6 +133,7 @@ func consoleAction(c *cli.Context) error {
 	red := &redact.Redactor{}
 	clog := console.NewLog(logFile, start, red)
 	defer clog.Close()
+	defer publishConsole(lockDirOf(c), spec.Name, logPath)()
 
 	s := &session{name: spec.Name, out: c.App.Writer, errw: errw, log: clog, delay: c.Duration("delay"), esc: esc}
 	if !c.Bool("pass-escapes") {

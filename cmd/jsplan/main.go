@@ -93,6 +93,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			lockCommand(),
 			reportCommand(),
 		},
+		// A bare `jsplan` did nothing it was asked: usage, on stderr, exit 2.
+		Action: func(c *cli.Context) error {
+			w := c.App.Writer
+			c.App.Writer = c.App.ErrWriter
+			_ = cli.ShowAppHelp(c)
+			c.App.Writer = w
+			return exit(2, "jsplan needs a command")
+		},
 		OnUsageError: usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "jsplan: unknown command %q\nRun 'jsplan --help' for usage.\n", name)

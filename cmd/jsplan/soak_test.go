@@ -209,8 +209,8 @@ boards:
   - name: %s
     vars: {pw: %s}
     drivers:
-      sim: {password: %s, boot-delay: 5ms, %s}
-`, r.board, r.password, r.password, faults)
+      sim: {password: %s, boot-delay: 5ms, share: [%s], %s}
+`, r.board, r.password, r.password, dir, faults)
 	boardsFile := filepath.Join(dir, "boards.yaml")
 	if err := os.WriteFile(boardsFile, []byte(boards), 0o644); err != nil {
 		r.failf("%v", err)

@@ -785,7 +785,7 @@ func listFiles(dir string, opt *Options) ([]fileInfo, int) {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		name := d.Name()
-		if rel == ReportFile || strings.HasPrefix(name, "."+ReportFile) || strings.HasPrefix(name, ".") && strings.Contains(name, ".json.") {
+		if rel == ReportFile || strings.HasPrefix(name, "."+ReportFile) || name == ".jsplan-artifacts" || strings.HasPrefix(name, ".") && strings.Contains(name, ".json.") {
 			return nil
 		}
 		if d.IsDir() {
