@@ -53,17 +53,22 @@ lint:
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
 
+# The demo keeps jsplan's default state and lock directories (JSPLAN_STATE_DIR,
+# JSPLAN_LOCK_DIR when set), so the commands README shows next (power,
+# console, boards list, lock) see the board it used.
 demo: build
 	@mkdir -p $(OUT)
 	@id=demo-$$(date +%s); \
 	( head -c 4194304 /dev/urandom; printf '\nJSPLAN_IMAGE_ID=%s\n' $$id ) > $(OUT)/demo.img; \
-	echo "== jsplan validate plans/"; ./$(BIN) validate plans; \
+	echo "== jsplan validate plans/"; $(BIN) validate plans || exit 2; \
 	echo "== jsplan apply plans/examples/virtual-smoke.yaml (image id $$id)"; \
-	./$(BIN) apply plans/examples/virtual-smoke.yaml --set image=$(OUT)/demo.img --set image-id=$$id \
+	$(BIN) apply plans/examples/virtual-smoke.yaml --set image=$(OUT)/demo.img --set image-id=$$id \
 	  --set sha256=$$(sha256sum $(OUT)/demo.img | cut -d' ' -f1) \
-	  --artifacts $(OUT)/artifacts --state-dir $(OUT)/state --lock-dir $(OUT)/locks; \
+	  --artifacts $(OUT)/artifacts; st=$$?; \
 	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30; \
-	echo "== open $(OUT)/artifacts/report.html in a browser"
+	echo "== open $(OUT)/artifacts/report.html in a browser"; \
+	echo "== next: export PATH=\"$$(cd $$(dirname $(BIN)) && pwd):\$$PATH\"; jsplan power sim-1 status; jsplan console sim-1 --power-on"; \
+	exit $$st
 
 test: deps deps-npm vet lint test-go test-usb test-tekton
 
@@ -112,6 +117,7 @@ bench-dra:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/htmlreport -run '^$$' -fuzz '^FuzzReport$$' -fuzztime $(FUZZTIME)
 	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./engine/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
 	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done

@@ -6,6 +6,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -52,6 +53,7 @@ const (
 	roleSteps
 	roleStep
 	roleNoSecret // a scalar whose references must not be secrets
+	roleHostCode // a scalar naming code run on the host (StepType.HostCode)
 )
 
 // expand returns n with every reference in its scalars replaced. It never
@@ -72,7 +74,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			var nv *yaml.Node
 			st, isAction := LookupStep(key)
 			switch {
-			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0):
+			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0 || len(st.HostCode) > 0):
 				nv = l.expandVerbatim(f, st, v, child, sc)
 			case key == "steps" || key == "finally":
 				nv = l.expand(f, v, child, sc, roleSteps)
@@ -95,6 +97,9 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 		if role == roleSteps {
 			itemRole = roleStep
 		}
+		if role == roleNoSecret { // a list of paths, say
+			itemRole = roleNoSecret
+		}
 		for i, c := range n.Content {
 			nc := l.expand(f, c, &loc{up: at, idx: i}, sc, itemRole)
 			if nc != c {
@@ -113,10 +118,55 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 		}
 		c := *n
 		if l.expandScalar(f, &c, at.path(), sc, role == roleNoSecret) {
+			if role == roleHostCode && !expr.Has(c.Value) {
+				l.checkHostCode(f, n, &c, at.path(), sc)
+			}
 			return &c
 		}
 	}
 	return n
+}
+
+// checkHostCode refuses a path of code run on the host that a parameter,
+// the environment or the artifacts directory chose (through references)
+// from outside the plan's own files: it must lie inside the top-level
+// plan's directory or the directory of the file holding the step, symlinks
+// resolved.
+func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *scope) {
+	// References to the plan (plan.dir) and the board's inventory entry
+	// (board.vars) are the plan's and the lab's own choice; parameters,
+	// the environment and the artifacts directory come from whoever runs
+	// jsplan.
+	refs, err := expr.Find(raw.Value)
+	if err == nil && !slices.ContainsFunc(refs, func(r expr.Ref) bool {
+		return r.Namespace() != "plan" && r.Namespace() != "board"
+	}) {
+		return
+	}
+	target := n.Value
+	if !filepath.IsAbs(target) {
+		target = filepath.Join(sc.dir, target)
+	}
+	target, _ = filepath.Abs(target)
+	if real, err := filepath.EvalSymlinks(target); err == nil {
+		target = real
+	}
+	var roots []string
+	if len(l.stack) > 0 {
+		roots = append(roots, filepath.Dir(l.stack[0]))
+	}
+	roots = append(roots, sc.dir)
+	for _, r := range roots {
+		if real, err := filepath.EvalSymlinks(r); err == nil {
+			r = real
+		}
+		if rel, err := filepath.Rel(r, target); err == nil && filepath.IsLocal(rel) {
+			return
+		}
+	}
+	l.report(diag.Errorf(rangeOf(f.path, raw), path, "a parameter cannot choose the code that runs on the host: this value came to %s, outside the plan's directory %s",
+		relToWD(target), relToWD(roots[0])).
+		WithDetail("a value given on the command line, in a params file or the environment may only name a file inside the plan's directory: write the path in the plan, or put the file there"))
 }
 
 func shallowCopy(n *yaml.Node) *yaml.Node {
@@ -134,6 +184,9 @@ func (l *Loader) expandVerbatim(f *fileDoc, st *StepType, n *yaml.Node, at *loc,
 	roleOf := func(key string) int {
 		if slices.Contains(st.NoSecrets, key) {
 			return roleNoSecret
+		}
+		if slices.Contains(st.HostCode, key) {
+			return roleHostCode
 		}
 		return rolePlain
 	}
@@ -173,9 +226,13 @@ func (l *Loader) expandScalar(f *fileDoc, n *yaml.Node, path string, sc *scope, 
 		v, ok, t, err := l.resolve(ref, sc)
 		if err == nil && noSecret && l.isSecret(ref, sc, v, ok) {
 			name := strings.ToUpper(strings.NewReplacer("-", "_", ".", "_").Replace(ref.Rest()))
+			detail := fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)
+			if strings.Contains(path, "collect") {
+				detail = "a path is typed on the board's shell or sent over ssh, where the secret could not be masked: do not name files after secrets"
+			}
 			return "", false, &diag.Diagnostic{Severity: diag.Error,
 				Summary: fmt.Sprintf("%s is a secret: it cannot be pasted into a shell command", ref.Path),
-				Detail:  fmt.Sprintf("pass it through env, e.g. env: {%s: \"${{ %s }}\"}, and use \"$%s\" in the command", name, ref.Path, name)}
+				Detail:  detail}
 		}
 		if isWhole && ref == whole {
 			tag = t

@@ -90,7 +90,7 @@ func (l *Loader) parse(f *fileDoc, src []byte, strict bool) {
 			}
 			return
 		}
-		l.report(yamlSyntaxError(f.path, err))
+		l.report(yamlSyntaxError(f.path, src, err))
 		return
 	}
 	var extra yaml.Node
@@ -98,7 +98,7 @@ func (l *Loader) parse(f *fileDoc, src []byte, strict bool) {
 		l.report(diag.Errorf(rangeOf(f.path, &extra), "", "a file holds one document; found a second one here").
 			WithDetail("put each plan or inventory in its own file"))
 	} else if !errors.Is(err, io.EOF) {
-		l.report(yamlSyntaxError(f.path, err))
+		l.report(yamlSyntaxError(f.path, src, err))
 	}
 	top := &doc
 	if top.Kind == yaml.DocumentNode && len(top.Content) > 0 {
@@ -135,7 +135,7 @@ func (l *Loader) parse(f *fileDoc, src []byte, strict bool) {
 	l.schemaCheck(f)
 }
 
-func yamlSyntaxError(file string, err error) *diag.Diagnostic {
+func yamlSyntaxError(file string, src []byte, err error) *diag.Diagnostic {
 	msg := err.Error()
 	var te *yaml.TypeError
 	if errors.As(err, &te) && len(te.Errors) > 0 {
@@ -151,6 +151,15 @@ func yamlSyntaxError(file string, err error) *diag.Diagnostic {
 			line++
 		}
 		r.Start = diag.Pos{Line: line, Column: 1}
+		if strings.Contains(msg, "tab character") {
+			// yaml.v3 names the line of the construct the tab breaks
+			// (often the one before): point at the tab itself.
+			r.Start = firstIndentTab(src, line)
+		} else if msg == "found character that cannot start any token" {
+			if p := firstIndentTab(src, line); p.Line == line && p.Column > 0 && hasIndentTab(src, line) {
+				r.Start, msg = p, msg+" (a tab: YAML indents with spaces)"
+			}
+		}
 	} else {
 		msg = strings.TrimPrefix(msg, "yaml: ")
 	}
@@ -324,4 +333,27 @@ func (l *Loader) Preload(paths []string) {
 			l.sources[name] = src
 		}
 	}
+}
+
+// firstIndentTab is the position of the first tab in the indentation of a
+// line at or after line (1-based), or line itself when there is none.
+func firstIndentTab(src []byte, line int) diag.Pos {
+	lines := strings.Split(string(src), "\n")
+	for i := line - 1; i >= 0 && i < len(lines); i++ {
+		indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t-"))]
+		if j := strings.IndexByte(indent, '\t'); j >= 0 {
+			return diag.Pos{Line: i + 1, Column: j + 1}
+		}
+	}
+	return diag.Pos{Line: line, Column: 1}
+}
+
+// hasIndentTab tells whether line (1-based) has a tab in its indentation.
+func hasIndentTab(src []byte, line int) bool {
+	lines := strings.Split(string(src), "\n")
+	if line < 1 || line > len(lines) {
+		return false
+	}
+	l := lines[line-1]
+	return strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t-"))], "\t")
 }

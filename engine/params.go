@@ -72,8 +72,15 @@ func (l *Loader) decodeParams(f *fileDoc, pn *yaml.Node) []*Param {
 
 // checkValue checks text against a parameter's type; it returns a problem
 // or "". The value of a secret parameter is never part of the problem.
-func checkValue(p *Param, text string) string {
+func checkValue(p *Param, text string) string { return checkValueOf(p, text, false) }
+
+// checkValueOf is checkValue for a value that may hold a secret of another
+// plan (hide: a using plan passed one under `with:`): it is not shown.
+func checkValueOf(p *Param, text string, hide bool) string {
 	shown := strconv.Quote(text)
+	if hide && !p.Secret {
+		shown = "the value (it holds a secret)"
+	}
 	if p.Secret {
 		shown = "the secret value"
 		if redact.TooShort(text) {
@@ -125,8 +132,11 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		case given && !v.known:
 			// a pending reference from the parent plan
 		case given:
-			if msg := checkValue(prm, v.text); msg != "" {
+			if msg := checkValueOf(prm, v.text, l.holdsSecret(v.text)); msg != "" {
 				l.report(diag.Errorf(v.src, "", "parameter %q: %s", prm.Name, msg))
+				// declared, with no usable value: its references stay
+				// pending (the error above is the only one)
+				sc.values[prm.Name] = sv
 				continue
 			}
 			sv.known, sv.text = true, normalize(prm, v.text, v.base)
@@ -149,6 +159,17 @@ func (l *Loader) bindParams(f *fileDoc, p *Plan, sc *scope, values map[string]va
 		}
 		sc.values[prm.Name] = sv
 	}
+}
+
+// holdsSecret reports whether text is or contains a value known to be
+// secret (a secret parameter of a plan loaded so far).
+func (l *Loader) holdsSecret(text string) bool {
+	for s := range l.secrets {
+		if s != "" && strings.Contains(text, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // normalize puts a checked value in canonical form; relative paths become

@@ -52,6 +52,13 @@ type StepType struct {
 	// it break the command, the shell may print it transformed). The step
 	// takes such values another way (through env).
 	NoSecrets []string
+	// HostCode lists keys of the action ("" for the short form) whose
+	// value names code that runs on the host (a used plan, a playbook).
+	// A value that holds references may only name a file inside the
+	// top-level plan's directory or the directory of the file holding the
+	// step: a parameter given on the command line cannot pick code from
+	// elsewhere (see README, "What a plan parameter can choose").
+	HostCode []string
 }
 
 // Action is a decoded step, ready to run.

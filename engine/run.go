@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,9 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/console"
@@ -126,7 +129,7 @@ type Image struct {
 // Event is one entry of the run's event stream.
 type Event struct {
 	Time     time.Time `json:"time"`
-	Type     string    `json:"event"` // run-start, step-start, step-end, log, run-end
+	Type     string    `json:"event"` // run-start, step-start, step-end, log, console, run-end
 	Index    string    `json:"index,omitempty"`
 	Step     string    `json:"step,omitempty"`
 	StepType string    `json:"type,omitempty"`
@@ -163,6 +166,10 @@ type RunConfig struct {
 	// Version and Command are copied into the Result (Command already
 	// masked).
 	Version, Command string
+	// Progress is how often a step that is still waiting says so in the
+	// log: what it waits for, for how long, and the last line the board
+	// printed (DefaultProgress if 0, never if < 0).
+	Progress time.Duration
 	// ConsoleWindow is the size of the console's match window: the
 	// longest text an expect or fail-on pattern can match
 	// (console.DefaultWindow if 0).
@@ -171,6 +178,9 @@ type RunConfig struct {
 
 // DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
 const DefaultConsoleSilence = 30 * time.Second
+
+// DefaultProgress is RunConfig.Progress's default.
+const DefaultProgress = 30 * time.Second
 
 // Run is a plan being executed; steps reach the board through it.
 type Run struct {
@@ -182,6 +192,9 @@ type Run struct {
 	mu      sync.Mutex
 	secrets *redact.Redactor
 	res     *Result
+	// curStep is the index of the innermost step running ("" between
+	// steps), for console events.
+	curStep atomic.Value
 	// stop ends every finally block, the plan's and the groups': on a
 	// second signal (cfg.Hard), or when the grace period that starts when
 	// the run is stopped (interrupted or timed out) is over.
@@ -190,7 +203,10 @@ type Run struct {
 
 type ctxKey int
 
-const resultKey ctxKey = 0
+const (
+	resultKey ctxKey = iota
+	waitKey
+)
 
 // Execute runs the plan and its finally steps, and returns the result. It
 // never panics on a step's panic: that becomes an error of the step.
@@ -206,6 +222,9 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	}
 	if cfg.ConsoleSilence == 0 {
 		cfg.ConsoleSilence = DefaultConsoleSilence
+	}
+	if cfg.Progress == 0 {
+		cfg.Progress = DefaultProgress
 	}
 	p := cfg.Plan
 	res := &Result{Plan: p.Name, File: p.File, Start: time.Now(), Version: cfg.Version, Command: cfg.Command}
@@ -299,6 +318,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	}
 	var total, passed, failed, stopped int
 	count := func(s *StepResult) {
+		if len(s.Children) > 0 {
+			return // a use or group: its steps count, not the wrapper
+		}
 		total++
 		switch s.Status {
 		case StatusPassed:
@@ -402,6 +424,15 @@ func (r *Run) openConsole(ctx context.Context) {
 			}}
 			if r.cfg.ConsoleLog != nil {
 				opts.Log = r.cfg.ConsoleLog
+			}
+			if r.cfg.Sink != nil {
+				// what the board prints, line by line, as events (masked)
+				lines := &consoleLines{r: r}
+				if opts.Log != nil {
+					opts.Log = io.MultiWriter(opts.Log, lines)
+				} else {
+					opts.Log = lines
+				}
 			}
 			r.console = console.New(rw, opts)
 			return
@@ -660,6 +691,9 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
 	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
 	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
+	// console events name the innermost step running
+	prev, _ := r.curStep.Swap(idx).(string)
+	defer r.curStep.Store(prev)
 	if r.cfg.ConsoleLog != nil {
 		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
 	}
@@ -733,6 +767,11 @@ func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
 			err = diag.Infraf("internal error in step %s: %v", s.Type, p)
 		}
 	}()
+	if _, parent := s.Action.(Parent); !parent {
+		w := &waiting{what: s.Title()}
+		ctx = context.WithValue(ctx, waitKey, w)
+		defer r.watchProgress(ctx, w, timeout)()
+	}
 	err = s.Action.Run(ctx, r)
 	if err != nil && ctx.Err() != nil {
 		cause := context.Cause(ctx)
@@ -752,3 +791,127 @@ func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
 }
 
 func mkdirAll(dir string) error { return os.MkdirAll(dir, 0o755) }
+
+// waiting is what a step waits for now, for its progress lines.
+type waiting struct {
+	mu   sync.Mutex
+	what string
+}
+
+// Waiting says what the current step waits for from now on ("the login
+// prompt"): the progress lines a long wait prints name it. By default they
+// name the step.
+func (r *Run) Waiting(ctx context.Context, what string) {
+	if w, ok := ctx.Value(waitKey).(*waiting); ok {
+		w.mu.Lock()
+		w.what = what
+		w.mu.Unlock()
+	}
+}
+
+// watchProgress logs, every RunConfig.Progress while the step runs, what it
+// waits for, how long it has waited (and its bound), and the last line the
+// board printed: nobody waits in silence. It returns the function that stops
+// it.
+func (r *Run) watchProgress(ctx context.Context, w *waiting, timeout time.Duration) (stop func()) {
+	every := r.cfg.Progress
+	if every <= 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			w.mu.Lock()
+			what := w.what
+			w.mu.Unlock()
+			waited := FormatDuration(time.Since(start).Round(time.Second))
+			if timeout > 0 {
+				waited += " of " + FormatDuration(timeout)
+			}
+			r.Logf(ctx, "still waiting (%s) for %s; %s", waited, what, r.lastConsoleLine())
+		}
+	}()
+	return func() { close(done) }
+}
+
+// lastConsoleLine says what the board printed last, masked, for a progress
+// line.
+func (r *Run) lastConsoleLine() string {
+	if r.console == nil {
+		return "the board has no console"
+	}
+	const window = 4096
+	tail := r.console.Tail(window)
+	lines := strings.Split(strings.ReplaceAll(tail, "\r", ""), "\n")
+	first := 0
+	if len(tail) == window {
+		first = 1 // cut: it may hold a piece of a secret no mask recognises
+	}
+	for i := len(lines) - 1; i >= first; i-- {
+		if l := strings.TrimSpace(lines[i]); l != "" {
+			l = r.secrets.String(l)
+			if len(l) > 200 {
+				l = "..." + trimRuneStart(l[len(l)-200:])
+			}
+			return fmt.Sprintf("the board last printed %q", l)
+		}
+	}
+	return "the board has printed nothing"
+}
+
+func trimRuneStart(s string) string {
+	for len(s) > 0 && !utf8.RuneStart(s[0]) {
+		s = s[1:]
+	}
+	return s
+}
+
+// maxConsoleLine bounds a console event: a longer line is cut in pieces.
+const maxConsoleLine = 4096
+
+// consoleLines turns what the board prints into "console" events, one per
+// line (without its line break), masked: the views show the board as it
+// happens (apply --console, --output json).
+type consoleLines struct {
+	r   *Run
+	buf []byte
+}
+
+func (c *consoleLines) Write(p []byte) (int, error) {
+	c.buf = append(c.buf, p...)
+	for {
+		i := bytes.IndexByte(c.buf, '\n')
+		if i < 0 && len(c.buf) <= maxConsoleLine {
+			break
+		}
+		var line string
+		if i < 0 {
+			// cut a long line, never inside a secret
+			cut := maxConsoleLine
+			for _, sp := range c.r.secrets.Spans(string(c.buf)) {
+				if sp[0] < cut && cut < sp[1] && sp[0] > 0 {
+					cut = sp[0]
+				}
+			}
+			line, c.buf = string(c.buf[:cut]), c.buf[cut:]
+		} else {
+			line, c.buf = string(c.buf[:i]), c.buf[i+1:]
+		}
+		step, _ := c.r.curStep.Load().(string)
+		c.r.emit(Event{Type: "console", Index: step, Message: strings.TrimSuffix(line, "\r")})
+	}
+	if len(c.buf) == 0 {
+		c.buf = nil // do not keep a large array
+	}
+	return len(p), nil
+}

@@ -49,6 +49,7 @@ func init() {
 		}, "playbook")),
 		Needs:          []drivers.Capability{drivers.CapNetwork},
 		DefaultTimeout: time.Hour,
+		HostCode:       []string{"", "playbook"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &ansibleAction{}
 			if !scalarOr(dc, n, &a.Playbook, a) {
@@ -197,13 +198,15 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 		// be reached, as for collect over ssh: an infrastructure error
 		// (exit 3), not a test failure.
 		fail := diag.Failf
+		hint := ""
 		if code == 4 {
 			fail = diag.Infraf
+			hint = unreachableHint(ep)
 		}
 		if f := ansibleFailures(out); len(f) > 0 {
-			return fail("ansible-playbook exited with status %d: %s", code, strings.Join(f, "; "))
+			return fail("ansible-playbook exited with status %d: %s%s", code, strings.Join(f, "; "), hint)
 		}
-		return fail("ansible-playbook exited with status %d%s", code, lastLines(out, 4))
+		return fail("ansible-playbook exited with status %d%s%s", code, lastLines(out, 4), hint)
 	}
 	return nil
 }
@@ -382,3 +385,15 @@ func copyRedacted(r *engine.Run, src, art, dst string) error {
 
 // Title implements engine.Titler.
 func (a *ansibleAction) Title() string { return filepath.Base(a.Playbook) }
+
+// unreachableHint says what to look at when the board did not answer SSH:
+// most often an image without an SSH server, or without the key.
+func unreachableHint(ep drivers.Endpoint) string {
+	key := "the inventory's key-file"
+	if ep.KeyFile != "" {
+		key = ep.KeyFile
+	}
+	return fmt.Sprintf("\nhint: nothing answered SSH as %s on %s:%d. Does the board's image run an SSH server that accepts %s? "+
+		"(plans/images/build-image.sh OUT --ssh, or --python for ansible, with IMAGE_AUTHORIZED_KEYS=%s.pub; "+
+		"the console log shows whether dropbear or sshd started)", ep.User, ep.Host, ep.Port, key, strings.TrimSuffix(key, ".pub"))
+}

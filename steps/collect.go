@@ -50,6 +50,9 @@ func init() {
 			"results":  resultsSchema("Each collected file"),
 		}, "paths")),
 		DefaultTimeout: 30 * time.Minute,
+		// A path is typed on the board's shell (quoted, one character at
+		// a time) or sent over ssh: a secret in it could not be masked.
+		NoSecrets: []string{"", "paths"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			a := &collectAction{}
 			if n.Kind == yaml.MappingNode {
@@ -358,6 +361,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 func sshRun(ctx context.Context, ep drivers.Endpoint, dest, command string) ([]byte, error) {
 	cmd := exec.CommandContext(ctx, "ssh", append(sshArgs(ep), dest, command)...)
 	cmd.SysProcAttr = procguard.SysProcAttr(false)
+	defer procguard.KillTagged(procguard.Tag(cmd))
 	cmd.WaitDelay = 2 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

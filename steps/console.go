@@ -109,7 +109,7 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 		// matches, or the wait ends: a board that dies mid-suite still
 		// reports the cases it printed.
 		p := a.results.parser()
-		stop := con.Tee(p, true)
+		stop := con.Tee(p, len(a.send) == 0)
 		err := a.run(ctx, r, con)
 		stop()
 		_, testErr := a.results.judge(ctx, r, p.Close())
@@ -122,6 +122,13 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 }
 
 func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Session) error {
+	if len(a.send) > 0 {
+		// What the board printed before the keys land (a prompt already on
+		// screen) answers nothing: expect matches what comes after them, as
+		// pexpect does after a send. Without send, it matches from the
+		// previous match on (the boot log a power step started).
+		con.Discard()
+	}
 	for _, s := range a.send {
 		if err := con.Send(ctx, []byte(expandKeys(s)), a.Pace.Duration); err != nil {
 			return diag.Infraf("console: %v", err)
@@ -130,13 +137,14 @@ func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Ses
 	if len(a.expect) == 0 {
 		return nil
 	}
+	var want []string
+	for _, p := range a.expect {
+		want = append(want, fmt.Sprintf("%q", p.Source))
+	}
+	r.Waiting(ctx, "the console to print "+strings.Join(want, " or "))
 	m, err := con.Expect(ctx, regexps(a.expect), regexps(a.failOn))
 	if err != nil {
 		if ctx.Err() != nil {
-			var want []string
-			for _, p := range a.expect {
-				want = append(want, fmt.Sprintf("%q", p.Source))
-			}
 			// masked before it is cut: a secret cut by the window is not shown in part
 			tail := strings.TrimSpace(r.RedactTail(con.Tail(200+r.MaxSecretLen()), 200))
 			return diag.Failf("%v waiting for %s; the console last printed: %q", context.Cause(ctx), strings.Join(want, " or "), tail)

@@ -3,6 +3,8 @@ package steps
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -47,6 +49,15 @@ func init() {
 			a.Image = dc.LocalPath(a.Image)
 			if a.Bmap != "none" {
 				a.Bmap = dc.LocalPath(a.Bmap)
+			}
+			if sum := strings.TrimSpace(a.SHA256); sum != "" && !dc.Pending(sum) {
+				// a reference resolved to something that is no checksum: a
+				// plan error, before anything runs
+				if b, err := hex.DecodeString(sum); err != nil || len(b) != sha256.Size {
+					dc.Errorf(dc.Child(n, "sha256"), "sha256", "sha256 %q is not 64 hex digits", a.SHA256).
+						WithDetail("give the SHA-256 of the image file, as sha256sum prints it, or leave it empty to skip the check")
+					return nil
+				}
 			}
 			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Image) {
 				if _, err := os.Stat(a.Image); err != nil {

@@ -155,6 +155,10 @@ const waitDelay = 2 * time.Second
 // command exits: a background process it left holding the output does not
 // keep the step waiting (it is killed with the group). If jsplan dies,
 // procguard kills the group.
+// maxLocalLine is the longest output line logged whole; longer ones are
+// logged in pieces of this size.
+const maxLocalLine = 64 << 10
+
 func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int, error) {
 	return runCommandTo(ctx, r, cmd, nil)
 }
@@ -170,6 +174,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	// An *os.File: the command writes to the pipe itself, and Wait returns
 	// when it exits, not when every holder of the pipe has closed it.
 	cmd.Stdout, cmd.Stderr = pw, pw
+	tag := procguard.Tag(cmd)
 	err = cmd.Start()
 	pw.Close()
 	if err != nil {
@@ -183,19 +188,31 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
-		sc := bufio.NewScanner(pr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		// A line longer than the buffer is logged in pieces of its size:
+		// nothing a command prints stops the reading.
+		br := bufio.NewReaderSize(pr, maxLocalLine)
 		lines := newLineLog(ctx, r, "| ")
 		defer lines.Close()
-		for sc.Scan() {
-			line := sc.Text()
+		for {
+			raw, err := br.ReadSlice('\n')
+			if len(raw) == 0 && err != nil {
+				break
+			}
+			line := strings.TrimSuffix(string(raw), "\n")
 			lines.Line(line)
 			if stream != nil {
 				_, _ = io.WriteString(stream, line+"\n")
 			}
-			if out.Len() < 1<<20 {
-				out.WriteString(line)
-				out.WriteByte('\n')
+			// The output's last MiB: the step's output shows its end.
+			out.WriteString(line)
+			out.WriteByte('\n')
+			if out.Len() > 2<<20 {
+				tail := out.String()[out.Len()-1<<20:]
+				out.Reset()
+				out.WriteString(tail)
+			}
+			if err != nil && err != bufio.ErrBufferFull {
+				break
 			}
 		}
 		_, _ = io.Copy(io.Discard, pr)
@@ -219,6 +236,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	// read what is left of the output, waiting a little for a process
 	// outside the group that still holds the pipe.
 	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	procguard.KillTagged(tag) // and those that left it (set -m, setsid)
 	t := time.NewTimer(waitDelay)
 	select {
 	case <-readDone:

@@ -60,6 +60,15 @@ func init() {
 				dc.Errorf(n, "command", "empty command")
 				return nil
 			}
+			if cmd := replacesShell(a.Command); cmd != "" {
+				node := n
+				if c := dc.Child(n, "command"); c != nil {
+					node = c
+				}
+				dc.Errorf(node, "command", "`exec %s` replaces the board's login shell: jsplan could not tell when it ends, and the step would wait out its timeout", cmd).
+					WithDetail("run it without exec, or in a subshell: (exec %s)", cmd)
+				return nil
+			}
 			names := make([]string, 0, len(a.Env))
 			for k := range a.Env {
 				names = append(names, k)
@@ -103,6 +112,7 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 		parser = a.results.parser()
 		stream = parser
 	}
+	r.Waiting(ctx, fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
 	res, err := runShellTo(ctx, r, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
@@ -167,3 +177,13 @@ func multiline(p engine.Pattern) engine.Pattern {
 
 // Title implements engine.Titler.
 func (a *runAction) Title() string { return a.Command }
+
+// engineClip shortens a command to one line of at most 60 bytes, for
+// progress lines.
+func engineClip(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}

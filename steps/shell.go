@@ -142,6 +142,7 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 		return nil, diag.Failf("%s", why)
 	}
 	data, ok := capture.Stop()
+	consumePrompt(wctx, con)
 	if !ok {
 		return nil, diag.Failf("command output is larger than %d bytes", limit)
 	}
@@ -291,6 +292,33 @@ var shellGone = regexp.MustCompile(`(?m)^[\w.-]+ login: \z`)
 // gone; a successful wait-for-login clears it.
 var deadShells sync.Map // *console.Session -> string
 
+// shellPrompts holds, per console session, the regex of the shell prompt
+// that wait-for-login saw, or nil once the prompt did not show after a
+// command (the board's prompt is not what it looks for: no more waiting).
+var shellPrompts sync.Map // *console.Session -> *regexp.Regexp
+
+// promptWait bounds the wait for the prompt after a command's end marker.
+const promptWait = 500 * time.Millisecond
+
+// consumePrompt waits (promptWait at most) for the prompt the shell prints
+// after a command and consumes it: a later expect (a console step's prompt
+// after its send) then cannot match this one, which may arrive only after
+// the step has ended.
+func consumePrompt(ctx context.Context, con *console.Session) {
+	re := defaultPatterns["prompt"].Re
+	if v, ok := shellPrompts.Load(con); ok {
+		re, _ = v.(*regexp.Regexp)
+	}
+	if re == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, promptWait)
+	defer cancel()
+	if _, err := con.Expect(wctx, []*regexp.Regexp{re}, nil); err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		shellPrompts.Store(con, (*regexp.Regexp)(nil))
+	}
+}
+
 // probeMax bounds the time spent stopping a command (Ctrl-C and the probe
 // until the shell answers).
 const probeMax = 5 * time.Second
@@ -345,8 +373,12 @@ func interrupt(con *console.Session, budget time.Duration) {
 		wctx, wcancel := context.WithTimeout(ctx, min(500*time.Millisecond, budget))
 		_, err := con.Expect(wctx, answer, nil)
 		wcancel()
-		if err == nil || wctx.Err() == nil {
-			return // answered, or the console is gone
+		if err == nil {
+			consumePrompt(ctx, con) // the prompt after the answer is not the next step's
+			return
+		}
+		if wctx.Err() == nil {
+			return // the console is gone
 		}
 	}
 }

@@ -21,6 +21,7 @@ func init() {
 			"plan": str("Path of the plan, relative to this file."),
 			"with": described(ref("stringMap"), "Values for the used plan's params."),
 		}, "plan")),
+		HostCode: []string{"", "plan"},
 		Decode: func(dc *engine.DecodeContext, n *yaml.Node) engine.Action {
 			planNode, withNode := n, (*yaml.Node)(nil)
 			if n.Kind == yaml.MappingNode {

@@ -11,11 +11,16 @@
 #                 bmap, and sparse.img.zst (zstd -T0), sparse.img.xz (xz -T0)
 #
 # Environment: BENCH_DIR (images; kept), TARGET_DIR (where targets are
-# written; default: the image dir), RUNS (default 3).
+# written; default: the image dir), RUNS (default 3), RAW_SIZE and
+# SPARSE_SIZE (bytes; default 1 GiB and 2 GiB: a test runs the script once
+# on a few MiB).
 # Needs: go, bmaptool (bmap-tools), zstd, xz (xz-utils), python3, dd.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
+RAW_SIZE=${RAW_SIZE:-$((1 << 30))}
+SPARSE_SIZE=${SPARSE_SIZE:-$((2 << 30))}
+human() { awk -v b="$1" 'BEGIN { if (b >= 2^30) printf "%g GiB", b/2^30; else printf "%g MiB", b/2^20 }'; }
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 
@@ -40,20 +45,20 @@ flash=$work/flashcmd
 mk() { [[ -s $1 ]] && echo "== reusing $1" >&2 && return 1; echo "== making $1" >&2; return 0; }
 
 if mk "$work/raw.img"; then
-	head -c 1G /dev/urandom >"$work/raw.img.tmp" && mv "$work/raw.img.tmp" "$work/raw.img"
+	head -c "$RAW_SIZE" /dev/urandom >"$work/raw.img.tmp" && mv "$work/raw.img.tmp" "$work/raw.img"
 fi
 if mk "$work/sparse.img"; then
 	# Data: bytes of the system's shared libraries (compress like a real
 	# root file system does), in extents at random places.
 	find /usr/lib -type f -name '*.so*' -size +64k 2>/dev/null | sort | head -2000 |
-		xargs cat 2>/dev/null | head -c 256M >"$work/pool.bin" || true
-	python3 - "$work/sparse.img.tmp" $((2 << 30)) 0.10 "$work/pool.bin" <<'PY'
+		xargs cat 2>/dev/null | head -c $((SPARSE_SIZE / 8)) >"$work/pool.bin" || true
+	python3 - "$work/sparse.img.tmp" "$SPARSE_SIZE" 0.10 "$work/pool.bin" <<'PY'
 import os, random, sys
 path, size, frac, pool = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
 rng = random.Random(42)
 pdata = open(pool, 'rb').read()
-if len(pdata) < 64 << 20:
-    pdata += os.urandom((64 << 20) - len(pdata))
+if len(pdata) < min(64 << 20, size // 4):
+    pdata += os.urandom(min(64 << 20, size // 4) - len(pdata))
 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
 os.ftruncate(fd, size)
 want, done = int(size * frac), 0
@@ -61,7 +66,7 @@ os.pwrite(fd, pdata[:1 << 20], 0)          # partition table, boot area
 done += 1 << 20
 while done < want:
     n = max(4096, int(2 ** rng.uniform(12, 24)) // 4096 * 4096)
-    n = min(n, want - done + 4096)
+    n = min(n, want - done + 4096, len(pdata) - 4096, size // 2)
     off = rng.randrange(0, (size - n) // 4096) * 4096
     src = rng.randrange(0, len(pdata) - n)
     os.pwrite(fd, pdata[src:src + n], off)
@@ -119,9 +124,9 @@ row() {
 }
 
 dd_to="of='$target' bs=4M conv=fsync status=none"
-row "raw 1 GiB" "dd bs=4M conv=fsync" "$work/raw.img" \
+row "raw $(human "$RAW_SIZE")" "dd bs=4M conv=fsync" "$work/raw.img" \
 	"dd if='$work/raw.img' $dd_to" "$work/raw.img"
-row "sparse 2 GiB + bmap" "bmaptool copy" "$work/sparse.img" \
+row "sparse $(human "$SPARSE_SIZE") + bmap" "bmaptool copy" "$work/sparse.img" \
 	"bmaptool -q copy --bmap '$bmap' '$work/sparse.img' '$target'" -bmap "$bmap" "$work/sparse.img"
 row "sparse .zst + bmap" "bmaptool copy" "$work/sparse.img" \
 	"bmaptool -q copy --bmap '$bmap' '$work/sparse.img.zst' '$target'" -bmap "$bmap" "$work/sparse.img.zst"

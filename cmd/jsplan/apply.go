@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+	"golang.org/x/term"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/artifact"
@@ -24,7 +27,12 @@ import (
 // signalError is the cancel cause after SIGINT or SIGTERM.
 type signalError struct{ sig os.Signal }
 
-func (e *signalError) Error() string { return fmt.Sprintf("interrupted by %v", e.sig) }
+func (e *signalError) Error() string {
+	if s, ok := e.sig.(syscall.Signal); ok && unix.SignalName(s) != "" {
+		return "interrupted by " + unix.SignalName(s) // SIGINT, not "interrupt"
+	}
+	return fmt.Sprintf("interrupted by signal %v", e.sig)
+}
 func (e *signalError) Unwrap() error { return engine.ErrInterrupted }
 
 // ExitCode is 128 + the signal number, as shells report it.
@@ -56,6 +64,8 @@ func applyCommand() *cli.Command {
 			&cli.Int64Flag{Name: "console-log-max", Value: console.DefaultLogMax,
 				Usage:   "cap console.log at `BYTES`: past it, the middle is cut (a marker says how much) and the most recent output kept; 0: no cap",
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_MAX"}},
+			&cli.BoolFlag{Name: "console", Usage: "show what the board prints as it prints it (--console=false: never); --output json always carries it as \"console\" events",
+				EnvVars: []string{"JSPLAN_CONSOLE"}, DefaultText: "on a terminal"},
 			&cli.IntFlag{Name: "console-window", Value: console.DefaultWindow,
 				Usage:   "the console match window in `BYTES`: the longest text an expect or fail-on pattern can match",
 				EnvVars: []string{"JSPLAN_CONSOLE_WINDOW"}},
@@ -75,7 +85,11 @@ func apply(c *cli.Context) error {
 	if w := c.Int("console-window"); w < 4096 {
 		return exit(2, "--console-window %d: the match window must be at least 4096 bytes", w)
 	}
-	var sink engine.Sink = &humanView{w: c.App.Writer}
+	show := isTerminal(c.App.Writer)
+	if c.IsSet("console") {
+		show = c.Bool("console")
+	}
+	var sink engine.Sink = &humanView{w: c.App.Writer, console: show, colour: useColour(c.App.Writer)}
 	if format == "json" {
 		sink = newJSONView(c.App.Writer)
 	}
@@ -124,6 +138,14 @@ func apply(c *cli.Context) error {
 	if err := os.MkdirAll(artifacts, 0o755); err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
+	// A run's artifacts are its own: what an earlier run left goes.
+	owner, err := claimArtifacts(artifacts, func(msg string) {
+		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
+	})
+	if err != nil {
+		return exit(3, "artifacts: %v", err)
+	}
+	defer func() { _ = owner.done() }()
 	red := &redact.Redactor{}
 	red.Add(l.Secrets()...)
 
@@ -156,7 +178,9 @@ func apply(c *cli.Context) error {
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
 	}
-	fmt.Fprintf(clogFile, "# jsplan console log: plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
+	fmt.Fprintf(clogFile, console.Header+"plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
+	// `jsplan console --watch BOARD` follows it from another terminal
+	defer publishConsole(lockDirOf(c), res.board.Name, filepath.Join(artifacts, "console.log"))()
 	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
 	if err != nil {
 		return exit(3, "artifacts: %v", err)
@@ -293,4 +317,10 @@ func defaultStateDir() string {
 		return filepath.Join(h, ".local", "state", "jsplan")
 	}
 	return filepath.Join(os.TempDir(), "jsplan-state")
+}
+
+// isTerminal tells whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
 }

@@ -58,7 +58,7 @@ func TestApplyDemoPlan(t *testing.T) {
 	if len(lines) < 10 || !strings.HasPrefix(lines[0], "# jsplan console log") {
 		t.Fatalf("console.log too short or without header:\n%s", clog)
 	}
-	stamp := regexp.MustCompile(`^\[ *\d+\.\d{3}\] `)
+	stamp := regexp.MustCompile(`^\[ *\d+\.\d{3}\]( |### )`) // a board line, or a note of jsplan's
 	for i, l := range lines[1:] {
 		if !stamp.MatchString(l) {
 			t.Errorf("console.log line %d has no timestamp: %q", i+2, l)
@@ -554,7 +554,7 @@ func TestApplyJSONOutput(t *testing.T) {
 			starts++
 		case "step-end":
 			ends++
-		case "run-start", "log", "run-end":
+		case "run-start", "log", "console", "run-end":
 		default:
 			t.Errorf("unknown event type %q", ev.Type)
 		}

@@ -71,6 +71,27 @@ func holderFor(what string) lock.Holder {
 // time its holder changes.
 func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what string, say func(msg string)) (*lock.Lock, string, error) {
 	wait := c.Duration("lock-wait")
+	// While it waits, it says so every lockProgress: nobody waits in silence.
+	start := time.Now()
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(lockProgress)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			who := "another run"
+			if h := lock.ReadHolder(lockDirOf(c), boards[0]); h != nil && len(boards) == 1 {
+				who = h.String()
+			}
+			say(fmt.Sprintf("still waiting (%s of %s) for %s, held by %s (jsplan console %s --watch shows what it does)",
+				engine.FormatDuration(time.Since(start).Round(time.Second)), engine.FormatDuration(wait), strings.Join(boards, " or "), who, boards[0]))
+		}
+	}()
 	return lock.Acquire(ctx, lockDirOf(c), boards, holderFor(what), wait, func(b string, h *lock.Holder) {
 		who := "another run"
 		if h != nil {
@@ -79,6 +100,15 @@ func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what str
 		say(fmt.Sprintf("board %s is busy, held by %s; waiting (up to %s)", b, who, wait))
 	})
 }
+
+// lockProgress is how often a command waiting for a busy board says so
+// (JSPLAN_LOCK_PROGRESS, a duration, for tests).
+var lockProgress = func() time.Duration {
+	if d, err := time.ParseDuration(os.Getenv("JSPLAN_LOCK_PROGRESS")); err == nil && d > 0 {
+		return d
+	}
+	return engine.DefaultProgress
+}()
 
 // failureCode is the exit status of a command that failed with err: the
 // signal's when ctx was cancelled by one (signalContext), else 3 (an

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -40,7 +41,31 @@ func boardsCommand() *cli.Command {
 			{
 				Name:  "drivers",
 				Usage: "list the drivers built into this jsplan",
+				Flags: []cli.Flag{outputFlag},
 				Action: func(c *cli.Context) error {
+					format, err := outputFormat(c, "text", "json")
+					if err != nil {
+						return err
+					}
+					if format == "json" {
+						type driverRow struct {
+							Name     string   `json:"name"`
+							Provides []string `json:"provides"`
+							Summary  string   `json:"summary"`
+						}
+						rows := []driverRow{}
+						for _, n := range drivers.Names() {
+							info, _ := drivers.Lookup(n)
+							row := driverRow{Name: n, Provides: []string{}, Summary: info.Summary}
+							for _, p := range info.Provides {
+								row.Provides = append(row.Provides, string(p))
+							}
+							rows = append(rows, row)
+						}
+						enc := json.NewEncoder(c.App.Writer)
+						enc.SetIndent("", "  ")
+						return enc.Encode(rows)
+					}
 					w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
 					fmt.Fprintln(w, "DRIVER\tPROVIDES\tSUMMARY")
 					for _, n := range drivers.Names() {
@@ -66,6 +91,28 @@ type boardRow struct {
 	Locked       bool              `json:"locked"`
 	Holder       *lock.Holder      `json:"holder,omitempty"`
 	Check        string            `json:"check,omitempty"`
+	// Healthy is the check's verdict (nil: no check, or a run holds the
+	// board).
+	Healthy *bool `json:"healthy,omitempty"`
+}
+
+// healthOf reads a check: a board is unhealthy when its lock cannot be
+// taken for a reason other than a run holding it, its drivers do not open,
+// or its console cannot be opened. A silent console is healthy (the board
+// may be off; a plan powers it on). The DRA driver applies the same rules
+// to the JSON output (tekton/dra/driver.Classify).
+func healthOf(check string) *bool {
+	var healthy bool
+	switch {
+	case check == "" || strings.HasPrefix(check, "busy"):
+		return nil
+	case strings.HasPrefix(check, "cannot open"), strings.HasPrefix(check, "lock:"),
+		strings.Contains(check, "console cannot open"), strings.Contains(check, "console error"):
+		healthy = false
+	default:
+		healthy = true
+	}
+	return &healthy
 }
 
 func boardsList(c *cli.Context) error {
@@ -83,7 +130,8 @@ func boardsList(c *cli.Context) error {
 	if dir == "" {
 		dir = lock.DefaultDir()
 	}
-	var rows []boardRow
+	rows := make([]boardRow, 0, len(inv.Boards)) // not reallocated: checks write to its rows
+	var checks sync.WaitGroup
 	for _, b := range inv.Boards {
 		row := boardRow{Name: b.Name, Labels: b.Labels, Drivers: b.DriverNames()}
 		for _, cp := range b.Capabilities() {
@@ -97,24 +145,44 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
 		}
 		lk.Release()
+		rows = append(rows, row)
 		if c.Bool("check") && !row.Locked {
+			// every board at once: a farm's check takes as long as its
+			// slowest board
 			stateDir := c.String("state-dir")
 			if stateDir == "" {
 				stateDir = defaultStateDir()
 			}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			row.Check = checkBoard(ctx, b, dir, stateDir, 3*time.Second)
-			cancel()
+			checks.Add(1)
+			go func(row *boardRow) {
+				defer checks.Done()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				row.Check = checkBoard(ctx, b, dir, stateDir, 3*time.Second)
+				row.Healthy = healthOf(row.Check)
+			}(&rows[len(rows)-1])
 		}
-		rows = append(rows, row)
+	}
+	checks.Wait()
+	unhealthy := 0
+	for _, r := range rows {
+		if r.Healthy != nil && !*r.Healthy {
+			unhealthy++
+		}
 	}
 	if format == "json" {
+		// exit 0: the rows carry each verdict (healthy), which the DRA
+		// driver reads
 		enc := json.NewEncoder(c.App.Writer)
 		enc.SetIndent("", "  ")
 		return enc.Encode(rows)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE")
+	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE"
+	if c.Bool("check") {
+		head += "\tHEALTH"
+	}
+	fmt.Fprintln(w, head)
 	for _, r := range rows {
 		var labels []string
 		for k, v := range r.Labels {
@@ -127,12 +195,28 @@ func boardsList(c *cli.Context) error {
 				state = "busy: " + r.Holder.String()
 			}
 		}
-		if r.Check != "" {
-			state += " (" + r.Check + ")"
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+		if c.Bool("check") {
+			switch {
+			case r.Healthy == nil && r.Check != "":
+				line += "\t- (" + r.Check + ")"
+			case r.Healthy == nil:
+				line += "\t- (held by a run: not checked)"
+			case *r.Healthy:
+				line += "\tok (" + r.Check + ")"
+			default:
+				line += "\tUNHEALTHY: " + r.Check
+			}
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+		fmt.Fprintln(w, line)
 	}
-	return w.Flush()
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if unhealthy > 0 {
+		return exit(1, "%s unhealthy", plural(unhealthy, "board"))
+	}
+	return nil
 }
 
 func sortStrings(s []string) []string {
@@ -147,7 +231,7 @@ func boardsDiscover(c *cli.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var found []drivers.Found
+	found := []drivers.Found{} // -o json: [] when nothing is attached, not null
 	for _, n := range drivers.Names() {
 		info, _ := drivers.Lookup(n)
 		if info.Discover == nil {

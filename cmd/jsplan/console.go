@@ -45,8 +45,12 @@ anywhere since a control character is never text (press it twice to send it).
 The terminal is restored on every exit: detach, end of input, the console closing, SIGTERM,
 SIGHUP or SIGINT. A virtual board (sim, qemu) lives inside jsplan: it goes off on detach.
 
-Exit status: 0 detached, 2 usage (unknown board, no console driver), 3 the board is busy past
---lock-wait, a driver failed or the console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
+--watch follows the console of whatever holds the board (an apply run, a console session)
+from another terminal: read-only, without the lock, until the holder ends or Ctrl-C.
+
+Exit status: 0 detached (or the watched holder ended), 2 usage (unknown board, no console
+driver, nothing to watch), 3 the board is busy past --lock-wait, a driver failed or the
+console ended, 129/130/143 after SIGHUP/SIGINT/SIGTERM.`
 
 func consoleCommand() *cli.Command {
 	return &cli.Command{
@@ -61,7 +65,10 @@ func consoleCommand() *cli.Command {
 				EnvVars: []string{"JSPLAN_CONSOLE_ESCAPE"}},
 			&cli.StringFlag{Name: "log-dir", Value: ".", Usage: "write the session log to `DIR`",
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_DIR"}},
+			&cli.BoolFlag{Name: "pass-escapes", Usage: "pass every escape sequence the board prints to the terminal (default: window titles, clipboard writes (OSC 52) and queries the terminal would answer are left out)",
+				EnvVars: []string{"JSPLAN_CONSOLE_PASS_ESCAPES"}},
 			delayFlag,
+			&cli.BoolFlag{Name: "watch", Aliases: []string{"w"}, Usage: "follow the console of the run (or session) that holds the board: read-only, without its lock, from any terminal on this host"},
 		},
 		Action: consoleAction,
 	}
@@ -85,6 +92,9 @@ func consoleAction(c *cli.Context) error {
 	}
 	if err := needCapability(spec, drivers.CapConsole); err != nil {
 		return err
+	}
+	if c.Bool("watch") {
+		return watchConsole(c, spec.Name)
 	}
 	errw := c.App.ErrWriter
 	ctx, stop := signalContext()
@@ -119,12 +129,16 @@ func consoleAction(c *cli.Context) error {
 	}
 	defer logFile.Close()
 	me := holderFor("jsplan console")
-	fmt.Fprintf(logFile, "# jsplan console log: console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
+	fmt.Fprintf(logFile, console.Header+"console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
 	red := &redact.Redactor{}
 	clog := console.NewLog(logFile, start, red)
 	defer clog.Close()
+	defer publishConsole(lockDirOf(c), spec.Name, logPath)()
 
 	s := &session{name: spec.Name, out: c.App.Writer, errw: errw, log: clog, delay: c.Duration("delay"), esc: esc}
+	if !c.Bool("pass-escapes") {
+		s.out = &escFilter{w: c.App.Writer}
+	}
 	board, err := openBoard(ctx, c, spec, red, func(msg string) { s.say("%s", msg) })
 	if err != nil {
 		clog.Note("%v", err)
@@ -184,7 +198,7 @@ type session struct {
 func (s *session) say(format string, args ...any) {
 	s.outMu.Lock()
 	defer s.outMu.Unlock()
-	msg := fmt.Sprintf(format, args...)
+	msg := termText(fmt.Sprintf(format, args...)) // errors may quote the board
 	if !s.raw {
 		fmt.Fprintf(s.errw, "jsplan: %s\n", msg)
 		return

@@ -108,10 +108,10 @@ func TestConsoleSim(t *testing.T) {
 		t.Fatal(err)
 	}
 	log := string(b)
-	if !strings.HasPrefix(log, "# jsplan console log: console session of ") {
+	if !strings.HasPrefix(log, "# jsplan console log v2: console session of ") {
 		t.Errorf("session log header:\n%s", log)
 	}
-	for _, want := range []string{"] out-42\n", "] ### power cycle (console menu)\n", "] ### session ended: detached from sim-1\n"} {
+	for _, want := range []string{"] out-42\n", "]### power cycle (console menu)\n", "]### session ended: detached from sim-1\n"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("session log lacks %q:\n%s", want, log)
 		}
@@ -124,7 +124,7 @@ func TestConsoleSim(t *testing.T) {
 	}
 	// Every line is timestamped as in console.log.
 	for _, l := range strings.Split(strings.TrimSuffix(log, "\n"), "\n")[1:] {
-		if !regexp.MustCompile(`^\[ *\d+\.\d{3}\] `).MatchString(l) {
+		if !regexp.MustCompile(`^\[ *\d+\.\d{3}\]( |###)`).MatchString(l) {
 			t.Errorf("session log line without a timestamp: %q", l)
 		}
 	}

@@ -27,7 +27,7 @@ func flashCommand() *cli.Command {
 			&cli.BoolFlag{Name: "no-bmap", Usage: "ignore any bmap; write every block"},
 			&cli.StringFlag{Name: "sha256", Usage: "expected SHA-256 of the image file (`HEX`)"},
 			&cli.BoolFlag{Name: "verify", Usage: "read the target back and compare"},
-			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress"},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (the exit status tells)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -51,7 +51,17 @@ func flashCommand() *cli.Command {
 			default:
 				return exit(3, "%v", err)
 			}
-			fmt.Fprintf(c.App.Writer, "wrote %s image, %d bytes (%d written) in %s\n", res.Format, res.ImageSize, res.BytesWritten, res.Duration)
+			if c.Bool("quiet") {
+				return nil
+			}
+			msg := fmt.Sprintf("wrote %s image, %d bytes (%d written) in %s", res.Format, res.ImageSize, res.BytesWritten, res.Duration)
+			if opts.SHA256 != "" {
+				msg += "; sha256 matches"
+			}
+			if res.Verified {
+				msg += "; verified: the target reads back as the image"
+			}
+			fmt.Fprintln(c.App.Writer, msg)
 			return nil
 		},
 	}

@@ -117,7 +117,9 @@ func TestApplySIGKILLLeavesNoProcess(t *testing.T) {
 			"  - name: host job\n    local:\n      command: 'sleep 1002 & echo $! > \"$D/local-bg.pid\"; echo $$ > \"$D/local.pid\"; exec sleep 1001'\n"+
 			"      env: {D: "+pids+"}\n",
 		powerOff))
-	p := e.start(e.applyArgs(pf, e.art)...)
+	// the board writes its job's PID where the test reads it
+	boards := e.write("share.yaml", strings.Replace(testBoards, "boot-delay: 5ms", "boot-delay: 5ms, share: ["+pids+"]", 1))
+	p := e.start(e.applyArgs(pf, e.art, "--boards", boards)...)
 	p.waitRun("host job")
 	var ps []procInfo
 	for _, f := range []string{"board.pid", "local-bg.pid", "local.pid"} {

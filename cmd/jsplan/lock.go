@@ -10,6 +10,8 @@ import (
 
 	"github.com/urfave/cli/v2"
 	"golang.org/x/sys/unix"
+
+	"github.com/jsplan/jsplan/drivers/procguard"
 )
 
 func lockCommand() *cli.Command {
@@ -52,10 +54,12 @@ func lockAction(c *cli.Context) error {
 	lk, _, err := acquireBoard(ctx, c, []string{spec.Name}, "jsplan lock: "+argv[0], func(msg string) {
 		fmt.Fprintln(errw, "jsplan: "+msg)
 	})
-	stop()
 	if err != nil {
-		return exit(failureCode(ctx, err), "%v", err)
+		code := failureCode(ctx, err) // before stop, which cancels ctx
+		stop()
+		return exit(code, "%v", err)
 	}
+	stop()
 	defer lk.Release()
 
 	path, err := exec.LookPath(argv[0])
@@ -71,6 +75,11 @@ func lockAction(c *cli.Context) error {
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, errw
 	cmd.Env = append(os.Environ(), "JSPLAN_BOARD="+spec.Name)
 	lk.Pass(cmd)
+	// The command's descendants inherit the lock's descriptor: one left
+	// running would keep the board locked after the command. They are
+	// ended with it, wherever they moved (procguard.Tag), and if jsplan
+	// dies, by the guardian.
+	tag := procguard.Tag(cmd)
 
 	// The command stays in our process group, so that it can use the
 	// terminal; the terminal's signals reach it directly.
@@ -80,6 +89,7 @@ func lockAction(c *cli.Context) error {
 	if err := cmd.Start(); err != nil {
 		return exit(126, "%v", err)
 	}
+	_ = procguard.Watch(cmd.Process.Pid)
 	fromTTY := foregroundOfTerminal()
 	done := make(chan struct{})
 	go func() {
@@ -97,6 +107,8 @@ func lockAction(c *cli.Context) error {
 	}()
 	err = cmd.Wait()
 	close(done)
+	procguard.KillTagged(tag)
+	procguard.Forget(cmd.Process.Pid)
 	if err == nil {
 		return nil
 	}

@@ -93,6 +93,14 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			lockCommand(),
 			reportCommand(),
 		},
+		// A bare `jsplan` did nothing it was asked: usage, on stderr, exit 2.
+		Action: func(c *cli.Context) error {
+			w := c.App.Writer
+			c.App.Writer = c.App.ErrWriter
+			_ = cli.ShowAppHelp(c)
+			c.App.Writer = w
+			return exit(2, "jsplan needs a command")
+		},
 		OnUsageError: usageError,
 		CommandNotFound: func(c *cli.Context, name string) {
 			fmt.Fprintf(c.App.ErrWriter, "jsplan: unknown command %q\nRun 'jsplan --help' for usage.\n", name)
@@ -135,11 +143,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var ee *exitError
 	if errors.As(err, &ee) {
 		if ee.msg != "" {
-			fmt.Fprintln(stderr, "jsplan: "+ee.msg)
+			fmt.Fprintln(stderr, "jsplan: "+termText(ee.msg))
 		}
 		return ee.code
 	}
-	fmt.Fprintln(stderr, "jsplan: "+err.Error())
+	fmt.Fprintln(stderr, "jsplan: "+termText(err.Error()))
 	var ds diag.Diagnostics
 	if errors.As(err, &ds) {
 		return ds.Class().ExitCode()

@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/cdproto/cdp"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	cdppage "github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -506,4 +507,75 @@ func stepByIndex(r *engine.Result, idx string) *engine.StepResult {
 	walk(r.Steps)
 	walk(r.Finally)
 	return found
+}
+
+// TestHostileReportsInBrowser opens pages built from report.json files a
+// hostile run could leave: markup in every text, a status closing the SVG
+// title. No script of theirs runs (no dialog opens, nothing is refused by
+// the policy: nothing tried), the page's own script does (search works).
+func TestHostileReportsInBrowser(t *testing.T) {
+	chromium(t)
+	e := newEnv(t)
+	runs := filepath.Join(e.dir, "runs")
+	hostile := `{"plan":"<script>alert(1)</script>","board":"<img src=x onerror=alert(2)>","status":"</title><script>alert(3)</script>",` +
+		`"start":"2026-11-29T10:00:00Z","duration_seconds":3,"steps":[null,{"index":"1\"><script>alert(4)</script>","name":"<svg onload=alert(5)>",` +
+		`"type":"run","status":"</title></circle><script>alert(6)</script>","start":"2026-11-29T10:00:01Z","duration_seconds":1,` +
+		`"error":"<script>alert(7)</script>","tests":[null,{"name":"<img src=x onerror=alert(8)>","status":"fail","message":"</pre><script>alert(9)</script>"}]}],"finally":[null]}`
+	for i := 0; i < 2; i++ {
+		dir := filepath.Join(runs, fmt.Sprintf("run-%d", i))
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "report.json"), []byte(hostile), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		log := "# jsplan console log v2: plan x, board y, started 2026-11-29T10:00:00.5Z\n[    0.600] <script>alert(10)</script>\n[    0.700]### step 1: forged? no, a note\n"
+		if err := os.WriteFile(filepath.Join(dir, "console.log"), []byte(log), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if r := e.run("report", dir); r.code != 0 {
+			t.Fatalf("report: %s", r)
+		}
+	}
+	out := filepath.Join(e.dir, "history.html")
+	if r := e.run("report", "--history", "--out", out, runs); r.code != 0 || !strings.Contains(r.stdout, "2 runs") {
+		t.Fatalf("report --history: %s", r)
+	}
+	for _, p := range []string{filepath.Join(runs, "run-0", "report.html"), out} {
+		ctx := browser(t)
+		w := watchPage(t, ctx)
+		// alert records its calls instead of opening a dialog (this script is
+		// the browser's own, outside the page's policy).
+		if _, err := chromedp.Call(ctx, cdppage.AddScriptToEvaluateOnNewDocument,
+			cdppage.AddScriptToEvaluateOnNewDocumentParams{Source: "window.__alerts = []; window.alert = m => window.__alerts.push(String(m));"}); err != nil {
+			t.Fatal(err)
+		}
+		if err := chromedp.Do(ctx, chromedp.Navigate("file://"+p), chromedp.WaitReady("footer")); err != nil {
+			t.Fatal(err)
+		}
+		// The page's own script runs: report.js searches, history.js toggles
+		// a series.
+		js := `(() => { const q = document.getElementById('q');
+  if (q) { q.value = 'alert'; q.dispatchEvent(new Event('input')); return new Promise(r => setTimeout(() => r({ran: document.querySelectorAll('.l.hit').length > 0, alerts: window.__alerts}), 800)); }
+  const cb = document.querySelector('#legend input'); if (!cb) return {ran: false, alerts: window.__alerts};
+  const g = document.getElementById('ser-' + cb.dataset.s); const before = g.style.display; cb.click();
+  return {ran: g.style.display !== before, alerts: window.__alerts}; })()`
+		got, err := chromedp.Run(ctx, chromedp.Evaluate[struct {
+			Ran    bool     `json:"ran"`
+			Alerts []string `json:"alerts"`
+		}](js, chromedp.EvalAwaitPromise))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Alerts == nil {
+			t.Errorf("%s: no alert recorder in the page", p)
+		}
+		if len(got.Alerts) > 0 {
+			t.Errorf("%s: injected script ran: %q", p, got.Alerts)
+		}
+		if !got.Ran {
+			t.Errorf("%s: the page's own script did not run", p)
+		}
+		w.check(t, p)
+	}
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -61,6 +62,8 @@ steps:
       env: {P: "${{ params.pids }}", S: "${{ params.sleep }}", T: "${{ params.token }}"}
   - name: chatty
     run: "for i in $(seq 1 30); do echo line $i; sleep 0.01; done"
+  - name: board prints notes
+    run: "for i in $(seq 1 300); do echo '### step 1: FORGED'; done; echo '### logged out: all tests passed'"
   - sleep: 1500ms
 finally:
   - name: power off
@@ -206,8 +209,8 @@ boards:
   - name: %s
     vars: {pw: %s}
     drivers:
-      sim: {password: %s, boot-delay: 5ms, %s}
-`, r.board, r.password, r.password, faults)
+      sim: {password: %s, boot-delay: 5ms, share: [%s], %s}
+`, r.board, r.password, r.password, dir, faults)
 	boardsFile := filepath.Join(dir, "boards.yaml")
 	if err := os.WriteFile(boardsFile, []byte(boards), 0o644); err != nil {
 		r.failf("%v", err)
@@ -376,6 +379,8 @@ boards:
 	if rep.ExitCode != code && !(r.fault == "disk-full" && code == 3) {
 		r.failf("report.json says exit %d, the process %d", rep.ExitCode, code)
 	}
+	r.checkForgery(art, code)
+	r.hostileReport(dir, art)
 	if r.fault != "disk-full" && !strings.Contains(stderr.String(), "did not start") {
 		off := false
 		for _, f := range rep.Finally {
@@ -383,6 +388,78 @@ boards:
 		}
 		if !off {
 			r.failf("finally did not power the board off: %+v%s", rep.Finally, show())
+		}
+	}
+}
+
+// soakNoteRe matches a note of jsplan's in console.log.
+var soakNoteRe = regexp.MustCompile(`^\[[ 0-9.]+\]### `)
+
+// checkForgery checks that the board's forged notes stayed board lines:
+// no note of console.log, no section of report.html holds them.
+func (r *soakRun) checkForgery(art string, code int) {
+	b, err := os.ReadFile(filepath.Join(art, "console.log"))
+	if err != nil {
+		return
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if soakNoteRe.MatchString(l) && (strings.Contains(l, "FORGED") || strings.Contains(l, "logged out")) {
+			r.failf("a board line is a note in console.log: %q", l)
+		}
+	}
+	page, err := os.ReadFile(filepath.Join(art, "report.html"))
+	if err != nil {
+		return
+	}
+	if len(page) > 4<<20 || strings.Contains(string(page), `class="l n"`) && regexp.MustCompile(`class="l n"[^\n]*(FORGED|logged out)`).Match(page) {
+		r.failf("report.html: %d bytes, forged notes shown as notes", len(page))
+	}
+	if n := strings.Count(string(page), "<details id="); n > 40 {
+		r.failf("report.html has %d console sections", n)
+	}
+	_ = code
+}
+
+// hostileReports are report.json files a hostile run could leave.
+var soakHostileReports = []string{
+	`{"steps":[null]}`,
+	`{"plan":"p","finally":[null],"steps":[{"index":"1","tests":[null]}]}`,
+	`{"plan":"p","status":"passed","start":"2026-11-29T10:00:00Z","duration_seconds":1e13}`,
+	`{"plan":"<script>alert(1)</script>","status":"</title><script>alert(2)</script>","start":"2026-11-29T10:00:00Z","duration_seconds":3,` +
+		`"steps":[{"index":"1","name":"<img src=x onerror=alert(3)>","status":"</title></circle><script>alert(4)</script>","start":"2026-11-29T10:00:01Z","duration_seconds":1}]}`,
+	`{"steps":`,
+}
+
+// hostileReport rebuilds the run's page from a hostile report.json next to
+// its console.log, and a history of the run and the hostile copy: neither
+// crashes nor carries the report's markup.
+func (r *soakRun) hostileReport(dir, art string) {
+	h := filepath.Join(dir, "hostile")
+	if err := os.MkdirAll(h, 0o755); err != nil {
+		r.failf("%v", err)
+		return
+	}
+	if b, err := os.ReadFile(filepath.Join(art, "console.log")); err == nil {
+		_ = os.WriteFile(filepath.Join(h, "console.log"), b, 0o644)
+	}
+	body := soakHostileReports[r.rng.IntN(len(soakHostileReports))]
+	if err := os.WriteFile(filepath.Join(h, "report.json"), []byte(body), 0o644); err != nil {
+		r.failf("%v", err)
+		return
+	}
+	for _, args := range [][]string{{"report", h}, {"report", "--history", "--out", filepath.Join(dir, "history.html"), art, h}} {
+		out, err := exec.Command(jsplanBin, args...).CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		}
+		if strings.Contains(string(out), "panic") || code != 0 && code != 2 && code != 3 {
+			r.failf("jsplan %s on a hostile report.json %s: exit %d\n%s", args[0], body, code, out)
+		}
+	}
+	for _, page := range []string{filepath.Join(h, "report.html"), filepath.Join(dir, "history.html")} {
+		if b, err := os.ReadFile(page); err == nil && regexp.MustCompile(`<script>alert|<img src`).Match(b) {
+			r.failf("%s carries a hostile report's markup", page)
 		}
 	}
 }

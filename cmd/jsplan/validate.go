@@ -46,12 +46,26 @@ func validateCommand() *cli.Command {
 			l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
 			inv := &engine.Inventory{}
 			haveInv := false
+			// An inventory is read once, however often it is named (--boards
+			// and inside a directory given too).
+			seen := map[string]bool{}
 			for _, f := range c.StringSlice("boards") {
 				for _, part := range filepath.SplitList(f) {
+					if seen[fileKey(part)] {
+						continue
+					}
+					seen[fileKey(part)] = true
 					l.LoadBoards(part, inv)
 					haveInv = true
 				}
 			}
+			kept := files[:0]
+			for _, f := range files {
+				if !seen[fileKey(f)] {
+					kept = append(kept, f)
+				}
+			}
+			files = kept
 			// parse and schema-check on every CPU
 			l.Preload(files)
 			kinds := map[string]string{}
@@ -124,6 +138,18 @@ func plural(n int, w string) string {
 // tells which were named themselves rather than found in a directory.
 func expandArgs(args []string) (files []string, named map[string]bool, err error) {
 	named = map[string]bool{}
+	seen := map[string]bool{}
+	defer func() {
+		// a file named and also found in a directory is checked once
+		kept := files[:0]
+		for _, f := range files {
+			if k := fileKey(f); !seen[k] {
+				seen[k] = true
+				kept = append(kept, f)
+			}
+		}
+		files = kept
+	}()
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
@@ -151,4 +177,16 @@ func expandArgs(args []string) (files []string, named map[string]bool, err error
 		}
 	}
 	return files, named, nil
+}
+
+// fileKey identifies a file however its path is written (relative, with ..
+// or through a symbolic link).
+func fileKey(p string) string {
+	if abs, err := filepath.Abs(p); err == nil {
+		p = abs
+	}
+	if real, err := filepath.EvalSymlinks(p); err == nil {
+		p = real
+	}
+	return p
 }

@@ -18,7 +18,7 @@ kind: Plan
 name: plan-%d
 params:
   image: {type: string, default: image.img}
-  password: {type: string, secret: true, default: pw}
+  password: {type: string, secret: true, default: bench-password}
 timeout: 30m
 steps:
   - power: off

@@ -92,3 +92,29 @@ func TestValidateNamedForeignFile(t *testing.T) {
 		t.Errorf("--skip-foreign must still refuse a file meant for jsplan: %s", r)
 	}
 }
+
+// An inventory given with --boards and also found in a directory named on the
+// command line is one inventory, read once: README's
+// `jsplan validate --boards plans/boards/lab.yaml plans/` is valid.
+func TestValidateBoardsAlsoInDirectory(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	plans, err := filepath.Abs("../../plans")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"validate", "--boards", filepath.Join(plans, "boards/lab.yaml"), plans},
+		{"validate", "--boards", plans + "/examples/../boards/lab.yaml", plans},
+		{"validate", filepath.Join(plans, "boards/lab.yaml"), plans},
+	} {
+		if r := e.run(args...); r.code != 0 || strings.Contains(r.stderr, "duplicate") {
+			t.Errorf("%q: %s", args, r)
+		}
+	}
+	// a real duplicate, in two files, is still one
+	dup := e.write("dup/boards.yaml", testBoards)
+	if r := e.run("validate", "--boards", e.boards, dup); r.code != 2 || !strings.Contains(r.stderr, `duplicate board name "sim-1"`) {
+		t.Errorf("two inventories naming one board: %s", r)
+	}
+}

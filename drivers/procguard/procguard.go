@@ -7,6 +7,7 @@
 //   - Every child is started with Pdeathsig (SysProcAttr): the kernel kills
 //     it when jsplan dies. That covers the direct child only; a shell's
 //     background job or a program a script started is its grandchild.
+//
 //   - Every child is started in a process group or session of its own and
 //     registered here (Watch). The first registration starts a guardian: a
 //     copy of the running executable, in its own process group, reading a
@@ -16,8 +17,12 @@
 //     unregistered (Forget) once jsplan has reaped them, so the guardian
 //     never signals a recycled PID.
 //
-// A process that leaves its session (setsid, a double-forking daemon) escapes
-// both; jsplan's own children do not do that.
+//   - Every child is tagged (Tag): an environment variable its descendants
+//     inherit. A process that moved to a process group or session of its
+//     own (set -m, setpgid, setsid, a daemon) still carries it, and is
+//     killed by its tag when the step ends (KillTagged) and by the guardian
+//     when jsplan ends. Only a process that clears its environment (env -i,
+//     a daemon that resets it) escapes.
 package procguard
 
 import (
@@ -37,8 +42,12 @@ import (
 	"github.com/jsplan/jsplan/drivers/internal/procfs"
 )
 
-// envVar, set to 1, makes the executable run as the guardian (see init).
-const envVar = "JSPLAN_PROCGUARD"
+// envVar, set to 1, makes the executable run as the guardian (see init);
+// tokenEnv gives it the prefix of the tags (Tag) of the processes to end.
+const (
+	envVar   = "JSPLAN_PROCGUARD"
+	tokenEnv = "JSPLAN_PROCGUARD_TOKEN"
+)
 
 func init() {
 	if os.Getenv(envVar) == "1" {
@@ -123,7 +132,7 @@ func startGuardian() error {
 	defer r.Close()
 	cmd := exec.Command("/proc/self/exe")
 	cmd.Args = []string{"jsplan-procguard"}
-	cmd.Env = []string{envVar + "=1"}
+	cmd.Env = []string{envVar + "=1", tokenEnv + "=" + myToken()}
 	cmd.Stdin = r
 	// Its own process group: a terminal's Ctrl-C, or a kill of jsplan's
 	// group, does not take it down before it has done its job.
@@ -163,6 +172,8 @@ func guard() {
 		}
 	}
 	KillGroups(groups)
+	// What left its group or session still carries jsplan's tags.
+	killTagged(os.Getenv(tokenEnv)+"/", true)
 	os.Exit(0)
 }
 

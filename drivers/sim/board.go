@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -91,13 +93,24 @@ func (d *Device) run(g *generation, id string) {
 // lines prints boot log lines with the boot delay before each one. It
 // reports false once the board is off.
 func (d *Device) lines(g *generation, lines []string) bool {
+	klog, _ := os.OpenFile(filepath.Join(d.root, kernelLog), os.O_WRONLY|os.O_APPEND, 0)
+	if klog != nil {
+		defer klog.Close()
+	}
 	for _, l := range lines {
 		if !d.pause(g, d.bootDelay) || d.tx(g, []byte(l+"\r\n")) != nil {
 			return false
 		}
+		if klog != nil {
+			_, _ = klog.WriteString(l + "\n")
+		}
 	}
 	return true
 }
+
+// kernelLog is the board's kernel log (what dmesg prints on the board),
+// relative to its root.
+const kernelLog = "var/log/dmesg"
 
 // pause waits for dur or until the board is off; it reports whether the
 // board is still on.
@@ -245,10 +258,19 @@ func (d *Device) shell(g *generation) {
 	}
 	cmd := exec.Command("/bin/sh", "-i")
 	cmd.Dir = d.root
+	home := d.root
+	sandbox, err := sandboxCommand(d.root)
+	if err == nil {
+		cmd, home = sandbox, "/"
+	} else {
+		d.sandboxOnce.Do(func() {
+			d.env.Logf("sim: %v: the shell runs in the host's file system (absolute paths are the host's)", err)
+		})
+	}
 	cmd.Env = []string{
-		"HOME=" + d.root,
-		"PWD=" + d.root,
-		"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+		"HOME=" + home,
+		"PWD=" + home,
+		"PATH=" + map[bool]string{true: simBin + ":", false: ""}[sandbox != nil] + "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
 		"TERM=vt100",
 		"PS1=" + d.Prompt,
 		"USER=" + d.Username,
@@ -260,6 +282,16 @@ func (d *Device) shell(g *generation) {
 	// the child's fd 0), as login gives a shell.
 	cmd.SysProcAttr = procguard.SysProcAttr(true)
 	cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 0
+	if sandbox != nil {
+		sandboxAttr(cmd.SysProcAttr)
+		cmd.Env = append(cmd.Env, sandboxEnv+"="+d.root, hostnameEnv+"="+d.Hostname)
+		if len(d.Share) > 0 {
+			cmd.Env = append(cmd.Env, shareEnv+"="+strings.Join(d.Share, string(filepath.ListSeparator)))
+		}
+	}
+	// The tag passes the sandbox's init (it keeps the environment) to the
+	// shell and everything it starts.
+	tag := procguard.Tag(cmd)
 	err = cmd.Start()
 	slave.Close()
 	if err != nil {
@@ -342,6 +374,7 @@ func (d *Device) shell(g *generation) {
 		<-exited
 	}
 	procguard.Forget(pid)
+	procguard.KillTagged(tag) // what left the session
 	_ = cmd.Wait()
 
 	if g.ctx.Err() == nil {

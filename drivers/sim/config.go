@@ -4,6 +4,7 @@ package sim
 
 import (
 	"net"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -79,6 +80,11 @@ func configSchema() map[string]any {
 					},
 				},
 			},
+			"share": map[string]any{
+				"type":        "array",
+				"items":       map[string]any{"type": "string"},
+				"description": "Host directories (absolute paths) bound read-write at the same path in the board's file system, whose / is otherwise the board's own.",
+			},
 			"faults": map[string]any{
 				"type":                 "object",
 				"description":          "Failures the simulated board shows, to test how plans and the engine handle them.",
@@ -131,6 +137,11 @@ func (d *Device) Validate() error {
 	if strings.ContainsAny(d.Password, "\r\n") {
 		// Never print the password itself.
 		errs = errs.Also(drivers.ErrField("password", "must not contain line breaks"))
+	}
+	for i, p := range d.Share {
+		if !filepath.IsAbs(p) || strings.ContainsRune(p, filepath.ListSeparator) || filepath.Clean(p) == "/" {
+			errs = errs.Also(drivers.ErrField("", "%q must be an absolute path other than / and without %q", p, filepath.ListSeparator).ViaFieldIndex("share", i))
+		}
 	}
 	if s := d.SSH; s != nil {
 		var se *drivers.FieldError

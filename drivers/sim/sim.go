@@ -52,6 +52,9 @@ type Device struct {
 	BootDelay *cfg.Duration `yaml:"boot-delay"`
 	// SSH, when set, is the board's network endpoint.
 	SSH *SSH `yaml:"ssh"`
+	// Share lists host directories bound read-write at the same path in
+	// the board's file system (tests that watch what the board does).
+	Share []string `yaml:"share"`
 	// Faults are failures to simulate.
 	Faults Faults `yaml:"faults"`
 
@@ -61,6 +64,8 @@ type Device struct {
 	disk      string // absolute path of disk.img
 	root      string // absolute path of the root directory
 	keyFile   string // SSH key file, resolved
+
+	sandboxOnce sync.Once // says once why the shell has no root of its own
 
 	// power serializes Open, Close and power changes.
 	power  sync.Mutex
@@ -221,6 +226,12 @@ func (d *Device) on(ctx context.Context) error {
 	err = os.MkdirAll(filepath.Join(d.root, "etc"), 0o755)
 	if err == nil {
 		err = os.WriteFile(filepath.Join(d.root, "etc", "image-id"), []byte(id+"\n"), 0o644)
+	}
+	if err == nil {
+		// the kernel log of this boot (the board's dmesg)
+		if err = os.MkdirAll(filepath.Join(d.root, "var", "log"), 0o755); err == nil {
+			err = os.WriteFile(filepath.Join(d.root, kernelLog), nil, 0o644)
+		}
 	}
 	if err != nil {
 		return drivers.Errorf(Name, "power on", "write image id: %v", err)

@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -109,7 +110,8 @@ func TestShellRunsInRootDir(t *testing.T) {
 	}
 	b.on()
 	b.login()
-	if out := b.run("pwd; echo home=$HOME"); !strings.Contains(out, root+"\r\nhome="+root+"\r\n") {
+	// the board's root directory is the shell's "/" (TestShellAbsolutePathsStayInTheBoard)
+	if out := b.run("pwd; echo home=$HOME"); !strings.Contains(out, "\r\n/\r\nhome=/\r\n") {
 		t.Fatalf("pwd/HOME: %q", out)
 	}
 	if out := b.run("cat hello.txt"); !strings.Contains(out, "\r\nhi there\r\n") {
@@ -475,5 +477,48 @@ func TestConsoleTransfersData(t *testing.T) {
 	up, err := os.ReadFile(filepath.Join(root, "up.bin"))
 	if err != nil || !bytes.Equal(up, data) {
 		t.Fatalf("upload: %d bytes, err %v; want %d identical bytes", len(up), err, len(data))
+	}
+}
+
+// Absolute paths in the board's shell are the board's: /etc/image-id is the
+// booted image's id, what is written to /tmp lands in the board's root
+// directory and nowhere on the host, the host's own /tmp and home are not
+// there, and the host's programs, which the board runs, are read-only.
+func TestShellAbsolutePathsStayInTheBoard(t *testing.T) {
+	b := newBoard(t, fastCfg)
+	root := filepath.Join(b.state, "root")
+	marker := fmt.Sprintf("jsplan-sim-inside-%d", time.Now().UnixNano())
+	hostOnly, err := os.CreateTemp("", "jsplan-host-only-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hostOnly.Close()
+	defer os.Remove(hostOnly.Name())
+	b.on()
+	b.login()
+	if out := b.run("cat /etc/image-id"); !strings.Contains(out, "\r\nnone\r\n") {
+		t.Fatalf("cat /etc/image-id: %q", out)
+	}
+	if out := b.run("echo inside > /tmp/" + marker + ".log; ls /tmp/*.log | wc -l; echo done"); !strings.Contains(out, "\r\n1\r\ndone\r\n") {
+		t.Fatalf("the board's /tmp holds more than its own file: %q", out)
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "tmp", marker+".log")); err != nil || string(b) != "inside\n" {
+		t.Errorf("the board's /tmp file is not in its root directory: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(os.TempDir(), marker+".log")); err == nil {
+		t.Errorf("the board wrote into the host's /tmp")
+	}
+	if out := b.run("test -e " + hostOnly.Name() + " && echo host-visible; test -e " + b.state + " && echo state-visible; echo done"); strings.Contains(out, "-visible\r\n") {
+		t.Errorf("host paths are visible on the board: %q", out)
+	}
+	if out := b.run("touch /usr/bin/jsplan-sim-write 2>/dev/null && echo wrote; ls /bin/sh /usr/bin/base64 >/dev/null && echo tools; echo done"); strings.Contains(out, "\r\nwrote\r\n") || !strings.Contains(out, "\r\ntools\r\n") {
+		t.Errorf("the host's programs are not there, or not read-only: %q", out)
+	}
+	_ = os.Remove("/usr/bin/jsplan-sim-write")
+	if out := b.run("uname -n"); !strings.Contains(out, "\r\nsim\r\n") {
+		t.Errorf("the board's host name is not its own: %q", out)
+	}
+	if out := b.run("dmesg | head -n 1"); !strings.Contains(out, "Linux version 6.1.0-jsplan-sim") {
+		t.Errorf("dmesg on the board is not its own boot log: %q", out)
 	}
 }

@@ -11,9 +11,11 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // FileMode is the mode of the files jsplan writes in the artifacts.
@@ -118,4 +120,87 @@ func createTemp(root *os.Root, name string) (*os.File, string, error) {
 		return f, tmp, nil
 	}
 	return nil, "", fmt.Errorf("cannot create a temporary file for %s", name)
+}
+
+// Open opens the file name inside dir for reading with the confinement of
+// writing: through an os.Root, and only a regular file with one link, not
+// a symlink (even one inside the directory), a FIFO or a device. Whoever
+// could write the directory (a plan, the board through collect, another
+// user) must not make jsplan read and publish a file from elsewhere.
+func Open(dir, name string) (*os.File, error) {
+	if !filepath.IsLocal(name) {
+		return nil, fmt.Errorf("refusing to read %q outside the artifacts directory", name)
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	fi, err := root.Lstat(name)
+	if err != nil {
+		return nil, err
+	}
+	if err := readable(dir, name, fi); err != nil {
+		return nil, err
+	}
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	got, err := f.Stat()
+	if err == nil && !os.SameFile(fi, got) {
+		err = fmt.Errorf("%s: replaced while opened", filepath.Join(dir, name))
+	}
+	if err == nil {
+		err = readable(dir, name, got)
+	}
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ReadFile reads the file name inside dir as Open opens it, at most max
+// bytes (an error past them).
+func ReadFile(dir, name string, max int64) ([]byte, error) {
+	f, err := Open(dir, name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err == nil && int64(len(b)) > max {
+		err = fmt.Errorf("%s: larger than %d bytes", filepath.Join(dir, name), max)
+	}
+	return b, err
+}
+
+// readable refuses what Open must not read.
+func readable(dir, name string, fi fs.FileInfo) error {
+	path := filepath.Join(dir, name)
+	switch {
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return fmt.Errorf("%s: refusing to read a symlink in the artifacts", path)
+	case !fi.Mode().IsRegular():
+		return fmt.Errorf("%s: refusing to read a %s in the artifacts, not a regular file", path, fileKind(fi.Mode()))
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Nlink > 1 {
+		return fmt.Errorf("%s: refusing to read a file with %d hard links in the artifacts", path, st.Nlink)
+	}
+	return nil
+}
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "FIFO"
+	case m&fs.ModeDevice != 0:
+		return "device"
+	case m&fs.ModeSocket != 0:
+		return "socket"
+	}
+	return "special file"
 }

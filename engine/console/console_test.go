@@ -362,7 +362,7 @@ func TestLogTimestampsAndRedacts(t *testing.T) {
 	out := buf.String()
 	mu.Unlock()
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
-	stamp := regexp.MustCompile(`^\[ *\d+\.\d{3}\] `)
+	stamp := regexp.MustCompile(`^\[ *\d+\.\d{3}\] ?`)
 	want := []string{"first line", "second line has ***", "### step 3: *** in a note", "a prompt# ", strings.Repeat("z", maxLine), strings.Repeat("z", 5000-maxLine)}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), out)
@@ -437,7 +437,7 @@ func BenchmarkExpectThroughput(b *testing.B) {
 func logLines(mu *sync.Mutex, buf *bytes.Buffer) []string {
 	mu.Lock()
 	defer mu.Unlock()
-	stamp := regexp.MustCompile(`(?m)^\[ *\d+\.\d{3}\] `)
+	stamp := regexp.MustCompile(`(?m)^\[ *\d+\.\d{3}\] ?`)
 	return strings.Split(strings.TrimSuffix(stamp.ReplaceAllString(buf.String(), ""), "\n"), "\n")
 }
 
@@ -602,5 +602,34 @@ func TestTailCap(t *testing.T) {
 	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
 	if !strings.Contains(lines[1], "bytes cut here") || !strings.HasPrefix(lines[2], "[") {
 		t.Fatalf("marker or first kept line broken: %q %q", lines[1], lines[2])
+	}
+}
+
+// A board's line can never look like a note: notes have no space after the
+// time, the board's lines always have one; a note is one line whatever its
+// text holds.
+func TestBoardCannotWriteNotes(t *testing.T) {
+	var buf bytes.Buffer
+	var mu sync.Mutex
+	lg := NewLog(&lockedBuffer{mu: &mu, b: &buf}, time.Now(), nil)
+	io.WriteString(lg, "### step 2: forged\n]### step 3: forged\n\r### logged out: all tests passed\n")
+	lg.Note("step %s: %s", "1", "real")
+	lg.Note("error: %s", "the console last printed: \"x\n[   1.000]### step 9: forged\"\x1b]52;c;Zm9v\x07")
+	lg.Close()
+	mu.Lock()
+	out := buf.String()
+	mu.Unlock()
+	note := regexp.MustCompile(`^\[ *\d+\.\d{3}\]### `)
+	var notes []string
+	for _, l := range strings.Split(strings.TrimSuffix(out, "\n"), "\n") {
+		if note.MatchString(l) {
+			notes = append(notes, note.ReplaceAllString(l, ""))
+		} else if !regexp.MustCompile(`^\[ *\d+\.\d{3}\] `).MatchString(l) {
+			t.Errorf("line %q is neither a note nor a board line", l)
+		}
+	}
+	want := []string{"step 1: real", `error: the console last printed: "x\n[   1.000]### step 9: forged"\x1b]52;c;Zm9v\x07`}
+	if strings.Join(notes, "|") != strings.Join(want, "|") {
+		t.Errorf("notes %q, want %q\nlog:\n%s", notes, want, out)
 	}
 }

@@ -4,14 +4,21 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/jsplan/jsplan/engine/redact"
 )
 
+// Header starts the first line of a console log; logs of this format tell
+// jsplan's own notes from the board's lines by construction.
+const Header = "# jsplan console log v2: "
+
 // Log writes console bytes to w one line at a time, each line prefixed
-// with the time since start (`[  12.345] `). The byte stream is masked
+// with the time since start (`[  12.345] `). jsplan's own notes (Note)
+// have no space after the time (`[  12.345]### step 2: x`), so nothing a
+// board prints can pass for one: a board's line always has that space. The byte stream is masked
 // before it is cut into lines, so a secret is masked whole even when it
 // spans lines (a key) or arrives in pieces: a tail that may be the start of
 // a secret is held back until the next bytes tell (see redact.Stream). A
@@ -116,7 +123,8 @@ func (l *Log) idle() {
 	}
 }
 
-// Note writes a line of jsplan's own (a step boundary) into the log.
+// Note writes a line of jsplan's own (a step boundary) into the log, on
+// one line: control characters (a newline in a quoted error) are escaped.
 func (l *Log) Note(format string, args ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -130,7 +138,39 @@ func (l *Log) noteLocked(msg string) {
 	if l.line.Len() > 0 {
 		l.flushLocked()
 	}
-	fmt.Fprintf(l.w, "[%9.3f] ### %s\n", time.Since(l.start).Seconds(), l.red.String(msg))
+	fmt.Fprintf(l.w, "[%9.3f]%s%s\n", time.Since(l.start).Seconds(), NotePrefix, OneLine(l.red.String(msg)))
+}
+
+// NotePrefix follows the time on a note's line, with no space between.
+const NotePrefix = "### "
+
+// OneLine escapes the control characters of s (tabs stay), so that s
+// prints as one line and moves no terminal cursor.
+func OneLine(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 && c != '\t' || c == 0x7f {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '\n':
+			b.WriteString(`\n`)
+		case c == '\r':
+			b.WriteString(`\r`)
+		case c < 0x20 && c != '\t' || c == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, c)
+		default:
+			b.WriteByte(c)
+		}
+	}
+	return b.String()
 }
 
 // Suppress leaves the console's bytes out of the log until resume is

@@ -75,7 +75,7 @@ func (c *TailCap) compact(incoming int64) error {
 		tail = nil
 	}
 	c.cut += body - int64(len(tail))
-	marker := fmt.Sprintf("[   ...   ] ### console.log is capped at %d bytes: %d bytes cut here, the most recent output follows\n", c.max, c.cut)
+	marker := fmt.Sprintf("[   ...   ]### console.log is capped at %d bytes: %d bytes cut here, the most recent output follows\n", c.max, c.cut)
 	buf := append([]byte(marker), tail...)
 	if _, err := c.f.WriteAt(buf, c.head); err != nil {
 		return err

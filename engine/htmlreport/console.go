@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -12,15 +12,28 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
+	"github.com/jsplan/jsplan/engine/console"
 )
 
 // The console log's format (engine/console.Log): a header line, then one
-// line per console line, `[%9.3f] text`, seconds since the log's start; lines
-// of jsplan's own start with "### ", a step's start with "### step IDX: NAME".
+// line per console line, `[%9.3f] text`, seconds since the log's start;
+// jsplan's own notes are `[%9.3f]### text`, with no space after the time, a
+// step's start `[%9.3f]### step IDX: NAME`. A board's line always has the
+// space, so it cannot pass for a note. In logs of older versions (no "v2"
+// in the header) notes were told by their text.
 var (
-	headerRe = regexp.MustCompile(`^# jsplan console log: .*started (\S+)\s*$`)
+	headerRe = regexp.MustCompile(`^# jsplan console log(?: v2)?: .*started (\S+)\s*$`)
 	markerRe = regexp.MustCompile(`^### step (\S+): `)
 )
+
+// logFormat is how a log tells notes from the board's lines.
+type logFormat struct{ legacy bool }
+
+// formatOf reads the format from the log's first line.
+func formatOf(header string) logFormat {
+	return logFormat{legacy: !strings.HasPrefix(header, console.Header)}
+}
 
 // stepSpan is a step's place in the console: seconds since the log's start.
 type stepSpan struct {
@@ -74,7 +87,7 @@ func spans(res *engine.Result, base time.Time) (map[string]*stepSpan, []*stepSpa
 // when it has sub-second precision, else calibrated on the first step's
 // marker line, else the header's time, else the run's start.
 func logBase(path string, res *engine.Result) time.Time {
-	f, err := os.Open(path)
+	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		return res.Start
 	}
@@ -82,6 +95,7 @@ func logBase(path string, res *engine.Result) time.Time {
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var header time.Time
+	var lf logFormat
 	first := ""
 	if len(res.Steps) > 0 {
 		first = res.Steps[0].Index
@@ -89,6 +103,7 @@ func logBase(path string, res *engine.Result) time.Time {
 	for i := 0; sc.Scan() && i < 5000; i++ {
 		line := sc.Text()
 		if i == 0 {
+			lf = formatOf(line)
 			if m := headerRe.FindStringSubmatch(line); m != nil {
 				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
 					if t.Nanosecond() != 0 {
@@ -102,7 +117,7 @@ func logBase(path string, res *engine.Result) time.Time {
 		if first == "" || res.Steps[0].Start.IsZero() {
 			continue
 		}
-		secs, text, note := parseLine(line, -1)
+		secs, text, note := lf.parseLine(line, -1)
 		if mm := markerRe.FindStringSubmatch(text); note && secs >= 0 && mm != nil && mm[1] == first {
 			return res.Steps[0].Start.Add(-time.Duration(secs * float64(time.Second)))
 		}
@@ -113,19 +128,31 @@ func logBase(path string, res *engine.Result) time.Time {
 	return res.Start
 }
 
-// parseLine splits a log line, `[%9.3f] text`, into its time and text
-// (by hand: the regexp costs more than the rest of the page for long logs).
-func parseLine(raw string, prevT float64) (t float64, text string, note bool) {
+// parseLine splits a log line, `[%9.3f] text` or `[%9.3f]### note`, into
+// its time and text (by hand: the regexp costs more than the rest of the
+// page for long logs). A note's text keeps its "### ".
+func (lf logFormat) parseLine(raw string, prevT float64) (t float64, text string, note bool) {
 	end := strings.IndexByte(raw, ']')
 	if len(raw) < 3 || raw[0] != '[' || end < 0 {
 		return prevT, raw, false
 	}
-	t, err := strconv.ParseFloat(strings.TrimLeft(raw[1:end], " "), 64)
-	if err != nil {
+	stamp := strings.TrimSpace(raw[1:end])
+	t, err := strconv.ParseFloat(stamp, 64)
+	if err != nil && stamp != "..." { // "..." is the cap's marker note
 		return prevT, raw, false
 	}
-	text = strings.TrimPrefix(raw[end+1:], " ")
-	return t, text, strings.HasPrefix(text, "### ")
+	if err != nil {
+		t = prevT
+	}
+	rest := raw[end+1:]
+	if lf.legacy {
+		text = strings.TrimPrefix(rest, " ")
+		return t, text, strings.HasPrefix(text, console.NotePrefix)
+	}
+	if strings.HasPrefix(rest, console.NotePrefix) {
+		return t, rest, true
+	}
+	return t, strings.TrimPrefix(rest, " "), false
 }
 
 // slack absorbs the log's millisecond rounding at a step's end.
@@ -141,6 +168,7 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 	var owner *stepSpan
 	var off int64
 	var prevT float64
+	var lf logFormat
 	n := 0
 	newSeg := func(step *stepSpan, line int, t float64) {
 		cur = &segment{step: step, first: line, last: line - 1, startT: t}
@@ -167,12 +195,15 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 		ci.offs = append(ci.offs, off)
 		off += size
 		text := string(bytes.TrimRight(raw, "\r\n"))
+		if n == 1 {
+			lf = formatOf(text)
+		}
 		if n == 1 && strings.HasPrefix(text, "# ") { // the header
 			continue
 		}
-		t, body, note := parseLine(text, prevT)
+		t, body, note := lf.parseLine(text, prevT)
 		prevT = t
-		if note && strings.HasPrefix(body, "### step ") {
+		if note && strings.HasPrefix(body, console.NotePrefix+"step ") {
 			if m := markerRe.FindStringSubmatch(body); m != nil {
 				if sp := byIdx[m[1]]; sp != nil {
 					owner = sp
@@ -204,6 +235,10 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 	return ci
 }
 
+// lineCost is what a console line costs the page besides its text (its
+// element, number and time), counted against the budget.
+const lineCost = 64
+
 // lineRange is an inclusive range of line numbers.
 type lineRange struct{ a, b int }
 
@@ -211,7 +246,7 @@ type lineRange struct{ a, b int }
 // budget, else windows around each segment's start and end, the failure
 // and the highlighted lines, shrunk until they fit.
 func (ci *consoleIndex) keepPlan(budget int64, failure *stepSpan) []lineRange {
-	if ci.size <= budget {
+	if ci.size+int64(ci.lines)*lineCost <= budget {
 		return []lineRange{{1, ci.lines}}
 	}
 	var failEnd int // last line of the failing step
@@ -242,7 +277,7 @@ func (ci *consoleIndex) keepPlan(budget int64, failure *stepSpan) []lineRange {
 		rs = mergeRanges(rs)
 		var total int64
 		for _, r := range rs {
-			total += ci.offs[r.b] - ci.offs[r.a-1]
+			total += ci.offs[r.b] - ci.offs[r.a-1] + int64(r.b-r.a+1)*lineCost
 		}
 		if total <= budget || w <= 2 {
 			if total > budget { // still too big: drop windows from the end

@@ -51,6 +51,7 @@ type historyPage struct {
 	Generated string
 	CSS       template.CSS
 	JS        template.JS
+	CSP       string
 	Skipped   []string
 }
 
@@ -108,6 +109,7 @@ func WriteHistory(out string, dirs []string) (int, error) {
 func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []string) error {
 	p := &historyPage{Runs: runs, Skipped: skipped, CSS: template.CSS(asset("report.css") + asset("history.css")),
 		JS: template.JS(asset("history.js")), Generated: time.Now().Local().Format("2006-01-02 15:04:05 MST")}
+	p.CSP = csp(string(p.CSS), string(p.JS))
 	outDir, _ := filepath.Abs(filepath.Dir(out))
 	plans := map[string]bool{}
 	var planNames []string
@@ -246,6 +248,21 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 	if top5 <= 0 {
 		top5 = 1
 	}
+	// One long run must not flatten every other: when the durations span
+	// more than 20x, y is logarithmic, decade by decade.
+	minY := math.Inf(1)
+	for _, s := range ss {
+		for _, v := range s.Secs {
+			if !math.IsNaN(v) && v > 0 {
+				minY = min(minY, v)
+			}
+		}
+	}
+	logScale := maxY > 0 && maxY/minY > 20
+	lo, hi := 0.0, 0.0
+	if logScale {
+		lo, hi = math.Pow(10, math.Floor(math.Log10(minY))), math.Pow(10, math.Ceil(math.Log10(maxY)))
+	}
 	n := len(runs)
 	x := func(i int) float64 {
 		if n == 1 {
@@ -254,11 +271,32 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 		return left + float64(i)*(W-left-right)/float64(n-1)
 	}
 	y := func(v float64) float64 { return top + (H-top-bottom)*(1-v/top5) }
+	ticks := []float64{}
+	for v := 0.0; v <= top5+step/2; v += step {
+		ticks = append(ticks, v)
+	}
+	if logScale {
+		y = func(v float64) float64 {
+			f := (math.Log10(max(v, lo)) - math.Log10(lo)) / (math.Log10(hi) - math.Log10(lo))
+			return top + (H-top-bottom)*(1-f)
+		}
+		ticks = ticks[:0]
+		decades := math.Log10(hi / lo)
+		for d := lo; d <= hi*1.001; d *= 10 {
+			ticks = append(ticks, d)
+			if decades <= 3 && d*10 <= hi*1.001 {
+				ticks = append(ticks, 2*d, 5*d)
+			}
+		}
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="plot" viewBox="0 0 %.0f %.0f" role="img" aria-label="step durations across runs" xmlns="http://www.w3.org/2000/svg">`, W, H)
-	for v := 0.0; v <= top5+step/2; v += step {
+	for _, v := range ticks {
 		fmt.Fprintf(&b, `<line class="grid" x1="%.1f" x2="%.1f" y1="%.1f" y2="%.1f"/><text class="yl" x="%.1f" y="%.1f">%s</text>`,
 			left, W-right, y(v), y(v), left-6, y(v)+4, template.HTMLEscapeString(FormatSeconds(v)))
+	}
+	if logScale {
+		fmt.Fprintf(&b, `<text class="yl scale" x="%.1f" y="%.1f">log scale</text>`, left-6, H-6)
 	}
 	every := max(1, n/12)
 	for i, r := range runs {
@@ -298,7 +336,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),
-				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), s.Status[i])
+				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(s.Status[i]))
 		}
 		b.WriteString(`</g>`)
 	}

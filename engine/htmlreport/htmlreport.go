@@ -11,12 +11,15 @@ package htmlreport
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"embed"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"html/template"
 	"io"
 	"io/fs"
+	"math"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -25,8 +28,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/artifact"
 )
 
 //go:embed templates
@@ -103,9 +108,14 @@ func Rebuild(dir, out string, opt Options) error {
 	return writeFile(out, buf.Bytes())
 }
 
-// ReadResult reads dir/report.json.
+// maxJSON bounds the report.json read: jsplan's are far smaller (test
+// output is cut per case, cases are bounded per step).
+const maxJSON = 256 << 20
+
+// ReadResult reads dir/report.json, as the artifacts are read: through
+// the directory, never a symlink or special file (see artifact.Open).
 func ReadResult(dir string) (*engine.Result, error) {
-	b, err := os.ReadFile(filepath.Join(dir, JSONFile))
+	b, err := artifact.ReadFile(dir, JSONFile, maxJSON)
 	if err != nil {
 		return nil, err
 	}
@@ -113,8 +123,55 @@ func ReadResult(dir string) (*engine.Result, error) {
 	if err := json.Unmarshal(b, res); err != nil {
 		return nil, fmt.Errorf("%s: %v", filepath.Join(dir, JSONFile), err)
 	}
+	sanitize(res)
 	res.Duration = time.Duration(res.Seconds * float64(time.Second))
 	return res, nil
+}
+
+// sanitize makes a report.json read from disk safe to draw: it drops null
+// steps and cases and keeps durations finite and not negative (a report
+// may come from anywhere: the pages never trust it).
+func sanitize(res *engine.Result) {
+	res.Seconds = seconds(res.Seconds)
+	res.Steps = sanitizeSteps(res.Steps)
+	res.Finally = sanitizeSteps(res.Finally)
+}
+
+func sanitizeSteps(list []*engine.StepResult) []*engine.StepResult {
+	out := list[:0]
+	for _, s := range list {
+		if s == nil {
+			continue
+		}
+		s.Seconds = seconds(s.Seconds)
+		s.Children = sanitizeSteps(s.Children)
+		s.Tests = sanitizeTests(s.Tests)
+		out = append(out, s)
+	}
+	return out
+}
+
+func sanitizeTests(list []*engine.TestCase) []*engine.TestCase {
+	out := list[:0]
+	for _, t := range list {
+		if t == nil {
+			continue
+		}
+		t.Seconds = seconds(t.Seconds)
+		t.Children = sanitizeTests(t.Children)
+		out = append(out, t)
+	}
+	return out
+}
+
+// maxSeconds bounds a duration read from a report: a century.
+const maxSeconds = 100 * 365 * 24 * 3600
+
+func seconds(v float64) float64 {
+	if math.IsNaN(v) || v < 0 {
+		return 0
+	}
+	return min(v, maxSeconds)
 }
 
 // page is what report.html.tmpl renders.
@@ -135,7 +192,20 @@ type page struct {
 	Generated  string
 	CSS        template.CSS
 	JS         template.JS
+	CSP        string
 	HasConsole bool
+}
+
+// csp is the pages' Content-Security-Policy: nothing from the network,
+// and only the page's own style sheet and script, by their hashes, so that
+// no markup or script a report smuggled in could run. Style attributes
+// (a bar's place, an indent) stay allowed: they cannot run script.
+func csp(css, js string) string {
+	hash := func(s string) string {
+		sum := sha256.Sum256([]byte(s))
+		return "'sha256-" + base64.StdEncoding.EncodeToString(sum[:]) + "'"
+	}
+	return "default-src 'none'; style-src " + hash(css) + "; style-src-attr 'unsafe-inline'; script-src " + hash(js) + "; img-src data:"
 }
 
 type imageInfo struct {
@@ -151,7 +221,7 @@ type tick struct {
 // row is one step: a bar on the timeline and its details.
 type row struct {
 	Idx, Name, Type, Status, Error, Output, Tip string
-	Depth, Attempts                             int
+	Depth, Attempts, TestsLeft                  int
 	Left, Width                                 float64
 	Seconds, Offset                             float64
 	Finally, Parent, Ignored, Failure, Ran      bool
@@ -212,6 +282,7 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 		opt.ConsoleBudget = DefaultBudget
 	}
 	p := &page{Res: res, CSS: template.CSS(asset("report.css")), JS: template.JS(asset("report.js"))}
+	p.CSP = csp(string(p.CSS), string(p.JS))
 	p.Title = fmt.Sprintf("%s on %s: %s", opt.redact(res.Plan), opt.redact(res.Board), res.Status)
 	if !res.Start.IsZero() {
 		p.Start = res.Start.Local().Format("2006-01-02 15:04:05 MST")
@@ -292,15 +363,17 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 
 	var out []*row
 	var failure *row
+	tb := newTestBudget()
 	for _, sp := range order {
 		s := sp.res
 		depth := 0
 		for p := sp.parent; p != nil; p = p.parent {
 			depth++
 		}
-		r := &row{Idx: s.Index, Name: opt.redact(s.Name), Type: s.Type, Status: s.Status, Error: opt.redact(s.Error),
-			Output: opt.redact(s.Output), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
-			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, Tests: redactTests(s.Tests, opt), span: sp}
+		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: s.Status, Error: clip(opt.redact(s.Error), maxStepText),
+			Output: clip(opt.redact(s.Output), maxStepText), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
+			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, span: sp}
+		r.Tests, r.TestsLeft = redactTests(s.Tests, opt, tb)
 		if sp.ran {
 			r.Offset = s.Start.Sub(res.Start).Seconds()
 			r.Left = 100 * r.Offset / total
@@ -350,32 +423,97 @@ func hasFailedChild(s *engine.StepResult) bool {
 	return false
 }
 
-func redactTests(ts []*engine.TestCase, opt *Options) []*engine.TestCase {
-	if len(ts) == 0 {
-		return nil
-	}
-	out := make([]*engine.TestCase, len(ts))
-	for i, t := range ts {
+// Budgets of the page for what the board reported (report.json holds it
+// all): the test cases listed, some kept for failures, and the bytes of
+// their messages and output; and any one text of a step.
+const (
+	maxCases    = 1500
+	maxBadCases = 1500
+	maxTestText = 512 << 10
+	maxCaseText = 4 << 10
+	maxStepText = 64 << 10
+)
+
+// testBudget is what is left of the page's budgets for test cases.
+type testBudget struct {
+	cases, bad int
+	text       int
+}
+
+func newTestBudget() *testBudget {
+	return &testBudget{cases: maxCases, bad: maxBadCases, text: maxTestText}
+}
+
+// redactTests returns the cases the page lists, masked and within the
+// budget, and how many it leaves out. A failing case is never dropped for
+// a passing one: failures have a budget of their own.
+func redactTests(ts []*engine.TestCase, opt *Options, b *testBudget) ([]*engine.TestCase, int) {
+	var out []*engine.TestCase
+	left := 0
+	for _, t := range ts {
+		if t == nil {
+			continue
+		}
+		children, cl := redactTests(t.Children, opt, b)
+		left += cl
+		bad := (t.Status == "fail" || t.Status == "error") && !t.Allowed
+		switch {
+		case bad && b.bad > 0:
+			b.bad--
+		case b.cases > 0:
+			b.cases--
+		case len(children) > 0: // the suite of listed cases
+		default:
+			left++
+			continue
+		}
 		c := *t
-		c.Suite, c.Name, c.Message, c.Output = opt.redact(c.Suite), opt.redact(c.Name), opt.redact(c.Message), opt.redact(c.Output)
-		c.Children = redactTests(t.Children, opt)
-		out[i] = &c
+		c.Suite, c.Name = clip(opt.redact(c.Suite), maxCaseText), clip(opt.redact(c.Name), maxCaseText)
+		c.Message, c.Output = b.clip(opt.redact(c.Message)), b.clip(opt.redact(c.Output))
+		if bad && c.Message == "" && t.Message != "" { // a failure keeps why
+			c.Message = clip(opt.redact(t.Message), 1<<10)
+		}
+		c.Children = children
+		out = append(out, &c)
 	}
-	return out
+	return out, left
+}
+
+// clip takes s, cut to a case's share, out of the budget ("" once spent).
+func (b *testBudget) clip(s string) string {
+	if s == "" || b.text <= 0 {
+		return ""
+	}
+	s = clip(s, min(maxCaseText, b.text))
+	b.text -= len(s)
+	return s
+}
+
+// clip cuts s to at most n bytes (on a rune boundary), saying so.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	i := n
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + fmt.Sprintf(" [… %d bytes more in report.json]", len(s)-i)
 }
 
 // ticks are the labels of the time axis: 1, 2 or 5 times a power of ten,
 // five to ten of them.
 func ticks(total float64) []tick {
-	step := 1e-3
-	for _, m := range []float64{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6} {
-		step = m * 1e-3
-		if total/step <= 8 {
+	if math.IsNaN(total) || math.IsInf(total, 0) || total <= 0 {
+		total = 1
+	}
+	step := max(niceStep(total/8), 1e-3)
+	var out []tick
+	for i := 0; i <= 10; i++ {
+		v := float64(i) * step
+		if v > total+1e-9 {
 			break
 		}
-	}
-	var out []tick
-	for v := 0.0; v <= total+1e-9; v += step {
 		out = append(out, tick{Left: 100 * v / total, Label: FormatSeconds(v)})
 	}
 	return out
@@ -404,7 +542,7 @@ var quotedRe = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
 
 // console fills the page's console sections.
 func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpan, highlights []string, opt *Options) error {
-	f, err := os.Open(path)
+	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		p.addEmptySections(nil, order)
 		if os.IsNotExist(err) {
@@ -495,16 +633,28 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		}
 	}
 	var prevT float64
-	f2, err := os.Open(path)
+	var lf logFormat
+	f2, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
 	if err != nil {
 		return err
 	}
 	defer f2.Close()
+	// The budget holds the text as read; escaping may grow it (a board
+	// printing "<" for pages): lines past twice the budget, escaped, are
+	// left out like the others.
+	var shown int64
 	err = readKept(f2, keep, func(n int, raw string) {
+		if shown > 2*opt.ConsoleBudget && n > 1 {
+			p.Console.Cut = true
+			return // counted in the gap before the next kept line
+		}
 		if n > prev+1 {
 			addGap(prev+1, n-1)
 		}
 		prev = n
+		if n == 1 {
+			lf = formatOf(raw)
+		}
 		if n == 1 && strings.HasPrefix(raw, "# ") {
 			return
 		}
@@ -512,20 +662,37 @@ func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpa
 		if s == nil {
 			return
 		}
-		t, text, note := parseLine(raw, prevT)
+		t, text, note := lf.parseLine(raw, prevT)
 		prevT = t
-		text = cleanLine(opt.redact(text))
+		// Masked as shown: colour codes between a secret's characters
+		// (grep --color) are gone once cleaned.
+		text = opt.redact(cleanLine(opt.redact(text)))
 		it := item{N: n, T: strconv.FormatFloat(t, 'f', 3, 64), Note: note, Segs: []textSeg{{Text: text}}}
 		if ci.marks[n] {
 			it.Segs = markText(text, highlights)
 		}
 		s.Items = append(s.Items, it)
 		p.Console.Shown++
+		shown += escapedLen(text) + lineCost
 	})
 	if prev < ci.lines {
 		addGap(prev+1, ci.lines)
 	}
 	return err
+}
+
+// escapedLen is the length of s escaped in HTML.
+func escapedLen(s string) int64 {
+	n := int64(len(s))
+	for i := 0; i < len(s); i++ {
+		switch s[i] {
+		case '<', '>':
+			n += 3
+		case '&', '\'', '"':
+			n += 4
+		}
+	}
+	return n
 }
 
 // addEmptySections gives every step without console lines a section, so
@@ -618,7 +785,7 @@ func listFiles(dir string, opt *Options) ([]fileInfo, int) {
 		}
 		rel, _ := filepath.Rel(dir, path)
 		name := d.Name()
-		if rel == ReportFile || strings.HasPrefix(name, "."+ReportFile) || strings.HasPrefix(name, ".") && strings.Contains(name, ".json.") {
+		if rel == ReportFile || strings.HasPrefix(name, "."+ReportFile) || name == ".jsplan-artifacts" || strings.HasPrefix(name, ".") && strings.Contains(name, ".json.") {
 			return nil
 		}
 		if d.IsDir() {

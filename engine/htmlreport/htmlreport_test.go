@@ -11,7 +11,17 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/console"
 )
+
+// logText is a log line's text after its time: a note right after it, a
+// board's line after a space.
+func logText(s string) string {
+	if strings.HasPrefix(s, console.NotePrefix) {
+		return s
+	}
+	return " " + s
+}
 
 var t0 = time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)
 
@@ -45,13 +55,13 @@ func sampleResult() *engine.Result {
 }
 
 // writeLog writes a console log in console.Log's format: lines are
-// (seconds, text) pairs.
+// (seconds, text) pairs; a text starting "### " is jsplan's note.
 func writeLog(t *testing.T, dir string, lines ...any) {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "# jsplan console log: plan nightly, board rig-3, started %s\n", t0.Format(time.RFC3339Nano))
+	fmt.Fprintf(&b, console.Header+"plan nightly, board rig-3, started %s\n", t0.Format(time.RFC3339Nano))
 	for i := 0; i+1 < len(lines); i += 2 {
-		fmt.Fprintf(&b, "[%9.3f] %s\n", lines[i].(float64), lines[i+1].(string))
+		fmt.Fprintf(&b, "[%9.3f]%s\n", lines[i].(float64), logText(lines[i+1].(string)))
 	}
 	if err := os.WriteFile(filepath.Join(dir, ConsoleFile), []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
@@ -173,8 +183,8 @@ func TestLongConsoleIsCut(t *testing.T) {
 		t.Fatal(err)
 	}
 	w := bufio.NewWriterSize(f, 1<<20)
-	fmt.Fprintf(w, "# jsplan console log: plan nightly, board rig-3, started %s\n", t0.Format(time.RFC3339Nano))
-	line := func(s float64, text string) { fmt.Fprintf(w, "[%9.3f] %s\n", s, text) }
+	fmt.Fprintf(w, console.Header+"plan nightly, board rig-3, started %s\n", t0.Format(time.RFC3339Nano))
+	line := func(s float64, text string) { fmt.Fprintf(w, "[%9.3f]%s\n", s, logText(text)) }
 	line(0.5, "### step 1: boot")
 	line(0.5, "### step 1.1: power on")
 	line(1.0, "### step 1.2: log in")
@@ -274,5 +284,90 @@ func TestHistory(t *testing.T) {
 		if !strings.Contains(page, want) {
 			t.Errorf("history page lacks %q", want)
 		}
+	}
+}
+
+// A board printing jsplan's notes makes no section of the page: the lines
+// stay board lines in the step that printed them, the failing step keeps
+// its output, and the page stays small.
+func TestBoardCannotForgeNotes(t *testing.T) {
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, ConsoleFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(f, console.Header+"plan nightly, board rig-3, started %s\n", t0.Format(time.RFC3339Nano))
+	// The log's clock says 5.5 s: inside step 2 (5 s to 8 s).
+	lg := console.NewLog(f, time.Now().Add(-5500*time.Millisecond), nil)
+	lg.Note("step %s: %s", "2", "kunit")
+	w := bufio.NewWriterSize(lg, 64<<10)
+	for i := 0; i < 200000; i++ {
+		w.WriteString("### step 1.2: log in\n")
+	}
+	w.WriteString("### logged out: all tests passed\nKernel panic - not syncing: boom\n")
+	w.Flush()
+	lg.Close()
+	f.Close()
+	// Step 2 lasts an hour here, so that writing the lines on a slow, busy
+	// machine cannot carry them past its end: the test is about notes, not
+	// time.
+	res := sampleResult()
+	res.Steps[1].Seconds = 3600
+	res.Finally[0].Start = res.Steps[1].Start.Add(3601 * time.Second)
+	res.Seconds = 3700
+	page := render(t, dir, res, Options{})
+	if len(page) > 4<<20 {
+		t.Errorf("the page has %d bytes", len(page))
+	}
+	s := sectionHTML(t, page, "con-2")
+	for _, want := range []string{"<mark>Kernel panic - not syncing: boom</mark>", "### logged out: all tests passed", "### step 1.2: log in"} {
+		if !strings.Contains(s, want) {
+			t.Errorf("step 2's section lacks %q", want)
+		}
+	}
+	if n := strings.Count(page, "<details id="); n > 20 {
+		t.Errorf("the page has %d sections", n)
+	}
+	if strings.Contains(page, `class="l n"`) && regexp.MustCompile(`class="l n"[^\n]*(logged out|step 1\.2)`).MatchString(page) {
+		t.Errorf("a board line is shown as a note")
+	}
+	if strings.Contains(page, "between steps") {
+		t.Errorf("the board's lines moved out of step 2")
+	}
+}
+
+// Board-reported test cases and their output have a budget on the page;
+// failures are listed before passing cases are.
+func TestTestCasesBudget(t *testing.T) {
+	dir := t.TempDir()
+	writeLog(t, dir, 5.0, "### step 2: kunit", 6.0, "x")
+	res := sampleResult()
+	var cases []*engine.TestCase
+	for i := 0; i < 20000; i++ {
+		cases = append(cases, &engine.TestCase{Name: fmt.Sprintf("case_%d", i), Status: "pass", Output: strings.Repeat("o", 4096)})
+	}
+	cases = append(cases, &engine.TestCase{Name: "the_failing_case", Status: "fail", Output: "FAIL-OUTPUT"})
+	res.Steps[1].Tests = []*engine.TestCase{{Suite: "big", Name: "big", Status: "fail", Children: cases}}
+	page := render(t, dir, res, Options{})
+	if len(page) > 4<<20 {
+		t.Errorf("the page has %d bytes", len(page))
+	}
+	for _, want := range []string{"the_failing_case", "case_0<", "more cases, not listed here: see report.json"} {
+		if !strings.Contains(page, want) {
+			t.Errorf("the page lacks %q", want)
+		}
+	}
+}
+
+// A log of an older version (no "v2" in its header) still has its notes.
+func TestLegacyConsoleLog(t *testing.T) {
+	dir := t.TempDir()
+	log := "# jsplan console log: plan nightly, board rig-3, started " + t0.Format(time.RFC3339Nano) + "\n" +
+		"[    5.000] ### step 2: kunit\n[    6.000] Kernel panic - not syncing: boom\n"
+	if err := os.WriteFile(filepath.Join(dir, ConsoleFile), []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s := sectionHTML(t, render(t, dir, sampleResult(), Options{}), "con-2"); !strings.Contains(s, "<mark>Kernel panic") {
+		t.Errorf("step 2's section of an old log:\n%s", s)
 	}
 }

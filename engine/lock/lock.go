@@ -23,6 +23,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 )
@@ -38,12 +40,44 @@ type Holder struct {
 	Since time.Time `json:"since"`
 }
 
+// String describes the holder for people. Any local user can write the
+// record: its texts are shown with control characters escaped, so that
+// none reaches a terminal (an OSC 52 clipboard write, a screen clear).
 func (h Holder) String() string {
 	user := ""
 	if h.User != "" {
-		user = "user " + h.User + ", "
+		user = "user " + Printable(h.User) + ", "
 	}
-	return fmt.Sprintf("plan %q (%spid %d on %s, since %s)", h.Plan, user, h.PID, h.Host, h.Since.Format(time.RFC3339))
+	return fmt.Sprintf("plan %q (%spid %d on %s, since %s)", h.Plan, user, h.PID, Printable(h.Host), h.Since.Format(time.RFC3339))
+}
+
+// Printable escapes the control characters of s (C0, DEL and C1, as \xNN
+// or \uNNNN) and invalid UTF-8, so that s prints as text on a terminal.
+func Printable(s string) string {
+	clean := true
+	for _, r := range s {
+		if unicode.IsControl(r) || r == utf8.RuneError {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError:
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r < 0x80 && unicode.IsControl(r):
+			fmt.Fprintf(&b, `\x%02x`, r)
+		case unicode.IsControl(r):
+			fmt.Fprintf(&b, `\u%04x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // Lock is a held board lock.
@@ -124,6 +158,16 @@ func TryAcquire(dir, board string, me Holder) (l *Lock, holder *Holder, err erro
 		}
 		return nil, nil, fmt.Errorf("lock %s: %w", p, err)
 	}
+	// The flock holds the file we opened: the path must still name it
+	// (not removed or replaced since), or another run may lock another
+	// file under the same name.
+	if testHookAfterFlock != nil {
+		testHookAfterFlock(p)
+	}
+	if !sameFile(d, p, f) {
+		f.Close()
+		return nil, nil, &UnsafeError{Path: p, Reason: "the lock file was removed or replaced while it was being locked"}
+	}
 	me.Board = board
 	b, _ := json.Marshal(me)
 	_ = f.Truncate(0)
@@ -186,14 +230,13 @@ func openDir(dir string) (*os.File, error) {
 		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
 	}
 	uid := uint32(os.Geteuid())
-	shared := st.Mode&unix.S_ISVTX != 0 && st.Mode&unix.S_IWOTH != 0
 	switch {
-	case st.Uid != 0 && st.Uid != uid && !shared:
-		// A shared directory (1777) may have been created by another
-		// user's run: its owner can still remove lock files (breaking
-		// the exclusion, not redirecting writes: links are refused).
+	case st.Uid != 0 && st.Uid != uid:
+		// Even a shared 1777 directory: its owner may remove any lock
+		// file in it, held or not, and a second run then takes the
+		// board.
 		d.Close()
-		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is owned by uid %d (neither root nor us, uid %d) and is not a shared 1777 directory: its owner could replace the lock files", st.Uid, uid)}
+		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is owned by uid %d (neither root nor us, uid %d): its owner could remove a held lock file and give the board to a second run; a directory shared by several users must be root's (mode 1777)", st.Uid, uid)}
 	case st.Mode&unix.S_IWOTH != 0 && st.Mode&unix.S_ISVTX == 0:
 		d.Close()
 		return nil, &UnsafeError{Path: dir, Reason: fmt.Sprintf("the directory is writable by others without the sticky bit (mode %04o): anyone could replace the lock files; chmod 1777 it", st.Mode&0o7777)}
@@ -257,6 +300,12 @@ func openFile(d *os.File, p string) (*os.File, error) {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
+	var dst unix.Stat_t
+	if err := unix.Fstat(int(d.Fd()), &dst); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", p, err)
+	}
+	uid := uint32(os.Geteuid())
 	switch {
 	case st.Mode&unix.S_IFMT != unix.S_IFREG:
 		f.Close()
@@ -264,12 +313,32 @@ func openFile(d *os.File, p string) (*os.File, error) {
 	case st.Nlink != 1:
 		f.Close()
 		return nil, &UnsafeError{Path: p, Reason: fmt.Sprintf("the file has %d hard links", st.Nlink)}
+	case st.Uid != 0 && st.Uid != uid && dst.Mode&(unix.S_IWGRP|unix.S_IWOTH) != 0:
+		// In a directory others may write, the file's owner may remove
+		// it while we hold it (the sticky bit lets owners remove their
+		// files): a second run would then create a new one and take the
+		// board.
+		f.Close()
+		return nil, &UnsafeError{Path: p, Reason: fmt.Sprintf("the lock file is owned by uid %d (neither root nor us, uid %d), who could remove it while it is held; "+
+			"where several users share a lock directory, root creates the lock files (install -m 0666 /dev/null %s)", st.Uid, uid, p)}
 	}
 	if err := unix.SetNonblock(fd, false); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("lock %s: %w", p, err)
 	}
 	return f, nil
+}
+
+// testHookAfterFlock, set by tests, runs between the flock and the check.
+var testHookAfterFlock func(path string)
+
+// sameFile reports whether the name p in d still is the open file f.
+func sameFile(d *os.File, p string, f *os.File) bool {
+	var a, b unix.Stat_t
+	if unix.Fstatat(int(d.Fd()), filepath.Base(p), &a, unix.AT_SYMLINK_NOFOLLOW) != nil || unix.Fstat(int(f.Fd()), &b) != nil {
+		return false
+	}
+	return a.Dev == b.Dev && a.Ino == b.Ino
 }
 
 func readHolder(f *os.File) *Holder {
@@ -387,6 +456,18 @@ var (
 	adoptMu sync.Mutex
 	adopted = map[int]*os.File{} // inherited descriptors, kept open for good
 )
+
+// A passed lock's descriptor stays in this process (TryAcquire adopts it)
+// but goes no further: from the start, nothing this process runs inherits
+// it, whether or not it ever takes the lock.
+func init() {
+	for _, e := range strings.Split(os.Getenv(EnvHeld), ":") {
+		fdText, _, ok := strings.Cut(e, "=")
+		if fd, err := strconv.Atoi(fdText); ok && err == nil && fd >= 3 {
+			syscall.CloseOnExec(fd)
+		}
+	}
+}
 
 // inherited returns the lock of the lock file p when this process inherited
 // it (EnvHeld) and the descriptor really holds it; nil otherwise.

@@ -237,13 +237,13 @@ func TestRefusesUnsafeDirectory(t *testing.T) {
 		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "symlink owned by uid 65534") {
 			t.Fatalf("a lock directory symlinked by another user: %v", err)
 		}
-		// A shared directory another user's run created is fine.
+		// Nor a shared 1777 directory of another user: its owner may
+		// remove any lock file in it (issue 22, item 10).
 		os.Chmod(other, 0o777|os.ModeSticky)
-		l, _, err := TryAcquire(other, "b", Holder{})
-		if err != nil || l == nil {
+		_, _, err = TryAcquire(other, "b", Holder{})
+		if !errors.As(err, &ue) || !strings.Contains(err.Error(), "owned by uid 65534") {
 			t.Fatalf("a shared 1777 dir owned by another user: %v", err)
 		}
-		l.Release()
 	}
 	sticky := filepath.Join(base, "sticky")
 	os.Mkdir(sticky, 0o755)
@@ -325,4 +325,62 @@ func TestSharedBetweenUsers(t *testing.T) {
 	if err != nil || !strings.Contains(string(out), "OK") {
 		t.Fatalf("second user: %v\n%s", err, out)
 	}
+}
+
+// Issue 22, item 10: a lock file another user owns in a shared directory
+// is refused: that user could remove it while a run holds it, and a second
+// run would create a new one and get the same board.
+func TestRefusesLockFileAnotherUserCanRemove(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to make a file of another user")
+	}
+	dir := filepath.Join(t.TempDir(), "locks")
+	l, _, err := TryAcquire(dir, "mine", Holder{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.Release()
+	p := Path(dir, "b")
+	if err := os.WriteFile(p, nil, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	os.Chown(p, 65534, 65534)
+	_, _, err = TryAcquire(dir, "b", Holder{})
+	var ue *UnsafeError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "owned by uid 65534") || !strings.Contains(err.Error(), "install -m 0666") {
+		t.Fatalf("a lock file of another user in a shared directory: %v", err)
+	}
+	// In a directory only root may write, the owner cannot remove it.
+	private := filepath.Join(t.TempDir(), "private")
+	os.Mkdir(private, 0o755)
+	q := Path(private, "b")
+	os.WriteFile(q, nil, 0o666)
+	os.Chown(q, 65534, 65534)
+	l, _, err = TryAcquire(private, "b", Holder{})
+	if err != nil || l == nil {
+		t.Fatalf("another user's lock file in root's 0755 directory: %v", err)
+	}
+	l.Release()
+}
+
+// Issue 22, item 10: a lock file replaced between its opening and the
+// flock is refused: the flock would hold a file no other run opens.
+func TestRefusesLockFileReplacedWhileLocking(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "locks")
+	testHookAfterFlock = func(p string) {
+		os.WriteFile(p+".new", nil, 0o666)
+		os.Rename(p+".new", p)
+	}
+	defer func() { testHookAfterFlock = nil }()
+	_, _, err := TryAcquire(dir, "b", Holder{})
+	var ue *UnsafeError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "removed or replaced") {
+		t.Fatalf("a lock file replaced while locking: %v", err)
+	}
+	testHookAfterFlock = nil
+	l, _, err := TryAcquire(dir, "b", Holder{})
+	if err != nil || l == nil {
+		t.Fatalf("the lock afterwards: %v", err)
+	}
+	l.Release()
 }

@@ -11,6 +11,7 @@ package redact
 
 import (
 	"encoding/json"
+	"fmt"
 	"html"
 	"slices"
 	"sort"
@@ -28,8 +29,12 @@ const Mask = "***"
 // them as secret parameters.
 const MinLen = 4
 
-// TooShort reports whether v is a non-empty value too short to be masked.
-func TooShort(v string) bool { return v != "" && utf8.RuneCountInString(v) < MinLen }
+// TooShort reports whether v is a non-empty value too short to be masked:
+// fewer than MinLen characters besides leading and trailing white space (a
+// secret of spaces would mask the spaces of every line).
+func TooShort(v string) bool {
+	return v != "" && utf8.RuneCountInString(strings.TrimSpace(v)) < MinLen
+}
 
 // Redactor replaces secret values with Mask. The zero value masks nothing;
 // it is safe for concurrent use.
@@ -90,6 +95,34 @@ var xmlForms = []*strings.Replacer{
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#34;", "'", "&#39;", "\n", "&#xA;", "\r", "&#xD;", "\t", "&#x9;"),
 	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&#x22;", "'", "&#x27;"),
+	// Python's html.escape (quote=True).
+	strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#x27;"),
+}
+
+// pyRepr is the inside of Python's repr of a string (as ansible prints a
+// list): single-quoted, ' escaped when the string also holds a " (else
+// Python picks double quotes and escapes no quote).
+func pyRepr(v string, escapeQuote bool) string {
+	var b strings.Builder
+	for _, r := range v {
+		switch {
+		case r == '\\':
+			b.WriteString(`\\`)
+		case r == '\'' && escapeQuote:
+			b.WriteString(`\'`)
+		case r == '\n':
+			b.WriteString(`\n`)
+		case r == '\r':
+			b.WriteString(`\r`)
+		case r == '\t':
+			b.WriteString(`\t`)
+		case r < 0x20 || r == 0x7f:
+			fmt.Fprintf(&b, `\x%02x`, r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
 }
 
 // escaped returns v and the forms it takes inside JSON, Go-quoted strings,
@@ -97,7 +130,8 @@ var xmlForms = []*strings.Replacer{
 // JUnit report).
 func escaped(v string) []string {
 	q, qa := strconv.Quote(v), strconv.QuoteToASCII(v)
-	quoted := []string{v, jsonEscaped(v, true), jsonEscaped(v, false), q[1 : len(q)-1], qa[1 : len(qa)-1]}
+	quoted := []string{v, jsonEscaped(v, true), jsonEscaped(v, false), q[1 : len(q)-1], qa[1 : len(qa)-1],
+		pyRepr(v, true), pyRepr(v, false)}
 	out := append([]string{html.EscapeString(v)}, quoted...)
 	for _, b := range quoted {
 		if !strings.ContainsAny(b, `&<>"'`+"\r\n\t") {

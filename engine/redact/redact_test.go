@@ -1,6 +1,7 @@
 package redact
 
 import (
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -253,5 +254,51 @@ func TestStreamMatchesString(t *testing.T) {
 		if want := r.String(text); out.String() != want {
 			t.Fatalf("%q:\nstream %q\nString %q", text, out.String(), want)
 		}
+	}
+}
+
+// Issue 22, item 5: the forms Python prints a secret in, as ansible does:
+// repr (a list: ['Str\'ong"Pass']) and html.escape, alone and combined.
+func TestMasksPythonForms(t *testing.T) {
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("no python3")
+	}
+	for _, secret := range []string{`Str'ong"Pass`, `it's&<mine>`, `back\slash'"` + "\ttab", `only"double`} {
+		out, err := exec.Command(py, "-c", `import sys, html
+s = sys.argv[1]
+print(repr([s]))
+print(repr(s))
+print(html.escape(s))
+print(html.escape(repr([s])))
+print(html.escape(s, quote=False))`, secret).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r Redactor
+		r.Add(secret)
+		for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+			if got := r.String(line); !strings.Contains(got, Mask) || strings.Contains(got, "ong") && strings.Contains(secret, "ong") {
+				t.Errorf("secret %q: python printed %q, masked %q", secret, line, got)
+			}
+		}
+	}
+}
+
+// Issue 22, item 8: a secret of white space (or nearly) is too short: it
+// would mask the spaces of every line.
+func TestWhitespaceSecretTooShort(t *testing.T) {
+	for _, v := range []string{"    ", "\t\t\t\t", "  a  ", " ab\n"} {
+		if !TooShort(v) {
+			t.Errorf("%q is not too short", v)
+		}
+		var r Redactor
+		r.Add(v)
+		if got := r.String("a    line\twith  spaces"); got != "a    line\twith  spaces" {
+			t.Errorf("secret %q masked %q", v, got)
+		}
+	}
+	if TooShort("  abcd  ") {
+		t.Errorf("a secret of 4 characters with spaces around is too short")
 	}
 }

@@ -61,7 +61,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 	// Accept any declared encoding as is: results are text, and a byte that
 	// is not UTF-8 is dropped from the report rather than losing the file.
 	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
-	cnt := counter{max: lim.MaxCases}
+	cnt := newCounter(lim)
 	var top []*engine.TestCase
 	var stack []*jframe
 	attach := func(tc *engine.TestCase) {
@@ -138,12 +138,17 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 				case "error":
 					c.tc.Status = Error
 				case "skipped":
-					c.tc.Status = Skip
-					if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
-						c.tc.Status = XFail
+					// A skip never hides a failure or error of the same
+					// case, whatever the order of the elements.
+					if c.tc.Status == Pass {
+						c.tc.Status = Skip
+						if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
+							c.tc.Status = XFail
+						}
 					}
 				}
-				if t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped" {
+				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != Skip && c.tc.Status != XFail
+				if !skipOfFailed && (t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped") {
 					if msg != "" {
 						c.tc.Message = msg
 					} else {

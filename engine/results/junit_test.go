@@ -121,3 +121,22 @@ func TestBoundedXML(t *testing.T) {
 		}
 	}
 }
+
+// A case with both a failure (or an error) and a skip fails, whatever the
+// order: a skip never hides a failure.
+func TestJUnitSkipNeverHidesFailure(t *testing.T) {
+	for _, body := range []string{
+		`<failure message="boom"/><skipped/>`,
+		`<skipped message="later"/><failure message="boom"/>`,
+		`<error message="boom"/><skipped type="pytest.xfail"/>`,
+	} {
+		cases := parseString(t, "junit", `<testsuite name="s"><testcase name="c">`+body+`</testcase></testsuite>`)
+		c := find(t, cases, "s/c")
+		if c.Status != Fail && c.Status != Error || c.Message != "boom" {
+			t.Errorf("%s: %+v", body, c)
+		}
+		if v := Judge(cases, Policy{}); v.Fail+v.Error != 1 || v.Skip+v.XFail != 0 {
+			t.Errorf("%s: verdict %+v", body, v)
+		}
+	}
+}

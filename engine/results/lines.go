@@ -62,7 +62,7 @@ type level struct {
 }
 
 func newLineParser(lim Limits, tap bool) *lineParser {
-	p := &lineParser{lim: lim, tap: tap, cnt: counter{max: lim.MaxCases}}
+	p := &lineParser{lim: lim, tap: tap, cnt: newCounter(lim)}
 	p.out.max = lim.MaxOutput
 	p.stack = []*level{{plan: -1}}
 	return p
@@ -274,14 +274,18 @@ func (p *lineParser) flushOwner() {
 		if len(out) > p.lim.MaxOutput {
 			out = "..." + out[len(out)-p.lim.MaxOutput:]
 		}
+		old := len(p.owner.Output)
 		p.owner.Output = strings.ToValidUTF8(out, "")
+		if d := len(p.owner.Output) - old; d > 0 {
+			p.cnt.charge(p.owner, p.owner.Output[old:])
+		}
 	}
 	p.owner = nil
 }
 
 // place makes the level of a line at indentation ind the current one:
-// deeper opens a subtest, shallower closes subtests. It reports false when
-// the line would nest deeper than allowed.
+// deeper opens a subtest, shallower closes subtests; past the depth limit
+// lines join the deepest subtest. It reports whether the line has a level.
 func (p *lineParser) place(ind int) bool {
 	top := p.stack[len(p.stack)-1]
 	if len(p.stack) == 1 && ind != top.indent && !top.started && top.count == 0 && top.plan < 0 && !top.hasPending {
@@ -297,12 +301,11 @@ func (p *lineParser) place(ind int) bool {
 		p.pop("")
 		top = p.stack[len(p.stack)-1]
 	}
-	if ind > top.indent {
-		if len(p.stack) >= p.lim.MaxDepth {
-			return false
-		}
+	if ind > top.indent && len(p.stack) < p.lim.MaxDepth {
 		p.stack = append(p.stack, &level{indent: ind, plan: -1})
 	}
+	// Deeper than allowed: the line counts at the deepest level, so that a
+	// failure nested too deep is still a failure.
 	return true
 }
 
@@ -477,7 +480,11 @@ func (p *lineParser) endYAML() {
 	if len(out) > p.lim.MaxOutput {
 		out = "..." + out[len(out)-p.lim.MaxOutput:]
 	}
+	old := len(tc.Output)
 	tc.Output = strings.ToValidUTF8(out, "")
+	if d := len(tc.Output) - old; d > 0 {
+		p.cnt.charge(tc, tc.Output[old:])
+	}
 }
 
 func indentOf(s string) int {

@@ -233,7 +233,7 @@ func TestLineLimits(t *testing.T) {
 	if last.Status != Fail || !strings.Contains(last.Name, "3 more") || !strings.Contains(last.Message, "1 fail") {
 		t.Fatalf("summary case: %+v", last)
 	}
-	// Nesting deeper than the limit is kept as text, not as levels.
+	// Nesting deeper than the limit adds no levels (its lines join the deepest).
 	var deep strings.Builder
 	for i := 0; i < 100; i++ {
 		deep.WriteString(strings.Repeat(" ", i) + "KTAP version 1\n")
@@ -277,5 +277,27 @@ pass t/b.t
 	// KTAP has no prove headers: kernel lines like this one stay text.
 	if c := parseString(t, "ktap", "1..1\nLoading modules ... \nok 1 x\n"); tree(c) != "pass x\n" {
 		t.Fatalf("ktap: %s", tree(c))
+	}
+}
+
+// A failure nested deeper than the depth limit still fails: past the
+// limit, lines join the deepest level.
+func TestKTAPDeepFailureCounts(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("KTAP version 1\n1..1\n")
+	for i := 1; i <= 40; i++ {
+		b.WriteString(strings.Repeat("    ", i) + "KTAP version 1\n" + strings.Repeat("    ", i) + "1..1\n")
+	}
+	b.WriteString(strings.Repeat("    ", 41) + "not ok 1 deep_failure\n")
+	for i := 40; i >= 1; i-- {
+		b.WriteString(strings.Repeat("    ", i) + "ok 1 level\n")
+	}
+	b.WriteString("ok 1 top\n")
+	cases := parseString(t, "ktap", b.String())
+	if v := Judge(cases, Policy{}); v.Fail+v.Error == 0 {
+		t.Fatalf("a deep failure was lost: %+v\n%s", v, tree(cases))
+	}
+	if !strings.Contains(tree(cases), "fail deep_failure") {
+		t.Errorf("no deep_failure case:\n%s", tree(cases))
 	}
 }

@@ -1,11 +1,14 @@
 package results
 
 import (
+	"fmt"
 	"io"
 	"runtime"
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine"
 )
 
 // genReader produces n bytes by repeating what next returns, without
@@ -126,5 +129,39 @@ func benchStream(b *testing.B, format, head string, next func(int) string) {
 		_, _ = p.Write([]byte(head))
 		_, _ = io.Copy(p, &genReader{left: size, next: next})
 		p.Close()
+	}
+}
+
+// The output kept over all cases of a stream is bounded (issue 22, item 1:
+// 20,000 cases of 4 KiB each), failures having a budget of their own.
+func TestTotalOutputBounded(t *testing.T) {
+	for _, format := range []string{"ktap", "tap"} {
+		var b strings.Builder
+		b.WriteString("TAP version 13\n1..20001\n")
+		diag := strings.Repeat("# "+strings.Repeat("o", 60)+"\n", 66)
+		for i := 1; i <= 20000; i++ {
+			if format == "ktap" {
+				b.WriteString(diag)
+				fmt.Fprintf(&b, "ok %d case_%d\n", i, i)
+			} else {
+				fmt.Fprintf(&b, "ok %d case_%d\n", i, i)
+				b.WriteString(diag)
+			}
+		}
+		b.WriteString(diag + "not ok 20001 the_failure\n" + diag)
+		cases := parseString(t, format, b.String())
+		total, failOut := 0, ""
+		walk(cases, func(c *engine.TestCase) {
+			total += len(c.Output)
+			if c.Name == "the_failure" {
+				failOut = c.Output
+			}
+		})
+		if total > 17<<20 || !strings.Contains(failOut, "oooo") {
+			t.Errorf("%s: %d bytes of output kept; the failure's: %q", format, total, failOut[:min(len(failOut), 80)])
+		}
+		if v := Judge(cases, Policy{}); v.Pass != 20000 || v.Fail != 1 {
+			t.Errorf("%s: verdict %+v", format, v)
+		}
 	}
 }

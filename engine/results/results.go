@@ -51,6 +51,10 @@ type Limits struct {
 	MaxLine int
 	// MaxDepth bounds the nesting of subtests or XML elements (default 32).
 	MaxDepth int
+	// MaxTotalOutput bounds the output kept over all cases of a stream,
+	// failing and other cases each (default 8 MiB each): past it a case
+	// keeps its status, name and message, not its output.
+	MaxTotalOutput int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -65,6 +69,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxDepth <= 0 {
 		l.MaxDepth = 32
+	}
+	if l.MaxTotalOutput <= 0 {
+		l.MaxTotalOutput = 8 << 20
 	}
 	return l
 }
@@ -109,13 +116,21 @@ type counter struct {
 	max     int
 	kept    int
 	dropped map[string]int
+	// output kept so far, of failing cases and of the others
+	outBad, outOther, outMax int
+}
+
+func newCounter(lim Limits) counter {
+	return counter{max: lim.MaxCases, outMax: lim.MaxTotalOutput}
 }
 
 // keep reports whether one more case may be kept (its children were
-// counted as they came), and counts its test points when not.
+// counted as they came), and counts its test points when not. A kept case
+// keeps its output while the stream's output budget lasts.
 func (c *counter) keep(tc *engine.TestCase) bool {
 	if c.kept < c.max {
 		c.kept++
+		c.charge(tc, tc.Output)
 		return true
 	}
 	if c.dropped == nil {
@@ -127,6 +142,23 @@ func (c *counter) keep(tc *engine.TestCase) bool {
 		}
 	})
 	return false
+}
+
+// charge counts more output of tc (out, already in tc.Output) against the
+// budget; past it, tc's output is dropped and says so.
+func (c *counter) charge(tc *engine.TestCase, out string) {
+	if out == "" || c.outMax <= 0 {
+		return
+	}
+	spent := &c.outOther
+	if tc.Status == Fail || tc.Status == Error {
+		spent = &c.outBad
+	}
+	if *spent+len(out) > c.outMax {
+		tc.Output = "(output not kept: the stream's cases printed more than the limit of output kept)"
+		return
+	}
+	*spent += len(out)
 }
 
 // summary is the case standing for the dropped ones, or nil.

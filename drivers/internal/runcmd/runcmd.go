@@ -144,12 +144,14 @@ func Run(ctx context.Context, c Command, opts Options) (Result, error) {
 	// waiting for it shortly after the kill.
 	cmd.WaitDelay = 2 * time.Second
 
+	tag := procguard.Tag(cmd)
 	err := cmd.Start()
 	if err == nil {
 		_ = procguard.Watch(cmd.Process.Pid)
 		err = cmd.Wait()
-		// Nothing of the group outlives the command.
+		// Nothing of the group outlives the command, nor what left it.
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		procguard.KillTagged(tag)
 		procguard.Forget(cmd.Process.Pid)
 	}
 	res.Stdout = stdout.String()
