@@ -33,6 +33,7 @@ func BenchmarkFarm(b *testing.B) {
 			ctx := context.Background()
 			var total time.Duration
 			var attempts int
+			f.tried = 0
 			for i := 0; i < b.N; i++ {
 				var running []*resourceapi.ResourceClaim
 				start := time.Now()
@@ -68,6 +69,7 @@ func BenchmarkFarm(b *testing.B) {
 			}
 			b.ReportMetric(float64(claims*b.N)/total.Seconds(), "allocs/s")
 			b.ReportMetric(float64(attempts)/float64(claims*b.N), "tries/claim")
+			b.ReportMetric(float64(f.tried)/float64(claims*b.N), "nodes/claim")
 			b.ReportMetric(float64(total.Microseconds())/float64(claims*b.N), "µs/alloc")
 		})
 	}

@@ -30,6 +30,7 @@ type farm struct {
 	classes   classLister
 	cel       *cel.Cache
 	features  structured.Features
+	tried     int // nodes tried by allocate, in all
 }
 
 // schedulerFeatures is the allocator feature set of a kube-scheduler 1.37
@@ -163,6 +164,7 @@ func (f *farm) allocate(ctx context.Context, t testing.TB, claim *resourceapi.Re
 	}
 	for i := range f.nodes {
 		node := f.nodes[(start+i)%len(f.nodes)]
+		f.tried++
 		res, err := a.Allocate(ctx, node, []*resourceapi.ResourceClaim{claim})
 		if err != nil {
 			t.Fatalf("allocate %s on %s: %v", claim.Name, node.Name, err)
