@@ -203,6 +203,14 @@ func TestPrepareSurvivesLostSpecsAndReboots(t *testing.T) {
 	if _, err := prepareOne(t, d, a); err != nil {
 		t.Errorf("prepare after a reboot: %v", err)
 	}
+	// A prepare interrupted before its state was written (a crash) leaves
+	// files that the next prepare replaces.
+	if err := os.MkdirAll(filepath.Join(d.claimDir(b.UID), "locks"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := prepareOne(t, d, b); err != nil {
+		t.Errorf("prepare over an interrupted one: %v", err)
+	}
 }
 
 // TestDriverHoldsTheBoardLock: the driver takes the node's lock of a

@@ -711,20 +711,19 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 
 func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
 	dir := d.claimDir(c.UID)
-	if s, err := readState(dir); err == nil {
-		if s.BootID == d.bootID && d.specExists(c.UID) {
-			return s.result(), nil // prepared before (kubelet or driver restart)
-		}
+	s, err := readState(dir)
+	switch {
+	case err == nil && s.BootID == d.bootID && d.specExists(c.UID):
+		return s.result(), nil // prepared before (kubelet or driver restart)
+	case err == nil:
 		// The CDI spec is gone (or the node rebooted): prepare anew.
 		klog.FromContext(ctx).Info("re-preparing a claim whose CDI spec is gone", "claim", klog.KObj(c))
-		if err := d.remove(c.UID); err != nil {
-			return nil, err
-		}
-	} else if !errors.Is(err, os.ErrNotExist) {
+	case !errors.Is(err, os.ErrNotExist):
 		klog.FromContext(ctx).Info("re-preparing a claim whose state is unreadable", "claim", klog.KObj(c), "err", err.Error())
-		if err := d.remove(c.UID); err != nil {
-			return nil, err
-		}
+	}
+	// Whatever is left of an earlier or interrupted prepare goes first.
+	if err := d.remove(c.UID); err != nil {
+		return nil, err
 	}
 	if c.Status.Allocation == nil {
 		return nil, fmt.Errorf("claim %s/%s is not allocated", c.Namespace, c.Name)
@@ -843,7 +842,7 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		_, _, name, _ := cdiparser.ParseQualifiedName(pd.CDIID)
 		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
 	}
-	version, err := cdiapi.MinimumRequiredVersion(spec)
+	version, err := cdispec.MinimumRequiredVersion(spec)
 	if err != nil {
 		return err
 	}
