@@ -49,6 +49,7 @@ STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(STATICCHECK) ./...
 	@if [ -f tekton/go.mod ]; then cd tekton && $(STATICCHECK) ./...; fi
+	@if [ -f tekton/dra/go.mod ]; then cd tekton/dra && $(STATICCHECK) ./...; fi
 
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
@@ -109,7 +110,7 @@ test-dra:
 test-dra-e2e:
 	cd tekton/dra && $(GO) vet ./e2e && $(GO) test -count=1 -timeout 30m ./e2e
 
-# The scale figures: 2000 claims on simulated farms of 25-200 nodes x 4-16 boards.
+# The scale figures: 2000 claims on simulated farms of 25-500 nodes x 4-16 boards.
 bench-dra:
 	cd tekton/dra && $(GO) test -run '^$$' -bench Farm -benchtime 1x -timeout 60m ./driver
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -14,6 +15,9 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
+	"k8s.io/kubernetes/pkg/apis/admissionregistration"
+	_ "k8s.io/kubernetes/pkg/apis/admissionregistration/install"
+	admissionvalidation "k8s.io/kubernetes/pkg/apis/admissionregistration/validation"
 	"k8s.io/kubernetes/pkg/apis/apps"
 	_ "k8s.io/kubernetes/pkg/apis/apps/install"
 	appsvalidation "k8s.io/kubernetes/pkg/apis/apps/validation"
@@ -66,6 +70,16 @@ func validate(t *testing.T, file string, raw []byte) (string, field.ErrorList) {
 	case "resource.k8s.io/v1/DeviceClass":
 		o := &resource.DeviceClass{}
 		ext, in, check = &resourcev1.DeviceClass{}, o, func() field.ErrorList { return resourcevalidation.ValidateDeviceClass(o) }
+	case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicy":
+		o := &admissionregistration.ValidatingAdmissionPolicy{}
+		ext, in, check = &admissionregistrationv1.ValidatingAdmissionPolicy{}, o, func() field.ErrorList {
+			return admissionvalidation.ValidateValidatingAdmissionPolicy(o)
+		}
+	case "admissionregistration.k8s.io/v1/ValidatingAdmissionPolicyBinding":
+		o := &admissionregistration.ValidatingAdmissionPolicyBinding{}
+		ext, in, check = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}, o, func() field.ErrorList {
+			return admissionvalidation.ValidateValidatingAdmissionPolicyBinding(o)
+		}
 	case "resource.k8s.io/v1/ResourceClaimTemplate":
 		o := &resource.ResourceClaimTemplate{}
 		ext, in, check = &resourcev1.ResourceClaimTemplate{}, o, func() field.ErrorList { return resourcevalidation.ValidateResourceClaimTemplate(o) }
@@ -107,7 +121,8 @@ func TestManifestsValidate(t *testing.T) {
 			}
 		}
 	}
-	for _, k := range []string{"DaemonSet", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "DeviceClass", "ResourceClaimTemplate", "Pod"} {
+	for _, k := range []string{"DaemonSet", "ClusterRole", "ClusterRoleBinding", "ServiceAccount", "DeviceClass", "ResourceClaimTemplate", "Pod",
+		"ValidatingAdmissionPolicy", "ValidatingAdmissionPolicyBinding"} {
 		if kinds[k] == 0 {
 			t.Errorf("no %s among the manifests", k)
 		}
@@ -121,6 +136,9 @@ func TestValidationCatchesMistakes(t *testing.T) {
 	for _, doc := range []string{
 		"apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: x}\nspec:\n  selectors:\n    - cel: {expression: 'device.attributes[\"jsplan.dev\"].soc =='}\n",
 		"apiVersion: resource.k8s.io/v1\nkind: DeviceClass\nmetadata: {name: x}\nspec:\n  extendedResourceName: kubernetes.io/board\n",
+		"apiVersion: admissionregistration.k8s.io/v1\nkind: ValidatingAdmissionPolicy\nmetadata: {name: x}\nspec:\n  failurePolicy: Fail\n" +
+			"  matchConstraints: {resourceRules: [{apiGroups: [resource.k8s.io], apiVersions: ['*'], operations: [CREATE], resources: [resourceslices]}]}\n" +
+			"  validations: [{expression: 'object.spec.nodeName =='}]\n",
 	} {
 		if _, errs := validate(t, "mistake.yaml", []byte(doc)); len(errs) == 0 {
 			t.Errorf("accepted:\n%s", doc)

@@ -114,6 +114,23 @@ func TestAllocateBySelector(t *testing.T) {
 	}
 }
 
+// TestAllocatorIsTheSchedulers: the feature set of a default-gated 1.37
+// scheduler is beyond the stable allocator, so NewAllocator (as in every
+// test here) gives the incubating one, as in that scheduler.
+func TestAllocatorIsTheSchedulers(t *testing.T) {
+	ctx := context.Background()
+	f := twoNodes(t, nil, true)
+	structured.EnableAllocators("stable")
+	defer structured.EnableAllocators("incubating")
+	if _, err := structured.NewAllocator(ctx, f.features, structured.AllocatedState{AllocatedDevices: f.allocated}, f.classes, f.slices, f.cel); err == nil {
+		t.Errorf("the stable allocator accepts the default features %+v: the scheduler would use it", f.features)
+	}
+	structured.EnableAllocators("incubating")
+	if _, err := structured.NewAllocator(ctx, f.features, structured.AllocatedState{AllocatedDevices: f.allocated}, f.classes, f.slices, f.cel); err != nil {
+		t.Errorf("the incubating allocator: %v", err)
+	}
+}
+
 // TestAllocateExhausted: once the only matching board is allocated, the
 // next claim for it stays unallocated until the first is released.
 func TestAllocateExhausted(t *testing.T) {

@@ -13,8 +13,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/sets"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/dynamic-resource-allocation/cel"
 	"k8s.io/dynamic-resource-allocation/structured"
+	"k8s.io/kubernetes/pkg/features"
 	"k8s.io/utils/ptr"
 )
 
@@ -28,6 +30,39 @@ type farm struct {
 	classes   classLister
 	cel       *cel.Cache
 	features  structured.Features
+	tried     int // nodes tried by allocate, in all
+}
+
+// schedulerFeatures is the allocator feature set of a kube-scheduler 1.37
+// with its default feature gates: what its DRA plugin passes to
+// structured.NewAllocator (dynamicresources.AllocatorFeatures over
+// feature.NewSchedulerFeaturesFromGates), read from Kubernetes' own
+// default gates. With it NewAllocator picks the "incubating" allocator, as
+// such a scheduler does (TestMain allows no other).
+func schedulerFeatures() structured.Features {
+	on := utilfeature.DefaultFeatureGate.Enabled
+	return structured.Features{
+		AdminAccess:             on(features.DRAAdminAccess),
+		PrioritizedList:         on(features.DRAPrioritizedList),
+		PartitionableDevices:    on(features.DRAPartitionableDevices),
+		DeviceTaints:            on(features.DRADeviceTaints),
+		DeviceBindingAndStatus:  on(features.DRADeviceBindingConditions) && on(features.DRAResourceClaimDeviceStatus),
+		ConsumableCapacity:      on(features.DRAConsumableCapacity),
+		FractionalCapacityRange: on(features.DRAFractionalCapacityRange),
+		ListTypeAttributes:      on(features.DRAListTypeAttributes),
+		OptionalNodeOperations:  on(features.DRAOptionalNodeOperations),
+		DerivedAttributes:       on(features.DRADerivedAttributes),
+		CompatibilityGroups:     on(features.DRADeviceCompatibilityGroups),
+	}
+}
+
+// schedulerCELFeatures is the CEL environment of that scheduler.
+func schedulerCELFeatures() cel.Features {
+	on := utilfeature.DefaultFeatureGate.Enabled
+	return cel.Features{
+		EnableConsumableCapacity: on(features.DRAConsumableCapacity),
+		EnableListTypeAttributes: on(features.DRAListTypeAttributes),
+	}
 }
 
 // farmInventory writes one node's inventory: perNode sim boards, the kind
@@ -53,7 +88,7 @@ func newFarm(t testing.TB, nodes, perNode int, kinds []string) *farm {
 	t.Helper()
 	dir := t.TempDir()
 	f := &farm{allocated: sets.New[structured.DeviceID](), classes: classLister{boardClass()},
-		cel: cel.NewCache(100, cel.Features{}), features: structured.Features{DeviceTaints: true}}
+		cel: cel.NewCache(100, schedulerCELFeatures()), features: schedulerFeatures()}
 	for n := 0; n < nodes; n++ {
 		name := fmt.Sprintf("node-%03d", n)
 		inv, err := LoadInventory(farmInventory(t, dir, name, n*perNode, perNode, kinds))
@@ -129,6 +164,7 @@ func (f *farm) allocate(ctx context.Context, t testing.TB, claim *resourceapi.Re
 	}
 	for i := range f.nodes {
 		node := f.nodes[(start+i)%len(f.nodes)]
+		f.tried++
 		res, err := a.Allocate(ctx, node, []*resourceapi.ResourceClaim{claim})
 		if err != nil {
 			t.Fatalf("allocate %s on %s: %v", claim.Name, node.Name, err)

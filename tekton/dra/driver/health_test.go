@@ -3,7 +3,6 @@ package driver
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,13 +17,7 @@ import (
 // its verdicts as the driver does.
 func TestJsplanProber(t *testing.T) {
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "jsplan")
-	// Built in jsplan's own module, as its image is.
-	build := exec.Command("go", "build", "-o", bin, ".")
-	build.Dir = "../../../cmd/jsplan"
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building jsplan: %v\n%s", err, out)
-	}
+	bin := buildJsplan(t)
 	inv := filepath.Join(dir, "boards.yaml")
 	if err := os.WriteFile(inv, []byte(`apiVersion: jsplan.dev/v1
 kind: Boards

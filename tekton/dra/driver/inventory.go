@@ -5,10 +5,10 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"os"
 	"regexp"
 	"sort"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 	resourceapi "k8s.io/api/resource/v1"
@@ -45,7 +45,12 @@ const (
 	driverPrefix     = "driver_"
 	// maxAttributes is the API's limit of attributes and capacities per device.
 	maxAttributes = 32
-	maxStringLen  = 64
+	// maxStringLen is the API's limit of a string attribute, in bytes.
+	maxStringLen = 64
+	// MaxSliceDevices is how many devices the driver puts in one
+	// ResourceSlice: the API allows 128, but only 64 when any device of
+	// the slice has a taint, and an unhealthy board is tainted.
+	MaxSliceDevices = 64
 )
 
 var (
@@ -147,7 +152,7 @@ func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]
 			}
 			v := b.Labels[k]
 			if len(v) > maxStringLen {
-				warnings = append(warnings, fmt.Sprintf("board %s: label %q cut to %d characters", b.Name, k, maxStringLen))
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q cut to %d bytes", b.Name, k, len(clip(v))))
 			}
 			attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(v))}
 		}
@@ -169,11 +174,20 @@ func reserved(n string) bool {
 		strings.HasPrefix(n, capPrefix) || strings.HasPrefix(n, driverPrefix)
 }
 
+// clip cuts s to the API's limit of a string attribute (64 bytes) at a
+// character boundary: a cut inside a UTF-8 sequence would reach the API
+// server as U+FFFD, longer than the limit, and the whole slice (every board
+// of the node) would be refused.
 func clip(s string) string {
-	if len(s) > maxStringLen {
-		return s[:maxStringLen]
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= maxStringLen {
+		return s
 	}
-	return s
+	n := maxStringLen
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 var notLabelValue = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -188,26 +202,28 @@ func taintValue(reason string) string {
 	return v
 }
 
-// BoardsDocument is a Boards inventory holding only the given boards,
-// copied node for node from the inventory files they were defined in, for
-// the container that runs on them. Relative paths in a board's driver
+// BoardsDocument is a Boards inventory holding only the given boards, for
+// the container that runs on them, and of each board only what a run reads:
+//
+//   - name, labels and vars (a plan selects the board by them and reads
+//     ${{ board.vars.* }});
+//   - for each capability the board has, which driver serves it;
+//   - the configuration of those serving drivers, copied whole (a run opens
+//     them: the console port, the power commands and their env, the sim's
+//     login), with aliases expanded.
+//
+// Left out: the node's other boards, every comment, and drivers that serve
+// none of the board's capabilities (their configuration, credentials
+// included, is of no use to the run). Relative paths in a driver's
 // configuration are not rewritten: give the node's inventory absolute paths.
 func BoardsDocument(boards []*engine.BoardSpec) ([]byte, error) {
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	var buf bytes.Buffer
 	for _, b := range boards {
-		bn, err := boardNode(b)
-		if err != nil {
-			return nil, err
-		}
-		seq.Content = append(seq.Content, bn)
-		fmt.Fprintf(&buf, "# Board %s from %s, for one ResourceClaim (written by the jsplan DRA driver).\n", b.Name, b.File)
+		seq.Content = append(seq.Content, runBoardNode(b))
+		fmt.Fprintf(&buf, "# Board %s, for one ResourceClaim (written by the jsplan DRA driver).\n", b.Name)
 	}
-	out := &yaml.Node{Kind: yaml.MappingNode, Content: []*yaml.Node{
-		{Kind: yaml.ScalarNode, Value: "apiVersion"}, {Kind: yaml.ScalarNode, Value: "jsplan.dev/v1"},
-		{Kind: yaml.ScalarNode, Value: "kind"}, {Kind: yaml.ScalarNode, Value: "Boards"},
-		{Kind: yaml.ScalarNode, Value: "boards"}, seq,
-	}}
+	out := mapping("apiVersion", scalar("jsplan.dev/v1"), "kind", scalar("Boards"), "boards", seq)
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(out); err != nil {
@@ -219,34 +235,71 @@ func BoardsDocument(boards []*engine.BoardSpec) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// boardNode finds board b's node in its inventory file.
-func boardNode(b *engine.BoardSpec) (*yaml.Node, error) {
-	src, err := os.ReadFile(b.File)
-	if err != nil {
-		return nil, err
+// runBoardNode is board b as BoardsDocument writes it.
+func runBoardNode(b *engine.BoardSpec) *yaml.Node {
+	bn := mapping("name", scalar(b.Name))
+	if len(b.Labels) > 0 {
+		bn.Content = append(bn.Content, scalar("labels"), stringMap(b.Labels))
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, fmt.Errorf("%s: %v", b.File, err)
+	if len(b.Vars) > 0 {
+		bn.Content = append(bn.Content, scalar("vars"), stringMap(b.Vars))
 	}
-	if len(doc.Content) == 0 || doc.Content[0].Kind != yaml.MappingNode {
-		return nil, fmt.Errorf("%s: not a Boards document", b.File)
+	serving := map[string]bool{}
+	for _, c := range b.Capabilities() {
+		drv := b.Serve[c]
+		serving[drv] = true
+		bn.Content = append(bn.Content, scalar(string(c)), scalar(drv))
 	}
-	root := doc.Content[0]
-	for i := 0; i+1 < len(root.Content); i += 2 {
-		if root.Content[i].Value != "boards" || root.Content[i+1].Kind != yaml.SequenceNode {
-			continue
-		}
-		for _, bn := range root.Content[i+1].Content {
-			if bn.Kind != yaml.MappingNode {
-				continue
-			}
-			for j := 0; j+1 < len(bn.Content); j += 2 {
-				if bn.Content[j].Value == "name" && bn.Content[j+1].Value == b.Name {
-					return bn, nil
-				}
-			}
+	drvs := mapping()
+	for _, name := range b.DriverNames() {
+		if serving[name] {
+			drvs.Content = append(drvs.Content, scalar(name), plain(b.Drivers[name]))
 		}
 	}
-	return nil, fmt.Errorf("%s: board %s not found", b.File, b.Name)
+	bn.Content = append(bn.Content, scalar("drivers"), drvs)
+	return bn
+}
+
+func scalar(v string) *yaml.Node {
+	return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str", Value: v}
+}
+
+// mapping is a mapping node of alternating keys (strings) and values.
+func mapping(kv ...any) *yaml.Node {
+	n := &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map"}
+	for i := 0; i+1 < len(kv); i += 2 {
+		n.Content = append(n.Content, scalar(kv[i].(string)), kv[i+1].(*yaml.Node))
+	}
+	return n
+}
+
+func stringMap(m map[string]string) *yaml.Node {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	n := mapping()
+	for _, k := range keys {
+		n.Content = append(n.Content, scalar(k), scalar(m[k]))
+	}
+	return n
+}
+
+// plain is a deep copy of n without comments, anchors or aliases.
+func plain(n *yaml.Node) *yaml.Node {
+	if n == nil {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Value: "null"}
+	}
+	if n.Kind == yaml.AliasNode {
+		return plain(n.Alias)
+	}
+	if n.Kind == yaml.DocumentNode && len(n.Content) == 1 {
+		return plain(n.Content[0])
+	}
+	c := &yaml.Node{Kind: n.Kind, Style: n.Style &^ (yaml.TaggedStyle), Tag: n.Tag, Value: n.Value}
+	for _, child := range n.Content {
+		c.Content = append(c.Content, plain(child))
+	}
+	return c
 }

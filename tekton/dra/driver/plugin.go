@@ -26,6 +26,7 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // Defaults of Config.
@@ -36,7 +37,7 @@ const (
 	// ContainerInventory is where the container finds its one-board
 	// inventory (JSPLAN_BOARDS points there).
 	ContainerInventory = "/etc/jsplan/boards.yaml"
-	// ContainerLockDir is where the container finds the node's lock
+	// ContainerLockDir is where the container finds its claim's own lock
 	// directory: the Task's default --lock-dir.
 	ContainerLockDir = "/var/lock/jsplan"
 )
@@ -70,9 +71,14 @@ type Config struct {
 	StateDir string
 	// CDIDir is where CDI specs are written (/var/run/cdi).
 	CDIDir string
-	// LockDir is the host's jsplan lock directory, mounted into the
-	// container at ContainerLockDir.
+	// LockDir is the node's jsplan lock directory: the driver holds a
+	// prepared board's lock there on behalf of its claim. The container
+	// gets a lock directory of its own at ContainerLockDir.
 	LockDir string
+	// BootIDFile holds the node's boot ID (default
+	// /proc/sys/kernel/random/boot_id): claims prepared in an earlier boot
+	// are dropped at start.
+	BootIDFile string
 	// Host resolves device nodes (Root "/" in the DaemonSet).
 	Host Host
 	// Prober checks the boards every CheckInterval (nil: no check).
@@ -102,6 +108,11 @@ type Driver struct {
 	published  []resourceapi.Device
 	lastErr    string
 	publishErr error
+	locks      map[types.UID][]*lock.Lock // the node locks held per claim
+
+	bootID       string
+	prepMu       sync.Mutex // prepare, unprepare, relock
+	relockWarned map[types.UID]bool
 }
 
 // Start starts the plugin: the kubelet registration and DRA gRPC services
@@ -121,6 +132,9 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	if cfg.Host.Root == "" {
 		cfg.Host.Root = "/"
 	}
+	if cfg.BootIDFile == "" {
+		cfg.BootIDFile = "/proc/sys/kernel/random/boot_id"
+	}
 	if cfg.NodeName == "" || cfg.Inventory == "" || cfg.StateDir == "" || cfg.CDIDir == "" || cfg.LockDir == "" {
 		return nil, errors.New("jsplan DRA driver: node name, inventory, state, CDI and lock directories are required")
 	}
@@ -135,7 +149,10 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Driver{cfg: cfg, cdi: cache, ctx: ctx, cancel: cancel, taint: cfg.Unhealthy != UnhealthyRemove,
-		probed: map[string]Health{}, absent: map[string]Health{}}
+		probed: map[string]Health{}, absent: map[string]Health{}, locks: map[types.UID][]*lock.Lock{},
+		bootID: readBootID(cfg.BootIDFile), relockWarned: map[types.UID]bool{}}
+	d.recover(ctx)
+	d.relock(ctx)
 	if err := d.reload(ctx); err != nil {
 		klog.FromContext(ctx).Error(err, "inventory not loaded; publishing no boards until it is fixed")
 	}
@@ -148,6 +165,7 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	d.helper, err = kubeletplugin.Start(ctx, d, all...)
 	if err != nil {
 		cancel(err)
+		d.releaseAll()
 		return nil, err
 	}
 	if err := d.publish(ctx); err != nil {
@@ -158,10 +176,28 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	return d, nil
 }
 
-// Stop ends the plugin's services and loop. Prepared claims stay on disk.
+// Stop ends the plugin's services and loop and lets go of the board locks
+// it holds, as its exit would. Prepared claims stay on disk: a driver
+// started again takes their locks again.
 func (d *Driver) Stop() {
 	d.cancel(errors.New("stopped"))
 	d.helper.Stop()
+	d.releaseAll()
+}
+
+// releaseAll lets go of every board lock the driver holds.
+func (d *Driver) releaseAll() {
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
+	d.mu.Lock()
+	uids := make([]types.UID, 0, len(d.locks))
+	for uid := range d.locks {
+		uids = append(uids, uid)
+	}
+	d.mu.Unlock()
+	for _, uid := range uids {
+		d.releaseLocks(uid)
+	}
 }
 
 // Done is closed when the driver stopped, by Stop or a fatal error (Err).
@@ -275,10 +311,9 @@ func (d *Driver) publish(ctx context.Context) error {
 	for _, w := range warnings {
 		klog.FromContext(ctx).Info("warning: " + w)
 	}
-	// A slice holds at most 128 devices.
 	var slices []resourceslice.Slice
-	for i := 0; i < len(devs); i += 128 {
-		slices = append(slices, resourceslice.Slice{Devices: devs[i:min(i+128, len(devs))]})
+	for i := 0; i < len(devs); i += MaxSliceDevices {
+		slices = append(slices, resourceslice.Slice{Devices: devs[i:min(i+MaxSliceDevices, len(devs))]})
 	}
 	if len(slices) == 0 {
 		slices = []resourceslice.Slice{{}}
@@ -315,6 +350,7 @@ func (d *Driver) loop(ctx context.Context) {
 			return
 		case <-poll.C:
 			_ = d.reload(ctx)
+			d.relock(ctx)
 		case <-check:
 			d.probe(ctx)
 		}
@@ -381,11 +417,13 @@ func (d *Driver) WatchHealthStatus(context.Context, chan<- kubeletplugin.DeviceH
 }
 
 // claimState is what the driver remembers of a prepared claim, in
-// StateDir/<uid>/state.json, so that a restarted driver still knows it.
+// StateDir/claims/<uid>/state.json, so that a restarted driver still knows
+// it. BootID is the node's boot the claim was prepared in.
 type claimState struct {
 	UID       types.UID        `json:"uid"`
 	Namespace string           `json:"namespace"`
 	Name      string           `json:"name"`
+	BootID    string           `json:"bootID"`
 	Devices   []preparedDevice `json:"devices"`
 }
 
@@ -395,6 +433,8 @@ type preparedDevice struct {
 	Device   string   `json:"device"`
 	Board    string   `json:"board"`
 	CDIID    string   `json:"cdiID"`
+	// Admin is an admin-access allocation: an observer, holding no lock.
+	Admin bool `json:"admin,omitempty"`
 }
 
 func (d *Driver) claimDir(uid types.UID) string {
@@ -405,31 +445,260 @@ func (d *Driver) specName(uid types.UID) string {
 	return cdiapi.GenerateTransientSpecName(d.cfg.DriverName, CDIClass, string(uid))
 }
 
+// specExists reports whether the claim's CDI spec is in the CDI directory.
+func (d *Driver) specExists(uid types.UID) bool {
+	for _, ext := range []string{".yaml", ".json"} {
+		if fi, err := os.Stat(filepath.Join(d.cfg.CDIDir, d.specName(uid)+ext)); err == nil && fi.Mode().IsRegular() {
+			return true
+		}
+	}
+	return false
+}
+
 func readState(dir string) (*claimState, error) {
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
 		return nil, err
 	}
 	var s claimState
-	return &s, json.Unmarshal(b, &s)
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, "state.json"), err)
+	}
+	return &s, nil
 }
 
-// preparedBoards maps each board prepared for some claim to that claim.
+// writeFileAtomic replaces path with data: a temporary file in the same
+// directory, synced, then renamed over path, and the directory synced, so
+// that a crash or power loss leaves the old content or the new, never a
+// torn file.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err = f.Write(data); err != nil {
+		return err
+	}
+	if err = f.Chmod(mode); err != nil {
+		return err
+	}
+	if err = f.Sync(); err != nil {
+		return err
+	}
+	if err = f.Close(); err != nil {
+		return err
+	}
+	if err = os.Rename(f.Name(), path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// readBootID reads the node's boot ID ("" when it cannot be read).
+func readBootID(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// recover runs at start: it drops the claims that did not survive (prepared
+// in an earlier boot of the node, or whose CDI spec is gone: the CDI
+// directory was wiped, by a reboot or by hand, or a state file is
+// unreadable), and the CDI specs of this driver that belong to no prepared
+// claim. The kubelet prepares again any claim whose pod still needs it.
+func (d *Driver) recover(ctx context.Context) {
+	logger := klog.FromContext(ctx)
+	dirs, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "claims", "*"))
+	kept := map[string]bool{}
+	for _, dir := range dirs {
+		uid := types.UID(filepath.Base(dir))
+		s, err := readState(dir)
+		var why string
+		switch {
+		case err != nil:
+			why = "unreadable state: " + err.Error()
+		case s.BootID != d.bootID:
+			why = fmt.Sprintf("prepared in an earlier boot of the node (%s, now %s)", s.BootID, d.bootID)
+		case !d.specExists(uid):
+			why = "its CDI spec is gone"
+		}
+		if why == "" {
+			kept[string(uid)] = true
+			continue
+		}
+		logger.Info("dropping a stale prepared claim", "uid", uid, "reason", why)
+		if err := d.remove(uid); err != nil {
+			logger.Error(err, "dropping a stale prepared claim", "uid", uid)
+		}
+	}
+	prefix := d.specName("")
+	specs, _ := os.ReadDir(d.cfg.CDIDir)
+	for _, e := range specs {
+		name := e.Name()
+		ext := filepath.Ext(name)
+		if !strings.HasPrefix(name, prefix) || (ext != ".yaml" && ext != ".json") {
+			continue
+		}
+		if uid := strings.TrimSuffix(strings.TrimPrefix(name, prefix), ext); !kept[uid] {
+			logger.Info("removing a CDI spec of no prepared claim", "file", name)
+			if err := os.Remove(filepath.Join(d.cfg.CDIDir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+				logger.Error(err, "removing an orphaned CDI spec")
+			}
+		}
+	}
+}
+
+// preparedBoards maps each board prepared for some claim (not as an
+// admin-access observer) to that claim.
 func (d *Driver) preparedBoards() map[string]*claimState {
 	out := map[string]*claimState{}
 	dirs, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "claims", "*"))
 	for _, dir := range dirs {
 		if s, err := readState(dir); err == nil {
 			for _, pd := range s.Devices {
-				out[pd.Board] = s
+				if !pd.Admin {
+					out[pd.Board] = s
+				}
 			}
 		}
 	}
 	return out
 }
 
+// holder is the lock holder record the driver writes for a claim: `jsplan
+// boards list` and `jsplan console` on the node show the board busy with it.
+func (d *Driver) holder(s *claimState) lock.Holder {
+	return lock.Holder{
+		Plan: fmt.Sprintf("ResourceClaim %s/%s (uid %s)", s.Namespace, s.Name, s.UID),
+		PID:  os.Getpid(), Host: d.cfg.NodeName, User: "jsplan-dra", Since: time.Now(),
+	}
+}
+
+// lockBoards takes the node's lock of every board of s that is not an
+// admin-access observer, on behalf of the claim. Either all are taken or
+// none is held.
+func (d *Driver) lockBoards(s *claimState) ([]*lock.Lock, error) {
+	var held []*lock.Lock
+	for _, pd := range s.Devices {
+		if pd.Admin {
+			continue
+		}
+		l, h, err := lock.TryAcquire(d.cfg.LockDir, pd.Board, d.holder(s))
+		if err == nil && l == nil {
+			who := "another run"
+			if h != nil {
+				who = h.String()
+			}
+			err = fmt.Errorf("board %s is busy on the node: held by %s", pd.Board, who)
+		}
+		if err != nil {
+			for _, l := range held {
+				_ = l.Release()
+			}
+			return nil, err
+		}
+		held = append(held, l)
+	}
+	return held, nil
+}
+
+// relock makes the node locks held match the prepared claims: it takes
+// again the locks of prepared claims that hold none (after a driver restart;
+// while an older driver instance still runs, it holds them and a later try
+// succeeds once it exits), and lets go of the locks of claims another
+// instance unprepared (during a rolling update the kubelet may prepare a
+// claim through one instance and unprepare it through the other).
+func (d *Driver) relock(ctx context.Context) {
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
+	if d.ctx.Err() != nil {
+		return // stopped: the locks were let go
+	}
+	dirs, _ := filepath.Glob(filepath.Join(d.cfg.StateDir, "claims", "*"))
+	prepared := map[types.UID]bool{}
+	for _, dir := range dirs {
+		prepared[types.UID(filepath.Base(dir))] = true
+	}
+	d.mu.Lock()
+	var gone []types.UID
+	for uid := range d.locks {
+		if !prepared[uid] {
+			gone = append(gone, uid)
+		}
+	}
+	d.mu.Unlock()
+	for _, uid := range gone {
+		d.releaseLocks(uid)
+	}
+	for _, dir := range dirs {
+		uid := types.UID(filepath.Base(dir))
+		d.mu.Lock()
+		_, have := d.locks[uid]
+		d.mu.Unlock()
+		if have {
+			continue
+		}
+		s, err := readState(dir)
+		if err != nil {
+			continue
+		}
+		held, err := d.lockBoards(s)
+		if err != nil {
+			if !d.relockWarned[uid] {
+				klog.FromContext(ctx).Info("a prepared claim's board lock is not held yet", "claim", klog.KRef(s.Namespace, s.Name), "err", err.Error())
+				d.relockWarned[uid] = true
+			}
+			continue
+		}
+		delete(d.relockWarned, uid)
+		d.mu.Lock()
+		d.locks[uid] = held
+		d.mu.Unlock()
+	}
+}
+
+// releaseLocks drops the node locks held for a claim.
+func (d *Driver) releaseLocks(uid types.UID) {
+	d.mu.Lock()
+	held := d.locks[uid]
+	delete(d.locks, uid)
+	d.mu.Unlock()
+	for _, l := range held {
+		_ = l.Release()
+	}
+}
+
+// remove forgets a claim: its locks, CDI spec and directory.
+func (d *Driver) remove(uid types.UID) error {
+	d.releaseLocks(uid)
+	if err := d.cdi.RemoveSpec(d.specName(uid)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return os.RemoveAll(d.claimDir(uid))
+}
+
 // PrepareResourceClaims implements kubeletplugin.DRAPlugin.
 func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceapi.ResourceClaim) (map[types.UID]kubeletplugin.PrepareResult, error) {
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
 	out := map[types.UID]kubeletplugin.PrepareResult{}
 	for _, c := range claims {
 		devs, err := d.prepare(ctx, c)
@@ -443,8 +712,19 @@ func (d *Driver) PrepareResourceClaims(ctx context.Context, claims []*resourceap
 
 func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]kubeletplugin.Device, error) {
 	dir := d.claimDir(c.UID)
-	if s, err := readState(dir); err == nil {
+	s, err := readState(dir)
+	switch {
+	case err == nil && s.BootID == d.bootID && d.specExists(c.UID):
 		return s.result(), nil // prepared before (kubelet or driver restart)
+	case err == nil:
+		// The CDI spec is gone (or the node rebooted): prepare anew.
+		klog.FromContext(ctx).Info("re-preparing a claim whose CDI spec is gone", "claim", klog.KObj(c))
+	case !errors.Is(err, os.ErrNotExist):
+		klog.FromContext(ctx).Info("re-preparing a claim whose state is unreadable", "claim", klog.KObj(c), "err", err.Error())
+	}
+	// Whatever is left of an earlier or interrupted prepare goes first.
+	if err := d.remove(c.UID); err != nil {
+		return nil, err
 	}
 	if c.Status.Allocation == nil {
 		return nil, fmt.Errorf("claim %s/%s is not allocated", c.Namespace, c.Name)
@@ -460,7 +740,7 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		byDevice[DeviceName(b.Name)] = b
 	}
 	busy := d.preparedBoards()
-	state := &claimState{UID: c.UID, Namespace: c.Namespace, Name: c.Name}
+	state := &claimState{UID: c.UID, Namespace: c.Namespace, Name: c.Name, BootID: d.bootID}
 	var boards []*engine.BoardSpec
 	for _, r := range c.Status.Allocation.Devices.Results {
 		if r.Driver != d.cfg.DriverName {
@@ -473,66 +753,109 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		if b == nil {
 			return nil, fmt.Errorf("device %s is not a board of this node's inventory (any more)", r.Device)
 		}
-		if other := busy[b.Name]; other != nil && other.UID != c.UID {
+		admin := r.AdminAccess != nil && *r.AdminAccess
+		if other := busy[b.Name]; !admin && other != nil && other.UID != c.UID {
 			return nil, fmt.Errorf("board %s is already prepared for claim %s/%s (%s)", b.Name, other.Namespace, other.Name, other.UID)
 		}
 		boards = append(boards, b)
 		state.Devices = append(state.Devices, preparedDevice{
-			Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Board: b.Name,
+			Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Board: b.Name, Admin: admin,
 			CDIID: cdiparser.QualifiedName(d.cfg.DriverName, CDIClass, string(c.UID)+"-"+r.Device),
 		})
 	}
 	if len(boards) == 0 {
 		return nil, nil
 	}
-	doc, err := BoardsDocument(boards)
+	held, err := d.lockBoards(state)
 	if err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, err
-	}
-	inventory := filepath.Join(dir, "boards.yaml")
-	// Readable by the container's user, whatever its UID: the directory is
-	// mounted into this claim's containers only.
-	if err := os.WriteFile(inventory, doc, 0o444); err != nil {
-		return nil, err
-	}
-	spec := &cdispec.Spec{
-		Kind: d.cfg.DriverName + "/" + CDIClass,
-		ContainerEdits: cdispec.ContainerEdits{
-			Env: []string{"JSPLAN_BOARDS=" + ContainerInventory, "JSPLAN_LOCK_DIR=" + ContainerLockDir},
-			Mounts: []*cdispec.Mount{
-				{HostPath: inventory, ContainerPath: ContainerInventory, Options: []string{"ro", "bind"}},
-				{HostPath: d.cfg.LockDir, ContainerPath: ContainerLockDir, Options: []string{"rw", "bind"}},
-			},
-		},
-	}
-	for i, b := range boards {
-		edits := cdispec.ContainerEdits{Env: []string{"JSPLAN_BOARD=" + b.Name}}
-		nodes, missing := d.cfg.Host.DeviceNodes(b)
-		for _, n := range nodes {
-			edits.DeviceNodes = append(edits.DeviceNodes, cdiDeviceNode(n))
+	d.mu.Lock()
+	d.locks[c.UID] = held
+	d.mu.Unlock()
+	if err := d.write(ctx, c, state, boards); err != nil {
+		if rerr := d.remove(c.UID); rerr != nil {
+			klog.FromContext(ctx).Error(rerr, "cleaning up after a failed prepare", "claim", klog.KObj(c))
 		}
-		for _, m := range missing {
-			klog.FromContext(ctx).Info("device node not present at prepare; the container will not see it", "board", b.Name, "node", m.Path)
-		}
-		_, _, name, _ := cdiparser.ParseQualifiedName(state.Devices[i].CDIID)
-		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
-	}
-	version, err := cdiapi.MinimumRequiredVersion(spec)
-	if err != nil {
-		return nil, err
-	}
-	spec.Version = version
-	if err := d.cdi.WriteSpec(spec, d.specName(c.UID)); err != nil {
-		return nil, fmt.Errorf("writing the CDI spec: %w", err)
-	}
-	b, _ := json.MarshalIndent(state, "", "  ")
-	if err := os.WriteFile(filepath.Join(dir, "state.json"), b, 0o644); err != nil {
 		return nil, err
 	}
 	return state.result(), nil
+}
+
+// write writes a claim's files: the run's inventory, its private lock
+// directory, the CDI spec, and last the state that says it is prepared.
+func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state *claimState, boards []*engine.BoardSpec) error {
+	dir := d.claimDir(c.UID)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	ids := d.podIDs(ctx, c)
+	doc, err := BoardsDocument(boards)
+	if err != nil {
+		return err
+	}
+	inventory := filepath.Join(dir, "boards.yaml")
+	if err := writeFileAtomic(inventory, doc, ids.fileMode()); err != nil {
+		return err
+	}
+	if err := ids.chown(inventory); err != nil {
+		return err
+	}
+	user := false
+	for _, pd := range state.Devices {
+		user = user || !pd.Admin
+	}
+	edits := cdispec.ContainerEdits{
+		Env:    []string{"JSPLAN_BOARDS=" + ContainerInventory},
+		Mounts: []*cdispec.Mount{{HostPath: inventory, ContainerPath: ContainerInventory, Options: []string{"ro", "bind"}}},
+	}
+	if user {
+		// The run's own lock directory: the board's lock on the node is
+		// held by the driver for the claim, so the run's jsplan locks in a
+		// directory of its own, shared with no one.
+		locks := filepath.Join(dir, "locks")
+		if err := os.Mkdir(locks, 0o700); err != nil {
+			return err
+		}
+		if err := ids.lockDir(locks); err != nil {
+			return err
+		}
+		edits.Env = append(edits.Env, "JSPLAN_LOCK_DIR="+ContainerLockDir)
+		edits.Mounts = append(edits.Mounts, &cdispec.Mount{HostPath: locks, ContainerPath: ContainerLockDir, Options: []string{"rw", "bind"}})
+	}
+	spec := &cdispec.Spec{Kind: d.cfg.DriverName + "/" + CDIClass, ContainerEdits: edits}
+	for i, b := range boards {
+		pd := state.Devices[i]
+		edits := cdispec.ContainerEdits{Env: []string{"JSPLAN_BOARD=" + b.Name}}
+		if pd.Admin {
+			// An observer: it sees which board and its inventory entry,
+			// and gets no device node.
+			edits.Env = append(edits.Env, "JSPLAN_ADMIN_ACCESS=true")
+		} else {
+			nodes, missing := d.cfg.Host.DeviceNodes(b)
+			for _, n := range nodes {
+				edits.DeviceNodes = append(edits.DeviceNodes, cdiDeviceNode(n))
+			}
+			for _, m := range missing {
+				klog.FromContext(ctx).Info("device node not present at prepare; the container will not see it", "board", b.Name, "node", m.Path)
+			}
+		}
+		_, _, name, _ := cdiparser.ParseQualifiedName(pd.CDIID)
+		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
+	}
+	version, err := cdispec.MinimumRequiredVersion(spec)
+	if err != nil {
+		return err
+	}
+	spec.Version = version
+	if err := d.cdi.WriteSpec(spec, d.specName(c.UID)); err != nil {
+		return fmt.Errorf("writing the CDI spec: %w", err)
+	}
+	b, err := json.MarshalIndent(state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(filepath.Join(dir, "state.json"), b, 0o600)
 }
 
 func (s *claimState) result() []kubeletplugin.Device {
@@ -543,17 +866,15 @@ func (s *claimState) result() []kubeletplugin.Device {
 	return out
 }
 
-// UnprepareResourceClaims implements kubeletplugin.DRAPlugin: the CDI spec
-// and the claim's directory go; a claim never prepared is not an error.
+// UnprepareResourceClaims implements kubeletplugin.DRAPlugin: the board
+// locks are released, the CDI spec and the claim's directory go; a claim
+// never prepared (or already dropped as stale) is not an error.
 func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletplugin.NamespacedObject) (map[types.UID]error, error) {
+	d.prepMu.Lock()
+	defer d.prepMu.Unlock()
 	out := map[types.UID]error{}
 	for _, c := range claims {
-		err := d.cdi.RemoveSpec(d.specName(c.UID))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			out[c.UID] = err
-			continue
-		}
-		out[c.UID] = os.RemoveAll(d.claimDir(c.UID))
+		out[c.UID] = d.remove(c.UID)
 	}
 	return out, nil
 }
@@ -564,6 +885,19 @@ func (d *Driver) PreparedClaims() []string {
 	var out []string
 	for _, dir := range dirs {
 		out = append(out, filepath.Base(dir))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// LockedClaims lists the UIDs of the prepared claims whose board locks the
+// driver holds.
+func (d *Driver) LockedClaims() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []string
+	for uid := range d.locks {
+		out = append(out, string(uid))
 	}
 	sort.Strings(out)
 	return out

@@ -259,8 +259,8 @@ func TestDriverAgainstFakeKubelet(t *testing.T) {
 		mounts[m.Destination] = m
 	}
 	inv, lk := mounts[ContainerInventory], mounts[ContainerLockDir]
-	if lk.Source != n.locks || !slices.Contains(lk.Options, "rw") {
-		t.Errorf("lock dir mount: %+v", lk)
+	if lk.Source != filepath.Join(n.state, "claims", string(claim.UID), "locks") || !slices.Contains(lk.Options, "rw") {
+		t.Errorf("lock dir mount: %+v, want the claim's own lock directory", lk)
 	}
 	if !slices.Contains(inv.Options, "ro") {
 		t.Errorf("inventory mount not read-only: %+v", inv)

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -37,17 +38,29 @@ func main() {
 		pluginDir  = flag.String("plugin-dir", env("JSPLAN_DRA_PLUGIN_DIR", kubeletplugin.KubeletPluginsDir+"/"+driver.DefaultDriverName), "kubelet plugin `dir`: the DRA socket and the prepared claims")
 		registry   = flag.String("registry-dir", kubeletplugin.KubeletRegistryDir, "the kubelet's plugin registration `dir`")
 		cdiDir     = flag.String("cdi-dir", "/var/run/cdi", "where CDI specs are written")
-		lockDir    = flag.String("lock-dir", env("JSPLAN_LOCK_DIR", "/var/lock/jsplan"), "the node's jsplan lock `dir`, mounted into every run")
+		lockDir    = flag.String("lock-dir", env("JSPLAN_LOCK_DIR", "/var/lock/jsplan"), "the node's jsplan lock `dir`: the driver holds a prepared board's lock there for its claim")
 		stateDir   = flag.String("state-dir", env("JSPLAN_STATE_DIR", "/var/lib/jsplan"), "jsplan driver state for the health check")
 		jsplanBin  = flag.String("jsplan", "jsplan", "the jsplan binary for the health check")
 		check      = flag.Duration("check-interval", 5*time.Minute, "run `jsplan boards list --check` this often (0: only watch device nodes)")
 		poll       = flag.Duration("poll-interval", 5*time.Second, "look at the inventory and the device nodes this often")
 		unhealthy  = flag.String("unhealthy", string(driver.UnhealthyAuto), "an unhealthy board is tainted (taint), left out (remove), or tainted while the API server keeps taints (auto)")
 		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: in-cluster)")
+		podUID     = flag.String("pod-uid", env("POD_UID", ""), "this driver pod's UID ($POD_UID): lets a new driver pod serve next to the old one during a rolling update (kubelet 1.33+); empty: no overlap")
+		probe      = flag.Bool("probe", false, "check that the driver running with these flags answers on its sockets, and exit (the DaemonSet's startup and liveness probe)")
 	)
 	klog.InitFlags(nil)
 	flag.Parse()
-	if err := run(*kubeconfig, driver.Config{
+	if *probe {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s := driver.SocketPaths(*driverName, *registry, *pluginDir, types.UID(*podUID))
+		if err := s.Check(ctx, *driverName); err != nil {
+			fmt.Fprintln(os.Stderr, "jsplan-dra: probe:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if err := run(*kubeconfig, types.UID(*podUID), driver.Config{
 		DriverName: *driverName, NodeName: *nodeName, Inventory: *inventory, StateDir: *pluginDir,
 		CDIDir: *cdiDir, LockDir: *lockDir, Host: driver.Host{Root: "/"}, CheckInterval: *check,
 		PollInterval: *poll, Unhealthy: driver.UnhealthyMode(*unhealthy),
@@ -58,7 +71,7 @@ func main() {
 	}
 }
 
-func run(kubeconfig string, cfg driver.Config, registry string) error {
+func run(kubeconfig string, podUID types.UID, cfg driver.Config, registry string) error {
 	switch cfg.Unhealthy {
 	case driver.UnhealthyAuto, driver.UnhealthyTaint, driver.UnhealthyRemove:
 	default:
@@ -79,7 +92,11 @@ func run(kubeconfig string, cfg driver.Config, registry string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	d, err := driver.Start(ctx, cfg, kubeletplugin.RegistrarDirectoryPath(registry), kubeletplugin.PluginDataDirectoryPath(cfg.StateDir))
+	opts := []kubeletplugin.Option{kubeletplugin.RegistrarDirectoryPath(registry), kubeletplugin.PluginDataDirectoryPath(cfg.StateDir)}
+	if podUID != "" {
+		opts = append(opts, kubeletplugin.RollingUpdate(podUID))
+	}
+	d, err := driver.Start(ctx, cfg, opts...)
 	if err != nil {
 		return err
 	}
