@@ -14,7 +14,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 DEPS      := cmd/deps/deps.sh
 
 .PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean \
-	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra test-cluster
+	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra bench-dra-e2e test-cluster
 
 # The Tekton Task's image: its name and tag are set here and nowhere else
 # (tekton/tests checks that the Task, the Pipeline, the samples, the
@@ -109,6 +109,17 @@ test-dra:
 # on two shared cores, about a minute warm); the test itself takes 10-15 seconds.
 test-dra-e2e:
 	cd tekton/dra && $(GO) vet ./e2e && $(GO) test -count=1 -timeout 30m ./e2e
+
+# Scheduling throughput end to end with the in-process control plane (as
+# Kubernetes' scheduler_perf measures it): farms of 100 and 500 nodes x 8
+# boards, 4 Task-shaped pods per node, jsplan's slices against plain ones.
+# make test-dra-e2e runs the same test on 5 nodes (about 50 s). About 30 minutes
+# on 2 shared, loaded cores.
+DRA_SCALE ?= 100,500
+bench-dra-e2e:
+	@mkdir -p $(OUT); log=$(abspath $(OUT))/bench-dra-e2e.log; echo "log: $$log"; \
+	cd tekton/dra && JSPLAN_DRA_SCALE=$(DRA_SCALE) $(GO) test -count=1 -run '^TestSchedulingThroughput$$' -v -timeout 90m ./e2e >$$log 2>&1; \
+	s=$$?; grep -E '^(\||--- |FAIL|ok)' $$log; exit $$s
 
 # The scale figures: 2000 claims on simulated farms of 25-500 nodes x 4-16 boards.
 bench-dra:

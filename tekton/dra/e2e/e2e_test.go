@@ -79,7 +79,8 @@ type cluster struct {
 	client kubernetes.Interface
 }
 
-func startCluster(t *testing.T, ctx context.Context) *cluster {
+// startCluster starts the control plane; extra flags go to the scheduler.
+func startCluster(t *testing.T, ctx context.Context, schedFlags ...string) *cluster {
 	t.Helper()
 	storage := storagebackend.NewDefaultConfig(path.Join(uuid.New().String(), "registry"), nil)
 	storage.Transport.ServerList = []string{startEtcd(t)}
@@ -100,7 +101,7 @@ func startCluster(t *testing.T, ctx context.Context) *cluster {
 	if err := clientcmd.WriteToFile(*kc, kcFile); err != nil {
 		t.Fatal(err)
 	}
-	sched := kubeschedulertesting.StartTestServerOrDie(t, ctx, []string{"--kubeconfig=" + kcFile, "--leader-elect=false"})
+	sched := kubeschedulertesting.StartTestServerOrDie(t, ctx, append([]string{"--kubeconfig=" + kcFile, "--leader-elect=false"}, schedFlags...))
 	t.Cleanup(sched.TearDownFn)
 
 	// The ResourceClaim controller (of kube-controller-manager): claims
@@ -112,7 +113,7 @@ func startCluster(t *testing.T, ctx context.Context) *cluster {
 		t.Fatal(err)
 	}
 	inf.Start(ctx.Done())
-	go ctrl.Run(ctx, 2)
+	go ctrl.Run(ctx, 5)
 	t.Cleanup(inf.Shutdown)
 	return &cluster{t: t, client: client}
 }
