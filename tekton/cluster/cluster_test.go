@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/cgi"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func setup(t *testing.T) *env {
 	t.Cleanup(func() {
 		if t.Failed() {
 			for _, c := range []string{"kubelet", "containerd", "kube-scheduler", "kube-controller-manager", "kube-apiserver"} {
-				b, _ := exec.Command("tail", "-n", "40", n.LogFile(c)).Output()
+				b, _ := exec.Command("tail", "-n", "8", n.LogFile(c)).Output()
 				t.Logf("--- last lines of %s:\n%s", c, b)
 			}
 		}
@@ -139,7 +140,7 @@ func setup(t *testing.T) *env {
 }
 
 // serve starts the plans' Git repository and the images on
-// http://NodeIP:8080/ (git's dumb HTTP protocol: plain files).
+// http://NodeIP:8080/.
 func (e *env) serve() {
 	t := e.t
 	if err := os.MkdirAll(filepath.Join(e.www, "images"), 0o755); err != nil {
@@ -149,7 +150,15 @@ func (e *env) serve() {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: http.FileServer(http.Dir(e.www))}
+	// Git's smart HTTP protocol, as a Git server speaks it (shallow fetches
+	// need it), through git's own http-backend.
+	mux := http.NewServeMux()
+	mux.Handle("/", http.FileServer(http.Dir(e.www)))
+	mux.Handle("/plans.git/", &cgi.Handler{
+		Path: "/usr/lib/git-core/git-http-backend",
+		Env:  []string{"GIT_PROJECT_ROOT=" + e.www, "GIT_HTTP_EXPORT_ALL=1"},
+	})
+	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	t.Cleanup(func() { srv.Close() })
 }
@@ -392,10 +401,11 @@ func (e *env) pod(taskRun string) (string, podInfo) {
 // artifacts finds the directory of a PipelineRun's artifacts on the
 // PersistentVolume its workspace was bound to.
 func (e *env) artifacts(pr string) string {
-	pr = strings.TrimPrefix(pr, "pipelinerun.tekton.dev/")
-	pvc := strings.TrimSpace(e.kubectl("-n", ns, "get", "pvc", "-l", "tekton.dev/pipelineRun="+pr, "-o", "jsonpath={.items[0].spec.volumeName}"))
-	dir := strings.TrimSpace(e.kubectl("get", "pv", pvc, "-o", "jsonpath={.spec.hostPath.path}"))
-	return filepath.Join(dir, "artifacts")
+	dir := e.artifactsMaybe(pr)
+	if dir == "/nonexistent" {
+		e.t.Fatalf("no PersistentVolume found for %s's workspace", pr)
+	}
+	return dir
 }
 
 // The node's boards: the virtual board the examples run on; two boards
@@ -600,8 +610,7 @@ func TestPipelineOnRealNode(t *testing.T) {
         supplementalGroups: [6]
 `, git, "plans/cluster/disk.yaml", url, sum, "sha256="+sum)
 		if st, r := e.waitDone(pr, 15*time.Minute); st != "True" {
-			b, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
-			t.Fatalf("%s: %s %s\n%s", pr, st, r, tail(string(b), 3000))
+			t.Fatalf("%s: %s %s\n%s", pr, st, r, e.why(pr))
 		}
 		log, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
 		e.logf("what the pod saw:\n%s", log)
@@ -709,7 +718,7 @@ spec:
 			t.Errorf("%s is %q while %s waits; the waiting run should have waited for a running one", a, st, b)
 		}
 		if st, r := e.waitDone(a, 10*time.Minute); st != "True" {
-			t.Fatalf("%s: %s %s", a, st, r)
+			t.Fatalf("%s: %s %s\n%s", a, st, r, e.why(a))
 		}
 		aEnd := e.finishedAt(podA)
 		e.checkPassed(b, id)
@@ -793,7 +802,7 @@ spec:
 		}
 		e.logf("driver pod replaced while %s runs", pod)
 		if st, r := e.waitDone(pr, 10*time.Minute); st != "True" {
-			t.Fatalf("%s: %s %s: the running pod lost its board when the driver restarted", pr, st, r)
+			t.Fatalf("%s: %s %s: the running pod lost its board when the driver restarted\n%s", pr, st, r, e.why(pr))
 		}
 
 		// As after a reboot: the node's CDI specs are gone and the driver
@@ -817,11 +826,10 @@ func (e *env) checkPassed(pr, id string) {
 	t := e.t
 	t.Helper()
 	status, reason := e.waitDone(pr, 15*time.Minute)
-	tr := e.taskRun(pr, "jsplan")
 	if status != "True" {
-		b, _ := os.ReadFile(filepath.Join(e.artifacts(pr), "jsplan.log"))
-		t.Fatalf("%s: %s %s\njsplan.log:\n%s\n%s\n%s", pr, status, reason, tail(string(b), 3000), e.n.Describe(e.ctx, ns, "taskrun "+tr), e.n.Describe(e.ctx, ns, "pods"))
+		t.Fatalf("%s: %s %s\n%s", pr, status, reason, e.why(pr))
 	}
+	tr := e.taskRun(pr, "jsplan")
 	podName, p := e.pod(tr)
 	if p.Spec.NodeName != cluster.NodeName {
 		t.Errorf("jsplan pod %s on node %q", podName, p.Spec.NodeName)
@@ -860,6 +868,34 @@ func (e *env) checkPassed(pr, id string) {
 		t.Errorf("report.json board %q, want sim-1 (JSPLAN_BOARD)", rep.Board)
 	}
 	e.logf("%s passed on %s: pod %s, claim %s", name(pr), rep.Board, podName, p.Status.ExtendedResourceClaimStatus.ResourceClaimName)
+}
+
+// why gathers what a failed PipelineRun left: its conditions, its
+// TaskRuns, its pods' logs and the jsplan log in the artifacts.
+func (e *env) why(pr string) string {
+	var b strings.Builder
+	b.WriteString(e.n.Describe(e.ctx, ns, "pipelinerun "+name(pr)))
+	out, _ := e.n.Kubectl(e.ctx, "-n", ns, "get", "taskruns", "-l", "tekton.dev/pipelineRun="+name(pr), "-o", `jsonpath={range .items[*]}{.metadata.name} {.status.conditions[0].reason}: {.status.conditions[0].message}{"\n"}{end}`)
+	b.WriteString("\nTaskRuns:\n" + out)
+	out, _ = e.n.Kubectl(e.ctx, "-n", ns, "logs", "-l", "tekton.dev/pipelineRun="+name(pr), "--all-containers", "--prefix", "--tail=40")
+	b.WriteString("\nlogs:\n" + out)
+	if log, err := os.ReadFile(filepath.Join(e.artifactsMaybe(pr), "jsplan.log")); err == nil {
+		b.WriteString("\njsplan.log:\n" + tail(string(log), 3000))
+	}
+	return b.String()
+}
+
+func (e *env) artifactsMaybe(pr string) string {
+	// The volumeClaimTemplate's PVC belongs to the PipelineRun.
+	out, err := e.n.Kubectl(e.ctx, "-n", ns, "get", "pvc", "-o", `jsonpath={.items[?(@.metadata.ownerReferences[0].name=="`+name(pr)+`")].spec.volumeName}`)
+	if err != nil || strings.TrimSpace(out) == "" {
+		return "/nonexistent"
+	}
+	dir, err := e.n.Kubectl(e.ctx, "get", "pv", strings.TrimSpace(out), "-o", "jsonpath={.spec.hostPath.path}")
+	if err != nil {
+		return "/nonexistent"
+	}
+	return filepath.Join(strings.TrimSpace(dir), "artifacts")
 }
 
 func name(obj string) string { return obj[strings.LastIndex(obj, "/")+1:] }
