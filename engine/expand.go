@@ -129,9 +129,9 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 
 // checkHostCode refuses a path of code run on the host that a parameter,
 // the environment or the artifacts directory chose (through references)
-// from outside the plan's own files: it must lie inside the top-level
-// plan's directory or the directory of the file holding the step, symlinks
-// resolved.
+// from outside the plan's own files: it must lie inside the directory of
+// the top-level plan, of a plan on the way to this one (use:), or of the
+// file holding the step, symlinks resolved.
 func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *scope) {
 	// References to the plan (plan.dir) and the board's inventory entry
 	// (board.vars) are the plan's and the lab's own choice; parameters,
@@ -151,9 +151,12 @@ func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *s
 	if real, err := filepath.EvalSymlinks(target); err == nil {
 		target = real
 	}
+	// The plans' own directories: the top-level plan's, and those of the
+	// plans that used this one on the way here (a path parameter's default
+	// in an intermediate plan names a file of that plan's).
 	var roots []string
-	if len(l.stack) > 0 {
-		roots = append(roots, filepath.Dir(l.stack[0]))
+	for _, p := range l.stack {
+		roots = append(roots, filepath.Dir(p))
 	}
 	roots = append(roots, sc.dir)
 	for _, r := range roots {
