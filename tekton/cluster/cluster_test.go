@@ -554,6 +554,7 @@ const holdPlan = `apiVersion: jsplan.dev/v1
 kind: Plan
 name: hold
 params:
+  image: {type: string, default: "", description: "Given by the pipeline; not used."}
   hold: {type: duration, default: 30s}
 board:
   labels: {kind: virtual}
@@ -684,9 +685,9 @@ spec:
 			ph := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", podName, "-o", "jsonpath={.status.phase}"))
 			return ph == "Succeeded" || ph == "Failed", ph
 		})
-		logs := e.kubectl("-n", ns, "logs", podName)
+		logs, _ := e.n.Kubectl(e.ctx, "-n", ns, "logs", podName)
 		if !strings.Contains(logs, "board=uart-1") || !strings.Contains(logs, "jsplan-cluster-uart0") {
-			t.Errorf("pod %s on the healthy board printed:\n%s", podName, logs)
+			t.Errorf("pod %s on the healthy board printed:\n%s\n%s", podName, logs, e.n.Describe(e.ctx, ns, "pod "+podName))
 		}
 	})
 

@@ -75,6 +75,16 @@ func Isolate(run func() int) int {
 			fmt.Fprintln(os.Stderr, "cluster: setting up the node's namespaces:", err)
 			return 1
 		}
+		// The first process of a PID namespace ignores signals it has no
+		// handler for: end at Ctrl-C and SIGTERM explicitly (the kernel then
+		// ends the whole node; the process outside cleans up).
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+		go func() {
+			s := <-sig
+			fmt.Fprintf(os.Stderr, "cluster: %v: ending the node\n", s)
+			os.Exit(128 + int(s.(syscall.Signal)))
+		}()
 		return run()
 	}
 	if os.Geteuid() != 0 {
