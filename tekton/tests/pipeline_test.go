@@ -25,7 +25,7 @@ import (
 // reconciler would, with its own functions: pipeline params, contexts and
 // workspaces applied, then each task's TaskRun emulated in order, results
 // handed on with ResolveResultRef/ApplyTaskResults, the finally task given
-// the jsplan task's status. git-clone (a hub task) is stood in for by a
+// the jsplan task's status. fetch-plans (git) is stood in for by a
 // checkout already in the shared volume; prepare-image really downloads the
 // image, from an HTTP server on 127.0.0.1.
 func TestPipelineEmulated(t *testing.T) {
@@ -75,7 +75,7 @@ func runPipeline(t *testing.T, idParam string, wantCode int, wantVerdict, wantSt
 	srv.Start()
 	t.Cleanup(srv.Close)
 
-	// The shared volume, with the checkout git-clone would have made.
+	// The shared volume, with the checkout fetch-plans would have made.
 	shared := t.TempDir()
 	src := filepath.Join(shared, "source", "plans")
 	if err := os.MkdirAll(src, 0o755); err != nil {
