@@ -93,7 +93,7 @@ func InstallTekton(ctx context.Context, n *Node, configDir string) error {
 func (n *Node) Describe(ctx context.Context, ns, what string) string {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	out, err := n.Kubectl(ctx, "-n", ns, "describe", what)
+	out, err := n.Kubectl(ctx, append([]string{"-n", ns, "describe"}, strings.Fields(what)...)...)
 	if err != nil {
 		return err.Error()
 	}

@@ -31,3 +31,13 @@ func TestCDIDeviceNodeKeepsGroupAndMode(t *testing.T) {
 		t.Errorf("a node that is gone got %v %v", n.GID, n.FileMode)
 	}
 }
+
+// A pseudo-terminal is never put into a CDI spec: runc cannot create it in
+// the container's own devpts and the container would not start.
+func TestPseudoTerminalsStayOutOfContainers(t *testing.T) {
+	for p, want := range map[string]bool{"/dev/pts/3": true, "/dev/ptmx": true, "/dev/ttyUSB0": false, "/dev/loop0": false, "/dev/bus/usb/001/004": false} {
+		if got := containerless(DeviceNode{Path: "/dev/serial/by-id/x", HostPath: p}); got != want {
+			t.Errorf("%s: containerless %v, want %v", p, got, want)
+		}
+	}
+}

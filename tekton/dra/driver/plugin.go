@@ -834,6 +834,10 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		} else {
 			nodes, missing := d.cfg.Host.DeviceNodes(b)
 			for _, n := range nodes {
+				if containerless(n) {
+					klog.FromContext(ctx).Info("a pseudo-terminal cannot be a container's device node; the container will not see it", "board", b.Name, "node", n.Path, "target", n.HostPath)
+					continue
+				}
 				edits.DeviceNodes = append(edits.DeviceNodes, cdiDeviceNode(n))
 			}
 			for _, m := range missing {
@@ -901,6 +905,15 @@ func (d *Driver) LockedClaims() []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// containerless reports whether n is a node no container can be given: a
+// pseudo-terminal's (a console simulator's, or a UART exported by a
+// program as a pty) lives in the host's devpts instance, and the runtime
+// refuses to create it in the container's (found on the real node: the
+// container then never started).
+func containerless(n DeviceNode) bool {
+	return strings.HasPrefix(n.HostPath, "/dev/pts/") || n.HostPath == "/dev/ptmx"
 }
 
 // cdiDeviceNode is n for a CDI spec, with the group and mode the node has on
