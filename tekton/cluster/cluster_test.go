@@ -586,7 +586,7 @@ func TestPipelineOnRealNode(t *testing.T) {
 	e.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted")
 	e.kubectl("-n", ns, "apply", "-f", filepath.Join(e.repo, "tekton", "task", "jsplan", "0.1", "jsplan.yaml"))
 	e.kubectl("-n", ns, "apply", "-f", filepath.Join(e.repo, "tekton", "pipeline", "jsplan-hil", "jsplan-hil.yaml"))
-	e.storage(6)
+	e.storage(12)
 	git := e.gitRepo(map[string]string{"plans/cluster/hold.yaml": holdPlan, "plans/cluster/disk.yaml": diskPlan})
 
 	url, id, sum := e.image("demo.img")

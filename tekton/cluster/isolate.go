@@ -228,7 +228,13 @@ func runInside(root string, bin Binaries) int {
 	for {
 		select {
 		case s := <-sig:
-			_ = cmd.Process.Signal(s)
+			// unshare ignores it while it waits: tell the node's first
+			// process (a Ctrl-C at a terminal reaches it directly).
+			for _, c := range strings.Fields(string(readFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid)))) {
+				if pid, err := strconv.Atoi(c); err == nil {
+					_ = syscall.Kill(pid, s.(syscall.Signal))
+				}
+			}
 		case err := <-done:
 			var ee *exec.ExitError
 			if errors.As(err, &ee) {
@@ -405,6 +411,8 @@ func detachLoops(root string) {
 		}
 	}
 }
+
+func readFile(p string) []byte { b, _ := os.ReadFile(p); return b }
 
 func exists(p string) bool { _, err := os.Stat(p); return err == nil }
 
