@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/creack/pty"
 	oci "github.com/opencontainers/runtime-spec/specs-go"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -30,7 +29,8 @@ type node struct {
 	t                                          *testing.T
 	name                                       string
 	root, reg, plugins, state, cdi, locks, inv string
-	console                                    string // the pty the by-id link points to
+	console                                    string // the node the by-id link points to, as the container sees it
+	consoleHost                                string // and its path under root
 	client                                     *fake.Clientset
 }
 
@@ -75,14 +75,18 @@ func newNode(t *testing.T) *node {
 			t.Fatal(err)
 		}
 	}
-	// A real character device for the console: a pty.
-	ptm, pts, err := pty.Open()
-	if err != nil {
+	// A real character device for the console, as udev makes it for a
+	// USB-UART (major 188): a pty would not do, a runtime cannot create a
+	// pty's node in a container and the driver leaves ptys out.
+	if os.Geteuid() != 0 {
+		t.Skip("making a device node needs root")
+	}
+	n.console = "/dev/ttyUSB0"
+	n.consoleHost = filepath.Join(n.root, "dev/ttyUSB0")
+	if err := syscall.Mknod(n.consoleHost, syscall.S_IFCHR|0o660, 188<<8); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ptm.Close(); pts.Close() })
-	n.console = pts.Name()
-	if err := os.Symlink(n.console, filepath.Join(n.root, "dev/serial/by-id", consoleByID)); err != nil {
+	if err := os.Symlink("../../ttyUSB0", filepath.Join(n.root, "dev/serial/by-id", consoleByID)); err != nil {
 		t.Fatal(err)
 	}
 	n.writeInventory(nodeInventory(""))
@@ -231,7 +235,7 @@ func TestDriverAgainstFakeKubelet(t *testing.T) {
 		}
 	}
 	var st syscall.Stat_t
-	if err := syscall.Stat(n.console, &st); err != nil {
+	if err := syscall.Stat(n.consoleHost, &st); err != nil {
 		t.Fatal(err)
 	}
 	byID := "/dev/serial/by-id/" + consoleByID
@@ -239,7 +243,7 @@ func TestDriverAgainstFakeKubelet(t *testing.T) {
 	for _, dev := range spec.Linux.Devices {
 		paths = append(paths, dev.Path)
 		if dev.Type != "c" || dev.Major != int64(st.Rdev>>8&0xfff) {
-			t.Errorf("device %s: type %s major %d, want the pty's char device", dev.Path, dev.Type, dev.Major)
+			t.Errorf("device %s: type %s major %d, want the UART's char device", dev.Path, dev.Type, dev.Major)
 		}
 	}
 	if !slices.Contains(paths, byID) || !slices.Contains(paths, n.console) || len(paths) != 2 {
@@ -383,7 +387,7 @@ func TestDriverFollowsInventoryAndHardware(t *testing.T) {
 	if len(s.Spec.Devices[1].Taints) != 0 {
 		t.Errorf("sim-1 tainted too: %+v", s.Spec.Devices[1].Taints)
 	}
-	if err := os.Symlink(n.console, link); err != nil {
+	if err := os.Symlink("../../ttyUSB0", link); err != nil {
 		t.Fatal(err)
 	}
 	n.slice(ctx, func(s *resourceapi.ResourceSlice) bool {
