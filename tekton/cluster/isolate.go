@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 const (
@@ -95,6 +96,11 @@ func Isolate(run func() int) int {
 		fmt.Fprintf(os.Stderr, "cluster: an earlier run was killed; cleaning up after it:\n  %s\n", strings.Join(left, "\n  "))
 	}
 	Sweep()
+	// A namespace whose first process was just killed takes a moment to
+	// end the rest.
+	for i := 0; i < 30 && len(processes()) > 0; i++ {
+		time.Sleep(time.Second)
+	}
 	if procs := processes(); len(procs) > 0 {
 		fmt.Fprintf(os.Stderr, "cluster: processes of an earlier run are still running: %s\n", strings.Join(procs, ", "))
 		return 1
