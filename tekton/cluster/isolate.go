@@ -95,12 +95,11 @@ func Isolate(run func() int) int {
 	if left := Leftovers(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "cluster: an earlier run was killed; cleaning up after it:\n  %s\n", strings.Join(left, "\n  "))
 	}
-	Sweep()
 	// A namespace whose first process was just killed takes a moment to
-	// end the rest.
-	for i := 0; i < 30 && len(processes()) > 0; i++ {
-		time.Sleep(time.Second)
-	}
+	// end the rest, and its mounts (which keep directories busy) go with
+	// its last process: wait for that before sweeping.
+	waitProcesses(30 * time.Second)
+	Sweep()
 	if procs := processes(); len(procs) > 0 {
 		fmt.Fprintf(os.Stderr, "cluster: processes of an earlier run are still running: %s\n", strings.Join(procs, ", "))
 		return 1
@@ -130,13 +129,24 @@ func Isolate(run func() int) int {
 		return 1
 	}
 	code := runInside(root, bin)
+	waitProcesses(30 * time.Second)
 	cleanup(root)
-	// Nothing of the run may be left on the host, whichever way it ended.
-	left := Leftovers()
-	for m := range mounts() {
-		if !mountsBefore[m] {
-			left = append(left, "mount "+m)
+	Sweep()
+	// Nothing of the run may be left on the host, whichever way it ended
+	// (a loop device stays listed until its last user is gone: give the
+	// kernel a moment).
+	var left []string
+	for end := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
+		left = Leftovers()
+		for m := range mounts() {
+			if !mountsBefore[m] {
+				left = append(left, "mount "+m)
+			}
 		}
+		if len(left) == 0 || time.Now().After(end) {
+			break
+		}
+		Sweep()
 	}
 	if len(left) > 0 {
 		sort.Strings(left)
@@ -146,6 +156,14 @@ func Isolate(run func() int) int {
 		}
 	}
 	return code
+}
+
+// waitProcesses waits until no process of the cluster's binaries runs, at
+// most d.
+func waitProcesses(d time.Duration) {
+	for end := time.Now().Add(d); len(processes()) > 0 && time.Now().Before(end); {
+		time.Sleep(500 * time.Millisecond)
+	}
 }
 
 // Leftovers lists what runs of the test cluster left on the host: processes
@@ -349,7 +367,15 @@ func cleanup(root string) {
 	for i := len(created) - 1; i >= 0; i-- {
 		_ = os.Remove(created[i]) // only if empty
 	}
-	_ = os.RemoveAll(root)
+	// Directories that are mount points in a namespace that is still
+	// ending stay busy until its last process is gone: retry for a while.
+	for end := time.Now().Add(30 * time.Second); ; {
+		detachLoops(root)
+		if err := os.RemoveAll(root); err == nil || time.Now().After(end) {
+			break
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 // Sweep cleans up after earlier runs that were killed: roots whose owner
