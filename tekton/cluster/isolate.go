@@ -135,9 +135,16 @@ func Isolate(run func() int) int {
 	// Nothing of the run may be left on the host, whichever way it ended
 	// (a loop device stays listed until its last user is gone: give the
 	// kernel a moment).
+	// What an earlier killed run left and could not be removed yet is
+	// reported, not held against this run.
 	var left []string
 	for end := time.Now().Add(15 * time.Second); ; time.Sleep(time.Second) {
-		left = Leftovers()
+		left = left[:0]
+		for _, l := range Leftovers() {
+			if strings.HasPrefix(l, "process ") || strings.Contains(l, root) {
+				left = append(left, l)
+			}
+		}
 		for m := range mounts() {
 			if !mountsBefore[m] {
 				left = append(left, "mount "+m)
@@ -147,6 +154,9 @@ func Isolate(run func() int) int {
 			break
 		}
 		Sweep()
+	}
+	if others := Leftovers(); len(others) > 0 && len(left) == 0 {
+		fmt.Fprintf(os.Stderr, "cluster: not yet removed (earlier runs; the next run sweeps again):\n  %s\n", strings.Join(others, "\n  "))
 	}
 	if len(left) > 0 {
 		sort.Strings(left)
