@@ -373,14 +373,23 @@ func cleanup(root string) {
 	}
 	detachLoops(root)
 	removeCgroups()
-	created := readLines(filepath.Join(root, "created"))
-	for i := len(created) - 1; i >= 0; i-- {
-		_ = os.Remove(created[i]) // only if empty
-	}
 	// Directories that are mount points in a namespace that is still
 	// ending stay busy until its last process is gone: retry for a while.
+	// The mount points this run made on the host (only if empty) go first:
+	// the root holds their list.
+	created := readLines(filepath.Join(root, "created"))
 	for end := time.Now().Add(30 * time.Second); ; {
 		detachLoops(root)
+		busy := false
+		for i := len(created) - 1; i >= 0; i-- {
+			if err := os.Remove(created[i]); err != nil && !os.IsNotExist(err) && !errors.Is(err, syscall.ENOTEMPTY) {
+				busy = true
+			}
+		}
+		if busy && time.Now().Before(end) {
+			time.Sleep(time.Second)
+			continue
+		}
 		if err := os.RemoveAll(root); err == nil || time.Now().After(end) {
 			break
 		}

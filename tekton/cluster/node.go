@@ -127,23 +127,6 @@ func (n *Node) stopProc(p *proc, grace time.Duration) {
 	}
 }
 
-// Restart stops the component called name and starts it again with the
-// same command.
-func (n *Node) Restart(name string) error {
-	for i, p := range n.procs {
-		if p.name == name {
-			n.stopProc(p, 15*time.Second)
-			argv := p.cmd.Args
-			env := p.cmd.Env
-			n.procs = append(n.procs[:i], n.procs[i+1:]...)
-			_, err := n.start(name, nil, append([]string{p.cmd.Path}, argv[1:]...)...)
-			_ = env
-			return err
-		}
-	}
-	return fmt.Errorf("no component %q", name)
-}
-
 // Exited reports an error for every component that has ended.
 func (n *Node) Exited() error {
 	var errs []error

@@ -142,29 +142,6 @@ current-context: jsplan
 	return file, os.WriteFile(file, []byte(body), 0o600)
 }
 
-// tokenKubeconfig writes a kubeconfig for a bearer token (a service
-// account's).
-func (p *pki) tokenKubeconfig(name, server, token string) (string, error) {
-	file := p.path(name + ".kubeconfig")
-	body := fmt.Sprintf(`apiVersion: v1
-kind: Config
-clusters:
-- name: jsplan
-  cluster:
-    server: %s
-    certificate-authority: %s
-users:
-- name: %s
-  user:
-    token: %s
-contexts:
-- name: jsplan
-  context: {cluster: jsplan, user: %s}
-current-context: jsplan
-`, server, p.path("ca.crt"), name, token, name)
-	return file, os.WriteFile(file, []byte(body), 0o600)
-}
-
 func writePEM(file, typ string, der []byte, mode os.FileMode) error {
 	return os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), mode)
 }
