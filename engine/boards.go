@@ -20,6 +20,8 @@ import (
 // Inventory is a set of boards from one or more Boards documents.
 type Inventory struct {
 	Boards []*BoardSpec
+	// Resources are the shared resources boards attach to (resources.go).
+	Resources []*ResourceSpec
 	// dropped are boards left out for an error already reported; a plan
 	// that selects one gets that error, not "no board matches" as well.
 	dropped []*BoardSpec
@@ -30,6 +32,8 @@ type BoardSpec struct {
 	Name   string
 	Labels map[string]string
 	Vars   map[string]string
+	// Resources names the shared resources the board is attached to.
+	Resources []string
 	// Drivers are the board's driver configurations, by driver name.
 	Drivers map[string]*yaml.Node
 	// Serve maps each capability the board has to the driver serving it.
@@ -132,6 +136,7 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 		}
 		return
 	}
+	l.resourcesFrom(f, inv)
 	_, list := mapGet(f.root, "boards")
 	if list == nil || list.Kind != yaml.SequenceNode {
 		return
@@ -163,7 +168,7 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 			continue
 		}
 		_, dn := mapGet(bn, "drivers")
-		ok := true
+		ok := l.boardResources(f, bn, b, inv, path)
 		for j := 0; j+1 < len(dn.Content); j += 2 {
 			name, cfg := dn.Content[j].Value, dn.Content[j+1]
 			b.Drivers[name] = cfg

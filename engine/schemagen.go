@@ -122,9 +122,11 @@ func GenerateSchema() []byte {
 		drvProps[name] = obj{"$ref": "#/$defs/driver." + name, "description": info.Summary}
 	}
 	boardProps := obj{
-		"name":    obj{"type": "string", "pattern": `^[A-Za-z0-9][A-Za-z0-9_.-]*$`},
-		"labels":  obj{"type": "object", "additionalProperties": obj{"type": "string"}},
-		"vars":    obj{"type": "object", "additionalProperties": obj{"type": "string"}, "description": "Values plans read as ${{ board.vars.NAME }}."},
+		"name":   obj{"type": "string", "pattern": `^[A-Za-z0-9][A-Za-z0-9_.-]*$`},
+		"labels": obj{"type": "object", "additionalProperties": obj{"type": "string"}},
+		"vars":   obj{"type": "object", "additionalProperties": obj{"type": "string"}, "description": "Values plans read as ${{ board.vars.NAME }}."},
+		"resources": obj{"type": "array", "items": obj{"type": "string", "pattern": ResourceNamePattern},
+			"description": "The shared resources (inventory resources:) this board is attached to."},
 		"drivers": obj{"type": "object", "minProperties": 1, "additionalProperties": false, "properties": drvProps, "description": "Driver name to its configuration."},
 	}
 	for _, c := range drivers.AllCapabilities {
@@ -135,7 +137,14 @@ func GenerateSchema() []byte {
 		"apiVersion": obj{"const": APIVersion},
 		"kind":       obj{"const": "Boards"},
 		"boards":     obj{"type": "array", "items": ref("board")},
+		"resources": obj{"type": "array", "items": ref("resource"),
+			"description": "Shared resources (a CAN bus, a network segment) boards attach to; a run holds a share of one."},
 	}, "apiVersion", "kind", "boards")
+	defs["resource"] = strictObject("A shared resource: several runs may hold it at once, up to its capacity.", obj{
+		"name":     obj{"type": "string", "pattern": ResourceNamePattern, "description": "Unique in the inventory; a DNS label."},
+		"kind":     obj{"type": "string", "description": "What it is, e.g. canbus or ethernet."},
+		"capacity": obj{"type": "integer", "minimum": 1, "description": "How many runs may hold it at once (default 1)."},
+	}, "name", "kind")
 
 	root := obj{
 		"$schema":    "https://json-schema.org/draft/2020-12/schema",
