@@ -27,6 +27,10 @@ type farm struct {
 	nodes     []*v1.Node
 	slices    []*resourceapi.ResourceSlice
 	allocated sets.Set[structured.DeviceID]
+	// shared and consumed are what claims hold of devices that several
+	// claims may hold (shared resources), as the scheduler tracks them.
+	shared   sets.Set[structured.SharedDeviceID]
+	consumed structured.ConsumedCapacityCollection
 	classes   classLister
 	cel       *cel.Cache
 	features  structured.Features
@@ -117,12 +121,13 @@ func nodeSlice(node string, devs []resourceapi.Device) *resourceapi.ResourceSlic
 	}
 }
 
-// boardClass is the DeviceClass of deploy/deviceclass.yaml: every jsplan board.
+// boardClass is the DeviceClass of deploy/deviceclass.yaml: every jsplan
+// board, and no shared resource.
 func boardClass() *resourceapi.DeviceClass {
 	return &resourceapi.DeviceClass{
 		ObjectMeta: metav1.ObjectMeta{Name: "jsplan.dev"},
 		Spec: resourceapi.DeviceClassSpec{Selectors: []resourceapi.DeviceSelector{
-			{CEL: &resourceapi.CELDeviceSelector{Expression: `device.driver == "jsplan.dev"`}},
+			{CEL: &resourceapi.CELDeviceSelector{Expression: `device.driver == "jsplan.dev" && !has(device.attributes["jsplan.dev"].resource)`}},
 		}},
 	}
 }
@@ -158,7 +163,11 @@ func boardClaim(name, expr string) *resourceapi.ResourceClaim {
 // scheduler's assume cache does. It returns the node, or "" when none fits.
 func (f *farm) allocate(ctx context.Context, t testing.TB, claim *resourceapi.ResourceClaim, start int) string {
 	t.Helper()
-	a, err := structured.NewAllocator(ctx, f.features, structured.AllocatedState{AllocatedDevices: f.allocated}, f.classes, f.slices, f.cel)
+	if f.shared == nil {
+		f.shared, f.consumed = sets.New[structured.SharedDeviceID](), structured.NewConsumedCapacityCollection()
+	}
+	a, err := structured.NewAllocator(ctx, f.features, structured.AllocatedState{AllocatedDevices: f.allocated,
+		AllocatedSharedDeviceIDs: f.shared, AggregatedCapacity: f.consumed}, f.classes, f.slices, f.cel)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +183,13 @@ func (f *farm) allocate(ctx context.Context, t testing.TB, claim *resourceapi.Re
 		}
 		claim.Status.Allocation = &res[0]
 		for _, r := range res[0].Devices.Results {
-			f.allocated.Insert(structured.MakeDeviceID(r.Driver, r.Pool, r.Device))
+			id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
+			if r.ShareID != nil {
+				f.shared.Insert(structured.MakeSharedDeviceID(id, r.ShareID))
+				f.consumed.Insert(structured.NewDeviceConsumedCapacity(id, r.ConsumedCapacity))
+				continue
+			}
+			f.allocated.Insert(id)
 		}
 		return node.Name
 	}
@@ -187,7 +202,13 @@ func (f *farm) release(claim *resourceapi.ResourceClaim) {
 		return
 	}
 	for _, r := range claim.Status.Allocation.Devices.Results {
-		f.allocated.Delete(structured.MakeDeviceID(r.Driver, r.Pool, r.Device))
+		id := structured.MakeDeviceID(r.Driver, r.Pool, r.Device)
+		if r.ShareID != nil {
+			f.shared.Delete(structured.MakeSharedDeviceID(id, r.ShareID))
+			f.consumed.Remove(structured.NewDeviceConsumedCapacity(id, r.ConsumedCapacity))
+			continue
+		}
+		f.allocated.Delete(id)
 	}
 	claim.Status.Allocation = nil
 }

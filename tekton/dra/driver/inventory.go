@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 	resourceapi "k8s.io/api/resource/v1"
+	apiresource "k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/utils/ptr"
 
 	// Every driver of jsplan, so that the inventory is checked exactly as
@@ -41,6 +43,9 @@ const (
 	attrName         = "name"
 	attrCapabilities = "capabilities"
 	attrDrivers      = "drivers"
+	// attrResource marks a shared resource's device; its value is the
+	// resource's kind. Boards never carry it.
+	attrResource = "resource"
 	capPrefix        = "cap_"
 	driverPrefix     = "driver_"
 	// maxAttributes is the API's limit of attributes and capacities per device.
@@ -128,6 +133,26 @@ func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]
 				attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{BoolValue: ptr.To(true)}
 			}
 		}
+		// A board wired to a shared resource carries the resource's name
+		// under the resource's kind (a board on can0, of kind canbus, has
+		// canbus=can0), as the resource's own device does: a claim's
+		// matchAttribute on it picks boards wired together and their bus.
+		for _, rn := range b.Resources {
+			r := inv.Resource(rn)
+			if r == nil || r.Kind == "" {
+				continue // a resource without a kind is matched by nothing
+			}
+			n, ok := AttributeName(r.Kind)
+			switch {
+			case !ok || reserved(n):
+				warnings = append(warnings, fmt.Sprintf("board %s: resource kind %q cannot be a device attribute", b.Name, r.Kind))
+				continue
+			case attrs[resourceapi.QualifiedName(n)].StringValue != nil:
+				warnings = append(warnings, fmt.Sprintf("board %s: is wired to more than one resource of kind %q; only %s is published", b.Name, r.Kind, *attrs[resourceapi.QualifiedName(n)].StringValue))
+				continue
+			}
+			attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(r.Name))}
+		}
 		keys := make([]string, 0, len(b.Labels))
 		for k := range b.Labels {
 			keys = append(keys, k)
@@ -147,7 +172,7 @@ func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]
 				continue
 			}
 			if _, dup := attrs[resourceapi.QualifiedName(n)]; dup {
-				warnings = append(warnings, fmt.Sprintf("board %s: label %q maps to attribute %q, which another label already has", b.Name, k, n))
+				warnings = append(warnings, fmt.Sprintf("board %s: label %q maps to attribute %q, which another label or a resource kind already has", b.Name, k, n))
 				continue
 			}
 			v := b.Labels[k]
@@ -166,11 +191,72 @@ func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]
 		}
 		out = append(out, dev)
 	}
+	res, w := resourceDevices(inv, out)
+	return append(out, res...), append(warnings, w...)
+}
+
+// ShareCapacity is the consumable capacity of a shared resource's device:
+// a claim asks for `capacity: {requests: {share: N}}` (1 when
+// it names none), and the scheduler admits claims while their shares fit
+// the resource's capacity.
+const ShareCapacity = "share"
+
+// ResourceDeviceName is the device name of a shared resource: "resource-"
+// and its name (a board cannot take it: DeviceName of a board with that
+// very name is reported and the resource left out).
+func ResourceDeviceName(resource string) string { return DeviceName("resource-" + resource) }
+
+// resourceDevices publishes each shared resource of the inventory as one
+// device that several claims may hold at once (allowMultipleAllocations),
+// each taking shares of its capacity.
+func resourceDevices(inv *engine.Inventory, boards []resourceapi.Device) ([]resourceapi.Device, []string) {
+	taken := map[string]bool{}
+	for _, d := range boards {
+		taken[d.Name] = true
+	}
+	var out []resourceapi.Device
+	var warnings []string
+	for _, r := range inv.Resources {
+		name := ResourceDeviceName(r.Name)
+		if taken[name] {
+			warnings = append(warnings, fmt.Sprintf("resource %s: its device name %q is a board's; not published", r.Name, name))
+			continue
+		}
+		attrs := map[resourceapi.QualifiedName]resourceapi.DeviceAttribute{
+			attrName:     {StringValue: ptr.To(clip(r.Name))},
+			attrResource: {StringValue: ptr.To(clip(r.Kind))},
+		}
+		if n, ok := AttributeName(r.Kind); ok && !reserved(n) {
+			attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(r.Name))}
+		} else if r.Kind != "" {
+			warnings = append(warnings, fmt.Sprintf("resource %s: kind %q cannot be a device attribute", r.Name, r.Kind))
+		}
+		capacity := max(r.Capacity, 1)
+		out = append(out, resourceapi.Device{
+			Name:                     name,
+			Attributes:               attrs,
+			AllowMultipleAllocations: ptr.To(true),
+			Capacity: map[resourceapi.QualifiedName]resourceapi.DeviceCapacity{
+				ShareCapacity: {
+					Value: *apiresource.NewQuantity(int64(capacity), apiresource.DecimalSI),
+					RequestPolicy: &resourceapi.CapacityRequestPolicy{
+						Default: apiresource.NewQuantity(1, apiresource.DecimalSI),
+						ValidRange: &resourceapi.CapacityRequestPolicyRange{
+							Min:  apiresource.NewQuantity(1, apiresource.DecimalSI),
+							Max:  apiresource.NewQuantity(int64(capacity), apiresource.DecimalSI),
+							Step: apiresource.NewQuantity(1, apiresource.DecimalSI),
+						},
+					},
+				},
+			},
+		})
+		taken[name] = true
+	}
 	return out, warnings
 }
 
 func reserved(n string) bool {
-	return n == attrName || n == attrCapabilities || n == attrDrivers ||
+	return n == attrName || n == attrCapabilities || n == attrDrivers || n == attrResource ||
 		strings.HasPrefix(n, capPrefix) || strings.HasPrefix(n, driverPrefix)
 }
 
@@ -216,14 +302,29 @@ func taintValue(reason string) string {
 // none of the board's capabilities (their configuration, credentials
 // included, is of no use to the run). Relative paths in a driver's
 // configuration are not rewritten: give the node's inventory absolute paths.
-func BoardsDocument(boards []*engine.BoardSpec) ([]byte, error) {
+func BoardsDocument(boards []*engine.BoardSpec, shares []Share) ([]byte, error) {
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	var buf bytes.Buffer
+	held := map[string]bool{}
+	for _, s := range shares {
+		held[s.Resource] = true
+	}
 	for _, b := range boards {
-		seq.Content = append(seq.Content, runBoardNode(b))
+		seq.Content = append(seq.Content, runBoardNode(b, held))
 		fmt.Fprintf(&buf, "# Board %s, for one ResourceClaim (written by the jsplan DRA driver).\n", b.Name)
 	}
-	out := mapping("apiVersion", scalar("jsplan.dev/v1"), "kind", scalar("Boards"), "boards", seq)
+	out := mapping("apiVersion", scalar("jsplan.dev/v1"), "kind", scalar("Boards"))
+	if len(shares) > 0 {
+		// The claim's shares of shared resources, each with the capacity
+		// the claim holds: the run's own locks admit no more than that.
+		res := &yaml.Node{Kind: yaml.SequenceNode}
+		for _, s := range shares {
+			res.Content = append(res.Content, mapping("name", scalar(s.Resource), "kind", scalar(s.Kind),
+				"capacity", &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!int", Value: strconv.Itoa(max(s.Count, 1))}))
+		}
+		out.Content = append(out.Content, scalar("resources"), res)
+	}
+	out.Content = append(out.Content, scalar("boards"), seq)
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
 	if err := enc.Encode(out); err != nil {
@@ -235,8 +336,15 @@ func BoardsDocument(boards []*engine.BoardSpec) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// runBoardNode is board b as BoardsDocument writes it.
-func runBoardNode(b *engine.BoardSpec) *yaml.Node {
+// Share is a claim's share of a shared resource.
+type Share struct {
+	Resource, Kind string
+	Count          int
+}
+
+// runBoardNode is board b as BoardsDocument writes it, with the resources
+// it is wired to among those the claim holds.
+func runBoardNode(b *engine.BoardSpec, held map[string]bool) *yaml.Node {
 	bn := mapping("name", scalar(b.Name))
 	if len(b.Labels) > 0 {
 		bn.Content = append(bn.Content, scalar("labels"), stringMap(b.Labels))
@@ -249,6 +357,15 @@ func runBoardNode(b *engine.BoardSpec) *yaml.Node {
 		drv := b.Serve[c]
 		serving[drv] = true
 		bn.Content = append(bn.Content, scalar(string(c)), scalar(drv))
+	}
+	var wired []*yaml.Node
+	for _, r := range b.Resources {
+		if held[r] {
+			wired = append(wired, scalar(r))
+		}
+	}
+	if len(wired) > 0 {
+		bn.Content = append(bn.Content, scalar("resources"), &yaml.Node{Kind: yaml.SequenceNode, Content: wired})
 	}
 	drvs := mapping()
 	for _, name := range b.DriverNames() {

@@ -435,6 +435,38 @@ type preparedDevice struct {
 	CDIID    string   `json:"cdiID"`
 	// Admin is an admin-access allocation: an observer, holding no lock.
 	Admin bool `json:"admin,omitempty"`
+	// Resource is set for a share of a shared resource (Board then names
+	// the resource): several claims hold one at once, up to its capacity.
+	Resource bool `json:"resource,omitempty"`
+	// Shares is how many shares of the resource the claim holds, and
+	// Kind the resource's kind.
+	Shares int    `json:"shares,omitempty"`
+	Kind   string `json:"kind,omitempty"`
+}
+
+// RoleEnv is the environment variable that names a request's device in the
+// container: prefix plus the request's name in upper case, characters
+// outside [A-Z0-9] as "_" (request "dut" is JSPLAN_BOARD_DUT).
+func RoleEnv(prefix, request string) string {
+	var b strings.Builder
+	b.WriteString(prefix)
+	for _, r := range strings.ToUpper(request) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// shareSuffix tells apart the CDI devices of one claim's shares of a
+// device that several requests of the claim hold.
+func shareSuffix(id *types.UID) string {
+	if id == nil {
+		return ""
+	}
+	return "-" + string(*id)
 }
 
 func (d *Driver) claimDir(uid types.UID) string {
@@ -574,7 +606,7 @@ func (d *Driver) preparedBoards() map[string]*claimState {
 	for _, dir := range dirs {
 		if s, err := readState(dir); err == nil {
 			for _, pd := range s.Devices {
-				if !pd.Admin {
+				if !pd.Admin && !pd.Resource {
 					out[pd.Board] = s
 				}
 			}
@@ -598,7 +630,7 @@ func (d *Driver) holder(s *claimState) lock.Holder {
 func (d *Driver) lockBoards(s *claimState) ([]*lock.Lock, error) {
 	var held []*lock.Lock
 	for _, pd := range s.Devices {
-		if pd.Admin {
+		if pd.Admin || pd.Resource {
 			continue
 		}
 		l, h, err := lock.TryAcquire(d.cfg.LockDir, pd.Board, d.holder(s))
@@ -739,6 +771,10 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 	for _, b := range inv.Boards {
 		byDevice[DeviceName(b.Name)] = b
 	}
+	resources := map[string]*engine.ResourceSpec{}
+	for _, r := range inv.Resources {
+		resources[ResourceDeviceName(r.Name)] = r
+	}
 	busy := d.preparedBoards()
 	state := &claimState{UID: c.UID, Namespace: c.Namespace, Name: c.Name, BootID: d.bootID}
 	var boards []*engine.BoardSpec
@@ -748,6 +784,13 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		}
 		if r.Pool != d.cfg.NodeName {
 			return nil, fmt.Errorf("device %s/%s is in pool %s, not this node's (%s)", r.Pool, r.Device, r.Pool, d.cfg.NodeName)
+		}
+		if res := resources[r.Device]; res != nil && byDevice[r.Device] == nil {
+			state.Devices = append(state.Devices, preparedDevice{
+				Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Board: res.Name, Resource: true, Shares: consumedShares(r), Kind: res.Kind,
+				CDIID: cdiparser.QualifiedName(d.cfg.DriverName, CDIClass, string(c.UID)+"-"+r.Device+shareSuffix(r.ShareID)),
+			})
+			continue
 		}
 		b := byDevice[r.Device]
 		if b == nil {
@@ -763,7 +806,7 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 			CDIID: cdiparser.QualifiedName(d.cfg.DriverName, CDIClass, string(c.UID)+"-"+r.Device),
 		})
 	}
-	if len(boards) == 0 {
+	if len(state.Devices) == 0 {
 		return nil, nil
 	}
 	held, err := d.lockBoards(state)
@@ -790,7 +833,13 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		return err
 	}
 	ids := d.podIDs(ctx, c)
-	doc, err := BoardsDocument(boards)
+	var shares []Share
+	for _, pd := range state.Devices {
+		if pd.Resource {
+			shares = append(shares, Share{Resource: pd.Board, Kind: pd.Kind, Count: pd.Shares})
+		}
+	}
+	doc, err := BoardsDocument(boards, shares)
 	if err != nil {
 		return err
 	}
@@ -824,9 +873,31 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		edits.Mounts = append(edits.Mounts, &cdispec.Mount{HostPath: locks, ContainerPath: ContainerLockDir, Options: []string{"rw", "bind"}})
 	}
 	spec := &cdispec.Spec{Kind: d.cfg.DriverName + "/" + CDIClass, ContainerEdits: edits}
-	for i, b := range boards {
-		pd := state.Devices[i]
-		edits := cdispec.ContainerEdits{Env: []string{"JSPLAN_BOARD=" + b.Name}}
+	byName := map[string]*engine.BoardSpec{}
+	for _, b := range boards {
+		byName[b.Name] = b
+	}
+	for _, pd := range state.Devices {
+		_, _, name, _ := cdiparser.ParseQualifiedName(pd.CDIID)
+		var edits cdispec.ContainerEdits
+		for _, req := range pd.Requests {
+			// Each request (a plan's role) names its board or resource:
+			// JSPLAN_BOARD_DUT=orin-nx-1, JSPLAN_RESOURCE_BUS=can0.
+			if pd.Resource {
+				edits.Env = append(edits.Env, RoleEnv("JSPLAN_RESOURCE_", req)+"="+pd.Board)
+			} else {
+				edits.Env = append(edits.Env, RoleEnv("JSPLAN_BOARD_", req)+"="+pd.Board)
+			}
+		}
+		if pd.Resource {
+			spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
+			continue
+		}
+		b := byName[pd.Board]
+		if len(boards) == 1 {
+			// One board: it is the run's board, as --board would say.
+			edits.Env = append(edits.Env, "JSPLAN_BOARD="+b.Name)
+		}
 		if pd.Admin {
 			// An observer: it sees which board and its inventory entry,
 			// and gets no device node.
@@ -844,7 +915,6 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 				klog.FromContext(ctx).Info("device node not present at prepare; the container will not see it", "board", b.Name, "node", m.Path)
 			}
 		}
-		_, _, name, _ := cdiparser.ParseQualifiedName(pd.CDIID)
 		spec.Devices = append(spec.Devices, cdispec.Device{Name: name, ContainerEdits: edits})
 	}
 	version, err := cdispec.MinimumRequiredVersion(spec)
@@ -932,4 +1002,13 @@ func cdiDeviceNode(n DeviceNode) *cdispec.DeviceNode {
 		}
 	}
 	return dn
+}
+
+// consumedShares is how many shares of a resource an allocation result
+// took (1 when the scheduler recorded none).
+func consumedShares(r resourceapi.DeviceRequestAllocationResult) int {
+	if q, ok := r.ConsumedCapacity[ShareCapacity]; ok && q.Value() > 0 {
+		return int(q.Value())
+	}
+	return 1
 }
