@@ -5,8 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
+
+	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/health"
 )
 
 // A Prober checks the boards of an inventory. Boards it cannot judge now
@@ -81,4 +88,82 @@ func Classify(locked bool, check string) (Health, bool) {
 		return Health{Healthy: false, Reason: check}, true
 	}
 	return Health{Healthy: true, Reason: check}, true
+}
+
+// ratedHealth reads the board health records runs and health checks keep
+// in the node's lock directory (`jsplan boards health`, `apply`): a board
+// whose last health check failed is unhealthy, with the check's reason.
+// A board that becomes good again is simply absent from the result.
+func ratedHealth(lockDir string, inv *engine.Inventory) (map[string]Health, error) {
+	out := map[string]Health{}
+	if inv == nil {
+		return out, nil
+	}
+	st, err := health.Open(lockDir)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range inv.Boards {
+		r, err := st.Get(b.Name)
+		if err != nil || r.State != health.Bad {
+			continue
+		}
+		reason := "health check failed"
+		if r.LastCheck != nil && r.LastCheck.Reason != "" {
+			reason += ": " + r.LastCheck.Reason
+		}
+		out[b.Name] = Health{Reason: reason}
+	}
+	return out, nil
+}
+
+// maxClaimRecord bounds a health record read from a claim's directory,
+// which the pod wrote.
+const maxClaimRecord = 1 << 20
+
+// harvestRuns carries the outcome of the runs a claim's pod made on its
+// boards into the node's health records: the pod's jsplan recorded them in
+// its own lock directory (claimLocks/health), which goes with the claim.
+// Only runs are taken, and only for the claim's own boards: a pod cannot
+// say a health check passed, nor touch another board's record.
+func harvestRuns(claimLocks, nodeLocks string, boards []string) error {
+	dir := health.Dir(claimLocks)
+	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+		return nil // no run recorded anything (or not a directory: ignored)
+	}
+	node, err := health.Open(nodeLocks)
+	if err != nil {
+		return err
+	}
+	for _, b := range boards {
+		p := filepath.Join(dir, b+".json")
+		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > maxClaimRecord {
+			continue
+		}
+		r, err := readRecord(p)
+		if err != nil {
+			continue
+		}
+		for _, ev := range r.History {
+			if ev.Kind != "run" {
+				continue
+			}
+			if _, err := node.RecordRun(b, health.Run{Plan: ev.Plan, ExitCode: ev.ExitCode, Reason: ev.Reason, Time: ev.Time}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// readRecord decodes one health record file without following links.
+func readRecord(p string) (health.Record, error) {
+	var r health.Record
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return r, err
+	}
+	defer f.Close()
+	err = json.NewDecoder(io.LimitReader(f, maxClaimRecord)).Decode(&r)
+	return r, err
 }

@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	resourceapi "k8s.io/api/resource/v1"
+
+	"github.com/jsplan/jsplan/engine/health"
 	"github.com/jsplan/jsplan/engine/lock"
 )
 
@@ -67,5 +70,81 @@ boards:
 	devs, _ := Devices(loaded, got, true)
 	if len(devs) != 3 || len(devs[1].Taints) != 1 || len(devs[0].Taints)+len(devs[2].Taints) != 0 {
 		t.Errorf("devices after the check: %+v", devs)
+	}
+}
+
+// TestHealthRecordsTaint: a board whose health check failed (the record
+// `jsplan boards health` keeps in the node's lock directory) is tainted
+// with the check's reason, and untainted once a check passes; what a
+// claim's runs recorded in its own lock directory reaches the node's
+// records at unprepare, for its own board only and never as a check.
+func TestHealthRecordsTaint(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	n := newNode(t)
+	d := n.start(ctx)
+	defer d.Stop()
+	tainted := func(s *resourceapi.ResourceSlice, board string) string {
+		for _, dev := range s.Spec.Devices {
+			if dev.Name == board {
+				for _, tt := range dev.Taints {
+					if tt.Key == UnhealthyTaintKey {
+						return tt.Value
+					}
+				}
+			}
+		}
+		return ""
+	}
+	n.slice(ctx, func(s *resourceapi.ResourceSlice) bool { return len(s.Spec.Devices) == 2 && tainted(s, "sim-1") == "" })
+
+	store, err := health.Open(n.locks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.RecordCheck("sim-1", health.Check{Passed: false, ExitCode: 3, Reason: "no login prompt"}); err != nil {
+		t.Fatal(err)
+	}
+	s := n.slice(ctx, func(s *resourceapi.ResourceSlice) bool { return tainted(s, "sim-1") != "" })
+	if v := tainted(s, "sim-1"); v != "health-check-failed-no-login-prompt" || tainted(s, "orin-nx-1") != "" {
+		t.Fatalf("taints: sim-1 %q, orin-nx-1 %q", v, tainted(s, "orin-nx-1"))
+	}
+	if _, err := store.RecordCheck("sim-1", health.Check{Passed: true}); err != nil {
+		t.Fatal(err)
+	}
+	n.slice(ctx, func(s *resourceapi.ResourceSlice) bool { return tainted(s, "sim-1") == "" })
+
+	// A claim on sim-1 whose pod's run failed for the lab's reasons (exit
+	// 3), and which also wrote a passing "check" and a record of another
+	// board in its own lock directory.
+	c := allocatedClaim("run", n.name, "sim-1", false, nil)
+	if _, err := prepareOne(t, d, c); err != nil {
+		t.Fatal(err)
+	}
+	own, err := health.Open(filepath.Join(d.claimDir(c.UID), "locks"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.RecordRun("sim-1", health.Run{Plan: "smoke.yaml", ExitCode: 3, Reason: "console died"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.RecordCheck("sim-1", health.Check{Passed: true, Reason: "forged"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := own.RecordRun("orin-nx-1", health.Run{ExitCode: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unprepareOne(t, d, c.UID); err != nil {
+		t.Fatal(err)
+	}
+	r, err := store.Get("sim-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.State != health.Suspect || r.InfraFailures != 1 || r.LastCheck == nil || !r.LastCheck.Passed || r.LastCheck.Reason == "forged" {
+		t.Fatalf("sim-1 after the claim: %+v", r)
+	}
+	if o, _ := store.Get("orin-nx-1"); o.State != health.Unknown || o.InfraFailures != 0 {
+		t.Fatalf("another board's record taken from the claim: %+v", o)
 	}
 }

@@ -104,6 +104,7 @@ type Driver struct {
 	invSum     [32]byte
 	probed     map[string]Health // from the Prober
 	absent     map[string]Health // from missing fixed device nodes
+	rated      map[string]Health // bad in the boards' health records
 	taint      bool
 	published  []resourceapi.Device
 	lastErr    string
@@ -273,12 +274,20 @@ func (d *Driver) checkNodes() {
 			}
 		}
 	}
+	rated, err := ratedHealth(d.cfg.LockDir, inv)
+	if err != nil {
+		klog.Background().Error(err, "reading the boards' health records")
+	}
 	d.mu.Lock()
 	d.absent = absent
+	if err == nil {
+		d.rated = rated
+	}
 	d.mu.Unlock()
 }
 
-// unhealthy merges the two sources of bad health.
+// unhealthy merges the sources of bad health: the prober, missing fixed
+// device nodes and the health records (a failed health check).
 func (d *Driver) unhealthy() map[string]Health {
 	out := map[string]Health{}
 	for n, h := range d.probed {
@@ -288,6 +297,11 @@ func (d *Driver) unhealthy() map[string]Health {
 	}
 	for n, h := range d.absent {
 		out[n] = h
+	}
+	for n, h := range d.rated {
+		if _, ok := out[n]; !ok {
+			out[n] = h
+		}
 	}
 	return out
 }
@@ -948,9 +962,28 @@ func (d *Driver) UnprepareResourceClaims(ctx context.Context, claims []kubeletpl
 	defer d.prepMu.Unlock()
 	out := map[types.UID]error{}
 	for _, c := range claims {
+		d.harvest(ctx, c.UID)
 		out[c.UID] = d.remove(c.UID)
 	}
 	return out, nil
+}
+
+// harvest records in the node's health records what the claim's runs said
+// of its boards (an infrastructure failure makes a board suspect).
+func (d *Driver) harvest(ctx context.Context, uid types.UID) {
+	s, err := readState(d.claimDir(uid))
+	if err != nil {
+		return
+	}
+	var boards []string
+	for _, pd := range s.Devices {
+		if !pd.Admin && !pd.Resource {
+			boards = append(boards, pd.Board)
+		}
+	}
+	if err := harvestRuns(filepath.Join(d.claimDir(uid), "locks"), d.cfg.LockDir, boards); err != nil {
+		klog.FromContext(ctx).Error(err, "recording the claim's runs in the boards' health", "claim", klog.KRef(s.Namespace, s.Name))
+	}
 }
 
 // PreparedClaims lists the UIDs of the claims prepared on this node.
