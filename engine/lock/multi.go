@@ -99,7 +99,7 @@ func AcquireAll(ctx context.Context, dir string, options [][]Want, me Holder, wa
 			}
 		}
 		if time.Since(start) >= wait {
-			return nil, -1, &BusyError{Board: lastBusy, Holder: last, Waited: time.Since(start)}
+			return nil, -1, &BusyError{What: lastBusy, Holder: last, Waited: time.Since(start)}
 		}
 		select {
 		case <-ctx.Done():
