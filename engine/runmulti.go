@@ -172,3 +172,15 @@ func (r *Run) RunParallel(ctx context.Context, steps []*Step) error {
 	}
 	return first
 }
+
+// ConsoleLogName is the artifacts' console log of board in a run on n
+// boards: console.log for one (as a single-board run's), else
+// console-BOARD.log.
+func ConsoleLogName(n int, board string) string {
+	if n <= 1 {
+		return "console.log"
+	}
+	return "console-" + unsafeName.Replace(board) + ".log"
+}
+
+var unsafeName = strings.NewReplacer("/", "_", "\\", "_", " ", "_", "..", "_")

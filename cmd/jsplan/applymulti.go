@@ -8,7 +8,6 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -67,15 +66,6 @@ func wants(a *engine.Assignment) []lock.Want {
 		out = append(out, lock.Want{Name: r.Name, Capacity: r.Capacity})
 	}
 	return out
-}
-
-// consoleLogName is the console log of a board: console.log when the run
-// has one board, as a single-board run's; else console-BOARD.log.
-func consoleLogName(a *engine.Assignment, board string) string {
-	if len(a.Boards) == 1 {
-		return "console.log"
-	}
-	return "console-" + strings.NewReplacer("/", "_", " ", "_").Replace(board) + ".log"
 }
 
 // applyMulti runs a plan on several boards. The caller has claimed the
@@ -143,7 +133,7 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *eng
 		return exit(code, "%v", err)
 	}
 	for i, b := range a.Boards {
-		name := consoleLogName(a, b.Name)
+		name := engine.ConsoleLogName(len(a.Boards), b.Name)
 		f, err := artifact.Create(artifacts, name)
 		if err != nil {
 			return fail(fmt.Errorf("artifacts: %v", err))
