@@ -68,6 +68,10 @@ demo: build
 	  --artifacts $(OUT)/artifacts; st=$$?; \
 	echo "== artifacts:"; ls -R $(OUT)/artifacts | head -30; \
 	echo "== open $(OUT)/artifacts/report.html in a browser"; \
+	echo "== jsplan apply plans/examples/two-boards.yaml: two virtual boards on one simulated bus"; \
+	sed 's|\.\./\.\./out/simcan0|simcan0|g' plans/boards/pair.yaml > $(OUT)/pair.yaml; \
+	$(BIN) apply plans/examples/two-boards.yaml --boards $(OUT)/pair.yaml --artifacts $(OUT)/artifacts-two-boards || \
+	  { s2=$$?; [ $$st -ne 0 ] || st=$$s2; }; \
 	echo "== next: export PATH=\"$$(cd $$(dirname $(BIN)) && pwd):\$$PATH\"; jsplan power sim-1 status; jsplan console sim-1 --power-on"; \
 	exit $$st
 

@@ -358,6 +358,14 @@ func deviceServes(dev drivers.Device, c drivers.Capability) bool {
 //
 // A non-zero override (from the command line) replaces the plan's selector.
 func (l *Loader) CheckBoard(p *Plan, inv *Inventory, override BoardSelector) []*BoardSpec {
+	if p.Multi() {
+		// boards: roles or shared resources: multi.go
+		var out []*BoardSpec
+		for _, a := range l.CheckBoards(p, inv, override) {
+			out = append(out, a.Boards[0])
+		}
+		return out
+	}
 	sel := p.Board
 	if !override.IsZero() {
 		sel = override

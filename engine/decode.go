@@ -125,8 +125,12 @@ func (dc *DecodeContext) LocalPath(p string) string {
 	return filepath.Join(dc.pi.sc.dir, p)
 }
 
-// Steps decodes a nested list of steps (a group's), at key sub.
+// Steps decodes a nested list of steps (a group's), at key sub ("": n is
+// the action's value itself).
 func (dc *DecodeContext) Steps(n *yaml.Node, sub string) []*Step {
+	if sub == "" {
+		return dc.l.decodeSteps(dc.pi, n, dc.path, dc.ptr)
+	}
 	return dc.l.decodeSteps(dc.pi, n, joinSub(dc.path, sub), dc.ptr+"/"+strings.ReplaceAll(sub, ".", "/"))
 }
 

@@ -76,7 +76,7 @@ func (l *Loader) expand(f *fileDoc, n *yaml.Node, at *loc, sc *scope, role int) 
 			switch {
 			case role == roleStep && isAction && (len(st.Verbatim) > 0 || len(st.NoSecrets) > 0 || len(st.HostCode) > 0):
 				nv = l.expandVerbatim(f, st, v, child, sc)
-			case key == "steps" || key == "finally":
+			case key == "steps" || key == "finally" || role == roleStep && key == "parallel":
 				nv = l.expand(f, v, child, sc, roleSteps)
 			default:
 				nv = l.expand(f, v, child, sc, rolePlain)
@@ -139,7 +139,7 @@ func (l *Loader) checkHostCode(f *fileDoc, raw, n *yaml.Node, path string, sc *s
 	// jsplan.
 	refs, err := expr.Find(raw.Value)
 	if err == nil && !slices.ContainsFunc(refs, func(r expr.Ref) bool {
-		return r.Namespace() != "plan" && r.Namespace() != "board"
+		return r.Namespace() != "plan" && r.Namespace() != "board" && r.Namespace() != "boards"
 	}) {
 		return
 	}
@@ -330,6 +330,8 @@ func (l *Loader) resolve(ref expr.Ref, sc *scope) (val string, ok bool, tag stri
 			return "", false, "", fmt.Errorf("board %q has no var %q (add it under vars: in the inventory)", b.Name, k)
 		}
 		return "", false, "", fmt.Errorf("unknown reference %q: use board.name, board.labels.NAME or board.vars.NAME", ref.Path)
+	case "boards":
+		return l.resolveRole(ref)
 	case "plan":
 		switch rest {
 		case "name":
@@ -347,5 +349,5 @@ func (l *Loader) resolve(ref expr.Ref, sc *scope) (val string, ok bool, tag stri
 		}
 		return l.opts.Artifacts, true, "!!str", nil
 	}
-	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., plan. or artifacts", ref.Path)
+	return "", false, "", fmt.Errorf("unknown reference %q: references start with params., env., board., boards., plan. or artifacts", ref.Path)
 }

@@ -49,8 +49,12 @@ type Options struct {
 	// JSPLAN_PARAM_<NAME>). Nil means os.LookupEnv in ModeRun and nothing
 	// in ModeValidate.
 	Env func(string) (string, bool)
-	// Board is the board the plan will run on, when known.
+	// Board is the board the plan will run on, when known (of a plan with
+	// boards:, the first role's).
 	Board *BoardInfo
+	// Roles are the boards of a plan with boards:, by role, when known
+	// (${{ boards.ROLE.* }}).
+	Roles map[string]*BoardInfo
 	// Artifacts is the artifacts directory, when known.
 	Artifacts string
 	// MaxFileSize bounds the size of a document (default 4 MiB).
@@ -69,6 +73,9 @@ type Loader struct {
 	// groups included, against MaxSteps.
 	steps   int
 	tooMany bool
+	// roles are the role names the top-level plan declares (boards:),
+	// which on: and ${{ boards.ROLE }} may name; nil for a single board.
+	roles []string
 }
 
 // Limits a plan is checked against when it is loaded (validate, render and
@@ -176,6 +183,7 @@ func (l *Loader) loadPlan(f *fileDoc) *Plan {
 		return nil
 	}
 	values := l.topValues(f)
+	l.roles = roleNames(f.root)
 	l.steps, l.tooMany = 0, false
 	l.stack = append(l.stack, f.abs)
 	p := l.instantiate(f, values, nil)
@@ -262,6 +270,7 @@ func (l *Loader) instantiate(f *fileDoc, values map[string]valueSrc, at *diag.Ra
 			l.report(diag.Errorf(rangeOf(f.path, n), "board", "%s", cleanDecodeError(err)))
 		}
 	}
+	l.decodeMulti(f, work, p)
 	if _, n := mapGet(work, "timeout"); n != nil && !f.isBad("/timeout") {
 		if err := n.Decode(&p.Timeout); err != nil {
 			l.report(diag.Errorf(rangeOf(f.path, n), "timeout", "%s", cleanDecodeError(err)))

@@ -123,5 +123,5 @@ func StepTypes() []*StepType {
 
 // reservedStepKeys are the keys every step may have besides its action.
 var reservedStepKeys = map[string]bool{
-	"name": true, "id": true, "timeout": true, "retry": true, "continue-on-error": true,
+	"name": true, "id": true, "timeout": true, "retry": true, "continue-on-error": true, "on": true,
 }

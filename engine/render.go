@@ -12,6 +12,10 @@ import (
 // expanded, used plans inlined, defaults filled, and the board when known.
 // Secrets are still in it: mask the output with a redactor.
 func Render(p *Plan, board *BoardSpec) *yaml.Node {
+	return render(p, board, nil)
+}
+
+func render(p *Plan, board *BoardSpec, a *Assignment) *yaml.Node {
 	m := mapping()
 	add(m, "apiVersion", scalar(APIVersion))
 	add(m, "kind", scalar("Plan"))
@@ -19,7 +23,9 @@ func Render(p *Plan, board *BoardSpec) *yaml.Node {
 	if p.Description != "" {
 		add(m, "description", scalar(p.Description))
 	}
-	if board != nil {
+	if p.Multi() {
+		renderMulti(m, p, a)
+	} else if board != nil {
 		b := mapping()
 		add(b, "name", scalar(board.Name))
 		if len(board.Labels) > 0 {
@@ -92,7 +98,12 @@ func renderSteps(steps []*Step) *yaml.Node {
 		if s.ContinueOnError.Value {
 			add(m, "continue-on-error", encode(true))
 		}
-		if par, ok := s.Action.(Parent); ok {
+		if s.On != "" {
+			add(m, "on", scalar(s.On))
+		}
+		if par, ok := s.Action.(Parent); ok && s.Type == "parallel" {
+			add(m, s.Type, renderSteps(par.Children()[0]))
+		} else if ok {
 			body := mapping()
 			lists := par.Children()
 			add(body, "steps", renderSteps(lists[0]))

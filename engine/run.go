@@ -70,6 +70,8 @@ type StepResult struct {
 	Ignored  bool          `json:"continue_on_error,omitempty"`
 	Output   string        `json:"output,omitempty"`
 	Children []*StepResult `json:"steps,omitempty"`
+	// Board is the board the step ran on, in a run on several boards.
+	Board string `json:"board,omitempty"`
 	// Tests are the test cases the board reported during the step (KTAP, TAP,
 	// JUnit), when the step declared that its output or a file holds results.
 	Tests []*TestCase `json:"tests,omitempty"`
@@ -96,19 +98,23 @@ type TestCase struct {
 
 // Result is the outcome of a run.
 type Result struct {
-	Plan     string        `json:"plan"`
-	File     string        `json:"file"`
-	Board    string        `json:"board"`
-	Status   string        `json:"status"`
-	Summary  string        `json:"summary"`
-	Error    string        `json:"error,omitempty"`
-	Class    string        `json:"class,omitempty"`
-	ExitCode int           `json:"exit_code"`
-	Start    time.Time     `json:"start"`
-	Duration time.Duration `json:"-"`
-	Seconds  float64       `json:"duration_seconds"`
-	Steps    []*StepResult `json:"steps"`
-	Finally  []*StepResult `json:"finally,omitempty"`
+	Plan  string `json:"plan"`
+	File  string `json:"file"`
+	Board string `json:"board"`
+	// Boards are the boards of a run on several, by role, and the
+	// shared resources it held (multi.go).
+	Boards    []RoleResult  `json:"boards,omitempty"`
+	Resources []string      `json:"resources,omitempty"`
+	Status    string        `json:"status"`
+	Summary   string        `json:"summary"`
+	Error     string        `json:"error,omitempty"`
+	Class     string        `json:"class,omitempty"`
+	ExitCode  int           `json:"exit_code"`
+	Start     time.Time     `json:"start"`
+	Duration  time.Duration `json:"-"`
+	Seconds   float64       `json:"duration_seconds"`
+	Steps     []*StepResult `json:"steps"`
+	Finally   []*StepResult `json:"finally,omitempty"`
 
 	// What ran, for the report's header: the jsplan version, its command
 	// line (secrets masked) and the images steps wrote to the board.
@@ -138,6 +144,8 @@ type Event struct {
 	Seconds  float64   `json:"duration_seconds,omitempty"`
 	Message  string    `json:"message,omitempty"`
 	Result   *Result   `json:"result,omitempty"`
+	// Board is the board of the step or console line, in a run on several.
+	Board string `json:"board,omitempty"`
 }
 
 // Sink receives events; the CLI's human and JSON views implement it.
@@ -174,6 +182,11 @@ type RunConfig struct {
 	// longest text an expect or fail-on pattern can match
 	// (console.DefaultWindow if 0).
 	ConsoleWindow int
+	// Roles are the opened boards of a plan on several boards (or with
+	// shared resources), in the plan's role order; Board and ConsoleLog
+	// are then ignored. Resources names the resources held.
+	Roles     []RoleBoard
+	Resources []string
 }
 
 // DefaultConsoleSilence is RunConfig.ConsoleSilence's default.
@@ -189,7 +202,7 @@ type Run struct {
 	console *console.Session
 	conErr  error
 	cancel  context.CancelCauseFunc
-	mu      sync.Mutex
+	mu      *sync.Mutex
 	secrets *redact.Redactor
 	res     *Result
 	// curStep is the index of the innermost step running ("" between
@@ -199,6 +212,11 @@ type Run struct {
 	// second signal (cfg.Hard), or when the grace period that starts when
 	// the run is stopped (interrupted or timed out) is over.
 	stop context.Context
+	// roles are the runs of every board by role, shared by all of them,
+	// in a run on several boards (nil for one); role is this one's.
+	roles map[string]*Run
+	role  string
+	multi bool
 }
 
 type ctxKey int
@@ -228,11 +246,14 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	}
 	p := cfg.Plan
 	res := &Result{Plan: p.Name, File: p.File, Start: time.Now(), Version: cfg.Version, Command: cfg.Command}
-	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor, res: res}
-	if cfg.Board != nil {
-		res.Board = cfg.Board.Spec.Name
+	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor, res: res, mu: &sync.Mutex{}}
+	if len(cfg.Roles) > 0 {
+		r = r.withRoles(res)
 	}
-	r.emit(Event{Type: "run-start", Message: fmt.Sprintf("plan %s on board %s", p.Name, res.Board)})
+	if r.board != nil {
+		res.Board = r.board.Spec.Name
+	}
+	r.emit(Event{Type: "run-start", Message: fmt.Sprintf("plan %s on %s", p.Name, r.boardsText())})
 
 	runCtx, cancel := context.WithCancelCause(ctx)
 	r.cancel = cancel
@@ -267,7 +288,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 		}
 		gmu.Unlock()
 	}()
-	r.openConsole(runCtx)
+	r.openConsoles(runCtx)
 
 	var mainErr error
 	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
@@ -281,9 +302,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	res.Finally, finErr = r.runFinally(fctx, p.Finally, "f", &StepResult{})
 	fcancel()
 
-	if r.console != nil {
-		_ = r.console.Close()
-	}
+	r.closeConsoles()
 	r.finish(ctx, res, mainErr, finErr)
 	r.emit(Event{Type: "run-end", Status: res.Status, Seconds: res.Seconds, Message: res.Summary, Result: res})
 	return res
@@ -602,6 +621,9 @@ func (r *Run) emit(e Event) {
 	}
 	e.Message = r.secrets.String(e.Message)
 	e.Step = r.secrets.String(e.Step)
+	if r.multi && r.board != nil && e.Board == "" && e.Type != "run-start" && e.Type != "run-end" {
+		e.Board = r.board.Spec.Name
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.cfg.Sink.Event(e)
@@ -689,7 +711,13 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 }
 
 func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
+	if rr := r.roles[s.On]; s.On != "" && rr != nil && rr != r {
+		return rr.runStep(ctx, s, idx)
+	}
 	sr := &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Start: time.Now()}
+	if r.multi && r.board != nil {
+		sr.Board = r.board.Spec.Name
+	}
 	r.emit(Event{Type: "step-start", Index: idx, Step: sr.Name, StepType: s.Type})
 	// console events name the innermost step running
 	prev, _ := r.curStep.Swap(idx).(string)

@@ -63,6 +63,7 @@ func GenerateSchema() []byte {
 		"timeout":           obj{"$ref": "#/$defs/duration", "description": "Fail the step when it runs longer (per attempt)."},
 		"retry":             ref("retry"),
 		"continue-on-error": obj{"$ref": "#/$defs/bool", "description": "A failure of this step does not fail the plan."},
+		"on":                obj{"type": "string", "pattern": `^[A-Za-z_][A-Za-z0-9_-]*$`, "description": "The board role (boards:) the step runs on; default: where the enclosing step runs, at the top the first role."},
 	}
 	var common, actions []any
 	for k := range reservedStepKeys {
@@ -95,6 +96,14 @@ func GenerateSchema() []byte {
 	step["dependentSchemas"] = dep
 	defs["step"] = step
 
+	defs["selector"] = strictObject("Which board plays the role: by name or by labels.", obj{
+		"name":   obj{"type": "string"},
+		"labels": obj{"type": "object", "additionalProperties": obj{"type": "string"}},
+	})
+	defs["resourceRequest"] = obj{"type": []any{"string", "object"}, "pattern": ResourceNamePattern,
+		"description":          "A resource by name, or {name: NAME} or {kind: KIND}.",
+		"properties":           obj{"name": obj{"type": "string", "pattern": ResourceNamePattern}, "kind": obj{"type": "string"}},
+		"additionalProperties": false, "minProperties": 1, "maxProperties": 1}
 	defs["Plan"] = strictObject("A test plan, or a library of steps used by other plans.", obj{
 		"apiVersion":  obj{"const": APIVersion},
 		"kind":        obj{"const": "Plan"},
@@ -105,6 +114,13 @@ func GenerateSchema() []byte {
 			"name":   obj{"type": "string"},
 			"labels": obj{"type": "object", "additionalProperties": obj{"type": "string"}},
 		}),
+		"boards": obj{"type": "object", "minProperties": 1, "propertyNames": obj{"pattern": `^[A-Za-z_][A-Za-z0-9_-]*$`},
+			"description":          "Several boards: each role (dut, peer, ...) with its selector. Steps say where they run with on: ROLE (default: the first role).",
+			"additionalProperties": ref("selector")},
+		"same": obj{"type": "array", "items": obj{"type": "string"}, "minItems": 1,
+			"description": "Labels whose value every role's board shares (e.g. [bus]: boards wired to the same bus)."},
+		"resources": obj{"type": "array", "items": ref("resourceRequest"),
+			"description": "Shares of the inventory's shared resources the run holds: a name (can0) or {kind: canbus} (one attached to every board)."},
 		"timeout": obj{"$ref": "#/$defs/duration", "description": "The whole plan's time limit (finally steps have their own grace)."},
 		"fail-on": obj{"type": "array", "items": obj{"type": "string"}, "description": "Console regexes that fail the run at once (e.g. Kernel panic)."},
 		"steps":   ref("steps"),

@@ -28,6 +28,14 @@ type Plan struct {
 	FailOn      []Pattern
 	Steps       []*Step
 	Finally     []*Step
+	// Roles are the boards a plan that needs several asks for (boards:),
+	// in the plan's order; empty for a single-board plan (Board). See
+	// multi.go.
+	Roles []*Role
+	// Same lists labels whose value every role's board must share.
+	Same []string
+	// Resources are the shares of shared resources the run holds.
+	Resources []*ResourceRequest
 	// Range is the document's position, for diagnostics about the whole plan.
 	Range diag.Range
 	// BoardRange points at the `board:` key (or the document).
@@ -79,6 +87,9 @@ type Step struct {
 	Retry           Retry
 	ContinueOnError Bool
 	Action          Action
+	// On is the role the step runs on (on:); "" runs it where the
+	// enclosing step runs (the first role at the top).
+	On string
 	// Path is the step's place, e.g. "steps[2]" or "steps[1].group.steps[0]".
 	Path  string
 	Range diag.Range

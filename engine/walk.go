@@ -78,6 +78,11 @@ func (l *Loader) decodeStep(pi *planInstance, n *yaml.Node, path, ptr string) *S
 			}
 		case "continue-on-error":
 			err = v.Decode(&s.ContinueOnError)
+		case "on":
+			s.On = v.Value
+			if !l.checkOn(f, v, path) {
+				ok = false
+			}
 		default:
 			if _, known := LookupStep(k.Value); known && actionKey == nil {
 				actionKey, actionVal = k, v

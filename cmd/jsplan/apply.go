@@ -148,6 +148,9 @@ func apply(c *cli.Context) error {
 	defer func() { _ = owner.done() }()
 	red := &redact.Redactor{}
 	red.Add(l.Secrets()...)
+	if res.plan.Multi() {
+		return applyMulti(ctx, hard, c, res, l, values, artifacts, sink, red, format)
+	}
 
 	// Lock one of the matching boards, waiting while they are busy.
 	var names []string

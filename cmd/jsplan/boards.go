@@ -32,6 +32,7 @@ func boardsCommand() *cli.Command {
 					&cli.BoolFlag{Name: "check", Usage: "open each free board's drivers: power state, does the console answer"}},
 				Action: boardsList,
 			},
+			boardsResourcesCommand(),
 			{
 				Name:   "discover",
 				Usage:  "list attached devices the drivers recognise and print an inventory to start from",
@@ -88,9 +89,11 @@ type boardRow struct {
 	Labels       map[string]string `json:"labels,omitempty"`
 	Capabilities []string          `json:"capabilities"`
 	Drivers      []string          `json:"drivers"`
-	Locked       bool              `json:"locked"`
-	Holder       *lock.Holder      `json:"holder,omitempty"`
-	Check        string            `json:"check,omitempty"`
+	// Resources are the shared resources the board is attached to.
+	Resources []string     `json:"resources,omitempty"`
+	Locked    bool         `json:"locked"`
+	Holder    *lock.Holder `json:"holder,omitempty"`
+	Check     string       `json:"check,omitempty"`
 	// Healthy is the check's verdict (nil: no check, or a run holds the
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
@@ -133,7 +136,7 @@ func boardsList(c *cli.Context) error {
 	rows := make([]boardRow, 0, len(inv.Boards)) // not reallocated: checks write to its rows
 	var checks sync.WaitGroup
 	for _, b := range inv.Boards {
-		row := boardRow{Name: b.Name, Labels: b.Labels, Drivers: b.DriverNames()}
+		row := boardRow{Name: b.Name, Labels: b.Labels, Drivers: b.DriverNames(), Resources: b.Resources}
 		for _, cp := range b.Capabilities() {
 			row.Capabilities = append(row.Capabilities, string(cp))
 		}
@@ -212,6 +215,12 @@ func boardsList(c *cli.Context) error {
 	}
 	if err := w.Flush(); err != nil {
 		return err
+	}
+	if len(inv.Resources) > 0 {
+		fmt.Fprintln(c.App.Writer)
+		if err := writeResources(c.App.Writer, resourceRows(inv, dir)); err != nil {
+			return err
+		}
 	}
 	if unhealthy > 0 {
 		return exit(1, "%s unhealthy", plural(unhealthy, "board"))

@@ -139,6 +139,15 @@ func TestDemoSharesStateWithTheNextCommands(t *testing.T) {
 	if m == nil || !strings.Contains(string(b), "jsplan power sim-1 status") {
 		t.Fatalf("make demo printed no image id or no next step:\n%s", b)
 	}
+	// the two-board example ran on the virtual pair, one console log per board
+	if strings.Count(string(b), "Passed:") != 2 || !strings.Contains(string(b), "[sim-peer] peer receives") {
+		t.Errorf("make demo did not run the two-board example:\n%s", b)
+	}
+	for _, f := range []string{"console-sim-ecu.log", "console-sim-peer.log", "report.html"} {
+		if _, err := os.Stat(filepath.Join(out, "artifacts-two-boards", f)); err != nil {
+			t.Errorf("two-board demo: %v", err)
+		}
+	}
 	id := string(m[1])
 	plan := filepath.Join(tmp, "booted.yaml")
 	if err := os.WriteFile(plan, []byte("apiVersion: jsplan.dev/v1\nkind: Plan\nname: booted\nboard: {name: sim-1}\nsteps:\n"+

@@ -37,7 +37,7 @@ func renderCommand() *cli.Command {
 			}
 			red := &redact.Redactor{}
 			red.Add(l.Secrets()...)
-			n := maskNode(engine.Render(res.plan, res.board), red)
+			n := maskNode(renderResolved(res), red)
 			out := engine.YAML(n)
 			if format == "json" {
 				out = engine.JSON(n)
@@ -72,6 +72,11 @@ type resolved struct {
 	board      *engine.BoardSpec
 	candidates []*engine.BoardSpec
 	inv        *engine.Inventory
+	// assigns are the ways a plan on several boards (or with shared
+	// resources) can run, first choice first; assign is the chosen one
+	// (applymulti.go).
+	assigns []*engine.Assignment
+	assign  *engine.Assignment
 }
 
 // resolve loads the plan twice: once to learn which boards it can run on,
@@ -89,6 +94,9 @@ func resolve(c *cli.Context, values map[string]engine.Value, artifacts string) (
 	if err != nil {
 		pre.Report(err)
 		return nil, pre
+	}
+	if p.Multi() {
+		return resolveMulti(pre, p, inv, sel, file, values, artifacts)
 	}
 	cands := pre.CheckBoard(p, inv, sel)
 	if pre.Diagnostics().HasErrors() || len(cands) == 0 {

@@ -64,14 +64,19 @@ func (v *humanView) Event(e engine.Event) {
 		e.Message = printable(e.Message)
 	}
 	e.Message, e.Step = termText(e.Message), termText(e.Step)
+	on := ""
+	if e.Board != "" {
+		// a run on several boards: which one (multi-board plans only)
+		on = "[" + termText(e.Board) + "] "
+	}
 	switch e.Type {
 	case "run-start":
 		v.start = e.Time
 		fmt.Fprintf(v.w, "jsplan: %s\n", e.Message)
 	case "step-start":
-		fmt.Fprintf(v.w, "RUN   %-6s %s\n", e.Index, e.Step)
+		fmt.Fprintf(v.w, "RUN   %-6s %s%s\n", e.Index, on, e.Step)
 	case "step-end":
-		line := fmt.Sprintf("%s %-6s %s (%.1fs)", v.paint(e.Status, fmt.Sprintf("%-5s", statusWord[e.Status])), e.Index, e.Step, e.Seconds)
+		line := fmt.Sprintf("%s %-6s %s%s (%.1fs)", v.paint(e.Status, fmt.Sprintf("%-5s", statusWord[e.Status])), e.Index, on, e.Step, e.Seconds)
 		if e.Attempt > 1 {
 			line += fmt.Sprintf(" after %d attempts", e.Attempt)
 		}
@@ -80,10 +85,10 @@ func (v *humanView) Event(e engine.Event) {
 		}
 		fmt.Fprintln(v.w, line)
 	case "log":
-		fmt.Fprintf(v.w, "      %-6s %s\n", e.Index, indentRest(e.Message))
+		fmt.Fprintf(v.w, "      %-6s %s%s\n", e.Index, on, indentRest(e.Message))
 	case "console":
 		if v.console {
-			fmt.Fprintf(v.w, "             | %s\n", e.Message)
+			fmt.Fprintf(v.w, "             %s| %s\n", on, e.Message)
 		}
 	case "run-end":
 		r := e.Result

@@ -285,8 +285,8 @@ func (d *Device) shell(g *generation) {
 	if sandbox != nil {
 		sandboxAttr(cmd.SysProcAttr)
 		cmd.Env = append(cmd.Env, sandboxEnv+"="+d.root, hostnameEnv+"="+d.Hostname)
-		if len(d.Share) > 0 {
-			cmd.Env = append(cmd.Env, shareEnv+"="+strings.Join(d.Share, string(filepath.ListSeparator)))
+		if len(d.shares) > 0 {
+			cmd.Env = append(cmd.Env, shareEnv+"="+strings.Join(d.shares, string(filepath.ListSeparator)))
 		}
 	}
 	// The tag passes the sandbox's init (it keeps the environment) to the

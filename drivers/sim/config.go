@@ -83,7 +83,7 @@ func configSchema() map[string]any {
 			"share": map[string]any{
 				"type":        "array",
 				"items":       map[string]any{"type": "string"},
-				"description": "Host directories (absolute paths) bound read-write at the same path in the board's file system, whose / is otherwise the board's own.",
+				"description": "Host directories bound read-write at the same path in the board's file system, whose / is otherwise the board's own; a relative path is relative to the inventory, and a missing directory is created. The board also reaches it as /mnt/BASENAME. Boards that share one see the same files: a simulated bus.",
 			},
 			"faults": map[string]any{
 				"type":                 "object",
@@ -139,8 +139,8 @@ func (d *Device) Validate() error {
 		errs = errs.Also(drivers.ErrField("password", "must not contain line breaks"))
 	}
 	for i, p := range d.Share {
-		if !filepath.IsAbs(p) || strings.ContainsRune(p, filepath.ListSeparator) || filepath.Clean(p) == "/" {
-			errs = errs.Also(drivers.ErrField("", "%q must be an absolute path other than / and without %q", p, filepath.ListSeparator).ViaFieldIndex("share", i))
+		if c := filepath.Clean(p); p == "" || strings.ContainsRune(p, filepath.ListSeparator) || c == "/" || c == "." {
+			errs = errs.Also(drivers.ErrField("", "%q must be a directory other than / and . and without %q", p, filepath.ListSeparator).ViaFieldIndex("share", i))
 		}
 	}
 	if s := d.SSH; s != nil {

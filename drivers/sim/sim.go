@@ -61,9 +61,10 @@ type Device struct {
 	env       drivers.Env
 	bootDelay time.Duration
 	dropAfter time.Duration
-	disk      string // absolute path of disk.img
-	root      string // absolute path of the root directory
-	keyFile   string // SSH key file, resolved
+	disk      string   // absolute path of disk.img
+	root      string   // absolute path of the root directory
+	keyFile   string   // SSH key file, resolved
+	shares    []string // Share, absolute
 
 	sandboxOnce sync.Once // says once why the shell has no root of its own
 
@@ -127,6 +128,22 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	d.root = filepath.Join(state, "root")
 	if err := os.MkdirAll(filepath.Join(d.root, "etc"), 0o755); err != nil {
 		return drivers.Errorf(Name, "open", "create root directory: %v", err)
+	}
+	d.shares = nil
+	for _, p := range d.Share {
+		if !filepath.IsAbs(p) && env.BaseDir != "" {
+			p = filepath.Join(env.BaseDir, p)
+		}
+		if p, err = filepath.Abs(p); err == nil {
+			err = os.MkdirAll(p, 0o755)
+		}
+		if err == nil {
+			err = linkShare(d.root, p)
+		}
+		if err != nil {
+			return drivers.Errorf(Name, "open", "share: %v", err)
+		}
+		d.shares = append(d.shares, p)
 	}
 	if d.SSH != nil && d.SSH.KeyFile != "" {
 		d.keyFile = d.SSH.KeyFile
@@ -507,4 +524,18 @@ func (d *Device) dropLine() {
 		unix.Close(keep)
 	}
 	d.env.Logf("sim: console line dropped (fault console-drop-after)")
+}
+
+// linkShare makes the shared directory p reachable in the board as
+// /mnt/BASENAME too, a fixed place plans can name (a bus's device).
+func linkShare(root, p string) error {
+	link := filepath.Join(root, "mnt", filepath.Base(p))
+	if cur, err := os.Readlink(link); err == nil && cur == p {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(link), 0o755); err != nil {
+		return err
+	}
+	_ = os.Remove(link)
+	return os.Symlink(p, link)
 }

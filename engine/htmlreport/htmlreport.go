@@ -194,6 +194,8 @@ type page struct {
 	JS         template.JS
 	CSP        string
 	HasConsole bool
+	// Lanes are one timeline row per board, in a run on several.
+	Lanes []*lane
 }
 
 // csp is the pages' Content-Security-Policy: nothing from the network,
@@ -284,6 +286,13 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 	p := &page{Res: res, CSS: template.CSS(asset("report.css")), JS: template.JS(asset("report.js"))}
 	p.CSP = csp(string(p.CSS), string(p.JS))
 	p.Title = fmt.Sprintf("%s on %s: %s", opt.redact(res.Plan), opt.redact(res.Board), res.Status)
+	if len(res.Boards) > 1 {
+		var names []string
+		for _, rb := range res.Boards {
+			names = append(names, rb.Board)
+		}
+		p.Title = fmt.Sprintf("%s on %s: %s", opt.redact(res.Plan), opt.redact(strings.Join(names, ", ")), res.Status)
+	}
 	if !res.Start.IsZero() {
 		p.Start = res.Start.Local().Format("2006-01-02 15:04:05 MST")
 	}
@@ -294,10 +303,16 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 	}
 
 	conPath := filepath.Join(dir, ConsoleFile)
+	if len(res.Boards) > 1 {
+		// a run on several boards: the first board's console here; each
+		// board's log is in the artifacts
+		conPath = filepath.Join(dir, engine.ConsoleLogName(len(res.Boards), res.Boards[0].Board))
+	}
 	base := logBase(conPath, res)
 	byIdx, order := spans(res, base)
 	p.Rows, p.Failure = rows(res, order, byIdx, &opt)
 	p.Ticks = ticks(timelineEnd(res, order))
+	p.Lanes = lanes(res, p.Rows, &opt)
 	if len(p.Ticks) > 1 {
 		p.Grid = template.CSS(fmt.Sprintf("--grid:%.3f%%", p.Ticks[1].Left))
 	}

@@ -92,12 +92,18 @@ type BusyError struct {
 	Board  string
 	Holder *Holder
 	Waited time.Duration
+	// What names what was busy when it is not one board ("resource can0"
+	// for AcquireAll).
+	What string
 }
 
 func (e *BusyError) Error() string {
 	who := "another run"
 	if e.Holder != nil {
 		who = e.Holder.String()
+	}
+	if e.What != "" {
+		return fmt.Sprintf("%s is busy: held by %s; gave up after waiting %s", e.What, who, e.Waited.Round(time.Second))
 	}
 	return fmt.Sprintf("board %q is busy: held by %s; gave up after waiting %s", e.Board, who, e.Waited.Round(time.Second))
 }

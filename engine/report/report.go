@@ -53,9 +53,11 @@ type junitProp struct {
 }
 
 type junitCase struct {
-	Name      string        `xml:"name,attr"`
-	Classname string        `xml:"classname,attr"`
-	Time      string        `xml:"time,attr"`
+	Name      string `xml:"name,attr"`
+	Classname string `xml:"classname,attr"`
+	Time      string `xml:"time,attr"`
+	// Props name the board the step ran on, in a run on several boards.
+	Props     []junitProp   `xml:"properties>property,omitempty"`
 	Failure   *junitProblem `xml:"failure,omitempty"`
 	Error     *junitProblem `xml:"error,omitempty"`
 	Skipped   *junitProblem `xml:"skipped,omitempty"`
@@ -77,12 +79,21 @@ type junitProblem struct {
 func WriteJUnit(path string, res *engine.Result) error {
 	s := junitSuite{Name: res.Plan, Time: secs(res.Seconds), Timestamp: res.Start.UTC().Format("2006-01-02T15:04:05"),
 		Props: []junitProp{{"board", res.Board}, {"status", res.Status}, {"file", res.File}}}
+	for _, rb := range res.Boards {
+		s.Props = append(s.Props, junitProp{"board." + rb.Role, rb.Board})
+	}
+	for _, r := range res.Resources {
+		s.Props = append(s.Props, junitProp{"resource", r})
+	}
 	var extra []junitSuite
 	add := func(prefix string, list []*engine.StepResult) {}
 	add = func(prefix string, list []*engine.StepResult) {
 		for _, st := range list {
 			c := junitCase{Name: fmt.Sprintf("%s%s %s", prefix, st.Index, st.Name), Classname: res.Plan + "." + st.Type,
 				Time: secs(st.Seconds), SystemOut: st.Output}
+			if st.Board != "" {
+				c.Props = []junitProp{{"board", st.Board}}
+			}
 			switch st.Status {
 			case engine.StatusFailed:
 				if !st.Ignored {

@@ -1,0 +1,186 @@
+package engine
+
+// Runs on several boards: one Run per role, sharing the result, the
+// event stream, the secrets and the cancellation; steps go to the run of
+// their on: role; parallel blocks run their branches at once.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/diag"
+)
+
+// RoleBoard is an opened board playing a role in a run.
+type RoleBoard struct {
+	Role  string
+	Board *Board
+	// ConsoleLog receives the board's console (console-BOARD.log); may
+	// be nil.
+	ConsoleLog *console.Log
+}
+
+// RoleResult says which board played a role, in report.json.
+type RoleResult struct {
+	Role  string `json:"role,omitempty"`
+	Board string `json:"board"`
+}
+
+// withRoles makes the run of the first role, with the others beside it.
+func (r *Run) withRoles(res *Result) *Run {
+	roles := map[string]*Run{}
+	var first *Run
+	for i, rb := range r.cfg.Roles {
+		cfg := r.cfg
+		cfg.Board, cfg.ConsoleLog = rb.Board, rb.ConsoleLog
+		rr := &Run{cfg: cfg, board: rb.Board, secrets: r.secrets, res: res, mu: r.mu, roles: roles, role: rb.Role, multi: true}
+		roles[rb.Role] = rr
+		if i == 0 {
+			first = rr
+		}
+		res.Boards = append(res.Boards, RoleResult{Role: rb.Role, Board: rb.Board.Spec.Name})
+	}
+	res.Resources = r.cfg.Resources
+	return first
+}
+
+// each calls fn for the run of every role (the one run when there are
+// no roles), in role order.
+func (r *Run) each(fn func(*Run)) {
+	if len(r.roles) == 0 {
+		fn(r)
+		return
+	}
+	for _, rb := range r.cfg.Roles {
+		fn(r.roles[rb.Role])
+	}
+}
+
+// share copies what Execute set up on the first role's run (cancel, stop)
+// to the others.
+func (r *Run) share() {
+	r.each(func(o *Run) {
+		if o != r {
+			o.cancel, o.stop = r.cancel, r.stop
+		}
+	})
+}
+
+func (r *Run) openConsoles(ctx context.Context) {
+	r.share()
+	r.each(func(o *Run) { o.openConsole(ctx) })
+}
+
+func (r *Run) closeConsoles() {
+	r.each(func(o *Run) {
+		if o.console != nil {
+			_ = o.console.Close()
+		}
+	})
+}
+
+// boardsText names the boards of the run for its first event.
+func (r *Run) boardsText() string {
+	if len(r.roles) == 0 {
+		return "board " + r.res.Board
+	}
+	var parts []string
+	for _, rb := range r.cfg.Roles {
+		if rb.Role == "" {
+			parts = append(parts, rb.Board.Spec.Name)
+		} else {
+			parts = append(parts, rb.Role+"="+rb.Board.Spec.Name)
+		}
+	}
+	s := "boards " + strings.Join(parts, ", ")
+	if len(r.cfg.Resources) > 0 {
+		s += " with " + strings.Join(r.cfg.Resources, ", ")
+	}
+	return s
+}
+
+// Role is the role of the board this run drives ("" with one board).
+func (r *Run) Role() string { return r.role }
+
+// RoleBoard returns the opened board of role, or nil.
+func (r *Run) RoleBoard(role string) *Board {
+	if rr := r.roles[role]; rr != nil {
+		return rr.board
+	}
+	return nil
+}
+
+// BranchStoppedError is the cause a parallel branch is stopped with when
+// another branch failed.
+type BranchStoppedError struct{ Branch string }
+
+func (e *BranchStoppedError) Error() string {
+	return fmt.Sprintf("stopped: parallel branch %s failed", e.Branch)
+}
+
+// Class implements diag.Classer: the branch did not fail on its own; the
+// run fails for the branch that did.
+func (e *BranchStoppedError) Class() diag.Class { return diag.Failure }
+
+// RunParallel runs steps at once, each as a child of the current step
+// (each on its own on: role, or where the current step runs), and waits
+// for all of them. When one fails (not continue-on-error), the others are
+// stopped; finally blocks inside them still run. It returns the first
+// failure.
+func (r *Run) RunParallel(ctx context.Context, steps []*Step) error {
+	parent, _ := ctx.Value(resultKey).(*StepResult)
+	if parent == nil {
+		parent = &StepResult{}
+	}
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	results := make([]*StepResult, len(steps))
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for i, s := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			idx := index(parent.Index, i)
+			sr, err := r.runStep(bctx, s, idx)
+			results[i] = sr
+			if err == nil || s.ContinueOnError.Value {
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var stopped *BranchStoppedError
+			if first == nil && !errors.As(err, &stopped) {
+				first = err
+				cancel(&BranchStoppedError{Branch: idx})
+			}
+		}()
+	}
+	wg.Wait()
+	parent.mu.Lock()
+	parent.Children = append(parent.Children, results...)
+	parent.mu.Unlock()
+	if first == nil && ctx.Err() != nil {
+		first = context.Cause(ctx)
+	}
+	return first
+}
+
+// ConsoleLogName is the artifacts' console log of board in a run on n
+// boards: console.log for one (as a single-board run's), else
+// console-BOARD.log.
+func ConsoleLogName(n int, board string) string {
+	if n <= 1 {
+		return "console.log"
+	}
+	return "console-" + unsafeName.Replace(board) + ".log"
+}
+
+var unsafeName = strings.NewReplacer("/", "_", "\\", "_", " ", "_", "..", "_")
