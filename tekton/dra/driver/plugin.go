@@ -109,7 +109,7 @@ type Driver struct {
 	published  []resourceapi.Device
 	lastErr    string
 	publishErr error
-	locks      map[types.UID][]*lock.Lock // the node locks held per claim
+	locks      map[types.UID]*lock.Set // the node locks held per claim
 
 	bootID       string
 	prepMu       sync.Mutex // prepare, unprepare, relock
@@ -150,7 +150,7 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Driver{cfg: cfg, cdi: cache, ctx: ctx, cancel: cancel, taint: cfg.Unhealthy != UnhealthyRemove,
-		probed: map[string]Health{}, absent: map[string]Health{}, locks: map[types.UID][]*lock.Lock{},
+		probed: map[string]Health{}, absent: map[string]Health{}, locks: map[types.UID]*lock.Set{},
 		bootID: readBootID(cfg.BootIDFile), relockWarned: map[types.UID]bool{}}
 	d.recover(ctx)
 	d.relock(ctx)
@@ -456,6 +456,9 @@ type preparedDevice struct {
 	// Kind the resource's kind.
 	Shares int    `json:"shares,omitempty"`
 	Kind   string `json:"kind,omitempty"`
+	// Capacity is the resource's capacity in the node's inventory: how
+	// many slots its lock has.
+	Capacity int `json:"capacity,omitempty"`
 }
 
 // RoleEnv is the environment variable that names a request's device in the
@@ -639,31 +642,34 @@ func (d *Driver) holder(s *claimState) lock.Holder {
 }
 
 // lockBoards takes the node's lock of every board of s that is not an
-// admin-access observer, on behalf of the claim. Either all are taken or
-// none is held.
-func (d *Driver) lockBoards(s *claimState) ([]*lock.Lock, error) {
-	var held []*lock.Lock
+// admin-access observer, and a slot of each shared resource per share the
+// claim holds, on behalf of the claim: as jsplan takes a run's locks, all
+// together in the global order, or none (it never waits).
+func (d *Driver) lockBoards(s *claimState) (*lock.Set, error) {
+	var wants []lock.Want
 	for _, pd := range s.Devices {
-		if pd.Admin || pd.Resource {
-			continue
-		}
-		l, h, err := lock.TryAcquire(d.cfg.LockDir, pd.Board, d.holder(s))
-		if err == nil && l == nil {
-			who := "another run"
-			if h != nil {
-				who = h.String()
+		switch {
+		case pd.Admin:
+		case pd.Resource:
+			for range max(pd.Shares, 1) {
+				wants = append(wants, lock.Want{Name: pd.Board, Capacity: max(pd.Capacity, 1)})
 			}
-			err = fmt.Errorf("board %s is busy on the node: held by %s", pd.Board, who)
+		default:
+			wants = append(wants, lock.Want{Name: pd.Board})
 		}
-		if err != nil {
-			for _, l := range held {
-				_ = l.Release()
-			}
-			return nil, err
-		}
-		held = append(held, l)
 	}
-	return held, nil
+	if len(wants) == 0 {
+		return &lock.Set{}, nil
+	}
+	set, _, err := lock.AcquireAll(d.ctx, d.cfg.LockDir, [][]lock.Want{wants}, d.holder(s), 0, nil)
+	if be := (*lock.BusyError)(nil); errors.As(err, &be) {
+		who := "another run"
+		if be.Holder != nil {
+			who = be.Holder.String()
+		}
+		return nil, fmt.Errorf("%s is busy on the node: held by %s", be.What, who)
+	}
+	return set, err
 }
 
 // relock makes the node locks held match the prepared claims: it takes
@@ -727,9 +733,7 @@ func (d *Driver) releaseLocks(uid types.UID) {
 	held := d.locks[uid]
 	delete(d.locks, uid)
 	d.mu.Unlock()
-	for _, l := range held {
-		_ = l.Release()
-	}
+	_ = held.Release()
 }
 
 // remove forgets a claim: its locks, CDI spec and directory.
@@ -801,7 +805,7 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		}
 		if res := resources[r.Device]; res != nil && byDevice[r.Device] == nil {
 			state.Devices = append(state.Devices, preparedDevice{
-				Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Board: res.Name, Resource: true, Shares: consumedShares(r), Kind: res.Kind,
+				Requests: []string{r.Request}, Pool: r.Pool, Device: r.Device, Board: res.Name, Resource: true, Shares: consumedShares(r), Kind: res.Kind, Capacity: res.Capacity,
 				CDIID: cdiparser.QualifiedName(d.cfg.DriverName, CDIClass, string(c.UID)+"-"+r.Device+shareSuffix(r.ShareID)),
 			})
 			continue

@@ -19,6 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // The bench of the several-boards tests: two CAN buses, an ECU on can1
@@ -320,6 +321,15 @@ func TestPrepareRolesAndShares(t *testing.T) {
 		t.Fatalf("run inventory has no resources: %v\n%s", err, raw)
 	}
 
+	// On the node, the claim holds both boards and one slot of the bus,
+	// as a run by hand would see them.
+	if h := n.boardHolder("ecu-1"); !strings.Contains(h, "ResourceClaim ci/pair") {
+		t.Errorf("ecu-1 held by %q", h)
+	}
+	if hs := lock.ResourceHolders(n.locks, "can1", 4); len(hs) != 1 || !strings.Contains(hs[0].Plan, "ResourceClaim ci/pair") {
+		t.Errorf("can1's slots held by %+v, want one by the claim", hs)
+	}
+
 	// Another claim's share of the same bus: a resource is never "busy".
 	f.release(claim)
 	f.allocated.Insert(structured.MakeDeviceID(DefaultDriverName, n.name, "ecu-1"))
@@ -337,5 +347,38 @@ func TestPrepareRolesAndShares(t *testing.T) {
 	}
 	if r := resp.Claims[string(other.UID)]; r == nil || r.Error != "" || len(r.Devices) != 1 {
 		t.Fatalf("second share: %+v", resp)
+	}
+	if hs := lock.ResourceHolders(n.locks, "can1", 4); len(hs) != 2 {
+		t.Errorf("can1's slots held by %+v, want two claims", hs)
+	}
+
+	// Runs by hand hold the bus's two other slots: a third claim's share
+	// is refused (the scheduler's count did not know of them) and takes
+	// nothing.
+	var manual []*lock.Set
+	for range 2 {
+		set, _, err := lock.AcquireAll(ctx, n.locks, [][]lock.Want{{{Name: "can1", Capacity: 4}}}, lock.Holder{Plan: "by-hand.yaml"}, 0, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		manual = append(manual, set)
+	}
+	third := shareClaim("third", 1)
+	third.Spec.Devices.Requests[0].Exactly.Selectors[0].CEL.Expression = `device.attributes["jsplan.dev"].name == "can1"`
+	if f.allocate(ctx, t, third, 0) != n.name {
+		t.Fatal("third share not allocated")
+	}
+	if _, err := n.client.ResourceV1().ResourceClaims("ci").Create(ctx, third, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = dra.NodePrepareResources(ctx, &drapb.NodePrepareResourcesRequest{Claims: []*drapb.Claim{{Namespace: "ci", Name: "third", Uid: string(third.UID)}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resp.Claims[string(third.UID)]; r == nil || !strings.Contains(r.Error, "resource can1 is busy on the node") {
+		t.Fatalf("third share with the bus full on the node: %+v", r)
+	}
+	for _, m := range manual {
+		_ = m.Release()
 	}
 }
