@@ -415,6 +415,8 @@ func (e *env) artifacts(pr string) string {
 // the driver watches as fixed hardware.
 const inventory = `apiVersion: jsplan.dev/v1
 kind: Boards
+resources:
+  - {name: simcan0, kind: canbus, capacity: 2}
 boards:
   - name: sim-1
     labels: {kind: virtual, arch: x86_64}
@@ -439,6 +441,72 @@ boards:
     drivers:
       sim: {password: demo-password}
       serial: {port: jsplan-cluster-uart0}
+  # Two virtual boards wired to one simulated CAN bus, as in
+  # plans/boards/pair.yaml: the bus is a directory both boards' shells see
+  # (inside the pod that holds both).
+  - name: sim-ecu
+    labels: {kind: pair, role: ecu, bus: simcan0}
+    resources: [simcan0]
+    vars: {can: /tmp/simcan0}
+    drivers:
+      sim: {hostname: sim-ecu, password: demo-password, share: [/tmp/simcan0]}
+  - name: sim-peer
+    labels: {kind: pair, role: peer, bus: simcan0}
+    resources: [simcan0]
+    vars: {can: /tmp/simcan0}
+    drivers:
+      sim: {hostname: sim-peer, password: demo-password, share: [/tmp/simcan0]}
+`
+
+// pairRun is a pod that runs plans/examples/two-boards.yaml (in the
+// ConfigMap two-boards) on two boards wired together: one ResourceClaim
+// with a request per role, matching on the bus, and a share of the bus.
+const pairRun = `apiVersion: resource.k8s.io/v1
+kind: ResourceClaimTemplate
+metadata: {name: sim-pair, namespace: %[1]s}
+spec:
+  spec:
+    devices:
+      requests:
+        - name: ecu
+          exactly:
+            deviceClassName: jsplan.dev
+            selectors: [{cel: {expression: 'device.attributes["jsplan.dev"].?role.orValue("") == "ecu"'}}]
+        - name: peer
+          exactly:
+            deviceClassName: jsplan.dev
+            selectors: [{cel: {expression: 'device.attributes["jsplan.dev"].?role.orValue("") == "peer"'}}]
+        - name: bus
+          exactly:
+            deviceClassName: resource.jsplan.dev
+            selectors: [{cel: {expression: 'device.attributes["jsplan.dev"].resource == "canbus"'}}]
+      constraints:
+        - requests: [ecu, peer, bus]
+          matchAttribute: jsplan.dev/canbus
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: pair, namespace: %[1]s}
+spec:
+  restartPolicy: Never
+  securityContext:
+    runAsNonRoot: true
+    runAsUser: 1000
+    seccompProfile: {type: RuntimeDefault}
+  resourceClaims:
+    - {name: boards, resourceClaimTemplateName: sim-pair}
+  volumes:
+    - {name: plans, configMap: {name: two-boards}}
+  containers:
+    - name: apply
+      image: ghcr.io/jsplan/jsplan:v0.1.0
+      command: [sh, -c, 'env | grep ^JSPLAN_ | sort; jsplan apply /plans/two-boards.yaml --artifacts /tmp/a; rc=$?; echo "exit=$rc"; cat /tmp/a/report.json; exit $rc']
+      volumeMounts: [{name: plans, mountPath: /plans}]
+      resources:
+        claims: [{name: boards}]
+      securityContext:
+        allowPrivilegeEscalation: false
+        capabilities: {drop: [ALL]}
 `
 
 // The operator's DeviceClasses for the test's own board kinds, as
@@ -691,6 +759,33 @@ spec:
 		if !strings.Contains(logs, "board=uart-1") {
 			t.Errorf("pod %s on the healthy board printed:\n%s\n%s", podName, logs, e.n.Describe(e.ctx, ns, "pod "+podName))
 		}
+	})
+
+	t.Run("two boards wired together", func(t *testing.T) {
+		e.t = t
+		e.kubectl("-n", ns, "create", "configmap", "two-boards", "--from-file="+filepath.Join(e.repo, "plans", "examples", "two-boards.yaml"))
+		e.apply(fmt.Sprintf(pairRun, ns))
+		e.waitFor("pod pair to finish", 5*time.Minute, func() (bool, string) {
+			ph := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", "pair", "-o", "jsonpath={.status.phase}"))
+			return ph == "Succeeded" || ph == "Failed", ph
+		})
+		logs, _ := e.n.Kubectl(e.ctx, "-n", ns, "logs", "pair")
+		phase := strings.TrimSpace(e.kubectl("-n", ns, "get", "pod", "pair", "-o", "jsonpath={.status.phase}"))
+		for _, want := range []string{"JSPLAN_BOARD_ECU=sim-ecu", "JSPLAN_BOARD_PEER=sim-peer", "JSPLAN_RESOURCE_BUS=simcan0", "exit=0", `"sim-peer"`} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("pod pair (%s) lacks %q:\n%s", phase, want, tail(logs, 4000))
+			}
+		}
+		if strings.Contains(logs, "JSPLAN_BOARD=") {
+			t.Errorf("a two-board pod was given JSPLAN_BOARD:\n%s", logs)
+		}
+		// exit=0: the peer's step expected the ECU's frame on the bus and
+		// got it (two-boards.yaml). The claim goes with the pod.
+		e.kubectl("-n", ns, "delete", "pod", "pair", "--wait=true")
+		e.waitFor("the pair's claim to be released", 2*time.Minute, func() (bool, string) {
+			out := e.kubectl("-n", ns, "get", "resourceclaims", "-o", "name")
+			return !strings.Contains(out, "pair-boards"), out
+		})
 	})
 
 	t.Run("second run waits for the board", func(t *testing.T) {
