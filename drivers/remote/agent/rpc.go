@@ -51,12 +51,16 @@ func (s *service) Boards(ctx context.Context, _ *remotepb.BoardsRequest) (*remot
 		if l := b.lease; l != nil {
 			st.Holder, st.SinceUnixMs = l.holder, l.since.UnixMilli()
 		} else if !b.opening {
-			if h := lock.ReadHolder(s.opts.LockDir, name); h != nil && !h.Since.IsZero() {
-				if lk, _, err := lock.TryAcquire(s.opts.LockDir, name, lock.Holder{Board: name, Plan: "jsplan serve: status", PID: os.Getpid()}); err == nil && lk != nil {
-					lk.Release()
-				} else if err == nil {
-					st.LocalHolder = h.String()
-				}
+			lk, h, err := lock.TryAcquire(s.opts.LockDir, name, lock.Holder{Board: name, Plan: "jsplan serve: status", PID: os.Getpid(), Since: time.Now()})
+			switch {
+			case err != nil:
+				st.LocalHolder = "unknown: " + err.Error()
+			case lk != nil:
+				lk.Release()
+			case h != nil:
+				st.LocalHolder = h.String()
+			default:
+				st.LocalHolder = "a local run"
 			}
 		}
 		q := append([]*waiter(nil), b.queue...)
