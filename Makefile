@@ -143,6 +143,7 @@ fuzz:
 	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
 	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	$(GO) test ./engine/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
+	for f in FuzzDecode FuzzParseAddress; do $(GO) test ./drivers/remote/remotepb -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 bench: deps deps-npm build
 	cmd/bench/validate-bench.sh

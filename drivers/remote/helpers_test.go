@@ -127,7 +127,7 @@ func (a *testAgent) serve(t testing.TB, ln net.Listener, opt ...agent.ServeOptio
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		if err := a.srv.Serve(ln, opt...); err != nil {
+		if err := a.srv.Serve(ln, opt...); err != nil && !strings.Contains(err.Error(), "closed") {
 			t.Errorf("serve: %v", err)
 		}
 	}()

@@ -48,7 +48,7 @@ func (unixCreds) Info() credentials.ProtocolInfo {
 	return credentials.ProtocolInfo{SecurityProtocol: "unix"}
 }
 func (u unixCreds) Clone() credentials.TransportCredentials { return u }
-func (unixCreds) OverrideServerName(string) error          { return nil }
+func (unixCreds) OverrideServerName(string) error           { return nil }
 
 // identity names the caller: the client certificate's common name over
 // TLS, the uid (and its user name) over a unix socket.
