@@ -150,3 +150,38 @@ func flashBoard(c *cli.Context) error {
 	}
 	return nil
 }
+
+// holdLease opens a remote board for `jsplan lock`: its lease is held
+// (and kept alive) while the command runs, and handed to it as
+// JSPLAN_LEASE_TOKEN and JSPLAN_LEASE_BOARD, so jsplan commands inside use
+// the board at once, as they take the inherited lock. Other boards: nothing.
+func holdLease(c *cli.Context, spec *engine.BoardSpec) (env []string, end func(), err error) {
+	if spec.Drivers[remote.Name] == nil {
+		return nil, func() {}, nil
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	say := func(msg string) { fmt.Fprintln(c.App.ErrWriter, "jsplan: "+printable(msg)) }
+	board, err := openBoard(ctx, c, spec, &redact.Redactor{}, say)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, cp := range drivers.AllCapabilities {
+		var dev any
+		switch cp {
+		case drivers.CapPower:
+			dev, _ = board.Power()
+		case drivers.CapConsole:
+			dev, _ = board.ConsoleDevice()
+		case drivers.CapStorage:
+			dev, _ = board.Storage()
+		case drivers.CapNetwork:
+			dev, _ = board.Network()
+		}
+		if d, ok := dev.(*remote.Device); ok && d.LeaseToken() != "" {
+			return []string{remote.TokenEnv + "=" + d.LeaseToken(), remote.BoardEnv + "=" + d.Board},
+				func() { board.Close() }, nil
+		}
+	}
+	return nil, func() { board.Close() }, nil
+}

@@ -54,6 +54,10 @@ const Name = "remote"
 // token (when the configuration names no token-file).
 const TokenEnv = "JSPLAN_LEASE_TOKEN"
 
+// BoardEnv names the variable that says which board (the agent's name)
+// the token in TokenEnv is for; when set, other boards ignore the token.
+const BoardEnv = "JSPLAN_LEASE_BOARD"
+
 // DefaultWait is how long Open queues for the lease by default.
 const DefaultWait = 30 * time.Minute
 
@@ -261,7 +265,7 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 			return drivers.Errorf(Name, "open", "lease token: %v", err)
 		}
 		tok = strings.TrimSpace(string(b))
-	} else {
+	} else if b := os.Getenv(BoardEnv); b == "" || b == d.Board {
 		tok = strings.TrimSpace(os.Getenv(TokenEnv))
 	}
 	if tok != "" {
@@ -285,6 +289,16 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	d.wg.Add(1)
 	go d.keepalive(ttl)
 	return nil
+}
+
+// LeaseToken is the token of the lease the device holds ("" before Open).
+// Whoever has it uses the board while the lease lasts: `jsplan lock`
+// hands it to its command.
+func (d *Device) LeaseToken() string {
+	if t := d.token.Load(); t != nil {
+		return *t
+	}
+	return ""
 }
 
 func (d *Device) holder() string {
