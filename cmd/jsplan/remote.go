@@ -14,10 +14,10 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/remote"
-	"github.com/jsplan/jsplan/engine/flash"
-	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/flash"
 	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // leaseRow is a remote board's lease on its agent.
