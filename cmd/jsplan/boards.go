@@ -97,6 +97,8 @@ type boardRow struct {
 	// Healthy is the check's verdict (nil: no check, or a run holds the
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
+	// Lease is a remote board's lease on its agent.
+	Lease *leaseRow `json:"lease,omitempty"`
 }
 
 // healthOf reads a check: a board is unhealthy when its lock cannot be
@@ -148,6 +150,7 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
 		}
 		lk.Release()
+		row.Lease = leaseOf(b)
 		rows = append(rows, row)
 		if c.Bool("check") && !row.Locked {
 			// every board at once: a farm's check takes as long as its
@@ -197,6 +200,9 @@ func boardsList(c *cli.Context) error {
 			if r.Holder != nil {
 				state = "busy: " + r.Holder.String()
 			}
+		}
+		if r.Lease != nil {
+			state = r.Lease.state(state)
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
 		if c.Bool("check") {
