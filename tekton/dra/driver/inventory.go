@@ -303,6 +303,14 @@ func taintValue(reason string) string {
 // included, is of no use to the run). Relative paths in a driver's
 // configuration are not rewritten: give the node's inventory absolute paths.
 func BoardsDocument(boards []*engine.BoardSpec, shares []Share) ([]byte, error) {
+	return boardsDocument(boards, shares, nil)
+}
+
+// boardsDocument is BoardsDocument where the boards named in remote are
+// served by the claim's agent: their drivers are one `remote` driver on
+// the agent's socket in ContainerLeaseDir, with the lease token in the
+// file remote names there, and no configuration of the hardware at all.
+func boardsDocument(boards []*engine.BoardSpec, shares []Share, remote map[string]string) ([]byte, error) {
 	seq := &yaml.Node{Kind: yaml.SequenceNode}
 	var buf bytes.Buffer
 	held := map[string]bool{}
@@ -310,7 +318,11 @@ func BoardsDocument(boards []*engine.BoardSpec, shares []Share) ([]byte, error) 
 		held[s.Resource] = true
 	}
 	for _, b := range boards {
-		seq.Content = append(seq.Content, runBoardNode(b, held))
+		bn := runBoardNode(b, held)
+		if tok, ok := remote[b.Name]; ok {
+			bn = remoteBoardNode(b, held, tok)
+		}
+		seq.Content = append(seq.Content, bn)
 		fmt.Fprintf(&buf, "# Board %s, for one ResourceClaim (written by the jsplan DRA driver).\n", b.Name)
 	}
 	out := mapping("apiVersion", scalar("jsplan.dev/v1"), "kind", scalar("Boards"))
@@ -374,6 +386,35 @@ func runBoardNode(b *engine.BoardSpec, held map[string]bool) *yaml.Node {
 		}
 	}
 	bn.Content = append(bn.Content, scalar("drivers"), drvs)
+	return bn
+}
+
+// remoteBoardNode is board b served by the claim's agent: what plans read
+// (name, labels, vars, wired resources) and a remote driver serving every
+// capability the board has.
+func remoteBoardNode(b *engine.BoardSpec, held map[string]bool, token string) *yaml.Node {
+	bn := runBoardNode(b, held)
+	// Keep name, labels, vars and resources; replace the rest.
+	var kept []*yaml.Node
+	for i := 0; i+1 < len(bn.Content); i += 2 {
+		switch bn.Content[i].Value {
+		case "name", "labels", "vars", "resources":
+			kept = append(kept, bn.Content[i], bn.Content[i+1])
+		}
+	}
+	bn.Content = kept
+	caps := &yaml.Node{Kind: yaml.SequenceNode, Style: yaml.FlowStyle}
+	for _, c := range b.Capabilities() {
+		bn.Content = append(bn.Content, scalar(string(c)), scalar("remote"))
+		caps.Content = append(caps.Content, scalar(string(c)))
+	}
+	cfg := mapping(
+		"address", scalar("unix:"+ContainerLeaseDir+"/"+agentSocket),
+		"board", scalar(b.Name),
+		"token-file", scalar(ContainerLeaseDir+"/"+token),
+		"capabilities", caps,
+	)
+	bn.Content = append(bn.Content, scalar("drivers"), mapping("remote", cfg))
 	return bn
 }
 

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -89,6 +90,8 @@ type Config struct {
 	PollInterval time.Duration
 	Unhealthy    UnhealthyMode
 	KubeClient   kubernetes.Interface
+	// Access is how pods reach their boards (default AccessDevices).
+	Access Access
 }
 
 // Driver is the DRA kubelet plugin for jsplan boards.
@@ -110,6 +113,7 @@ type Driver struct {
 	lastErr    string
 	publishErr error
 	locks      map[types.UID]*lock.Set // the node locks held per claim
+	agents     map[types.UID]*claimAgent // agent-access claims' agents
 
 	bootID       string
 	prepMu       sync.Mutex // prepare, unprepare, relock
@@ -133,6 +137,13 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	if cfg.Host.Root == "" {
 		cfg.Host.Root = "/"
 	}
+	switch cfg.Access {
+	case "":
+		cfg.Access = AccessDevices
+	case AccessDevices, AccessAgent:
+	default:
+		return nil, fmt.Errorf("jsplan DRA driver: access %q is neither %q nor %q", cfg.Access, AccessDevices, AccessAgent)
+	}
 	if cfg.BootIDFile == "" {
 		cfg.BootIDFile = "/proc/sys/kernel/random/boot_id"
 	}
@@ -150,7 +161,7 @@ func Start(ctx context.Context, cfg Config, opts ...kubeletplugin.Option) (*Driv
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	d := &Driver{cfg: cfg, cdi: cache, ctx: ctx, cancel: cancel, taint: cfg.Unhealthy != UnhealthyRemove,
-		probed: map[string]Health{}, absent: map[string]Health{}, locks: map[types.UID]*lock.Set{},
+		probed: map[string]Health{}, absent: map[string]Health{}, locks: map[types.UID]*lock.Set{}, agents: map[types.UID]*claimAgent{},
 		bootID: readBootID(cfg.BootIDFile), relockWarned: map[types.UID]bool{}}
 	d.recover(ctx)
 	d.relock(ctx)
@@ -186,7 +197,8 @@ func (d *Driver) Stop() {
 	d.releaseAll()
 }
 
-// releaseAll lets go of every board lock the driver holds.
+// releaseAll lets go of every board lock the driver holds and ends the
+// claims' agents (their boards are powered off).
 func (d *Driver) releaseAll() {
 	d.prepMu.Lock()
 	defer d.prepMu.Unlock()
@@ -195,8 +207,14 @@ func (d *Driver) releaseAll() {
 	for uid := range d.locks {
 		uids = append(uids, uid)
 	}
+	for uid := range d.agents {
+		if !slices.Contains(uids, uid) {
+			uids = append(uids, uid)
+		}
+	}
 	d.mu.Unlock()
 	for _, uid := range uids {
+		d.stopAgent(uid)
 		d.releaseLocks(uid)
 	}
 }
@@ -439,6 +457,12 @@ type claimState struct {
 	Name      string           `json:"name"`
 	BootID    string           `json:"bootID"`
 	Devices   []preparedDevice `json:"devices"`
+	// Agent: the pod reaches its boards through the claim's agent
+	// (AccessAgent); OwnerUID and OwnerGID are the pod's, for the files
+	// the agent makes again after a driver restart.
+	Agent    bool   `json:"agent,omitempty"`
+	OwnerUID *int64 `json:"ownerUID,omitempty"`
+	OwnerGID *int64 `json:"ownerGID,omitempty"`
 }
 
 type preparedDevice struct {
@@ -650,6 +674,13 @@ func (d *Driver) lockBoards(s *claimState) (*lock.Set, error) {
 	for _, pd := range s.Devices {
 		switch {
 		case pd.Admin:
+		case s.Agent:
+			// The claim's agent holds the board's lock with its lease.
+			if pd.Resource {
+				for range max(pd.Shares, 1) {
+					wants = append(wants, lock.Want{Name: pd.Board, Capacity: max(pd.Capacity, 1)})
+				}
+			}
 		case pd.Resource:
 			for range max(pd.Shares, 1) {
 				wants = append(wants, lock.Want{Name: pd.Board, Capacity: max(pd.Capacity, 1)})
@@ -704,26 +735,47 @@ func (d *Driver) relock(ctx context.Context) {
 		uid := types.UID(filepath.Base(dir))
 		d.mu.Lock()
 		_, have := d.locks[uid]
+		_, serving := d.agents[uid]
 		d.mu.Unlock()
-		if have {
+		if have && serving {
 			continue
 		}
 		s, err := readState(dir)
 		if err != nil {
 			continue
 		}
-		held, err := d.lockBoards(s)
-		if err != nil {
-			if !d.relockWarned[uid] {
-				klog.FromContext(ctx).Info("a prepared claim's board lock is not held yet", "claim", klog.KRef(s.Namespace, s.Name), "err", err.Error())
-				d.relockWarned[uid] = true
+		if !have {
+			held, err := d.lockBoards(s)
+			if err != nil {
+				d.relockWarn(ctx, s, "a prepared claim's board lock is not held yet", err)
+				continue
 			}
-			continue
+			d.mu.Lock()
+			d.locks[uid] = held
+			d.mu.Unlock()
+		}
+		if s.Agent && !serving {
+			// The claim's agent ended with the driver that ran it: serve
+			// its boards again, under new leases (new token files; a run
+			// that held the old ones failed with the agent).
+			boards, err := d.agentBoards(s)
+			if err == nil && len(boards) > 0 {
+				err = d.startAgent(ctx, s, boards, podOwner{uid: s.OwnerUID, gid: s.OwnerGID})
+			}
+			if err != nil {
+				d.relockWarn(ctx, s, "a prepared claim's agent is not serving yet", err)
+				continue
+			}
 		}
 		delete(d.relockWarned, uid)
-		d.mu.Lock()
-		d.locks[uid] = held
-		d.mu.Unlock()
+	}
+}
+
+// relockWarn logs once per claim why relock could not restore it yet.
+func (d *Driver) relockWarn(ctx context.Context, s *claimState, msg string, err error) {
+	if !d.relockWarned[s.UID] {
+		klog.FromContext(ctx).Info(msg, "claim", klog.KRef(s.Namespace, s.Name), "err", err.Error())
+		d.relockWarned[s.UID] = true
 	}
 }
 
@@ -738,6 +790,7 @@ func (d *Driver) releaseLocks(uid types.UID) {
 
 // remove forgets a claim: its locks, CDI spec and directory.
 func (d *Driver) remove(uid types.UID) error {
+	d.stopAgent(uid)
 	d.releaseLocks(uid)
 	if err := d.cdi.RemoveSpec(d.specName(uid)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
@@ -794,7 +847,7 @@ func (d *Driver) prepare(ctx context.Context, c *resourceapi.ResourceClaim) ([]k
 		resources[ResourceDeviceName(r.Name)] = r
 	}
 	busy := d.preparedBoards()
-	state := &claimState{UID: c.UID, Namespace: c.Namespace, Name: c.Name, BootID: d.bootID}
+	state := &claimState{UID: c.UID, Namespace: c.Namespace, Name: c.Name, BootID: d.bootID, Agent: d.cfg.Access == AccessAgent}
 	var boards []*engine.BoardSpec
 	for _, r := range c.Status.Allocation.Devices.Results {
 		if r.Driver != d.cfg.DriverName {
@@ -851,13 +904,35 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		return err
 	}
 	ids := d.podIDs(ctx, c)
+	state.OwnerUID, state.OwnerGID = ids.uid, ids.gid
+	var served []*engine.BoardSpec // boards the claim's agent serves
+	if state.Agent {
+		admin := map[string]bool{}
+		for _, pd := range state.Devices {
+			admin[pd.Board] = pd.Admin
+		}
+		for _, b := range boards {
+			if !admin[b.Name] {
+				served = append(served, b)
+			}
+		}
+		if len(served) > 0 {
+			if err := d.startAgent(ctx, state, served, ids); err != nil {
+				return err
+			}
+		}
+	}
 	var shares []Share
 	for _, pd := range state.Devices {
 		if pd.Resource {
 			shares = append(shares, Share{Resource: pd.Board, Kind: pd.Kind, Count: pd.Shares})
 		}
 	}
-	doc, err := BoardsDocument(boards, shares)
+	remote := map[string]string{}
+	for _, b := range served {
+		remote[b.Name] = tokenFile(b.Name)
+	}
+	doc, err := boardsDocument(boards, shares, remote)
 	if err != nil {
 		return err
 	}
@@ -876,7 +951,11 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 		Env:    []string{"JSPLAN_BOARDS=" + ContainerInventory},
 		Mounts: []*cdispec.Mount{{HostPath: inventory, ContainerPath: ContainerInventory, Options: []string{"ro", "bind"}}},
 	}
-	if user {
+	if state.Agent && len(served) > 0 {
+		// The claim's agent socket and lease tokens: all the pod gets of
+		// its boards.
+		edits.Mounts = append(edits.Mounts, &cdispec.Mount{HostPath: d.leaseDir(c.UID), ContainerPath: ContainerLeaseDir, Options: []string{"rw", "bind"}})
+	} else if user {
 		// The run's own lock directory: the board's lock on the node is
 		// held by the driver for the claim, so the run's jsplan locks in a
 		// directory of its own, shared with no one.
@@ -920,7 +999,7 @@ func (d *Driver) write(ctx context.Context, c *resourceapi.ResourceClaim, state 
 			// An observer: it sees which board and its inventory entry,
 			// and gets no device node.
 			edits.Env = append(edits.Env, "JSPLAN_ADMIN_ACCESS=true")
-		} else {
+		} else if !state.Agent {
 			nodes, missing := d.cfg.Host.DeviceNodes(b)
 			for _, n := range nodes {
 				if containerless(n) {

@@ -43,6 +43,7 @@ func main() {
 		jsplanBin  = flag.String("jsplan", "jsplan", "the jsplan binary for the health check")
 		check      = flag.Duration("check-interval", 5*time.Minute, "run `jsplan boards list --check` this often (0: only watch device nodes)")
 		poll       = flag.Duration("poll-interval", 5*time.Second, "look at the inventory and the device nodes this often")
+		access     = flag.String("access", env("JSPLAN_DRA_ACCESS", string(driver.AccessDevices)), "how a pod reaches its boards: their device nodes (devices), or only a socket and a lease token of an agent in this driver that drives the hardware (agent) ($JSPLAN_DRA_ACCESS)")
 		unhealthy  = flag.String("unhealthy", string(driver.UnhealthyAuto), "an unhealthy board is tainted (taint), left out (remove), or tainted while the API server keeps taints (auto)")
 		kubeconfig = flag.String("kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig `file` (default: in-cluster)")
 		podUID     = flag.String("pod-uid", env("POD_UID", ""), "this driver pod's UID ($POD_UID): lets a new driver pod serve next to the old one during a rolling update (kubelet 1.33+); empty: no overlap")
@@ -63,7 +64,7 @@ func main() {
 	if err := run(*kubeconfig, types.UID(*podUID), driver.Config{
 		DriverName: *driverName, NodeName: *nodeName, Inventory: *inventory, StateDir: *pluginDir,
 		CDIDir: *cdiDir, LockDir: *lockDir, Host: driver.Host{Root: "/"}, CheckInterval: *check,
-		PollInterval: *poll, Unhealthy: driver.UnhealthyMode(*unhealthy),
+		PollInterval: *poll, Unhealthy: driver.UnhealthyMode(*unhealthy), Access: driver.Access(*access),
 		Prober: driver.JsplanProber{Jsplan: *jsplanBin, LockDir: *lockDir, StateDir: *stateDir},
 	}, *registry); err != nil {
 		fmt.Fprintln(os.Stderr, "jsplan-dra:", err)
