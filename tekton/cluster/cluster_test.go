@@ -916,6 +916,24 @@ spec:
 		next := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
 		e.checkPassed(next, id)
 	})
+
+	t.Run("boards through the driver's agent", func(t *testing.T) {
+		e.t = t
+		// The driver again, now giving pods only an agent socket and a
+		// lease token (--access=agent): the same pipeline runs on sim-1,
+		// the board driven by the claim's agent in the driver's pod.
+		e.kubectl("-n", "jsplan-dra", "patch", "daemonset", "jsplan-dra", "--type=json",
+			"-p", `[{"op":"add","path":"/spec/template/spec/containers/0/args/-","value":"--access=agent"}]`)
+		if _, err := e.n.Kubectl(e.ctx, "-n", "jsplan-dra", "rollout", "status", "daemonset/jsplan-dra", "--timeout=180s"); err != nil {
+			t.Fatalf("%v\n%s", err, e.n.Describe(e.ctx, "jsplan-dra", "pods"))
+		}
+		pr := e.pipelineRun(git, "plans/examples/virtual-smoke.yaml", url, sum, "image-id="+id, "sha256="+sum)
+		e.checkPassed(pr, id)
+		logs, _ := e.n.Kubectl(e.ctx, "-n", "jsplan-dra", "logs", "daemonset/jsplan-dra")
+		if !strings.Contains(logs, "lease of sim-1 granted to ResourceClaim") {
+			t.Errorf("the driver's log does not show the claim's lease of sim-1:\n%s", tail(logs, 3000))
+		}
+	})
 }
 
 // checkPassed waits for a PipelineRun and checks that its plan ran on the
