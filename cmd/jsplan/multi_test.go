@@ -367,3 +367,25 @@ func lineOf(text, prefix string) string {
 	}
 	return ""
 }
+
+// TestReadmeSeveralBoardsExample checks README's worked example is the
+// example plan's text, so what README shows is what make demo runs.
+func TestReadmeSeveralBoardsExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := os.ReadFile("../../plans/examples/two-boards.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "## Several boards\n")
+	if !ok {
+		t.Fatal("README has no section Several boards")
+	}
+	_, block, _ := strings.Cut(sec, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !strings.HasPrefix(block, "boards:\n") || !strings.HasSuffix(string(plan), block) {
+		t.Errorf("README's example is not plans/examples/two-boards.yaml from boards: on:\n%s", block)
+	}
+}
