@@ -149,7 +149,7 @@ func apply(c *cli.Context) error {
 	red := &redact.Redactor{}
 	red.Add(l.Secrets()...)
 	if res.plan.Multi() {
-		return applyMulti(ctx, hard, c, res, l, values, artifacts, sink, red, format)
+		return applyMulti(ctx, hard, c, res, values, artifacts, sink, red, format)
 	}
 
 	// Lock one of the matching boards, waiting while they are busy.

@@ -70,7 +70,7 @@ func wants(a *engine.Assignment) []lock.Want {
 
 // applyMulti runs a plan on several boards. The caller has claimed the
 // artifacts directory and set up the signals.
-func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *engine.Loader, values map[string]engine.Value,
+func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values map[string]engine.Value,
 	artifacts string, sink engine.Sink, red *redact.Redactor, format string) error {
 	say := func(msg string) { sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg}) }
 	file := c.Args().First()
@@ -106,7 +106,7 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *eng
 	defer set.Release()
 	a := res.assigns[chosen]
 	if chosen != 0 {
-		l = res.loadAssigned(file, values, a, artifacts)
+		l := res.loadAssigned(file, values, a, artifacts)
 		if l.Diagnostics().HasErrors() {
 			printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
 			return exit(2, "")
