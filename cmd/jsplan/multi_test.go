@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -200,6 +201,42 @@ func TestApplyMultiFailureStopsTheOtherBranchAndRunsEveryFinally(t *testing.T) {
 		if f.Status != engine.StatusPassed {
 			t.Errorf("finally %s %s: %s %s", f.Index, f.Name, f.Status, f.Error)
 		}
+	}
+}
+
+// TestApplyMultiInterruptedRunsEveryFinally sends SIGTERM while both
+// boards are busy: the run stops, every finally (both branches', both
+// boards' plan finally) runs, the report says interrupted, exit 143.
+func TestApplyMultiInterruptedRunsEveryFinally(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 2, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	p := e.start(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "sender-extra=sleep 30")...)
+	p.waitLine("the sender's long step", func(l string) bool { return strings.Contains(l, "RUN ") && strings.Contains(l, "sender extra") })
+	p.waitLine("the receiver's check", func(l string) bool { return strings.HasPrefix(l, "PASS") && strings.Contains(l, "receive the frame") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 143 {
+		t.Fatalf("want exit 143 after SIGTERM, got %d\n%s%s", code, p.stdout(), p.stderrText())
+	}
+	rep := readReport(t, e.art)
+	if rep.Status != engine.StatusInterrupted {
+		t.Errorf("report status %q, want interrupted", rep.Status)
+	}
+	if got := lines(t, filepath.Join(bus, "branch-finally")); strings.Join(got, ",") != "node-0,node-1" {
+		t.Errorf("the branches' finally ran on %v, want both boards", got)
+	}
+	if got := lines(t, filepath.Join(bus, "plan-finally")); strings.Join(got, ",") != "node-0,node-1" {
+		t.Errorf("the plan's finally ran on %v, want both boards", got)
+	}
+	if l := e.run("boards", "resources", "--boards", inv, "--lock-dir", e.locks, "-o", "json"); !strings.Contains(l.stdout, `"held": 0`) {
+		t.Errorf("the bus is still held after the interrupted run:\n%s", l)
 	}
 }
 
