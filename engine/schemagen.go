@@ -130,11 +130,13 @@ func GenerateSchema() []byte {
 	for _, c := range drivers.AllCapabilities {
 		boardProps[string(c)] = obj{"type": "string", "description": "The driver that serves " + string(c) + " when several could."}
 	}
+	boardProps["health"] = healthSchema(false)
 	defs["board"] = strictObject("A board and the drivers it is composed of.", boardProps, "name", "drivers")
 	defs["Boards"] = strictObject("An inventory of boards.", obj{
 		"apiVersion": obj{"const": APIVersion},
 		"kind":       obj{"const": "Boards"},
 		"boards":     obj{"type": "array", "items": ref("board")},
+		"health":     obj{"type": "array", "items": healthSchema(true), "description": "Health checks for kinds of boards, by labels (a board's own health: wins)."},
 	}, "apiVersion", "kind", "boards")
 
 	root := obj{
