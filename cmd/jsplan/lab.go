@@ -323,7 +323,6 @@ func (a *applyRun) once(names []string) (result *engine.Result, boardName string
 	return result, boardName, nil
 }
 
-
 // firstLine is s up to its first newline.
 func firstLine(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
