@@ -32,6 +32,7 @@ func boardsCommand() *cli.Command {
 					&cli.BoolFlag{Name: "check", Usage: "open each free board's drivers: power state, does the console answer"}},
 				Action: boardsList,
 			},
+			boardsHealthCommand(),
 			{
 				Name:   "discover",
 				Usage:  "list attached devices the drivers recognise and print an inventory to start from",
@@ -94,6 +95,7 @@ type boardRow struct {
 	// Healthy is the check's verdict (nil: no check, or a run holds the
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
+	labRow
 }
 
 // healthOf reads a check: a board is unhealthy when its lock cannot be
@@ -145,6 +147,7 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
 		}
 		lk.Release()
+		row.labRow = labRowOf(dir, b)
 		rows = append(rows, row)
 		if c.Bool("check") && !row.Locked {
 			// every board at once: a farm's check takes as long as its
@@ -178,7 +181,7 @@ func boardsList(c *cli.Context) error {
 		return enc.Encode(rows)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE"
+	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE\tCONDITION\tLAST CHECK"
 	if c.Bool("check") {
 		head += "\tHEALTH"
 	}
@@ -195,7 +198,7 @@ func boardsList(c *cli.Context) error {
 				state = "busy: " + r.Holder.String()
 			}
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state, r.labRow.text())
 		if c.Bool("check") {
 			switch {
 			case r.Healthy == nil && r.Check != "":
