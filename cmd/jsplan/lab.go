@@ -104,8 +104,14 @@ func (a *applyRun) withRetries() error {
 				reason = result.Summary
 			}
 		}
+		retry := code == diag.Infra.ExitCode() && board != "" && result != nil && n <= retries && a.ctx.Err() == nil
+		dir := fmt.Sprintf("attempt-%d", n)
+		where := a.artifacts
+		if retry {
+			where = filepath.Join(a.artifacts, dir)
+		}
 		if store != nil && board != "" {
-			rec, herr := store.RecordRun(board, health.Run{Plan: a.res.plan.Name, ExitCode: code, Reason: reason, Artifacts: a.artifacts})
+			rec, herr := store.RecordRun(board, health.Run{Plan: a.res.plan.Name, ExitCode: code, Reason: reason, Artifacts: where})
 			switch {
 			case herr != nil:
 				a.say(fmt.Sprintf("board health: %v", herr))
@@ -113,14 +119,13 @@ func (a *applyRun) withRetries() error {
 				a.say(fmt.Sprintf("board %s is now %s (%s in a row)", board, rec.State, plural(rec.InfraFailures, "infrastructure failure")))
 			}
 		}
-		if code != diag.Infra.ExitCode() || board == "" || result == nil || n > retries || a.ctx.Err() != nil {
+		if !retry {
 			if a.format == "text" {
 				fmt.Fprintf(a.c.App.Writer, "Artifacts: %s\n", a.artifacts)
 			}
 			return err
 		}
 		tried[board] = true
-		dir := fmt.Sprintf("attempt-%d", n)
 		if merr := a.moveAside(dir); merr != nil {
 			a.say(fmt.Sprintf("cannot keep attempt %d's artifacts apart (%v): not retrying", n, merr))
 			return err

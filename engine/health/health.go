@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // State is a board's health.
@@ -118,6 +120,12 @@ func Due(r Record, p Policy, now time.Time) (bool, string) {
 type Store struct {
 	dir string
 }
+
+// DefaultRoot is where Open looks by default: jsplan's default board lock
+// directory (JSPLAN_LOCK_DIR when set, else /var/lock/jsplan when
+// writable, else $TMPDIR/jsplan-locks), the one every run on a host
+// shares.
+func DefaultRoot() string { return lock.DefaultDir() }
 
 // Dir is the health directory under root: root/health.
 func Dir(root string) string { return filepath.Join(root, "health") }
