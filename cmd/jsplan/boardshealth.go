@@ -29,10 +29,11 @@ func boardsHealthCommand() *cli.Command {
 			"board was never checked, when its last check is older than every, or after after-failures runs\n" +
 			"in a row ended in an infrastructure error. A passing check makes the board good, a failing one\n" +
 			"bad: label selectors then never choose it. Each check runs as 'jsplan apply --board BOARD' with\n" +
-			"its artifacts in --artifacts/BOARD; the states live beside the board locks (--lock-dir/health).\n\n" +
-			"Exit status: 0 every check run passed (or none was due), 1 a check failed, 2 usage, 3 a check\n" +
-			"could not run.",
-		Flags: []cli.Flag{boardsFlag, outputFlag, lockDirFlag, lockWaitFlag, stateDirFlag,
+			"its artifacts in --artifacts/BOARD, given --set and --params-file; the states live beside the\n" +
+			"board locks (--lock-dir/health).\n\n" +
+			"Exit status: 0 every check run passed (or none was due), 1 a check failed, 2 usage or an\n" +
+			"invalid check plan, 3 the health directory could not be written.",
+		Flags: []cli.Flag{boardsFlag, outputFlag, lockDirFlag, lockWaitFlag, stateDirFlag, setFlag, paramsFileFlag,
 			&cli.BoolFlag{Name: "now", Usage: "run every check (of BOARD... or all boards), due or not"},
 			&cli.StringFlag{Name: "artifacts", Value: "health-artifacts", Usage: "write each check's artifacts to `DIR`/BOARD",
 				EnvVars: []string{"JSPLAN_HEALTH_ARTIFACTS"}},
@@ -198,6 +199,14 @@ func runCheck(ctx context.Context, c *cli.Context, self string, b *engine.BoardS
 		"--lock-dir", lockDirOf(c), "--state-dir", stateDirOf(c), "--lock-wait", c.Duration("lock-wait").String(), "--console=false"}
 	for _, f := range c.StringSlice("boards") {
 		args = append(args, "--boards", f)
+	}
+	// The checks' parameters (a password, from --params-file for a secret):
+	// a check plan that does not declare one is refused, as apply refuses it.
+	if f := c.String("params-file"); f != "" {
+		args = append(args, "--params-file", f)
+	}
+	for _, kv := range setValues(c) {
+		args = append(args, "--set", kv)
 	}
 	log, err := os.Create(filepath.Join(filepath.Dir(artifacts), b.Name+".log"))
 	if err != nil {

@@ -139,6 +139,13 @@ func TestHealthCheckTakesBadBoardOut(t *testing.T) {
 	if rep := readReport(t, art); rep.Board != "sim-a" || r.code == 0 {
 		t.Fatalf("--allow-bad runs on sim-a (whose login is refused): board %s, %s", rep.Board, r)
 	}
+
+	// The checks' parameters come from --set (and --params-file): a wrong
+	// password fails sim-b's check.
+	r = e.run("boards", "health", "--now", "sim-b", "--set", "password=wrong-password", "--boards", e.boards, "--lock-dir", e.locks, "--state-dir", e.state, "--artifacts", hart)
+	if r.code != 1 || e.healthRecord("sim-b").State != health.Bad {
+		t.Fatalf("boards health --set password=...: %s", r)
+	}
 }
 
 // A board whose runs end twice in a row with an infrastructure error is
