@@ -33,6 +33,7 @@ func boardsCommand() *cli.Command {
 				Action: boardsList,
 			},
 			boardsResourcesCommand(),
+			boardsHealthCommand(),
 			{
 				Name:   "discover",
 				Usage:  "list attached devices the drivers recognise and print an inventory to start from",
@@ -97,6 +98,7 @@ type boardRow struct {
 	// Healthy is the check's verdict (nil: no check, or a run holds the
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
+	labRow
 }
 
 // healthOf reads a check: a board is unhealthy when its lock cannot be
@@ -148,6 +150,7 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
 		}
 		lk.Release()
+		row.labRow = labRowOf(dir, b)
 		rows = append(rows, row)
 		if c.Bool("check") && !row.Locked {
 			// every board at once: a farm's check takes as long as its
@@ -181,7 +184,7 @@ func boardsList(c *cli.Context) error {
 		return enc.Encode(rows)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE"
+	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE\tCONDITION\tLAST CHECK"
 	if c.Bool("check") {
 		head += "\tHEALTH"
 	}
@@ -198,7 +201,7 @@ func boardsList(c *cli.Context) error {
 				state = "busy: " + r.Holder.String()
 			}
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state, r.labRow.text())
 		if c.Bool("check") {
 			switch {
 			case r.Healthy == nil && r.Check != "":
