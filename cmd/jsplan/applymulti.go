@@ -115,7 +115,8 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 	}
 	defer set.Release()
 	a := res.assigns[chosen]
-	if chosen != 0 {
+	if a != res.assign { // the plan was loaded for another set of boards
+
 		l := res.loadAssigned(file, values, a, artifacts)
 		if l.Diagnostics().HasErrors() {
 			printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/health"
 )
 
 // busInventory is n sim boards node-0 ... wired to one simulated bus: a
@@ -237,6 +238,39 @@ func TestApplyMultiInterruptedRunsEveryFinally(t *testing.T) {
 	}
 	if l := e.run("boards", "resources", "--boards", inv, "--lock-dir", e.locks, "-o", "json"); !strings.Contains(l.stdout, `"held": 0`) {
 		t.Errorf("the bus is still held after the interrupted run:\n%s", l)
+	}
+}
+
+// TestApplyMultiSkipsBadBoards marks a board bad: the plan on two boards
+// runs on a set without it, and records its run in both boards' health.
+func TestApplyMultiSkipsBadBoards(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 3, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	store, err := health.Open(e.locks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Set("node-0", health.Bad, "test"); err != nil {
+		t.Fatal(err)
+	}
+	a := e.run(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "expect=id=0x123 data=node-1")...)
+	if a.code != 0 || !strings.Contains(a.stdout, "skipping board node-0: bad") {
+		t.Fatalf("want a run that skips the bad node-0: %s", a)
+	}
+	res := readReport(t, e.art)
+	if len(res.Boards) != 2 || res.Boards[0].Board != "node-1" || res.Boards[1].Board != "node-2" {
+		t.Errorf("ran on %+v, want node-1 and node-2", res.Boards)
+	}
+	for _, b := range []string{"node-1", "node-2"} {
+		if rec, err := store.Get(b); err != nil || len(rec.History) == 0 || rec.History[len(rec.History)-1].Kind != "run" {
+			t.Errorf("board %s: no run recorded in its health (%v): %+v", b, err, rec)
+		}
 	}
 }
 
