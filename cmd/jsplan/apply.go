@@ -54,7 +54,7 @@ func applyCommand() *cli.Command {
 			"collected files, also when the run fails.\n\n" +
 			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
 			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
-		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, roleFlag, selectorFlag, outputFlag,
 			&cli.StringFlag{Name: "artifacts", Value: "artifacts", Usage: "write console log, reports and collected files to `DIR`",
 				EnvVars: []string{"JSPLAN_ARTIFACTS"}},
 			lockDirFlag, lockWaitFlag, stateDirFlag,

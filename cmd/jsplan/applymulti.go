@@ -24,9 +24,9 @@ import (
 
 // resolveMulti is resolve for a plan on several boards: every way it can
 // run, and the plan loaded for the first.
-func resolveMulti(pre *engine.Loader, p *engine.Plan, inv *engine.Inventory, sel engine.BoardSelector, file string,
+func resolveMulti(pre *engine.Loader, p *engine.Plan, inv *engine.Inventory, sel engine.BoardSelector, pins map[string]string, file string,
 	values map[string]engine.Value, artifacts string) (*resolved, *engine.Loader) {
-	as := pre.CheckBoards(p, inv, sel)
+	as := pre.CheckBoardsPinned(p, inv, sel, pins)
 	if pre.Diagnostics().HasErrors() || len(as) == 0 {
 		return nil, pre
 	}

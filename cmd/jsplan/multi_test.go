@@ -470,3 +470,58 @@ func TestReadmeSeveralBoardsExample(t *testing.T) {
 		t.Errorf("README's example is not plans/examples/two-boards.yaml from boards: on:\n%s", block)
 	}
 }
+
+// TestApplyRolesPinned: a claim's assignment per role ($JSPLAN_BOARD_<ROLE>,
+// as the DRA driver sets one per request) or --role puts each role on its
+// board, against the default order; a pinned board must carry its role's
+// labels, and --role for a role the plan does not have is refused.
+func TestApplyRolesPinned(t *testing.T) {
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 2, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	t.Setenv("JSPLAN_BOARD_SENDER", "node-1")
+	t.Setenv("JSPLAN_BOARD_RECEIVER", "node-0")
+	a := e.run(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "expect=id=0x123 data=node-1")...)
+	if a.code != 0 {
+		t.Fatalf("apply with roles from the environment: %s", a)
+	}
+	res := readReport(t, e.art)
+	if len(res.Boards) != 2 || res.Boards[0] != (engine.RoleResult{Role: "sender", Board: "node-1"}) ||
+		res.Boards[1] != (engine.RoleResult{Role: "receiver", Board: "node-0"}) {
+		t.Fatalf("report.json boards %+v, want sender=node-1 receiver=node-0", res.Boards)
+	}
+
+	// --role wins over the environment (a fresh bus: the first run's
+	// frame is still on the other).
+	bus2 := filepath.Join(e.dir, "bus2")
+	if err := os.Mkdir(bus2, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv2 := e.write("bus2.yaml", busInventory(bus2, 2, 4))
+	art2 := filepath.Join(e.dir, "art2")
+	a = e.run(e.applyArgs(planFile, art2, "--boards", inv2, "--role", "sender=node-0", "--role", "receiver=node-1")...)
+	if a.code != 0 {
+		t.Fatalf("apply --role: %s", a)
+	}
+	if res := readReport(t, art2); res.Boards[0].Board != "node-0" || res.Boards[1].Board != "node-1" {
+		t.Fatalf("--role: boards %+v", res.Boards)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "sender=node-9"}, `no board in the inventory matches`},
+		{[]string{"--role", "talker=node-0"}, `role "talker" is not the plan's: it has roles sender, receiver`},
+		{[]string{"--role", "sender"}, `expected ROLE=BOARD`},
+	} {
+		r := e.run(append([]string{"render", planFile, "--boards", inv}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("render %v: want exit 2 with %q, got %s", tc.args, tc.want, r)
+		}
+	}
+}
