@@ -201,6 +201,10 @@ func (d *Device) dial() error {
 	d.conn, err = grpc.NewClient(dialTarget,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(remotepb.MaxMessage), grpc.MaxCallSendMsgSize(remotepb.MaxMessage)),
+		grpc.WithInitialWindowSize(remotepb.Window),
+		grpc.WithInitialConnWindowSize(remotepb.Window),
+		grpc.WithReadBufferSize(remotepb.Buffer),
+		grpc.WithWriteBufferSize(remotepb.Buffer),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			return inv(d.withToken(ctx), method, req, reply, cc, opts...)
 		}),
