@@ -166,6 +166,11 @@ func (a *testAgent) tryOpen(board string, mod func(*Device)) (*Device, error) {
 func (d *Device) abandon() {
 	d.granted = true // Close must not release
 	d.cancel(fmt.Errorf("abandoned"))
+	d.tunMu.Lock()
+	if d.tunL != nil {
+		d.tunL.Close()
+	}
+	d.tunMu.Unlock()
 	d.wg.Wait()
 	d.conn.Close()
 }
