@@ -111,12 +111,14 @@ func TestLeaseQueueAndExpiry(t *testing.T) {
 		d, err := a.tryOpen("sim-1", func(d *Device) { d.Holder = "low" })
 		low <- opened{d, err}
 	}()
-	st := waitWaiting(t, a, "sim-1", 1)
+	if st := waitWaiting(t, a, "sim-1", 1); st.Waiting[0].Holder == "" {
+		t.Fatalf("the waiter has no name: %+v", st)
+	}
 	go func() {
 		d, err := a.tryOpen("sim-1", func(d *Device) { d.Holder = "high"; d.Priority = 5 })
 		high <- opened{d, err}
 	}()
-	st = waitWaiting(t, a, "sim-1", 2)
+	st := waitWaiting(t, a, "sim-1", 2)
 	if !strings.HasSuffix(st.Holder, ": first") || !strings.HasSuffix(st.Waiting[0].Holder, ": high") ||
 		!strings.HasSuffix(st.Waiting[1].Holder, ": low") {
 		t.Fatalf("holder %q, queue %v: want first holding, then high, low", st.Holder, st.Waiting)
