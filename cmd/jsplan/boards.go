@@ -149,7 +149,7 @@ func boardsList(c *cli.Context) error {
 		lk.Release()
 		row.Lease = leaseOf(b)
 		rows = append(rows, row)
-		if c.Bool("check") && !row.Locked {
+		if c.Bool("check") && !row.Locked && (row.Lease == nil || (row.Lease.Holder == "" && row.Lease.LocalHolder == "")) {
 			// every board at once: a farm's check takes as long as its
 			// slowest board
 			stateDir := c.String("state-dir")

@@ -345,3 +345,31 @@ boards:
 		t.Errorf("the agent served no lease:\n%s", agentLog.String())
 	}
 }
+
+// jsplan console on a board served by an agent: power on, log in, the
+// escapes, detach.
+func TestServeConsoleRemote(t *testing.T) {
+	a := newAgentEnv(t, "2s")
+	p := a.startTerm(a.clientArgs("c", "console", "sim-1", "--power-on", "--log-dir", filepath.Join(a.dir, "sessions"))...)
+	p.expect("attached to the console of sim-1", consoleWait)
+	p.expect("login: ", consoleWait)
+	p.send("root\r")
+	p.expect("assword: ", consoleWait)
+	p.send("sim-password\r")
+	p.expect("# ", consoleWait)
+	p.send("echo $((6*7))\r")
+	p.expect("42", consoleWait)
+	p.send("\r~s")
+	p.expect("power state: on", consoleWait)
+	p.send("\r~.")
+	p.expect("detached from sim-1", consoleWait)
+	if code := p.wait(consoleWait); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.tail())
+	}
+	p.requireSane()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(a.agent.stderrText(), "released by its holder"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the console did not release its lease:\n%s", a.agent.stderrText())
+		}
+	}
+}

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/jsplan/jsplan/drivers/remote/remotepb"
 	"github.com/jsplan/jsplan/engine/flash"
 	"github.com/jsplan/jsplan/engine/lock"
 )
@@ -274,5 +278,34 @@ func TestGrantRestrictedRelease(t *testing.T) {
 	if err := d2.Open(ctx, envFor(t, nil)); err == nil {
 		d2.Close()
 		t.Fatal("a released token still opens the board")
+	}
+}
+
+// A holder that stops keeping its lease alive in the middle of sending an
+// image (its connection still open, sending nothing) loses the lease on
+// time: the half-received flash does not keep the board from the next.
+func TestLeaseExpiresDuringStalledFlash(t *testing.T) {
+	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 400 * time.Millisecond })
+	d := a.open(t, "sim-1", nil)
+	s, err := d.client.Flash(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&remotepb.FlashIn{Msg: &remotepb.FlashIn_Header{Header: &remotepb.FlashHeader{ImageName: "x.img"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&remotepb.FlashIn{Msg: &remotepb.FlashIn_Data{Data: make([]byte, 64<<10)}}); err != nil {
+		t.Fatal(err)
+	}
+	d.cancel(errors.New("stalled")) // no more keepalives; the stream stays open
+	d.wg.Wait()
+	start := time.Now()
+	next := a.open(t, "sim-1", func(d *Device) { d.Wait = cfgSecond * 20 })
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the next client waited %s", took)
+	}
+	_ = next
+	if _, err := s.Recv(); status.Code(err) != codes.Aborted {
+		t.Fatalf("the stalled flash ended with %v, want Aborted", err)
 	}
 }

@@ -423,13 +423,37 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 	defer spool.Close()
 	var received int64
 	lastNote := time.Now()
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			break
+	msgs := make(chan *remotepb.FlashIn)
+	recvErr := make(chan error, 1)
+	go func() {
+		// ends with the stream, which ends when this handler returns
+		for {
+			m, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return
+			}
 		}
-		if err != nil {
-			return err
+	}()
+	for {
+		var m *remotepb.FlashIn
+		select {
+		case m = <-msgs:
+		case err := <-recvErr:
+			if err != io.EOF {
+				return err
+			}
+		case <-ctx.Done():
+			// the lease ended (or the client left) with the image half sent
+			return status.Error(codes.Aborted, "the lease ended during the flash")
+		}
+		if m == nil {
+			break
 		}
 		d := m.GetData()
 		if d == nil && m.GetHeader() != nil {
