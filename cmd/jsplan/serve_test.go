@@ -184,7 +184,7 @@ func TestServeSamePlanLocalAndRemote(t *testing.T) {
 // kill -9 of a client mid-run and mid-flash: the lease expires, the board
 // is powered off, the next client gets it.
 func TestServeClientKilled(t *testing.T) {
-	a := newAgentEnv(t, "1s")
+	a := newAgentEnv(t, "2s")
 	a.write("plan.yaml", remotePlan)
 	small := a.image("small.img", "next-1", 1<<20)
 	for _, c := range []struct {
@@ -233,7 +233,7 @@ func TestServeClientKilled(t *testing.T) {
 // The agent killed mid-run: the client fails with an infrastructure
 // error (exit 3), writes its reports, and nothing hangs.
 func TestServeAgentKilledMidRun(t *testing.T) {
-	a := newAgentEnv(t, "1s")
+	a := newAgentEnv(t, "2s")
 	a.write("plan.yaml", remotePlan)
 	img := a.image("disk.img", "gone-1", 1<<20)
 	p := a.start(a.apply("one", img, "gone-1", "--set", "hold=60")...)

@@ -44,6 +44,9 @@ func (b *muxBoard) run(sim *dutlinktest.Sim, medium string, stop chan struct{}) 
 		for {
 			n, err := b.inR.Read(buf)
 			for _, c := range buf[:n] {
+				if c < ' ' && c != '\r' {
+					continue // control keys: ignored, as a boot loader's line editor does
+				}
 				if c != '\r' {
 					line = append(line, c)
 					b.print(string(c))

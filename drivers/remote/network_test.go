@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jsplan/jsplan/engine/sshdtest"
 )
@@ -27,7 +28,7 @@ boards:
       sim:
         password: sim-password
         ssh: {port: %d, user: %s, key-file: %s, options: [StrictHostKeyChecking=no, UserKnownHostsFile=/dev/null]}
-`, srv.Port, srv.User, srv.KeyFile), nil)
+`, srv.Port, srv.User, srv.KeyFile), func(o *Options) { o.TTL = 2 * time.Second })
 	d := a.open(t, "sim-1", nil)
 	ctx := ctxT(t)
 	ep, err := d.Endpoint(ctx)

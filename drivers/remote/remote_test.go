@@ -94,14 +94,14 @@ func TestRemoteBoardPowerConsoleFlash(t *testing.T) {
 // position; a holder that stops keeping alive loses the lease after the
 // TTL, the board is powered off and the next waiter gets it.
 func TestLeaseQueueAndExpiry(t *testing.T) {
-	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 400 * time.Millisecond })
+	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 2 * time.Second })
 	holder := a.open(t, "sim-1", func(d *Device) { d.Holder = "first" })
 	ctx := ctxT(t)
 	if err := holder.On(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// leases are kept alive well past the TTL
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(3 * time.Second)
 	if err := holder.On(ctx); err != nil {
 		t.Fatalf("the kept-alive lease ended: %v", err)
 	}
@@ -285,7 +285,7 @@ func TestGrantRestrictedRelease(t *testing.T) {
 // image (its connection still open, sending nothing) loses the lease on
 // time: the half-received flash does not keep the board from the next.
 func TestLeaseExpiresDuringStalledFlash(t *testing.T) {
-	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 400 * time.Millisecond })
+	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 2 * time.Second })
 	d := a.open(t, "sim-1", nil)
 	s, err := d.client.Flash(context.Background())
 	if err != nil {
