@@ -14,7 +14,7 @@ export JSPLAN_CACHE ?= $(CACHE)
 DEPS      := cmd/deps/deps.sh
 
 .PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean \
-	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra bench-dra-e2e test-cluster
+	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra bench-dra-e2e test-cluster proto
 
 # The Tekton Task's image: its name and tag are set here and nowhere else
 # (tekton/tests checks that the Task, the Pipeline, the samples, the
@@ -50,6 +50,15 @@ lint:
 	$(STATICCHECK) ./...
 	@if [ -f tekton/go.mod ]; then cd tekton && $(STATICCHECK) ./...; fi
 	@if [ -f tekton/dra/go.mod ]; then cd tekton/dra && $(STATICCHECK) ./...; fi
+
+# The agent protocol's generated Go (checked in): protoc from Debian's
+# protobuf-compiler, the Go plugins at the versions the files name.
+proto:
+	@command -v protoc >/dev/null || { echo "make proto needs protoc (Debian: protobuf-compiler)" >&2; exit 2; }
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
+	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
+	cd drivers/remote/remotepb && PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative \
+	  --go-grpc_out=. --go-grpc_opt=paths=source_relative remote.proto
 
 schema:
 	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
@@ -138,6 +147,7 @@ fuzz:
 	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
 	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	$(GO) test ./engine/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
+	for f in FuzzDecode FuzzParseAddress; do $(GO) test ./drivers/remote/remotepb -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 bench: deps deps-npm build
 	cmd/bench/validate-bench.sh

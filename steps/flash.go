@@ -86,12 +86,23 @@ func (a *flashAction) Run(ctx context.Context, r *engine.Run) error {
 	if err != nil {
 		return err
 	}
+	if iw, ok := st.(drivers.ImageWriter); ok {
+		r.Logf(ctx, "writing %s to the board's storage through its driver", a.Image)
+		res, err := writeImage(ctx, r, "the board's storage", a, iw.WriteImage)
+		if err != nil {
+			return err
+		}
+		r.Output(ctx, res)
+		return nil
+	}
 	target, err := st.AttachHost(ctx)
 	if err != nil {
 		return infra(err)
 	}
 	r.Logf(ctx, "writing %s to %s", a.Image, target)
-	res, werr := writeImage(ctx, r, target, a)
+	res, werr := writeImage(ctx, r, target, a, func(ctx context.Context, opts flash.Options) (flash.Result, error) {
+		return flash.Write(ctx, target, opts)
+	})
 	if err := st.AttachBoard(ctx); err != nil && werr == nil {
 		werr = infra(err)
 	}
@@ -105,13 +116,13 @@ func (a *flashAction) Run(ctx context.Context, r *engine.Run) error {
 // writeImage writes the image through the flash pipeline and maps its
 // errors to classes: a bad image or checksum fails the test; a target that
 // cannot be written is infrastructure.
-func writeImage(ctx context.Context, r *engine.Run, target string, a *flashAction) (string, error) {
+func writeImage(ctx context.Context, r *engine.Run, target string, a *flashAction, write func(context.Context, flash.Options) (flash.Result, error)) (string, error) {
 	opts := flash.Options{Image: a.Image, Bmap: a.Bmap, SHA256: a.SHA256, Verify: a.Verify.Value,
 		Progress: &logLines{ctx: ctx, r: r}}
 	if a.Bmap == "none" {
 		opts.Bmap, opts.NoBmap = "", true
 	}
-	res, err := flash.Write(ctx, target, opts)
+	res, err := write(ctx, opts)
 	if err != nil {
 		switch {
 		case ctx.Err() != nil:

@@ -99,6 +99,8 @@ type boardRow struct {
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
 	labRow
+	// Lease is a remote board's lease on its agent.
+	Lease *leaseRow `json:"lease,omitempty"`
 }
 
 // healthOf reads a check: a board is unhealthy when its lock cannot be
@@ -151,8 +153,9 @@ func boardsList(c *cli.Context) error {
 		}
 		lk.Release()
 		row.labRow = labRowOf(dir, b)
+		row.Lease = leaseOf(b)
 		rows = append(rows, row)
-		if c.Bool("check") && !row.Locked {
+		if c.Bool("check") && !row.Locked && (row.Lease == nil || (row.Lease.Holder == "" && row.Lease.LocalHolder == "")) {
 			// every board at once: a farm's check takes as long as its
 			// slowest board
 			stateDir := c.String("state-dir")
@@ -200,6 +203,9 @@ func boardsList(c *cli.Context) error {
 			if r.Holder != nil {
 				state = "busy: " + r.Holder.String()
 			}
+		}
+		if r.Lease != nil {
+			state = r.Lease.state(state)
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state, r.labRow.text())
 		if c.Bool("check") {

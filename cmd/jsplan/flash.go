@@ -17,7 +17,7 @@ func flashCommand() *cli.Command {
 	return &cli.Command{
 		Name:      "flash",
 		Usage:     "write an image to a file or block device (the pipeline the flash step uses)",
-		ArgsUsage: "IMAGE TARGET",
+		ArgsUsage: "IMAGE TARGET | IMAGE --board BOARD",
 		Description: "Raw, gzip, xz, zstd and bzip2 images (detected by content) are streamed, never\n" +
 			"unpacked to disk; with a bmap (found next to the image, or --bmap) only mapped blocks\n" +
 			"are written and checked. Refuses mounted devices and the running system's disk.\n\n" +
@@ -28,8 +28,13 @@ func flashCommand() *cli.Command {
 			&cli.StringFlag{Name: "sha256", Usage: "expected SHA-256 of the image file (`HEX`)"},
 			&cli.BoolFlag{Name: "verify", Usage: "read the target back and compare"},
 			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "print nothing but errors (the exit status tells)"},
+			&cli.StringFlag{Name: "board", Usage: "write the storage of `BOARD` (under its lock; a remote board's agent writes it)"},
+			boardsFlag, lockDirFlag, lockWaitFlag, stateDirFlag,
 		},
 		Action: func(c *cli.Context) error {
+			if c.String("board") != "" && c.NArg() == 1 {
+				return flashBoard(c)
+			}
 			if c.NArg() != 2 {
 				return exit(2, "flash needs IMAGE and TARGET\nRun 'jsplan flash --help' for usage.")
 			}

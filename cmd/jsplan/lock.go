@@ -28,7 +28,7 @@ func lockCommand() *cli.Command {
 			"Exit status: the command's (128+N when signal N killed it), 2 usage, 3 the board is busy\n" +
 			"past --lock-wait, 126 the command cannot run, 127 it was not found, 130/143 when\n" +
 			"interrupted while waiting for the lock.",
-		Flags:  []cli.Flag{boardsFlag, lockDirFlag, lockWaitFlag},
+		Flags:  []cli.Flag{boardsFlag, lockDirFlag, lockWaitFlag, stateDirFlag},
 		Action: lockAction,
 	}
 }
@@ -61,6 +61,11 @@ func lockAction(c *cli.Context) error {
 	}
 	stop()
 	defer lk.Release()
+	leaseEnv, endLease, err := holdLease(c, spec)
+	if err != nil {
+		return exit(3, "%v", err)
+	}
+	defer endLease()
 
 	path, err := exec.LookPath(argv[0])
 	if err != nil {
@@ -73,7 +78,7 @@ func lockAction(c *cli.Context) error {
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args[0] = argv[0]
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, c.App.Writer, errw
-	cmd.Env = append(os.Environ(), "JSPLAN_BOARD="+spec.Name)
+	cmd.Env = append(append(os.Environ(), "JSPLAN_BOARD="+spec.Name), leaseEnv...)
 	lk.Pass(cmd)
 	// The command's descendants inherit the lock's descriptor: one left
 	// running would keep the board locked after the command. They are

@@ -87,6 +87,8 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 			applyCommand(),
 			schemaCommand(),
 			flashCommand(),
+			serveCommand(),
+			caCommand(),
 			boardsCommand(),
 			consoleCommand(),
 			powerCommand(),

@@ -8,6 +8,7 @@ import (
 	_ "github.com/jsplan/jsplan/drivers/command"
 	_ "github.com/jsplan/jsplan/drivers/dutlink"
 	_ "github.com/jsplan/jsplan/drivers/qemu"
+	_ "github.com/jsplan/jsplan/drivers/remote"
 	_ "github.com/jsplan/jsplan/drivers/serial"
 	_ "github.com/jsplan/jsplan/drivers/sim"
 )
