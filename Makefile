@@ -54,7 +54,7 @@ lint:
 # The agent protocol's generated Go (checked in): protoc from Debian's
 # protobuf-compiler, the Go plugins at the versions the files name.
 proto:
-	command -v protoc >/dev/null || apt-get install -y protobuf-compiler
+	@command -v protoc >/dev/null || { echo "make proto needs protoc (Debian: protobuf-compiler)" >&2; exit 2; }
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@v1.36.12
 	GOBIN=$(CURDIR)/bin $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@v1.6.0
 	cd drivers/remote/remotepb && PATH=$(CURDIR)/bin:$$PATH protoc --go_out=. --go_opt=paths=source_relative \

@@ -41,6 +41,8 @@ type BoardSpec struct {
 	// configured holds the devices the loader decoded and validated, for
 	// the board's first OpenBoard: each configuration is decoded once.
 	configured map[string]drivers.Device
+	// Health is the board's health check (nil: none).
+	Health *HealthSpec
 	// File and Range locate the board in its inventory.
 	File  string
 	Dir   string
@@ -162,6 +164,8 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 		if _, vn := mapGet(bn, "vars"); vn != nil {
 			_ = vn.Decode(&b.Vars)
 		}
+		_, hn := mapGet(bn, "health")
+		b.Health = l.healthFrom(f, hn, path+".health")
 		if prev := inv.Lookup(b.Name); prev != nil {
 			l.report(diag.Errorf(rangeOf(f.path, nn), path+".name", "duplicate board name %q", b.Name).
 				WithDetail("first defined at %s", prev.Range))
@@ -186,6 +190,7 @@ func (l *Loader) boardsFrom(f *fileDoc, inv *Inventory) {
 		l.assignCapabilities(f, bn, b, path)
 		inv.Boards = append(inv.Boards, b)
 	}
+	l.healthDefaults(f, inv.Boards)
 }
 
 // configure creates a device of driver name and decodes cfg into it,

@@ -270,16 +270,34 @@ func RoleNeeds(p *Plan) map[string]map[drivers.Capability]*Step {
 // a same: label, a resource that does not exist or is attached to none of
 // them. It covers single-board plans that ask for resources too.
 //
-// A non-zero override (from the command line) replaces the first role's
-// selector.
+// A non-zero override (from the command line) applies to the first role:
+// a name alone (--board) picks its board, which must still carry the
+// role's labels; labels (--selector) replace the role's selector.
 func (l *Loader) CheckBoards(p *Plan, inv *Inventory, override BoardSelector) []*Assignment {
+	return l.CheckBoardsPinned(p, inv, override, nil)
+}
+
+// CheckBoardsPinned is CheckBoards where pins give some roles their board
+// by name (role -> board, as a Kubernetes claim assigns one per request);
+// a pinned board must still carry its role's labels. A pin wins over the
+// override for its role.
+func (l *Loader) CheckBoardsPinned(p *Plan, inv *Inventory, override BoardSelector, pins map[string]string) []*Assignment {
 	roles := p.RoleList()
 	needs := RoleNeeds(p)
 	cands := make([][]*BoardSpec, len(roles))
 	failed := false
 	for i, r := range roles {
 		sel := r.Selector
-		if i == 0 && !override.IsZero() {
+		pinned, isPinned := pins[r.Name]
+		switch {
+		case isPinned && r.Name != "":
+			sel = BoardSelector{Name: pinned, Labels: r.Selector.Labels}
+		case i > 0 || override.IsZero():
+		case len(override.Labels) == 0:
+			// --board (a claim's assignment) picks the board; it must
+			// still satisfy the role's labels
+			sel = BoardSelector{Name: override.Name, Labels: r.Selector.Labels}
+		default:
 			sel = override
 		}
 		matches := inv.Select(sel)

@@ -148,3 +148,31 @@ func TestMultiReferencesResolve(t *testing.T) {
 		t.Errorf("render lacks the roles:\n%s", out)
 	}
 }
+
+// TestCheckBoardsAssignedBoard checks --board (a claim's assignment) picks
+// the first role's board, which must still carry the role's labels.
+func TestCheckBoardsAssignedBoard(t *testing.T) {
+	dir := writeFiles(t, map[string]string{"plan.yaml": multiHead + "steps:\n  - {log: hi, on: peer}\n"})
+	for _, tc := range []struct {
+		board string
+		want  string
+	}{
+		{"a2", "dut=a2, peer=b1; dut=a2, peer=b2"},
+		{"b1", "role dut: no board in the inventory matches b1"},
+	} {
+		l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+		p := l.LoadPlan(filepath.Join(dir, "plan.yaml"))
+		inv := &engine.Inventory{}
+		l.LoadBoardsBytes("boards.yaml", []byte(multiInv), inv)
+		var got []string
+		for _, a := range l.CheckBoards(p, inv, engine.BoardSelector{Name: tc.board}) {
+			got = append(got, a.String())
+		}
+		for _, d := range l.Diagnostics() {
+			got = append(got, d.Summary)
+		}
+		if strings.Join(got, "; ") != tc.want {
+			t.Errorf("--board %s: got %q, want %q", tc.board, strings.Join(got, "; "), tc.want)
+		}
+	}
+}

@@ -121,6 +121,10 @@ type Result struct {
 	Version string  `json:"version,omitempty"`
 	Command string  `json:"command,omitempty"`
 	Images  []Image `json:"images,omitempty"`
+	// Attempts lists every attempt of a run retried after infrastructure
+	// errors (jsplan apply --retry-infra), this one last; empty when the
+	// run had one attempt.
+	Attempts []Attempt `json:"attempts,omitempty"`
 }
 
 // Image is an image a step wrote to the board's storage.

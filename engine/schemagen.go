@@ -148,6 +148,7 @@ func GenerateSchema() []byte {
 	for _, c := range drivers.AllCapabilities {
 		boardProps[string(c)] = obj{"type": "string", "description": "The driver that serves " + string(c) + " when several could."}
 	}
+	boardProps["health"] = healthSchema(false)
 	defs["board"] = strictObject("A board and the drivers it is composed of.", boardProps, "name", "drivers")
 	defs["Boards"] = strictObject("An inventory of boards.", obj{
 		"apiVersion": obj{"const": APIVersion},
@@ -155,6 +156,7 @@ func GenerateSchema() []byte {
 		"boards":     obj{"type": "array", "items": ref("board")},
 		"resources": obj{"type": "array", "items": ref("resource"),
 			"description": "Shared resources (a CAN bus, a network segment) boards attach to; a run holds a share of one."},
+		"health": obj{"type": "array", "items": healthSchema(true), "description": "Health checks for kinds of boards, by labels (a board's own health: wins)."},
 	}, "apiVersion", "kind", "boards")
 	defs["resource"] = strictObject("A shared resource: several runs may hold it at once, up to its capacity.", obj{
 		"name":     obj{"type": "string", "pattern": ResourceNamePattern, "description": "Unique in the inventory; a DNS label."},

@@ -64,9 +64,10 @@ func TestWaitingStepReportsProgress(t *testing.T) {
 
 // Every step type that waits on something outside jsplan has a default
 // bound: no step waits forever because its plan set no timeout. sleep is
-// its own bound; log does not wait; use and group hold steps that have theirs.
+// its own bound; log does not wait; use, group and parallel hold steps that
+// have theirs.
 func TestEveryWaitingStepHasADefaultBound(t *testing.T) {
-	own := map[string]bool{"sleep": true, "log": true, "use": true, "group": true}
+	own := map[string]bool{"sleep": true, "log": true, "use": true, "group": true, "parallel": true}
 	for _, st := range engine.StepTypes() {
 		if !own[st.Name] && st.DefaultTimeout <= 0 {
 			t.Errorf("step type %s has no default timeout", st.Name)

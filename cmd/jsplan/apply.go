@@ -16,7 +16,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/htmlreport"
@@ -55,7 +54,7 @@ func applyCommand() *cli.Command {
 			"collected files, also when the run fails.\n\n" +
 			"Exit status: 0 passed, 1 a step failed, 2 invalid plan or usage, 3 infrastructure error\n" +
 			"(board busy past --lock-wait, a driver failed), 130/143 after SIGINT/SIGTERM.",
-		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag, outputFlag,
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, roleFlag, selectorFlag, outputFlag,
 			&cli.StringFlag{Name: "artifacts", Value: "artifacts", Usage: "write console log, reports and collected files to `DIR`",
 				EnvVars: []string{"JSPLAN_ARTIFACTS"}},
 			lockDirFlag, lockWaitFlag, stateDirFlag,
@@ -66,6 +65,7 @@ func applyCommand() *cli.Command {
 				EnvVars: []string{"JSPLAN_CONSOLE_LOG_MAX"}},
 			&cli.BoolFlag{Name: "console", Usage: "show what the board prints as it prints it (--console=false: never); --output json always carries it as \"console\" events",
 				EnvVars: []string{"JSPLAN_CONSOLE"}, DefaultText: "on a terminal"},
+			retryInfraFlag, allowBadFlag,
 			&cli.IntFlag{Name: "console-window", Value: console.DefaultWindow,
 				Usage:   "the console match window in `BYTES`: the longest text an expect or fail-on pattern can match",
 				EnvVars: []string{"JSPLAN_CONSOLE_WINDOW"}},
@@ -149,86 +149,12 @@ func apply(c *cli.Context) error {
 	red := &redact.Redactor{}
 	red.Add(l.Secrets()...)
 	if res.plan.Multi() {
-		return applyMulti(ctx, hard, c, res, l, values, artifacts, sink, red, format)
+		return applyMulti(ctx, hard, c, res, values, artifacts, sink, red, format)
 	}
 
-	// Lock one of the matching boards, waiting while they are busy.
-	var names []string
-	for _, b := range res.candidates {
-		names = append(names, b.Name)
-	}
-	lk, boardName, err := acquireBoard(ctx, c, names, res.plan.Name, func(msg string) {
-		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
-	})
-	if err != nil {
-		code := failureCode(ctx, err)
-		writeFailure(artifacts, res, err, code, red)
-		return exit(code, "%v", err)
-	}
-	defer lk.Release()
-	if boardName != res.board.Name {
-		l = res.loadFor(file, values, res.inv.Lookup(boardName), artifacts)
-		if l.Diagnostics().HasErrors() {
-			printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
-			return exit(2, "")
-		}
-		red.Add(l.Secrets()...)
-	}
-
-	// Console log, open from the first byte.
-	start := time.Now()
-	clogFile, err := artifact.Create(artifacts, "console.log")
-	if err != nil {
-		return exit(3, "artifacts: %v", err)
-	}
-	fmt.Fprintf(clogFile, console.Header+"plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
-	// `jsplan console --watch BOARD` follows it from another terminal
-	defer publishConsole(lockDirOf(c), res.board.Name, filepath.Join(artifacts, "console.log"))()
-	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
-	if err != nil {
-		return exit(3, "artifacts: %v", err)
-	}
-	clog := console.NewLog(capped, start, red)
-
-	var result *engine.Result
-	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
-		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
-	})
-	// Rendered once the drivers have registered their secrets (a board's
-	// password), so those are masked too.
-	_ = artifact.WriteFile(artifacts, "plan.rendered.yaml", engine.YAML(maskNode(engine.Render(res.plan, res.board), red)))
-	if err != nil {
-		clog.Close()
-		clogFile.Close()
-		code := diag.Infra.ExitCode()
-		writeFailure(artifacts, res, err, code, red)
-		return exit(code, "%v", err)
-	}
-	result = engine.Execute(ctx, engine.RunConfig{
-		Plan: res.plan, Board: board, Artifacts: artifacts, Sink: sink, Redactor: red,
-		Hard: hard, FinallyGrace: c.Duration("finally-grace"), ConsoleLog: clog, ConsoleWindow: c.Int("console-window"),
-		Version: buildVersion(), Command: commandLine(red),
-	})
-	if err := board.Close(); err != nil {
-		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: red.String("closing the board: " + err.Error())})
-	}
-	clog.Close()
-	clogFile.Close()
-	if err := writeReports(artifacts, result, red); err != nil {
-		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
-		if result.ExitCode == 0 {
-			// A pass nobody can read is no pass (disk full, artifacts
-			// gone): an infrastructure error.
-			result.ExitCode = diag.Infra.ExitCode()
-		}
-	}
-	if format == "text" {
-		fmt.Fprintf(c.App.Writer, "Artifacts: %s\n", artifacts)
-	}
-	if result.ExitCode != 0 {
-		return exit(result.ExitCode, "")
-	}
-	return nil
+	run := &applyRun{ctx: ctx, hard: hard, c: c, res: res, l: l, file: file, values: values,
+		artifacts: artifacts, format: format, sink: sink, red: red, foreign: owner.foreign}
+	return run.withRetries()
 }
 
 // assignedBoardMismatch checks a board assigned by name (--board, or
@@ -301,7 +227,7 @@ func shellQuote(s string) string {
 
 // writeFailure records a run that never started (board busy, board failed
 // to open), so CI still finds a report.
-func writeFailure(dir string, res *resolved, err error, code int, red *redact.Redactor) {
+func writeFailure(dir string, res *resolved, err error, code int, red *redact.Redactor, prior ...engine.Attempt) *engine.Result {
 	r := &engine.Result{Plan: res.plan.Name, File: res.plan.File, Board: res.board.Name, Status: engine.StatusError,
 		Class: diag.Infra.String(), Error: red.String(err.Error()), ExitCode: code, Start: time.Now(),
 		Version: buildVersion(), Command: commandLine(red)}
@@ -309,7 +235,11 @@ func writeFailure(dir string, res *resolved, err error, code int, red *redact.Re
 		r.Status = engine.StatusInterrupted
 	}
 	r.Summary = fmt.Sprintf("%s: the run did not start (%s)", r.Status, err)
+	if len(prior) > 0 {
+		r.Attempts = append(append([]engine.Attempt(nil), prior...), attemptOf(r, len(prior)+1, ""))
+	}
 	_ = writeReports(dir, r, red)
+	return r
 }
 
 func defaultStateDir() string {

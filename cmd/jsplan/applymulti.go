@@ -17,15 +17,16 @@ import (
 	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/health"
 	"github.com/jsplan/jsplan/engine/lock"
 	"github.com/jsplan/jsplan/engine/redact"
 )
 
 // resolveMulti is resolve for a plan on several boards: every way it can
 // run, and the plan loaded for the first.
-func resolveMulti(pre *engine.Loader, p *engine.Plan, inv *engine.Inventory, sel engine.BoardSelector, file string,
+func resolveMulti(pre *engine.Loader, p *engine.Plan, inv *engine.Inventory, sel engine.BoardSelector, pins map[string]string, file string,
 	values map[string]engine.Value, artifacts string) (*resolved, *engine.Loader) {
-	as := pre.CheckBoards(p, inv, sel)
+	as := pre.CheckBoardsPinned(p, inv, sel, pins)
 	if pre.Diagnostics().HasErrors() || len(as) == 0 {
 		return nil, pre
 	}
@@ -70,10 +71,19 @@ func wants(a *engine.Assignment) []lock.Want {
 
 // applyMulti runs a plan on several boards. The caller has claimed the
 // artifacts directory and set up the signals.
-func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *engine.Loader, values map[string]engine.Value,
+func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values map[string]engine.Value,
 	artifacts string, sink engine.Sink, red *redact.Redactor, format string) error {
 	say := func(msg string) { sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg}) }
 	file := c.Args().First()
+	store, err := health.Open(lockDirOf(c))
+	if err != nil {
+		say(fmt.Sprintf("board health unavailable (%v): no board is skipped for its health", err))
+		store = nil
+	}
+	if err := skipBad(c, res, store, say); err != nil {
+		writeFailure(artifacts, res, err, exitCodeOf(err), red)
+		return err
+	}
 	options := make([][]lock.Want, len(res.assigns))
 	for i, a := range res.assigns {
 		options[i] = wants(a)
@@ -105,8 +115,9 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *eng
 	}
 	defer set.Release()
 	a := res.assigns[chosen]
-	if chosen != 0 {
-		l = res.loadAssigned(file, values, a, artifacts)
+	if a != res.assign { // the plan was loaded for another set of boards
+
+		l := res.loadAssigned(file, values, a, artifacts)
 		if l.Diagnostics().HasErrors() {
 			printDiags(c.App.ErrWriter, l.Diagnostics(), l.Sources())
 			return exit(2, "")
@@ -174,6 +185,13 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *eng
 		Version: buildVersion(), Command: commandLine(red),
 	})
 	closeAll()
+	if store != nil {
+		for _, b := range a.Boards {
+			if _, err := store.RecordRun(b.Name, health.Run{Plan: res.plan.Name, ExitCode: result.ExitCode, Reason: firstLine(result.Error), Artifacts: artifacts}); err != nil {
+				say(fmt.Sprintf("board health: %v", err))
+			}
+		}
+	}
 	if err := writeReports(artifacts, result, red); err != nil {
 		fmt.Fprintf(c.App.ErrWriter, "jsplan: writing reports: %v\n", err)
 		if result.ExitCode == 0 {
@@ -186,5 +204,37 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, l *eng
 	if result.ExitCode != 0 {
 		return exit(result.ExitCode, "")
 	}
+	return nil
+}
+
+// skipBad leaves out the ways to run that need a bad board (issue 24's
+// health: as apply does for one board), unless --allow-bad.
+func skipBad(c *cli.Context, res *resolved, store *health.Store, say func(string)) error {
+	if store == nil || c.Bool("allow-bad") {
+		return nil
+	}
+	bad := map[string]bool{}
+	var kept []*engine.Assignment
+	for _, a := range res.assigns {
+		ok := true
+		for _, b := range a.Boards {
+			rec, err := store.Get(b.Name)
+			if err != nil || rec.State != health.Bad {
+				continue
+			}
+			ok = false
+			if !bad[b.Name] {
+				bad[b.Name] = true
+				say(fmt.Sprintf("skipping board %s: bad (%s)", b.Name, badReason(rec)))
+			}
+		}
+		if ok {
+			kept = append(kept, a)
+		}
+	}
+	if len(kept) == 0 {
+		return exit(3, "every set of boards for the plan has a bad board; 'jsplan boards list' shows why (--allow-bad runs anyway)")
+	}
+	res.assigns = kept
 	return nil
 }

@@ -33,6 +33,7 @@ func boardsCommand() *cli.Command {
 				Action: boardsList,
 			},
 			boardsResourcesCommand(),
+			boardsHealthCommand(),
 			{
 				Name:   "discover",
 				Usage:  "list attached devices the drivers recognise and print an inventory to start from",
@@ -97,6 +98,7 @@ type boardRow struct {
 	// Healthy is the check's verdict (nil: no check, or a run holds the
 	// board).
 	Healthy *bool `json:"healthy,omitempty"`
+	labRow
 	// Lease is a remote board's lease on its agent.
 	Lease *leaseRow `json:"lease,omitempty"`
 }
@@ -150,9 +152,10 @@ func boardsList(c *cli.Context) error {
 			row.Locked, row.Holder = true, lock.ReadHolder(dir, b.Name)
 		}
 		lk.Release()
+		row.labRow = labRowOf(dir, b)
 		row.Lease = leaseOf(b)
 		rows = append(rows, row)
-		if c.Bool("check") && !row.Locked {
+		if c.Bool("check") && !row.Locked && (row.Lease == nil || (row.Lease.Holder == "" && row.Lease.LocalHolder == "")) {
 			// every board at once: a farm's check takes as long as its
 			// slowest board
 			stateDir := c.String("state-dir")
@@ -184,7 +187,7 @@ func boardsList(c *cli.Context) error {
 		return enc.Encode(rows)
 	}
 	w := tabwriter.NewWriter(c.App.Writer, 0, 4, 2, ' ', 0)
-	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE"
+	head := "BOARD\tCAPABILITIES\tDRIVERS\tLABELS\tSTATE\tCONDITION\tLAST CHECK"
 	if c.Bool("check") {
 		head += "\tHEALTH"
 	}
@@ -204,7 +207,7 @@ func boardsList(c *cli.Context) error {
 		if r.Lease != nil {
 			state = r.Lease.state(state)
 		}
-		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state)
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s", r.Name, strings.Join(r.Capabilities, ","), strings.Join(r.Drivers, ","), strings.Join(sortStrings(labels), ","), state, r.labRow.text())
 		if c.Bool("check") {
 			switch {
 			case r.Healthy == nil && r.Check != "":

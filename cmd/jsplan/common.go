@@ -30,6 +30,8 @@ var (
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
 		EnvVars: []string{"JSPLAN_BOARDS"}}
 	boardFlag    = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME`; with apply it must satisfy the plan's selector (as a Kubernetes claim assigns it)", EnvVars: []string{"JSPLAN_BOARD"}}
+	roleFlag = &cli.StringSliceFlag{Name: "role", Usage: "run the plan's role `ROLE=BOARD` on that board (repeatable; it must still carry the role's labels). " +
+		"Without it a role takes the board in $JSPLAN_BOARD_<ROLE> (upper case, other characters _), as a Kubernetes claim with a request per role assigns them"}
 	selectorFlag = &cli.StringFlag{Name: "selector", Usage: "run on a board with these `LABELS` (k=v,k2=v2; overrides the plan's selector)",
 		EnvVars: []string{"JSPLAN_SELECTOR"}}
 	outputFlag = &cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "text", Usage: "output `FORMAT`: text or json",
@@ -60,6 +62,57 @@ func selector(c *cli.Context) (engine.BoardSelector, *diag.Diagnostic) {
 		}
 	}
 	return sel, nil
+}
+
+// roleEnv is the environment variable that names a role's board:
+// JSPLAN_BOARD_ and the role in upper case, characters outside [A-Z0-9] as
+// "_" (the DRA driver sets one per request of a claim: role dut is
+// JSPLAN_BOARD_DUT).
+func roleEnv(role string) string {
+	var b strings.Builder
+	b.WriteString("JSPLAN_BOARD_")
+	for _, r := range strings.ToUpper(role) {
+		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
+			b.WriteRune(r)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	return b.String()
+}
+
+// rolePins reads which board each role of p runs on: --role ROLE=BOARD,
+// else $JSPLAN_BOARD_<ROLE>. A --role for a role the plan does not have is
+// an error.
+func rolePins(c *cli.Context, p *engine.Plan) (map[string]string, *diag.Diagnostic) {
+	pins := map[string]string{}
+	known := map[string]bool{}
+	for _, r := range p.Roles {
+		known[r.Name] = true
+		if v := strings.TrimSpace(os.Getenv(roleEnv(r.Name))); v != "" {
+			pins[r.Name] = v
+		}
+	}
+	for _, kv := range c.StringSlice("role") {
+		role, board, ok := strings.Cut(kv, "=")
+		role, board = strings.TrimSpace(role), strings.TrimSpace(board)
+		switch {
+		case !ok || role == "" || board == "":
+			return nil, diag.Errorf(diag.Range{Filename: "--role"}, "", "expected ROLE=BOARD, got %q", kv)
+		case !known[role]:
+			var names []string
+			for _, r := range p.Roles {
+				names = append(names, r.Name)
+			}
+			what := "no roles (it has no boards:)"
+			if len(names) > 0 {
+				what = "roles " + strings.Join(names, ", ")
+			}
+			return nil, diag.Errorf(diag.Range{Filename: "--role"}, "", "role %q is not the plan's: it has %s", role, what)
+		}
+		pins[role] = board
+	}
+	return pins, nil
 }
 
 // paramValues gathers --params-file and --set values (--set wins).

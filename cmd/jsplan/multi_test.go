@@ -11,10 +11,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/health"
 )
 
 // busInventory is n sim boards node-0 ... wired to one simulated bus: a
@@ -203,6 +205,75 @@ func TestApplyMultiFailureStopsTheOtherBranchAndRunsEveryFinally(t *testing.T) {
 	}
 }
 
+// TestApplyMultiInterruptedRunsEveryFinally sends SIGTERM while both
+// boards are busy: the run stops, every finally (both branches', both
+// boards' plan finally) runs, the report says interrupted, exit 143.
+func TestApplyMultiInterruptedRunsEveryFinally(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 2, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	p := e.start(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "sender-extra=sleep 30")...)
+	p.waitLine("the sender's long step", func(l string) bool { return strings.Contains(l, "RUN ") && strings.Contains(l, "sender extra") })
+	p.waitLine("the receiver's check", func(l string) bool { return strings.HasPrefix(l, "PASS") && strings.Contains(l, "receive the frame") })
+	if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if code := p.wait(); code != 143 {
+		t.Fatalf("want exit 143 after SIGTERM, got %d\n%s%s", code, p.stdout(), p.stderrText())
+	}
+	rep := readReport(t, e.art)
+	if rep.Status != engine.StatusInterrupted {
+		t.Errorf("report status %q, want interrupted", rep.Status)
+	}
+	if got := lines(t, filepath.Join(bus, "branch-finally")); strings.Join(got, ",") != "node-0,node-1" {
+		t.Errorf("the branches' finally ran on %v, want both boards", got)
+	}
+	if got := lines(t, filepath.Join(bus, "plan-finally")); strings.Join(got, ",") != "node-0,node-1" {
+		t.Errorf("the plan's finally ran on %v, want both boards", got)
+	}
+	if l := e.run("boards", "resources", "--boards", inv, "--lock-dir", e.locks, "-o", "json"); !strings.Contains(l.stdout, `"held": 0`) {
+		t.Errorf("the bus is still held after the interrupted run:\n%s", l)
+	}
+}
+
+// TestApplyMultiSkipsBadBoards marks a board bad: the plan on two boards
+// runs on a set without it, and records its run in both boards' health.
+func TestApplyMultiSkipsBadBoards(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 3, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	store, err := health.Open(e.locks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := store.Set("node-0", health.Bad, "test"); err != nil {
+		t.Fatal(err)
+	}
+	a := e.run(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "expect=id=0x123 data=node-1")...)
+	if a.code != 0 || !strings.Contains(a.stdout, "skipping board node-0: bad") {
+		t.Fatalf("want a run that skips the bad node-0: %s", a)
+	}
+	res := readReport(t, e.art)
+	if len(res.Boards) != 2 || res.Boards[0].Board != "node-1" || res.Boards[1].Board != "node-2" {
+		t.Errorf("ran on %+v, want node-1 and node-2", res.Boards)
+	}
+	for _, b := range []string{"node-1", "node-2"} {
+		if rec, err := store.Get(b); err != nil || len(rec.History) == 0 || rec.History[len(rec.History)-1].Kind != "run" {
+			t.Errorf("board %s: no run recorded in its health (%v): %+v", b, err, rec)
+		}
+	}
+}
+
 // oppositePlan holds boards first and second (by name) until release
 // exists.
 func oppositePlan(name, first, second, release string) string {
@@ -335,7 +406,17 @@ steps:
 	if !strings.Contains(list.stdout, "simbus") || !strings.Contains(list.stdout, "4/4") || !strings.Contains(list.stdout, `plan "user-`) {
 		t.Errorf("boards list does not show the bus and its holders:\n%s", list)
 	}
-	if strings.Contains(list.stdout, fmt.Sprintf("node-%d ", fifth)) && strings.Contains(lineOf(list.stdout, fmt.Sprintf("node-%d ", fifth)), "busy") {
+	// The waiting run holds its board only for the instant of an attempt:
+	// three looks in a row never all see it busy.
+	busy := 0
+	for range 3 {
+		l := e.run("boards", "list", "--boards", inv, "--lock-dir", e.locks)
+		if strings.Contains(lineOf(l.stdout, fmt.Sprintf("node-%d ", fifth)), "busy") {
+			busy++
+		}
+		time.Sleep(150 * time.Millisecond)
+	}
+	if busy == 3 {
 		t.Errorf("the waiting run holds its board:\n%s", list.stdout)
 	}
 	// one run ends: the fifth gets its share
@@ -366,4 +447,81 @@ func lineOf(text, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestReadmeSeveralBoardsExample checks README's worked example is the
+// example plan's text, so what README shows is what make demo runs.
+func TestReadmeSeveralBoardsExample(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := os.ReadFile("../../plans/examples/two-boards.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, sec, ok := strings.Cut(string(readme), "## Several boards\n")
+	if !ok {
+		t.Fatal("README has no section Several boards")
+	}
+	_, block, _ := strings.Cut(sec, "```yaml\n")
+	block, _, _ = strings.Cut(block, "```")
+	if !strings.HasPrefix(block, "boards:\n") || !strings.HasSuffix(string(plan), block) {
+		t.Errorf("README's example is not plans/examples/two-boards.yaml from boards: on:\n%s", block)
+	}
+}
+
+// TestApplyRolesPinned: a claim's assignment per role ($JSPLAN_BOARD_<ROLE>,
+// as the DRA driver sets one per request) or --role puts each role on its
+// board, against the default order; a pinned board must carry its role's
+// labels, and --role for a role the plan does not have is refused.
+func TestApplyRolesPinned(t *testing.T) {
+	e := newEnv(t)
+	bus := filepath.Join(e.dir, "bus")
+	if err := os.Mkdir(bus, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv := e.write("bus.yaml", busInventory(bus, 2, 4))
+	planFile := e.write("pair.yaml", busPlan)
+	t.Setenv("JSPLAN_BOARD_SENDER", "node-1")
+	t.Setenv("JSPLAN_BOARD_RECEIVER", "node-0")
+	a := e.run(e.applyArgs(planFile, e.art, "--boards", inv, "--set", "expect=id=0x123 data=node-1")...)
+	if a.code != 0 {
+		t.Fatalf("apply with roles from the environment: %s", a)
+	}
+	res := readReport(t, e.art)
+	if len(res.Boards) != 2 || res.Boards[0] != (engine.RoleResult{Role: "sender", Board: "node-1"}) ||
+		res.Boards[1] != (engine.RoleResult{Role: "receiver", Board: "node-0"}) {
+		t.Fatalf("report.json boards %+v, want sender=node-1 receiver=node-0", res.Boards)
+	}
+
+	// --role wins over the environment (a fresh bus: the first run's
+	// frame is still on the other).
+	bus2 := filepath.Join(e.dir, "bus2")
+	if err := os.Mkdir(bus2, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	inv2 := e.write("bus2.yaml", busInventory(bus2, 2, 4))
+	art2 := filepath.Join(e.dir, "art2")
+	a = e.run(e.applyArgs(planFile, art2, "--boards", inv2, "--role", "sender=node-0", "--role", "receiver=node-1")...)
+	if a.code != 0 {
+		t.Fatalf("apply --role: %s", a)
+	}
+	if res := readReport(t, art2); res.Boards[0].Board != "node-0" || res.Boards[1].Board != "node-1" {
+		t.Fatalf("--role: boards %+v", res.Boards)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--role", "sender=node-9"}, `no board in the inventory matches`},
+		{[]string{"--role", "talker=node-0"}, `role "talker" is not the plan's: it has roles sender, receiver`},
+		{[]string{"--role", "sender"}, `expected ROLE=BOARD`},
+	} {
+		r := e.run(append([]string{"render", planFile, "--boards", inv}, tc.args...)...)
+		if r.code != 2 || !strings.Contains(r.stderr, tc.want) {
+			t.Errorf("render %v: want exit 2 with %q, got %s", tc.args, tc.want, r)
+		}
+	}
 }

@@ -15,7 +15,7 @@ func renderCommand() *cli.Command {
 		ArgsUsage: "PLAN",
 		Description: "Parameters are substituted, used plans inlined, defaults filled and, with an\n" +
 			"inventory, the board resolved. Secret values are masked.",
-		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, selectorFlag,
+		Flags: []cli.Flag{setFlag, paramsFileFlag, boardsFlag, boardFlag, roleFlag, selectorFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Value: "yaml", Usage: "output `FORMAT`: yaml or json"}},
 		Action: func(c *cli.Context) error {
 			format, err := outputFormat(c, "yaml", "json")
@@ -95,8 +95,13 @@ func resolve(c *cli.Context, values map[string]engine.Value, artifacts string) (
 		pre.Report(err)
 		return nil, pre
 	}
+	pins, derr := rolePins(c, p)
+	if derr != nil {
+		pre.Report(derr)
+		return nil, pre
+	}
 	if p.Multi() {
-		return resolveMulti(pre, p, inv, sel, file, values, artifacts)
+		return resolveMulti(pre, p, inv, sel, pins, file, values, artifacts)
 	}
 	cands := pre.CheckBoard(p, inv, sel)
 	if pre.Diagnostics().HasErrors() || len(cands) == 0 {

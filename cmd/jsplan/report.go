@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -20,11 +21,15 @@ func reportCommand() *cli.Command {
 			"ARTIFACTS_DIR' builds it again from report.json and console.log (e.g. after a newer jsplan).\n" +
 			"The page is one file with nothing loaded from the network.\n\n" +
 			"With --history, each DIR is a run's artifacts directory, or a directory whose subdirectories\n" +
-			"are; the page plots every step's duration across the runs, with a table below.",
+			"are. The page shows first what got worse: for every step and test case the last pass and the\n" +
+			"first failure after it (with links to both runs' report.html), and the flaky ones (flipping\n" +
+			"between pass and fail without a change of image); then every step's duration across the runs.\n" +
+			"--output json prints the same analysis for dashboards.",
 		Flags: []cli.Flag{
 			&cli.BoolFlag{Name: "history", Usage: "draw per-step durations across the runs in DIR..."},
 			&cli.StringFlag{Name: "out", Usage: "write the page to `FILE` (default: ARTIFACTS_DIR/report.html; with --history, history.html)",
 				EnvVars: []string{"JSPLAN_REPORT_OUT"}},
+			outputFlag,
 		},
 		Action: reportAction,
 	}
@@ -39,11 +44,20 @@ func reportAction(c *cli.Context) error {
 		if out == "" {
 			out = "history.html"
 		}
-		n, err := htmlreport.WriteHistory(out, c.Args().Slice())
+		format, err := outputFormat(c, "text", "json")
+		if err != nil {
+			return err
+		}
+		reg, n, err := htmlreport.WriteHistoryAnalysis(out, c.Args().Slice())
 		if err != nil {
 			return exit(2, "%v", err)
 		}
-		fmt.Fprintf(c.App.Writer, "%s: %d runs\n", out, n)
+		if format == "json" {
+			enc := json.NewEncoder(c.App.Writer)
+			enc.SetIndent("", "  ")
+			return enc.Encode(reg)
+		}
+		fmt.Fprintf(c.App.Writer, "%s: %d runs; %d regressed, %d flaky\n", out, n, reg.Counts[htmlreport.Regressed], reg.Counts[htmlreport.Flaky])
 		return nil
 	}
 	if c.NArg() != 1 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -183,7 +184,7 @@ func TestServeSamePlanLocalAndRemote(t *testing.T) {
 // kill -9 of a client mid-run and mid-flash: the lease expires, the board
 // is powered off, the next client gets it.
 func TestServeClientKilled(t *testing.T) {
-	a := newAgentEnv(t, "1s")
+	a := newAgentEnv(t, "2s")
 	a.write("plan.yaml", remotePlan)
 	small := a.image("small.img", "next-1", 1<<20)
 	for _, c := range []struct {
@@ -232,7 +233,7 @@ func TestServeClientKilled(t *testing.T) {
 // The agent killed mid-run: the client fails with an infrastructure
 // error (exit 3), writes its reports, and nothing hangs.
 func TestServeAgentKilledMidRun(t *testing.T) {
-	a := newAgentEnv(t, "1s")
+	a := newAgentEnv(t, "2s")
 	a.write("plan.yaml", remotePlan)
 	img := a.image("disk.img", "gone-1", 1<<20)
 	p := a.start(a.apply("one", img, "gone-1", "--set", "hold=60")...)
@@ -279,5 +280,96 @@ func TestServeCA(t *testing.T) {
 	}
 	if r := e.run("ca", "issue", ca, "../x"); r.code != 2 {
 		t.Fatalf("a path as a name: exit %d", r.code)
+	}
+}
+
+// The QEMU board through an agent: the shared plan flashes, boots, logs in
+// on the console and runs its ansible checks over SSH, all through the
+// agent (the disk written on the agent's side, SSH through its tunnel).
+func TestServeQEMUThroughAgent(t *testing.T) {
+	e := setupE2E(t)
+	sockDir, err := os.MkdirTemp("", "jsplan-serve-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sockDir) })
+	sock := filepath.Join(sockDir, "agent.sock")
+	agentDir := t.TempDir()
+	agent := exec.Command(jsplanBin, "serve", "--boards", e.boards, "--listen", "unix:"+sock,
+		"--lock-dir", filepath.Join(agentDir, "locks"), "--state-dir", filepath.Join(agentDir, "state"), "--lease-ttl", "10s")
+	var agentLog lockedBuffer
+	agent.Stderr = &agentLog
+	if err := agent.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		agent.Process.Signal(syscall.SIGTERM)
+		agent.Wait()
+		if t.Failed() {
+			t.Logf("agent:\n%s", agentLog.String())
+		}
+	})
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if c, err := net.Dial("unix", sock); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent did not listen: %s", agentLog.String())
+		}
+	}
+	client := filepath.Join(t.TempDir(), "client.yaml")
+	os.WriteFile(client, []byte(fmt.Sprintf(`apiVersion: jsplan.dev/v1
+kind: Boards
+boards:
+  - name: qemu-1
+    labels: {kind: virtual}
+    vars: {image-id-file: /etc/image-id, network: ssh}
+    drivers:
+      remote: {address: "unix:%s", board: qemu-1}
+`, sock)), 0o644)
+	remote := *e
+	remote.boards = client
+	r := remote.apply(t, e.plan, "qemu-1")
+	if r.code != 0 {
+		t.Fatalf("apply on qemu-1 through the agent failed\n%s\nagent:\n%s", r.output(), agentLog.String())
+	}
+	if got := strings.TrimSpace(r.read(t, "files/etc/image-id")); got != e.imageID {
+		t.Errorf("collected /etc/image-id = %q, want %q", got, e.imageID)
+	}
+	alog := r.read(t, "ansible-check-image.yaml.log")
+	if !strings.Contains(alog, "failed=0") || !strings.Contains(alog, "ok=2") {
+		t.Errorf("ansible through the agent's tunnel did not pass:\n%s", alog)
+	}
+	if !strings.Contains(agentLog.String(), "lease of qemu-1 granted") {
+		t.Errorf("the agent served no lease:\n%s", agentLog.String())
+	}
+}
+
+// jsplan console on a board served by an agent: power on, log in, the
+// escapes, detach.
+func TestServeConsoleRemote(t *testing.T) {
+	a := newAgentEnv(t, "2s")
+	p := a.startTerm(a.clientArgs("c", "console", "sim-1", "--power-on", "--log-dir", filepath.Join(a.dir, "sessions"))...)
+	p.expect("attached to the console of sim-1", consoleWait)
+	p.expect("login: ", consoleWait)
+	p.send("root\r")
+	p.expect("assword: ", consoleWait)
+	p.send("sim-password\r")
+	p.expect("# ", consoleWait)
+	p.send("echo $((6*7))\r")
+	p.expect("42", consoleWait)
+	p.send("\r~s")
+	p.expect("power state: on", consoleWait)
+	p.send("\r~.")
+	p.expect("detached from sim-1", consoleWait)
+	if code := p.wait(consoleWait); code != 0 {
+		t.Fatalf("exit status %d\n%s", code, p.tail())
+	}
+	p.requireSane()
+	for deadline := time.Now().Add(20 * time.Second); !strings.Contains(a.agent.stderrText(), "released by its holder"); time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the console did not release its lease:\n%s", a.agent.stderrText())
+		}
 	}
 }

@@ -106,7 +106,9 @@ func startAgent(t testing.TB, src string, mod func(*agent.Options)) *testAgent {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	a := &testAgent{dir: dir, sock: filepath.Join(dir, "agent.sock"), locks: filepath.Join(dir, "locks"),
 		state: filepath.Join(dir, "state"), log: &logBuf{}}
-	opts := agent.Options{LockDir: a.locks, StateDir: a.state, TTL: 500 * time.Millisecond, Log: a.log.logf,
+	// a TTL that a loaded machine (make test runs packages in parallel)
+	// keeps alive; tests of expiry set a shorter one
+	opts := agent.Options{LockDir: a.locks, StateDir: a.state, TTL: 5 * time.Second, Log: a.log.logf,
 		HandshakeTimeout: 300 * time.Millisecond}
 	if mod != nil {
 		mod(&opts)
@@ -166,6 +168,11 @@ func (a *testAgent) tryOpen(board string, mod func(*Device)) (*Device, error) {
 func (d *Device) abandon() {
 	d.granted = true // Close must not release
 	d.cancel(fmt.Errorf("abandoned"))
+	d.tunMu.Lock()
+	if d.tunL != nil {
+		d.tunL.Close()
+	}
+	d.tunMu.Unlock()
 	d.wg.Wait()
 	d.conn.Close()
 }

@@ -73,7 +73,7 @@ func init() {
 }
 
 func configSchema() map[string]any {
-	caps := map[string]any{"type": "array", "uniqueItems": true, "description": "What the agent's board serves, for validation (default: power, console, storage, network).",
+	caps := map[string]any{"type": "array", "description": "What the agent's board serves, for validation (default: power, console, storage, network).",
 		"items": map[string]any{"enum": []any{"power", "console", "storage", "network"}}}
 	return schema.Object("A board served by an agent (jsplan serve).", map[string]any{
 		"address":      schema.NonEmpty("The agent: unix:PATH (file permissions and a per-lease token) or tcp:HOST:PORT (mutual TLS)."),
@@ -85,7 +85,7 @@ func configSchema() map[string]any {
 		"token-file":   schema.NonEmpty("A file holding the token of a lease granted on the agent's host (the DRA driver's); without it, JSPLAN_LEASE_TOKEN, else the driver queues for a lease."),
 		"holder":       schema.NonEmpty("Who holds the lease, as the agent shows it (default: user@host and pid)."),
 		"priority":     map[string]any{"type": "integer", "minimum": -1000, "maximum": 1000, "description": "Queue priority: higher is served first, then arrival (default 0)."},
-		"wait":         schema.Duration("How long to queue for the lease.", DefaultWait),
+		"wait":         schema.Duration("How long to queue for the lease (default 30m).", 0),
 		"capabilities": caps,
 	}, "address", "board")
 }
@@ -201,6 +201,10 @@ func (d *Device) dial() error {
 	d.conn, err = grpc.NewClient(dialTarget,
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(remotepb.MaxMessage), grpc.MaxCallSendMsgSize(remotepb.MaxMessage)),
+		grpc.WithInitialWindowSize(remotepb.Window),
+		grpc.WithInitialConnWindowSize(remotepb.Window),
+		grpc.WithReadBufferSize(remotepb.Buffer),
+		grpc.WithWriteBufferSize(remotepb.Buffer),
 		grpc.WithUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, inv grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 			return inv(d.withToken(ctx), method, req, reply, cc, opts...)
 		}),

@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/jsplan/jsplan/drivers/remote/remotepb"
 	"github.com/jsplan/jsplan/engine/flash"
 	"github.com/jsplan/jsplan/engine/lock"
 )
@@ -90,14 +94,14 @@ func TestRemoteBoardPowerConsoleFlash(t *testing.T) {
 // position; a holder that stops keeping alive loses the lease after the
 // TTL, the board is powered off and the next waiter gets it.
 func TestLeaseQueueAndExpiry(t *testing.T) {
-	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 400 * time.Millisecond })
+	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 2 * time.Second })
 	holder := a.open(t, "sim-1", func(d *Device) { d.Holder = "first" })
 	ctx := ctxT(t)
 	if err := holder.On(ctx); err != nil {
 		t.Fatal(err)
 	}
 	// leases are kept alive well past the TTL
-	time.Sleep(1200 * time.Millisecond)
+	time.Sleep(3 * time.Second)
 	if err := holder.On(ctx); err != nil {
 		t.Fatalf("the kept-alive lease ended: %v", err)
 	}
@@ -111,12 +115,14 @@ func TestLeaseQueueAndExpiry(t *testing.T) {
 		d, err := a.tryOpen("sim-1", func(d *Device) { d.Holder = "low" })
 		low <- opened{d, err}
 	}()
-	st := waitWaiting(t, a, "sim-1", 1)
+	if st := waitWaiting(t, a, "sim-1", 1); st.Waiting[0].Holder == "" {
+		t.Fatalf("the waiter has no name: %+v", st)
+	}
 	go func() {
 		d, err := a.tryOpen("sim-1", func(d *Device) { d.Holder = "high"; d.Priority = 5 })
 		high <- opened{d, err}
 	}()
-	st = waitWaiting(t, a, "sim-1", 2)
+	st := waitWaiting(t, a, "sim-1", 2)
 	if !strings.HasSuffix(st.Holder, ": first") || !strings.HasSuffix(st.Waiting[0].Holder, ": high") ||
 		!strings.HasSuffix(st.Waiting[1].Holder, ": low") {
 		t.Fatalf("holder %q, queue %v: want first holding, then high, low", st.Holder, st.Waiting)
@@ -272,5 +278,34 @@ func TestGrantRestrictedRelease(t *testing.T) {
 	if err := d2.Open(ctx, envFor(t, nil)); err == nil {
 		d2.Close()
 		t.Fatal("a released token still opens the board")
+	}
+}
+
+// A holder that stops keeping its lease alive in the middle of sending an
+// image (its connection still open, sending nothing) loses the lease on
+// time: the half-received flash does not keep the board from the next.
+func TestLeaseExpiresDuringStalledFlash(t *testing.T) {
+	a := startAgent(t, twoBoards, func(o *Options) { o.TTL = 2 * time.Second })
+	d := a.open(t, "sim-1", nil)
+	s, err := d.client.Flash(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&remotepb.FlashIn{Msg: &remotepb.FlashIn_Header{Header: &remotepb.FlashHeader{ImageName: "x.img"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Send(&remotepb.FlashIn{Msg: &remotepb.FlashIn_Data{Data: make([]byte, 64<<10)}}); err != nil {
+		t.Fatal(err)
+	}
+	d.cancel(errors.New("stalled")) // no more keepalives; the stream stays open
+	d.wg.Wait()
+	start := time.Now()
+	next := a.open(t, "sim-1", func(d *Device) { d.Wait = cfgSecond * 20 })
+	if took := time.Since(start); took > 10*time.Second {
+		t.Fatalf("the next client waited %s", took)
+	}
+	_ = next
+	if _, err := s.Recv(); status.Code(err) != codes.Aborted {
+		t.Fatalf("the stalled flash ended with %v, want Aborted", err)
 	}
 }

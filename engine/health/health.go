@@ -24,6 +24,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/jsplan/jsplan/engine/lock"
 )
 
 // State is a board's health.
@@ -116,8 +118,15 @@ func Due(r Record, p Policy, now time.Time) (bool, string) {
 
 // Store is the health directory.
 type Store struct {
-	dir string
+	dir      string
+	readOnly bool
 }
+
+// DefaultRoot is where Open looks by default: jsplan's default board lock
+// directory (JSPLAN_LOCK_DIR when set, else /var/lock/jsplan when
+// writable, else $TMPDIR/jsplan-locks), the one every run on a host
+// shares.
+func DefaultRoot() string { return lock.DefaultDir() }
 
 // Dir is the health directory under root: root/health.
 func Dir(root string) string { return filepath.Join(root, "health") }
@@ -145,6 +154,14 @@ func Open(root string) (*Store, error) {
 		return nil, fmt.Errorf("health: %w", err)
 	}
 	return &Store{dir: d}, nil
+}
+
+// OpenReadOnly opens the health directory under root for reading only
+// (Get, List): it creates nothing, so it works on a read-only mount of
+// the lock directory; a directory that does not exist yet holds no
+// records (every board Unknown). Updates through it fail.
+func OpenReadOnly(root string) *Store {
+	return &Store{dir: Dir(root), readOnly: true}
 }
 
 // Dir is the store's directory.
@@ -194,6 +211,9 @@ func read(p, board string) (Record, error) {
 // List returns every recorded board's record, sorted by board name.
 func (s *Store) List() ([]Record, error) {
 	ents, err := os.ReadDir(s.dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("health: %w", err)
 	}
@@ -217,6 +237,9 @@ func (s *Store) List() ([]Record, error) {
 // record (Unknown when none) and changes it; the result is written
 // atomically and returned.
 func (s *Store) Update(board string, fn func(r *Record)) (Record, error) {
+	if s.readOnly {
+		return Record{}, fmt.Errorf("health: %s was opened read-only", s.dir)
+	}
 	lp, err := s.file(board, ".lock")
 	if err != nil {
 		return Record{}, err

@@ -150,3 +150,27 @@ func TestDamagedRecordIsReplaced(t *testing.T) {
 		t.Fatalf("an update replaces it: %+v %v", r, err)
 	}
 }
+
+func TestOpenReadOnly(t *testing.T) {
+	root := t.TempDir()
+	ro := OpenReadOnly(filepath.Join(root, "not-yet"))
+	if all, err := ro.List(); err != nil || len(all) != 0 {
+		t.Fatalf("List of a missing directory: %v %v", all, err)
+	}
+	if r, err := ro.Get("b"); err != nil || r.State != Unknown {
+		t.Fatalf("Get: %+v %v", r, err)
+	}
+	if _, err := os.Stat(filepath.Join(root, "not-yet")); !os.IsNotExist(err) {
+		t.Fatal("OpenReadOnly created the directory")
+	}
+	if _, err := ro.RecordRun("b", Run{ExitCode: 3}); err == nil {
+		t.Fatal("a read-only store must refuse updates")
+	}
+	s, _ := Open(root)
+	if _, err := s.RecordCheck("b", Check{Passed: false, Reason: "no console"}); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := OpenReadOnly(root).Get("b"); r.State != Bad || r.LastCheck.Reason != "no console" {
+		t.Fatalf("read-only Get: %+v", r)
+	}
+}

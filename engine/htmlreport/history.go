@@ -53,6 +53,14 @@ type historyPage struct {
 	JS        template.JS
 	CSP       string
 	Skipped   []string
+	Reg       *pageRegressions
+}
+
+// pageRegressions is the analysis as the page shows it: the items that
+// got worse (regressed, flaky, failing, fixed) first.
+type pageRegressions struct {
+	*Regressions
+	Worse []*Item
 }
 
 var palette = []string{"#0969da", "#cf222e", "#1f883d", "#8250df", "#d4731a", "#1b7c83", "#bf3989", "#6e7781", "#953800", "#4d2d00"}
@@ -95,18 +103,27 @@ func LoadRuns(dirs []string) ([]*histRun, []string) {
 // WriteHistory writes the trends page of the runs under dirs to out and
 // returns how many runs it holds.
 func WriteHistory(out string, dirs []string) (int, error) {
-	runs, skipped := LoadRuns(dirs)
-	if len(runs) == 0 {
-		return 0, fmt.Errorf("no report.json in %s", strings.Join(dirs, ", "))
-	}
-	var buf bytes.Buffer
-	if err := renderHistory(&buf, out, runs, skipped); err != nil {
-		return 0, err
-	}
-	return len(runs), writeFile(out, buf.Bytes())
+	_, n, err := WriteHistoryAnalysis(out, dirs)
+	return n, err
 }
 
-func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []string) error {
+// WriteHistoryAnalysis writes the trends page of the runs under dirs to
+// out and returns its analysis (every step's and test case's last pass,
+// first failure after it, flaky ones) and how many runs it holds.
+func WriteHistoryAnalysis(out string, dirs []string) (*Regressions, int, error) {
+	runs, skipped := LoadRuns(dirs)
+	if len(runs) == 0 {
+		return nil, 0, fmt.Errorf("no report.json in %s", strings.Join(dirs, ", "))
+	}
+	var buf bytes.Buffer
+	reg, err := renderHistory(&buf, out, runs, skipped)
+	if err != nil {
+		return nil, 0, err
+	}
+	return reg, len(runs), writeFile(out, buf.Bytes())
+}
+
+func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []string) (*Regressions, error) {
 	p := &historyPage{Runs: runs, Skipped: skipped, CSS: template.CSS(asset("report.css") + asset("history.css")),
 		JS: template.JS(asset("history.js")), Generated: time.Now().Local().Format("2006-01-02 15:04:05 MST")}
 	p.CSP = csp(string(p.CSS), string(p.JS))
@@ -139,7 +156,14 @@ func renderHistory(buf *bytes.Buffer, out string, runs []*histRun, skipped []str
 	p.Plans = strings.Join(planNames, ", ")
 	p.Series = buildSeries(runs)
 	p.Plot = plot(runs, p.Series)
-	return tmpl.ExecuteTemplate(buf, "history.html.tmpl", p)
+	reg := Analyze(runs)
+	p.Reg = &pageRegressions{Regressions: reg}
+	for _, it := range reg.Items {
+		if it.Verdict != Passing {
+			p.Reg.Worse = append(p.Reg.Worse, it)
+		}
+	}
+	return reg, tmpl.ExecuteTemplate(buf, "history.html.tmpl", p)
 }
 
 // buildSeries makes one series per step (by index and name), in the order

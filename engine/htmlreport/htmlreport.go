@@ -340,6 +340,11 @@ func redactResult(res *engine.Result, opt *Options) *engine.Result {
 	c := *res
 	c.Plan, c.File, c.Board = opt.redact(c.Plan), opt.redact(c.File), opt.redact(c.Board)
 	c.Summary, c.Error, c.Command = opt.redact(c.Summary), opt.redact(c.Error), opt.redact(c.Command)
+	c.Attempts = nil
+	for _, a := range res.Attempts {
+		a.Board, a.Reason = opt.redact(a.Board), opt.redact(a.Reason)
+		c.Attempts = append(c.Attempts, a)
+	}
 	return &c
 }
 

@@ -80,7 +80,14 @@ func TestAcquireAllWaiterHoldsNothing(t *testing.T) {
 		t.Errorf("notified %q, want board B by holder-of-b", got)
 	}
 	for range 5 {
-		if Held(dir, "A") {
+		// under the allocation lock: the waiter is between two attempts
+		alloc, err := lockAlloc(context.Background(), dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held := Held(dir, "A")
+		alloc.Release()
+		if held {
 			t.Fatal("the waiting run holds A while it waits for B")
 		}
 		time.Sleep(pollEvery)
@@ -136,7 +143,13 @@ func TestAcquireAllCapacity(t *testing.T) {
 	for _, g := range running {
 		waiting -= g.i
 	}
-	if Held(dir, fmt.Sprintf("board-%d", waiting)) {
+	alloc, err := lockAlloc(ctx, dir) // the waiter is between two attempts
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := Held(dir, fmt.Sprintf("board-%d", waiting))
+	alloc.Release()
+	if held {
 		t.Fatalf("the waiting run-%d holds its board while it waits for the bus", waiting)
 	}
 	running[0].set.Release()

@@ -121,6 +121,21 @@ func WriteJUnit(path string, res *engine.Result) error {
 	}
 	add("", res.Steps)
 	add("finally ", res.Finally)
+	// Earlier attempts (--retry-infra): one case each, skipped with the
+	// reason, so CI sees them without counting a retried error as one.
+	for _, a := range res.Attempts {
+		if a.Dir == "" {
+			continue
+		}
+		s.Cases = append(s.Cases, junitCase{Name: fmt.Sprintf("attempt %d on board %s", a.N, a.Board), Classname: res.Plan + ".attempt",
+			Time: secs(a.Seconds), Skipped: &junitProblem{Message: fmt.Sprintf("%s (exit %d), retried on another board: %s", a.Status, a.ExitCode, firstLine(a.Reason))},
+			SystemOut: "artifacts: " + a.Dir + "/"})
+		s.Tests++
+		s.Skipped++
+	}
+	for _, a := range res.Attempts {
+		s.Props = append(s.Props, junitProp{fmt.Sprintf("attempt.%d", a.N), fmt.Sprintf("board %s: %s (exit %d)", a.Board, a.Status, a.ExitCode)})
+	}
 	h, _ := os.Hostname()
 	s.Hostname = h
 	doc := junitSuites{Name: res.Plan, Tests: s.Tests, Failures: s.Failures, Errors: s.Errors, Skipped: s.Skipped,

@@ -192,6 +192,12 @@ func (s *Server) Serve(l net.Listener, opt ...ServeOption) error {
 		grpc.MaxRecvMsgSize(remotepb.MaxMessage),
 		grpc.MaxSendMsgSize(remotepb.MaxMessage),
 		grpc.MaxConcurrentStreams(1024),
+		// windows that keep an image flowing at disk speed on a fast link
+		// (gRPC's default starts at 64 KiB)
+		grpc.InitialWindowSize(remotepb.Window),
+		grpc.InitialConnWindowSize(remotepb.Window),
+		grpc.ReadBufferSize(remotepb.Buffer),
+		grpc.WriteBufferSize(remotepb.Buffer),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 20 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {

@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -408,53 +409,77 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 			return infra(err)
 		}
 	}
-	pr, pw, err := os.Pipe()
+	// The image is received whole (as it is on disk: compressed) into an
+	// unlinked file, then written as `jsplan flash` writes a file, with
+	// every speedup a seekable image gets (parallel xz blocks, holes of a
+	// raw image, decoding stopped after the bmap's last range). On
+	// loopback this beats decoding from the stream while it arrives
+	// (engine/flash's pipe path is itself 0.6-0.7x of its file path).
+	spool, err := os.CreateTemp(s.opts.StateDir, ".flash-")
 	if err != nil {
 		return infra(err)
 	}
-	defer pr.Close()
-	opts.Image = "/proc/self/fd/" + strconv.Itoa(int(pr.Fd()))
+	os.Remove(spool.Name())
+	defer spool.Close()
+	var received int64
+	lastNote := time.Now()
+	msgs := make(chan *remotepb.FlashIn)
 	recvErr := make(chan error, 1)
 	go func() {
-		defer pw.Close()
+		// ends with the stream, which ends when this handler returns
 		for {
 			m, err := stream.Recv()
-			if err == io.EOF {
-				recvErr <- nil
-				return
-			}
 			if err != nil {
 				recvErr <- err
 				return
 			}
-			d := m.GetData()
-			if d == nil && m.GetHeader() != nil {
-				recvErr <- status.Error(codes.InvalidArgument, "a second flash header")
-				return
-			}
-			if _, err := pw.Write(d); err != nil {
-				recvErr <- nil // the writer stopped reading; its error tells why
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
 				return
 			}
 		}
 	}()
+	for {
+		var m *remotepb.FlashIn
+		select {
+		case m = <-msgs:
+		case err := <-recvErr:
+			if err != io.EOF {
+				return err
+			}
+		case <-ctx.Done():
+			// the lease ended (or the client left) with the image half sent
+			return status.Error(codes.Aborted, "the lease ended during the flash")
+		}
+		if m == nil {
+			break
+		}
+		d := m.GetData()
+		if d == nil && m.GetHeader() != nil {
+			return status.Error(codes.InvalidArgument, "a second flash header")
+		}
+		if _, err := spool.Write(d); err != nil {
+			return infra(fmt.Errorf("storing the image on the agent: %w", err))
+		}
+		received += int64(len(d))
+		if time.Since(lastNote) > 5*time.Second {
+			lastNote = time.Now()
+			stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: fmt.Sprintf("agent: received %d MiB of the image", received>>20)}})
+		}
+	}
+	opts.Image = "/proc/self/fd/" + strconv.Itoa(int(spool.Fd()))
 	opts.Progress = &progressLines{send: func(line string) {
 		stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: line}})
 	}}
 	st := dev.(drivers.Storage)
 	target, err := st.AttachHost(ctx)
 	if err != nil {
-		pr.Close()
 		return infra(err)
 	}
 	res, werr := flash.Write(ctx, target, opts)
-	pr.Close()
 	if aerr := st.AttachBoard(ctx); aerr != nil && werr == nil {
 		werr = aerr
-	}
-	if rerr := <-recvErr; rerr != nil && werr != nil && ctx.Err() == nil {
-		// the stream broke: that is why the image was cut
-		return infra(rerr)
 	}
 	out := &remotepb.FlashResult{BytesWritten: res.BytesWritten, ImageSize: res.ImageSize, Mapped: res.Mapped,
 		DurationMs: res.Duration.Milliseconds(), Format: res.Format, Decoder: res.Decoder, Sha256: res.SHA256,

@@ -10,10 +10,18 @@ const TokenKey = "jsplan-lease"
 
 // MaxMessage is the largest message either side accepts (data travels in
 // chunks of ChunkSize); anything larger is refused with ResourceExhausted.
-const MaxMessage = 1 << 20
+const MaxMessage = 2 << 20
 
 // ChunkSize is the size of the data chunks of Flash, Console and Tunnel.
-const ChunkSize = 256 << 10
+const ChunkSize = 1 << 20
+
+// Window is the HTTP/2 flow-control window of streams and connections,
+// both ways.
+const Window = 8 << 20
+
+// Buffer is the size of the connection's read and write buffers (gRPC's
+// default is 32 KiB: a syscall per two HTTP/2 frames).
+const Buffer = 1 << 20
 
 // ParseAddress splits an agent address: "unix:PATH" (or a path starting
 // with "/") and "tcp:HOST:PORT" (or "HOST:PORT").
