@@ -29,8 +29,8 @@ var (
 		EnvVars: []string{"JSPLAN_PARAMS_FILE"}}
 	boardsFlag = &cli.StringSliceFlag{Name: "boards", Usage: "board inventory `FILE` (repeatable; default: the built-in virtual board)",
 		EnvVars: []string{"JSPLAN_BOARDS"}}
-	boardFlag    = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME`; with apply it must satisfy the plan's selector (as a Kubernetes claim assigns it)", EnvVars: []string{"JSPLAN_BOARD"}}
-	roleFlag = &cli.StringSliceFlag{Name: "role", Usage: "run the plan's role `ROLE=BOARD` on that board (repeatable; it must still carry the role's labels). " +
+	boardFlag = &cli.StringFlag{Name: "board", Usage: "run on the board `NAME`; with apply it must satisfy the plan's selector (as a Kubernetes claim assigns it)", EnvVars: []string{"JSPLAN_BOARD"}}
+	roleFlag  = &cli.StringSliceFlag{Name: "role", Usage: "run the plan's role `ROLE=BOARD` on that board (repeatable; it must still carry the role's labels). " +
 		"Without it a role takes the board in $JSPLAN_BOARD_<ROLE> (upper case, other characters _), as a Kubernetes claim with a request per role assigns them"}
 	selectorFlag = &cli.StringFlag{Name: "selector", Usage: "run on a board with these `LABELS` (k=v,k2=v2; overrides the plan's selector)",
 		EnvVars: []string{"JSPLAN_SELECTOR"}}

@@ -77,21 +77,23 @@ func (d *Driver) startAgent(ctx context.Context, s *claimState, boards []*engine
 	if err != nil {
 		return err
 	}
+	// Every lease first: a board another driver instance still serves
+	// (a rolling update) fails here, before anything of the claim's
+	// lease directory is touched.
+	holder := fmt.Sprintf("ResourceClaim %s/%s", s.Namespace, s.Name)
+	tokens := map[string]string{}
+	for _, b := range boards {
+		token, err := srv.Grant(ctx, b.Name, holder)
+		if err != nil {
+			srv.Close()
+			return fmt.Errorf("board %s: %w", b.Name, err)
+		}
+		tokens[b.Name] = token
+	}
 	sock := filepath.Join(dir, agentSocket)
 	_ = os.Remove(sock)
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
-		srv.Close()
-		return err
-	}
-	// The socket is the pod's: the token is what admits a call.
-	if err := os.Chmod(sock, ids.fileMode()|0o220); err != nil {
-		ln.Close()
-		srv.Close()
-		return err
-	}
-	if err := ids.chown(sock); err != nil {
-		ln.Close()
 		srv.Close()
 		return err
 	}
@@ -110,17 +112,19 @@ func (d *Driver) startAgent(ctx context.Context, s *claimState, boards []*engine
 			d.stopAgent(s.UID)
 		}
 	}()
-	holder := fmt.Sprintf("ResourceClaim %s/%s", s.Namespace, s.Name)
+	// The socket is the pod's: the token is what admits a call.
+	if err = os.Chmod(sock, ids.socketMode()); err != nil {
+		return err
+	}
+	if err = ids.chown(sock); err != nil {
+		return err
+	}
 	for _, b := range boards {
-		token, err := srv.Grant(ctx, b.Name, holder)
-		if err != nil {
-			return fmt.Errorf("board %s: %w", b.Name, err)
-		}
 		p := filepath.Join(dir, tokenFile(b.Name))
-		if err := writeFileAtomic(p, []byte(token+"\n"), ids.fileMode()); err != nil {
+		if err = writeFileAtomic(p, []byte(tokens[b.Name]+"\n"), ids.fileMode()); err != nil {
 			return err
 		}
-		if err := ids.chown(p); err != nil {
+		if err = ids.chown(p); err != nil {
 			return err
 		}
 	}

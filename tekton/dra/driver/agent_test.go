@@ -108,6 +108,14 @@ func TestAgentAccess(t *testing.T) {
 		t.Errorf("sim-1 held by %q on the node, want the claim's lease", h)
 	}
 	tok1, _ := os.ReadFile(filepath.Join(d.leaseDir(c.UID), tokenFile("sim-1")))
+	// No pod user known: any user in the container may connect (the
+	// token admits the calls) and read the token.
+	for f, want := range map[string]os.FileMode{agentSocket: 0o666, tokenFile("sim-1"): 0o444, "": 0o755} {
+		fi, err := os.Stat(filepath.Join(d.leaseDir(c.UID), f))
+		if err != nil || fi.Mode().Perm() != want {
+			t.Errorf("lease directory %q: %v %v, want mode %v", f, fi.Mode(), err, want)
+		}
+	}
 
 	if out, err := runThroughLease(t, jsplan, d, string(c.UID)); err != nil {
 		t.Fatalf("plan through the claim's agent: %v\n%s", err, out)
@@ -138,3 +146,22 @@ func TestAgentAccess(t *testing.T) {
 }
 
 func typesUID(s string) types.UID { return types.UID(s) }
+
+// TestLeaseFileModes: the socket is writable by whoever may read the pods'
+// files (connecting needs write permission).
+func TestLeaseFileModes(t *testing.T) {
+	u, g := int64(1000), int64(2000)
+	for _, tc := range []struct {
+		o          podOwner
+		file, sock os.FileMode
+	}{
+		{podOwner{}, 0o444, 0o666},
+		{podOwner{uid: &u}, 0o400, 0o600},
+		{podOwner{gid: &g}, 0o440, 0o660},
+		{podOwner{uid: &u, gid: &g}, 0o440, 0o660},
+	} {
+		if f, s := tc.o.fileMode(), tc.o.socketMode(); f != tc.file || s != tc.sock {
+			t.Errorf("%+v: file %v socket %v, want %v %v", tc.o, f, s, tc.file, tc.sock)
+		}
+	}
+}

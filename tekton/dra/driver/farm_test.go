@@ -31,10 +31,10 @@ type farm struct {
 	// claims may hold (shared resources), as the scheduler tracks them.
 	shared   sets.Set[structured.SharedDeviceID]
 	consumed structured.ConsumedCapacityCollection
-	classes   classLister
-	cel       *cel.Cache
-	features  structured.Features
-	tried     int // nodes tried by allocate, in all
+	classes  classLister
+	cel      *cel.Cache
+	features structured.Features
+	tried    int // nodes tried by allocate, in all
 }
 
 // schedulerFeatures is the allocator feature set of a kube-scheduler 1.37

@@ -46,8 +46,8 @@ const (
 	// attrResource marks a shared resource's device; its value is the
 	// resource's kind. Boards never carry it.
 	attrResource = "resource"
-	capPrefix        = "cap_"
-	driverPrefix     = "driver_"
+	capPrefix    = "cap_"
+	driverPrefix = "driver_"
 	// maxAttributes is the API's limit of attributes and capacities per device.
 	maxAttributes = 32
 	// maxStringLen is the API's limit of a string attribute, in bytes.

@@ -83,6 +83,14 @@ func (o podOwner) fileMode() os.FileMode {
 	return 0o444
 }
 
+// socketMode is the mode of a socket only the pods use: connecting needs
+// write permission, so whoever may read the pods' files may also write it
+// (0666 when the pods' user and group are unknown).
+func (o podOwner) socketMode() os.FileMode {
+	m := o.fileMode()
+	return m | (m&0o444)>>1
+}
+
 func (o podOwner) chown(path string) error {
 	if o.uid == nil && o.gid == nil {
 		return nil

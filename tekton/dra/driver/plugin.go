@@ -112,7 +112,7 @@ type Driver struct {
 	published  []resourceapi.Device
 	lastErr    string
 	publishErr error
-	locks      map[types.UID]*lock.Set // the node locks held per claim
+	locks      map[types.UID]*lock.Set   // the node locks held per claim
 	agents     map[types.UID]*claimAgent // agent-access claims' agents
 
 	bootID       string
