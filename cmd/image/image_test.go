@@ -171,3 +171,40 @@ func TestContainerfileRuntime(t *testing.T) {
 		}
 	}
 }
+
+// TestImageTestGivesEveryStepVariable: test-image.sh runs the Task's step
+// script as the Task's pod would, so it must give the container every
+// environment variable the step declares (a new param the script reads
+// and the emulation leaves unset fails the run for the wrong reason).
+func TestImageTestGivesEveryStepVariable(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join(repoRoot, "tekton/task/jsplan/0.1/jsplan.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var task struct {
+		Spec struct {
+			Steps []struct {
+				Env []struct{ Name string }
+			}
+		}
+	}
+	if err := yaml.Unmarshal(b, &task); err != nil {
+		t.Fatal(err)
+	}
+	sh, err := os.ReadFile(filepath.Join(repoRoot, "cmd/image/test-image.sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, s := range task.Spec.Steps {
+		for _, e := range s.Env {
+			n++
+			if !regexp.MustCompile(`-e ` + regexp.QuoteMeta(e.Name) + `=`).Match(sh) {
+				t.Errorf("test-image.sh does not give the step's %s", e.Name)
+			}
+		}
+	}
+	if n < 10 {
+		t.Fatalf("found %d step variables in the Task; the test reads it wrongly", n)
+	}
+}

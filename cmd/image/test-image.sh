@@ -103,7 +103,7 @@ taskrun() {
     -v "$tmp/script:/tekton/scripts/apply:ro" -v "$tmp/entrypoint:/tekton/bin/entrypoint:ro" \
     -w /workspace/plan --entrypoint /tekton/bin/entrypoint \
     -e PARAM_PLAN="$plan" -e PARAM_BOARD= -e PARAM_SELECTOR= \
-    -e PARAM_LOCK_WAIT=1m -e PARAM_LOCK_DIR=/var/lock/jsplan \
+    -e PARAM_LOCK_WAIT=1m -e PARAM_LOCK_DIR=/var/lock/jsplan -e PARAM_RETRY_INFRA=0 \
     -e WS_IMAGE_BOUND=true -e WS_IMAGE_PATH=/workspace/image \
     -e WS_ARTIFACTS_BOUND=true -e WS_ARTIFACTS_PATH=/workspace/artifacts \
     -e WS_BOARDS_BOUND=false -e WS_BOARDS_PATH= \
