@@ -120,8 +120,10 @@ func apply(c *cli.Context) error {
 	hard, hardCancel := context.WithCancelCause(context.Background())
 	defer hardCancel(nil)
 	sigs := make(chan os.Signal, 2)
+	// Not stopped when the run returns: a signal that arrives after the
+	// reports are written, while the process exits, must not kill it by
+	// the default action (exit 143 beside a report that says 0).
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	go func() {
 		n := 0
 		for s := range sigs {

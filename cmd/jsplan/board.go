@@ -148,11 +148,9 @@ func signalContext() (ctx context.Context, stop func()) {
 // lookupBoard finds the board name in the inventory (--boards or the
 // built-in one). Errors are usage errors (exit status 2).
 func lookupBoard(c *cli.Context, name string) (*engine.BoardSpec, error) {
-	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
-	inv, _ := loadInventory(c, l)
-	if ds := l.Diagnostics(); ds.HasErrors() {
-		printDiags(c.App.ErrWriter, ds, l.Sources())
-		return nil, exit(2, "")
+	inv, err := validInventory(c)
+	if err != nil {
+		return nil, err
 	}
 	if b := inv.Lookup(name); b != nil {
 		return b, nil

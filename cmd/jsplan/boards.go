@@ -14,7 +14,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/lock"
 )
 
@@ -127,11 +126,9 @@ func boardsList(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
-	inv, _ := loadInventory(c, l)
-	if ds := l.Diagnostics(); ds.HasErrors() {
-		printDiags(c.App.ErrWriter, ds, l.Sources())
-		return exit(2, "")
+	inv, err := validInventory(c)
+	if err != nil {
+		return err
 	}
 	dir := c.String("lock-dir")
 	if dir == "" {

@@ -61,11 +61,9 @@ func boardsHealth(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
-	inv, _ := loadInventory(c, l)
-	if ds := l.Diagnostics(); ds.HasErrors() {
-		printDiags(c.App.ErrWriter, ds, l.Sources())
-		return exit(2, "")
+	inv, err := validInventory(c)
+	if err != nil {
+		return err
 	}
 	boards := inv.Boards
 	if c.NArg() > 0 {

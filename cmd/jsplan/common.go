@@ -164,6 +164,18 @@ func paramValues(c *cli.Context) (map[string]engine.Value, diag.Diagnostics) {
 	return out, ds
 }
 
+// validInventory loads --boards for a command that needs it whole: with
+// errors it prints them and returns exit 2.
+func validInventory(c *cli.Context) (*engine.Inventory, error) {
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	inv, _ := loadInventory(c, l)
+	if ds := l.Diagnostics(); ds.HasErrors() {
+		printDiags(c.App.ErrWriter, ds, l.Sources())
+		return nil, exit(2, "")
+	}
+	return inv, nil
+}
+
 // loadInventory reads the --boards files, or the built-in inventory.
 func loadInventory(c *cli.Context, l *engine.Loader) (*engine.Inventory, bool) {
 	inv := &engine.Inventory{}

@@ -27,11 +27,9 @@ func boardsResourcesCommand() *cli.Command {
 			if err != nil {
 				return err
 			}
-			l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
-			inv, _ := loadInventory(c, l)
-			if ds := l.Diagnostics(); ds.HasErrors() {
-				printDiags(c.App.ErrWriter, ds, l.Sources())
-				return exit(2, "")
+			inv, err := validInventory(c)
+			if err != nil {
+				return err
 			}
 			rows := resourceRows(inv, lockDirOf(c))
 			if format == "json" {

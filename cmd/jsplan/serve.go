@@ -19,7 +19,6 @@ import (
 	"github.com/jsplan/jsplan/drivers/remote/agent"
 	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
-	"github.com/jsplan/jsplan/engine"
 )
 
 func serveCommand() *cli.Command {
@@ -45,11 +44,9 @@ func serveCommand() *cli.Command {
 			if c.NArg() != 0 {
 				return exit(2, "serve takes no arguments\nRun 'jsplan serve --help' for usage.")
 			}
-			l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
-			inv, _ := loadInventory(c, l)
-			if ds := l.Diagnostics(); ds.HasErrors() {
-				printDiags(c.App.ErrWriter, ds, l.Sources())
-				return exit(2, "")
+			inv, err := validInventory(c)
+			if err != nil {
+				return err
 			}
 			mode, err := strconv.ParseUint(c.String("socket-mode"), 8, 32)
 			if err != nil || mode > 0o777 {
