@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -46,6 +47,10 @@ const (
 
 // MaxHistory bounds a record's history: older events are dropped.
 const MaxHistory = 50
+
+// MaxRecordBytes bounds what is read of a record file (a record of
+// MaxHistory events is a few KiB; a larger file is damaged or hostile).
+const MaxRecordBytes = 1 << 20
 
 // Exit codes as the CLI reports them (README: "error classes").
 const (
@@ -198,7 +203,7 @@ func read(p, board string) (Record, error) {
 	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
 		return r, fmt.Errorf("health: %s is not a regular file", p)
 	}
-	if err := json.NewDecoder(f).Decode(&r); err != nil {
+	if err := json.NewDecoder(io.LimitReader(f, MaxRecordBytes)).Decode(&r); err != nil {
 		return Record{Board: board, State: Unknown}, fmt.Errorf("health: %s: %w", p, err)
 	}
 	r.Board = board

@@ -5,12 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"syscall"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/health"
@@ -99,10 +96,7 @@ func ratedHealth(lockDir string, inv *engine.Inventory) (map[string]Health, erro
 	if inv == nil {
 		return out, nil
 	}
-	st, err := health.Open(lockDir)
-	if err != nil {
-		return nil, err
-	}
+	st := health.OpenReadOnly(lockDir)
 	for _, b := range inv.Boards {
 		r, err := st.Get(b.Name)
 		if err != nil || r.State != health.Bad {
@@ -117,30 +111,22 @@ func ratedHealth(lockDir string, inv *engine.Inventory) (map[string]Health, erro
 	return out, nil
 }
 
-// maxClaimRecord bounds a health record read from a claim's directory,
-// which the pod wrote.
-const maxClaimRecord = 1 << 20
-
 // harvestRuns carries the outcome of the runs a claim's pod made on its
 // boards into the node's health records: the pod's jsplan recorded them in
 // its own lock directory (claimLocks/health), which goes with the claim.
 // Only runs are taken, and only for the claim's own boards: a pod cannot
 // say a health check passed, nor touch another board's record.
 func harvestRuns(claimLocks, nodeLocks string, boards []string) error {
-	dir := health.Dir(claimLocks)
-	if fi, err := os.Lstat(dir); err != nil || !fi.IsDir() {
+	if fi, err := os.Lstat(health.Dir(claimLocks)); err != nil || !fi.IsDir() {
 		return nil // no run recorded anything (or not a directory: ignored)
 	}
+	own := health.OpenReadOnly(claimLocks)
 	node, err := health.Open(nodeLocks)
 	if err != nil {
 		return err
 	}
 	for _, b := range boards {
-		p := filepath.Join(dir, b+".json")
-		if fi, err := os.Lstat(p); err != nil || !fi.Mode().IsRegular() || fi.Size() > maxClaimRecord {
-			continue
-		}
-		r, err := readRecord(p)
+		r, err := own.Get(b)
 		if err != nil {
 			continue
 		}
@@ -154,16 +140,4 @@ func harvestRuns(claimLocks, nodeLocks string, boards []string) error {
 		}
 	}
 	return nil
-}
-
-// readRecord decodes one health record file without following links.
-func readRecord(p string) (health.Record, error) {
-	var r health.Record
-	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return r, err
-	}
-	defer f.Close()
-	err = json.NewDecoder(io.LimitReader(f, maxClaimRecord)).Decode(&r)
-	return r, err
 }
