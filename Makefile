@@ -9,9 +9,9 @@ OUT       := out
 CACHE     ?= $(HOME)/.cache/jsplan
 export JSPLAN_CACHE ?= $(CACHE)
 
-# cmd/deps/deps.sh holds the command -> Debian package map: it installs only what is
+# internal/deps/deps.sh holds the command -> Debian package map: it installs only what is
 # missing and never replaces a toolchain the machine already has (Node.js/npm, Go, Python).
-DEPS      := cmd/deps/deps.sh
+DEPS      := internal/deps/deps.sh
 
 .PHONY: all build demo test test-go test-short test-usb test-tekton deps deps-npm vet lint schema bench fuzz soak clean \
 	image image-dra test-image image-clean disk-image test-dra test-dra-e2e bench-dra bench-dra-e2e test-cluster proto
@@ -21,7 +21,7 @@ DEPS      := cmd/deps/deps.sh
 # Containerfile's VERSION and the READMEs say the same).
 IMAGE_REF := ghcr.io/jsplan/jsplan:v0.1.0
 IMAGE_OCI := $(OUT)/jsplan-image.oci.tar
-IMAGE_SH  := cmd/image/image.sh
+IMAGE_SH  := internal/image/image.sh
 # The DRA driver's image (tekton/dra/deploy/daemonset.yaml names it).
 DRA_IMAGE_REF := ghcr.io/jsplan/jsplan-dra:v0.1.0
 DRA_IMAGE_OCI := $(OUT)/jsplan-dra-image.oci.tar
@@ -105,7 +105,7 @@ test-tekton:
 # virtual boards with random faults, checked after every run; SOAK_SEED replays one.
 SOAK_RUNS ?= 500
 soak:
-	SOAK_RUNS=$(SOAK_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd/jsplan
+	SOAK_RUNS=$(SOAK_RUNS) $(GO) test -count=1 -timeout 0 -run '^TestSoak$$' -v ./cmd
 
 # The DRA driver (nested module tekton/dra, Kubernetes v1.37 libraries): the
 # scheduler's allocator over the driver's slices, the driver against a fake
@@ -142,16 +142,16 @@ bench-dra:
 FUZZTIME ?= 1m
 fuzz:
 	$(GO) test ./engine -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
-	$(GO) test ./engine/htmlreport -run '^$$' -fuzz '^FuzzReport$$' -fuzztime $(FUZZTIME)
-	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./engine/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./internal/htmlreport -run '^$$' -fuzz '^FuzzReport$$' -fuzztime $(FUZZTIME)
+	for f in FuzzKTAP FuzzTAP FuzzJUnit; do $(GO) test ./internal/results -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	for f in FuzzLZMA2 FuzzLZMA2Tool FuzzBlockHeader; do \
-	  $(GO) test ./engine/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
-	$(GO) test ./engine/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
+	  $(GO) test ./internal/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./internal/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
 	for f in FuzzDecode FuzzParseAddress; do $(GO) test ./drivers/remote/remotepb -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 
 bench: deps deps-npm build
-	cmd/bench/validate-bench.sh
-	@[ ! -x cmd/bench/flash-bench.sh ] || cmd/bench/flash-bench.sh
+	internal/bench/validate-bench.sh
+	@[ ! -x internal/bench/flash-bench.sh ] || internal/bench/flash-bench.sh
 	$(GO) test -run '^$$' -bench . -benchmem ./engine/... ./steps/...
 
 clean:

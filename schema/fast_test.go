@@ -8,7 +8,7 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// typicalPlan is the plan cmd/bench/validate-bench.sh validates.
+// typicalPlan is the plan internal/bench/validate-bench.sh validates.
 const typicalPlan = `apiVersion: jsplan.dev/v1
 kind: Plan
 name: plan-1

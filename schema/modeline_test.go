@@ -15,7 +15,7 @@ var modelineRE = regexp.MustCompile(`^# yaml-language-server: \$schema=(\S+)\n`)
 // schema for editors (yaml-language-server) by a relative path that
 // resolves, from the file, to this schema.
 func TestModelines(t *testing.T) {
-	files := []string{"../cmd/jsplan/boards.default.yaml"}
+	files := []string{"../cmd/boards.default.yaml"}
 	err := filepath.WalkDir("../plans", func(p string, d os.DirEntry, err error) error {
 		if err == nil && !d.IsDir() && strings.HasSuffix(p, ".yaml") {
 			files = append(files, p)

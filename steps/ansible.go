@@ -16,8 +16,8 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/artifact"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/artifact"
 )
 
 // ansibleAction runs ansible-playbook against the board over SSH.

@@ -18,9 +18,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/procguard"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/procguard"
 )
 
 // collectAction copies files from the board or the host into the

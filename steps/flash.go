@@ -17,7 +17,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/engine/flash"
+	"github.com/jsplan/jsplan/internal/flash"
 )
 
 // flashAction writes an image to the board's storage.

@@ -13,10 +13,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
-	"github.com/jsplan/jsplan/drivers/procguard"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/engine/results"
+	"github.com/jsplan/jsplan/internal/procguard"
+	"github.com/jsplan/jsplan/internal/results"
 )
 
 // localAction runs a command on the host. Values reach it through

@@ -11,7 +11,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/engine/results"
+	"github.com/jsplan/jsplan/internal/results"
 )
 
 // resultsSpec is the `results:` option of run, local, console and collect:

@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/results"
+	"github.com/jsplan/jsplan/internal/results"
 	"github.com/jsplan/jsplan/steps"
 )
 
@@ -138,7 +138,7 @@ func TestConsoleResults(t *testing.T) {
 // pytest): every case reported, the step failing on failing ones.
 func TestLocalAndCollectResults(t *testing.T) {
 	dir := t.TempDir()
-	tap, err := os.ReadFile(filepath.Join("..", "engine", "results", "testdata", "test-more.tap"))
+	tap, err := os.ReadFile(filepath.Join("..", "internal", "results", "testdata", "test-more.tap"))
 	if err != nil {
 		t.Fatal(err)
 	}

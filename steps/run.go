@@ -14,7 +14,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/engine/results"
+	"github.com/jsplan/jsplan/internal/results"
 )
 
 // runAction runs a command in the board's shell over the console.

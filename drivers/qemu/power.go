@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/procguard"
+	"github.com/jsplan/jsplan/internal/procguard"
 )
 
 // Timeouts of the power operations.

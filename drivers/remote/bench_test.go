@@ -17,7 +17,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/flash"
+	"github.com/jsplan/jsplan/internal/flash"
 )
 
 // The speed goals of the agent, as benchmarks that print ratios (never
@@ -72,7 +72,7 @@ func sparseImage(tb testing.TB, dir string, size int64) (zst string) {
 	tb.Helper()
 	for _, tool := range []string{"zstd"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			tb.Skipf("no %s here (cmd/deps/deps.sh install)", tool)
+			tb.Skipf("no %s here (internal/deps/deps.sh install)", tool)
 		}
 	}
 	raw := filepath.Join(dir, "sparse.img")

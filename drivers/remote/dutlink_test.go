@@ -14,7 +14,7 @@ import (
 
 	_ "github.com/jsplan/jsplan/drivers/dutlink"
 	"github.com/jsplan/jsplan/drivers/dutlink/dutlinktest"
-	"github.com/jsplan/jsplan/engine/flash"
+	"github.com/jsplan/jsplan/internal/flash"
 )
 
 // muxBoard is a board behind a simulated DUTLink harness: at each power on

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/engine/sshdtest"
+	"github.com/jsplan/jsplan/internal/sshdtest"
 )
 
 // The board's SSH endpoint through the agent: a listener on 127.0.0.1

@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
-	"github.com/jsplan/jsplan/engine/flash"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/flash"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 func ctxT(t *testing.T) context.Context {
@@ -185,7 +185,7 @@ func waitWaiting(t *testing.T, a *testAgent, board string, n int) *statusT {
 	return st
 }
 
-// The agent holds the board's engine/lock lock for the lease: a local run
+// The agent holds the board's internal/lock lock for the lease: a local run
 // and the agent's clients exclude each other.
 func TestLeaseHoldsLocalLock(t *testing.T) {
 	a := startAgent(t, twoBoards, nil)

@@ -15,7 +15,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/remote/agent"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
-	"github.com/jsplan/jsplan/engine/flash"
+	"github.com/jsplan/jsplan/internal/flash"
 )
 
 // dataClient is a two-way stream of Data messages.
@@ -199,7 +199,7 @@ func (d *Device) WriteImage(ctx context.Context, opts flash.Options) (flash.Resu
 }
 
 // kindError is an agent's flash error that errors.Is matches with its
-// engine/flash class.
+// internal/flash class.
 type kindError struct {
 	kind error
 	msg  string

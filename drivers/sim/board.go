@@ -17,7 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/jsplan/jsplan/drivers/internal/ptyutil"
-	"github.com/jsplan/jsplan/drivers/procguard"
+	"github.com/jsplan/jsplan/internal/procguard"
 )
 
 // generation is one power-on of the board: from On to Off.

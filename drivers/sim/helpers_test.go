@@ -18,7 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/procguard"
+	"github.com/jsplan/jsplan/internal/procguard"
 )
 
 // waitLimit bounds every wait in the tests, so a broken board cannot hang

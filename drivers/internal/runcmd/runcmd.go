@@ -18,7 +18,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/drivers"
-	"github.com/jsplan/jsplan/drivers/procguard"
+	"github.com/jsplan/jsplan/internal/procguard"
 )
 
 // Command is a configured command. In YAML it is either a list of strings,

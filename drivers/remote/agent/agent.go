@@ -1,14 +1,14 @@
 // Package agent serves the boards of an inventory over gRPC (the protocol
 // in drivers/remote/remotepb) to the remote driver: power, the console as
 // a two-way stream, storage (an image streamed as it is on disk, decoded,
-// written and verified here by engine/flash) and the board's network
+// written and verified here by internal/flash) and the board's network
 // endpoint as tunnelled TCP connections. `jsplan serve` runs it; the DRA
 // kubelet plugin imports it and grants leases itself.
 //
 // A board is used under a lease. A lease has a holder, a start and a
 // keepalive: one not renewed within Options.TTL ends, the board is powered
 // off (its safe state) and goes to the next waiter, by priority, then
-// arrival. While a lease lasts the agent holds the board's engine/lock
+// arrival. While a lease lasts the agent holds the board's internal/lock
 // lock for it, so local jsplan runs and agent clients exclude each other,
 // and the board's drivers are open in the agent (a virtual board lives in
 // the agent for the lease).
@@ -46,12 +46,12 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // Options configure a Server.
 type Options struct {
-	// LockDir is the engine/lock directory whose board locks the agent
+	// LockDir is the internal/lock directory whose board locks the agent
 	// takes for its lease holders ("" = lock.DefaultDir()).
 	LockDir string
 	// StateDir holds the drivers' state (virtual disks), one directory per

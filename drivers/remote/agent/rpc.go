@@ -18,8 +18,8 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
-	"github.com/jsplan/jsplan/engine/flash"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/flash"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // lockRetry is how often the head of a queue tries the board's lock while
@@ -414,7 +414,7 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 	// every speedup a seekable image gets (parallel xz blocks, holes of a
 	// raw image, decoding stopped after the bmap's last range). On
 	// loopback this beats decoding from the stream while it arrives
-	// (engine/flash's pipe path is itself 0.6-0.7x of its file path).
+	// (internal/flash's pipe path is itself 0.6-0.7x of its file path).
 	spool, err := os.CreateTemp(s.opts.StateDir, ".flash-")
 	if err != nil {
 		return infra(err)
@@ -511,7 +511,7 @@ func kindOf(err error) string {
 	return ""
 }
 
-// FlashError returns the engine/flash error a FlashResult's kind names
+// FlashError returns the internal/flash error a FlashResult's kind names
 // (nil for none or an unknown kind), for the client to wrap.
 func FlashError(kind string) error {
 	for _, k := range flashKinds {

@@ -10,7 +10,7 @@ import (
 	"strings"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/health"
+	"github.com/jsplan/jsplan/internal/health"
 )
 
 // A Prober checks the boards of an inventory. Boards it cannot judge now

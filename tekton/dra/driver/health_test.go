@@ -10,8 +10,8 @@ import (
 
 	resourceapi "k8s.io/api/resource/v1"
 
-	"github.com/jsplan/jsplan/engine/health"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/health"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // TestJsplanProber runs the real `jsplan boards list --check` (built from

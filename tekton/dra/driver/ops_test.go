@@ -21,7 +21,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // allocatedClaim is a claim the scheduler allocated board device on the

@@ -27,7 +27,7 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // Defaults of Config.

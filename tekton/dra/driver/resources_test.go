@@ -19,7 +19,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/engine/lock"
+	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // The bench of the several-boards tests: two CAN buses, an ECU on can1
