@@ -12,7 +12,10 @@ import (
 // typing through its console mode, and Ctrl-B five times (the harness's own
 // escape) reaching the board without ending the session.
 func TestConsoleDUTLink(t *testing.T) {
-	board := dutlinktest.NewBoard(dutlinktest.BoardOptions{})
+	board, err := dutlinktest.NewBoard(dutlinktest.BoardOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sim, err := dutlinktest.New(dutlinktest.Options{DUT: board})
 	if err != nil {
 		t.Fatal(err)

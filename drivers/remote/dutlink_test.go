@@ -24,7 +24,10 @@ func TestDUTLinkThroughAgent(t *testing.T) {
 	disk := filepath.Join(dir, "by-id", "usb-DUTLink_Storage_sim-0:0")
 	os.MkdirAll(filepath.Dir(disk), 0o755)
 	medium := filepath.Join(dir, "medium.img")
-	board := dutlinktest.NewBoard(dutlinktest.BoardOptions{Medium: medium})
+	board, err := dutlinktest.NewBoard(dutlinktest.BoardOptions{Medium: medium})
+	if err != nil {
+		t.Fatal(err)
+	}
 	sim, err := dutlinktest.New(dutlinktest.Options{DUT: board, DiskPath: disk, MediumPath: medium,
 		MediumSize: 4 << 20, DiskDelay: 50 * time.Millisecond})
 	if err != nil {
