@@ -9,21 +9,31 @@ import (
 	"time"
 )
 
-// until reads until want arrives and returns what was read.
-func (c *term) until(want string) string {
+// lineTerm is a term read up to expected texts.
+type lineTerm struct {
+	*term
+	buf []byte // read and not yet matched
+}
+
+// until reads until want arrives and returns what was read up to its end;
+// what follows it stays for the next call.
+func (c *lineTerm) until(want string) string {
 	c.t.Helper()
-	var got []byte
 	b := make([]byte, 4096)
 	deadline := time.Now().Add(20 * time.Second)
-	for !bytes.Contains(got, []byte(want)) {
+	for {
+		if i := bytes.Index(c.buf, []byte(want)); i >= 0 {
+			out := string(c.buf[:i+len(want)])
+			c.buf = c.buf[i+len(want):]
+			return out
+		}
 		c.f.SetReadDeadline(deadline)
 		n, err := c.f.Read(b)
-		got = append(got, b[:n]...)
+		c.buf = append(c.buf, b[:n]...)
 		if err != nil {
-			c.t.Fatalf("waiting for %q: %v; got %q", want, err, got)
+			c.t.Fatalf("waiting for %q: %v; got %q", want, err, c.buf)
 		}
 	}
-	return string(got)
 }
 
 // TestBoardBootsLinux: a Board with a system boots the image on its medium
@@ -46,7 +56,7 @@ func TestBoardBootsLinux(t *testing.T) {
 	s := newSim(t, Options{DUT: board, MediumPath: medium, DiskPath: filepath.Join(dir, "disk")})
 	board.Follow(s)
 	t.Cleanup(func() { board.Close() })
-	c := dial(t, s)
+	c := &lineTerm{term: dial(t, s)}
 
 	c.send("power on\r")
 	c.expect("power on\r\nDevice powered on\r\n#> ")
