@@ -302,12 +302,23 @@ func (e *env) pipelineRun(gitURL, plan, imageURL, sum string, planParams ...stri
 // pipelineRunFor asks for a board of another kind (an extended resource),
 // with extra lines for the run's spec (e.g. its pod template).
 func (e *env) pipelineRunFor(resource, extraSpec, gitURL, plan, imageURL, sum string, planParams ...string) string {
+	return e.pipelineRunWith(resource, extraSpec, "", gitURL, plan, imageURL, sum, planParams...)
+}
+
+// pipelineRunWith is pipelineRunFor with a Secret bound to the Pipeline's
+// credentials workspace (its params.yaml is the plan's --params-file),
+// unless credentials is "".
+func (e *env) pipelineRunWith(resource, extraSpec, credentials, gitURL, plan, imageURL, sum string, planParams ...string) string {
 	var pp strings.Builder
 	for _, p := range planParams {
 		fmt.Fprintf(&pp, "\n        - %q", p)
 	}
 	if len(planParams) == 0 {
 		pp.WriteString(" []")
+	}
+	creds := ""
+	if credentials != "" {
+		creds = fmt.Sprintf("    - name: credentials\n      secret: {secretName: %s}\n", credentials)
 	}
 	return e.create(fmt.Sprintf(`apiVersion: tekton.dev/v1
 kind: PipelineRun
@@ -336,7 +347,7 @@ spec:
         spec:
           accessModes: [ReadWriteMany]
           resources: {requests: {storage: 1Gi}}
-`, ns, gitURL, plan, imageURL, sum, pp.String(), resource, extraSpec))
+%s`, ns, gitURL, plan, imageURL, sum, pp.String(), resource, extraSpec, creds))
 }
 
 // condition returns a run's Succeeded condition: status and reason.
@@ -565,22 +576,7 @@ type hardware struct {
 func makeHardware(t *testing.T) *hardware {
 	h := &hardware{}
 	for i := 0; i < 2; i++ {
-		f := filepath.Join(cluster.Root(), "disks", fmt.Sprintf("disk%d.img", i))
-		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(f, nil, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.Truncate(f, 32<<20); err != nil {
-			t.Fatal(err)
-		}
-		out, err := exec.Command("losetup", "--find", "--show", f).CombinedOutput()
-		if err != nil {
-			t.Fatalf("losetup: %v: %s", err, out)
-		}
-		dev := strings.TrimSpace(string(out))
-		t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+		dev := loopDisk(t, fmt.Sprintf("disk%d.img", i))
 		h.disks = append(h.disks, dev)
 		link := fmt.Sprintf("/dev/disk/by-id/jsplan-cluster-disk%d", i)
 		os.MkdirAll(filepath.Dir(link), 0o755)
@@ -615,6 +611,29 @@ func makeHardware(t *testing.T) *hardware {
 		t.Fatal(err)
 	}
 	return h
+}
+
+// loopDisk makes a 32 MiB file in the node's root a loop device and
+// returns the device; cleanup (and the next run's sweep) detach it.
+func loopDisk(t *testing.T, file string) string {
+	t.Helper()
+	f := filepath.Join(cluster.Root(), "disks", file)
+	if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Truncate(f, 32<<20); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command("losetup", "--find", "--show", f).CombinedOutput()
+	if err != nil {
+		t.Fatalf("losetup: %v: %s", err, out)
+	}
+	dev := strings.TrimSpace(string(out))
+	t.Cleanup(func() { exec.Command("losetup", "-d", dev).Run() })
+	return dev
 }
 
 // holdPlan keeps the board for a while, powered on; finally powers it off.
@@ -933,12 +952,25 @@ spec:
 		if !strings.Contains(logs, "lease of sim-1 granted to ResourceClaim") {
 			t.Errorf("the driver's log does not show the claim's lease of sim-1:\n%s", tail(logs, 3000))
 		}
+
+		// The DUTLink sample on a board behind the DUTLink simulator
+		// (dutlink_test.go), through the claim's agent.
+		t.Run("DUTLink sample", func(t *testing.T) {
+			e.t = t
+			e.dutlinkSample(git, url, id, sum)
+		})
 	})
 }
 
 // checkPassed waits for a PipelineRun and checks that its plan ran on the
-// board through the claim, unprivileged, and left its reports.
+// board (sim-1) through the claim, unprivileged, and left its reports.
 func (e *env) checkPassed(pr, id string) {
+	e.t.Helper()
+	e.checkPassedOn(pr, id, "sim-1")
+}
+
+// checkPassedOn is checkPassed on the given board.
+func (e *env) checkPassedOn(pr, id, board string) {
 	t := e.t
 	t.Helper()
 	status, reason := e.waitDone(pr, 15*time.Minute)
@@ -980,8 +1012,8 @@ func (e *env) checkPassed(pr, id string) {
 	if err := json.Unmarshal(b, &rep); err != nil {
 		t.Errorf("report.json: %v", err)
 	}
-	if rep.Board != "sim-1" {
-		t.Errorf("report.json board %q, want sim-1 (JSPLAN_BOARD)", rep.Board)
+	if rep.Board != board {
+		t.Errorf("report.json board %q, want %s (JSPLAN_BOARD)", rep.Board, board)
 	}
 	e.logf("%s passed on %s: pod %s, claim %s", name(pr), rep.Board, podName, p.Status.ExtendedResourceClaimStatus.ResourceClaimName)
 }
