@@ -15,6 +15,11 @@
 // too; informational texts (help, about) are our own wording.
 //
 // Fault knobs make it hang, garble replies or answer power commands late.
+//
+// Board plays the device under test behind the harness: it follows the
+// harness's power switch, boots the image flashed through its storage mux
+// and prints a boot loader's banner, and with BoardOptions.Linux goes on to
+// a login prompt and a real shell (drivers/sim's virtual board).
 package dutlinktest
 
 import (
