@@ -425,6 +425,7 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 			return status.Error(codes.InvalidArgument, "a second flash header")
 		}
 		head = append(head, m.GetData()...)
+		releaseData(m.GetData())
 	}
 	opts.Progress = &progressLines{send: func(line string) {
 		stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: line}})
@@ -479,7 +480,9 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 				fcancel(errRecv{status.Error(codes.InvalidArgument, "a second flash header")})
 				return
 			}
-			if _, err := pw.Write(m.GetData()); err != nil {
+			_, err = pw.Write(m.GetData())
+			releaseData(m.GetData())
+			if err != nil {
 				return
 			}
 		}
@@ -566,10 +569,12 @@ func (s *service) spoolImage(ctx context.Context, stream remotepb.Agent_FlashSer
 		if d == nil && m.GetHeader() != nil {
 			return spool, status.Error(codes.InvalidArgument, "a second flash header")
 		}
-		if _, err := spool.Write(d); err != nil {
+		_, err := spool.Write(d)
+		received += int64(len(d))
+		releaseData(d)
+		if err != nil {
 			return spool, infra(fmt.Errorf("storing the image on the agent: %w", err))
 		}
-		received += int64(len(d))
 		if time.Since(lastNote) > 5*time.Second {
 			lastNote = time.Now()
 			stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: fmt.Sprintf("agent: received %d MiB of the image", received>>20)}})
