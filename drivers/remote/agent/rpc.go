@@ -455,9 +455,12 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 		return infra(err)
 	}
 	defer pr.Close()
-	// A larger pipe: fewer wake-ups per 1 MiB chunk (best effort, the
-	// system's pipe-max-size may refuse).
-	unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, remotepb.ChunkSize)
+	// A larger pipe (best effort: above the system's pipe-max-size, 1 MiB
+	// by default, only root may): the chunks receiving and decoding can be
+	// apart, so that neither waits for the other to be scheduled.
+	if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, pipeSize); err != nil {
+		unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, remotepb.ChunkSize)
+	}
 	fctx, fcancel := context.WithCancelCause(ctx)
 	defer fcancel(nil)
 	go func() {
@@ -516,6 +519,9 @@ func recvCtx(ctx context.Context, stream remotepb.Agent_FlashServer) (*remotepb.
 		return nil, status.Error(codes.Aborted, "the lease ended during the flash")
 	}
 }
+
+// pipeSize is the size asked for the pipe of a streamed image.
+const pipeSize = 8 << 20
 
 // errRecv is why receiving a streamed image failed.
 type errRecv struct{ err error }
