@@ -28,28 +28,44 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) { return c.proto.Marshal(
 
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
 	m, ok := v.(*remotepb.FlashIn)
-	if !ok {
+	if !ok || len(data) == 0 {
 		return c.proto.Unmarshal(data, v)
 	}
-	n := data.Len()
-	var buf []byte
-	if p, _ := chunkPool.Get().(*[]byte); p != nil && cap(*p) >= n {
-		buf = (*p)[:n]
-	} else {
-		buf = make([]byte, n, max(n, remotepb.ChunkSize+64))
-	}
-	data.CopyTo(buf)
-	// The wire form of FlashIn{Msg: Data}: field 2, bytes, alone.
-	if num, typ, k := protowire.ConsumeTag(buf); k > 0 && num == 2 && typ == protowire.BytesType {
-		if b, l := protowire.ConsumeBytes(buf[k:]); l >= 0 && k+l == n {
-			proto.Reset(m)
-			m.Msg = &remotepb.FlashIn_Data{Data: b}
-			return nil
+	// The wire form of FlashIn{Msg: Data}: field 2, bytes, alone; its tag
+	// and length are in the first buffer.
+	n, skip := data.Len(), 0
+	h := data[0].ReadOnlyData()
+	if num, typ, tn := protowire.ConsumeTag(h); tn > 0 && num == 2 && typ == protowire.BytesType {
+		if l, ln := protowire.ConsumeVarint(h[tn:]); ln > 0 && l == uint64(n-tn-ln) {
+			skip = tn + ln
 		}
 	}
-	err := proto.Unmarshal(buf, m) // copies what it keeps
-	releaseData(buf)
-	return err
+	if skip == 0 {
+		return c.proto.Unmarshal(data, v)
+	}
+	buf := chunkBuffer(n - skip)
+	at := 0
+	for _, b := range data {
+		d := b.ReadOnlyData()
+		if skip >= len(d) {
+			skip -= len(d)
+			continue
+		}
+		at += copy(buf[at:], d[skip:])
+		skip = 0
+	}
+	proto.Reset(m)
+	m.Msg = &remotepb.FlashIn_Data{Data: buf}
+	return nil
+}
+
+// chunkBuffer returns a buffer of n bytes for a chunk, a released one if
+// it is large enough.
+func chunkBuffer(n int) []byte {
+	if p, _ := chunkPool.Get().(*[]byte); p != nil && cap(*p) >= n {
+		return (*p)[:n]
+	}
+	return make([]byte, n, max(n, remotepb.ChunkSize))
 }
 
 // chunkPool holds the buffers of received image chunks.
