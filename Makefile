@@ -148,6 +148,7 @@ fuzz:
 	  $(GO) test ./internal/flash/internal/xz -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
 	$(GO) test ./internal/flash -run '^$$' -fuzz '^FuzzXZIndex$$' -fuzztime $(FUZZTIME)
 	for f in FuzzDecode FuzzParseAddress; do $(GO) test ./drivers/remote/remotepb -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; done
+	$(GO) test ./drivers/remote/agent -run '^$$' -fuzz '^FuzzCodec$$' -fuzztime $(FUZZTIME)
 
 bench: deps deps-npm build
 	internal/bench/validate-bench.sh

@@ -3,7 +3,10 @@ package remote
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"math/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -308,4 +311,114 @@ func TestLeaseExpiresDuringStalledFlash(t *testing.T) {
 	if _, err := s.Recv(); status.Code(err) != codes.Aborted {
 		t.Fatalf("the stalled flash ended with %v, want Aborted", err)
 	}
+}
+
+// An image is decoded on the agent as it arrives (zstd: the zstd program
+// reads the stream's pipe), except xz, received whole first for its
+// parallel block path; a client that breaks off mid-image, or sends a
+// second header, ends that flash only: the next one on the lease works.
+func TestFlashStreamsAsItArrives(t *testing.T) {
+	a := startAgent(t, twoBoards, nil)
+	d := a.open(t, "sim-1", nil)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	raw := filepath.Join(dir, "disk.img")
+	data := append(bytes.Repeat([]byte("jsplan streams "), 400000), []byte("\nJSPLAN_IMAGE_ID=stream-1\n")...)
+	if err := os.WriteFile(raw, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	disk := filepath.Join(a.state, "sim-1", "sim", "disk.img")
+	check := func(img, decoder string) {
+		t.Helper()
+		res, err := d.WriteImage(ctx, flash.Options{Image: img, Verify: true, SHA256: sha256Hex(t, img)})
+		if err != nil {
+			t.Fatalf("%s: %v", img, err)
+		}
+		if !res.Verified || !strings.Contains(res.Decoder, decoder) {
+			t.Fatalf("%s: %+v, want decoder %q", img, res, decoder)
+		}
+		got, err := os.ReadFile(disk)
+		if err != nil || !bytes.Equal(got[:len(data)], data) {
+			t.Fatalf("%s: the agent's disk does not hold the image (%v)", img, err)
+		}
+	}
+	for _, c := range []struct{ tool, ext, decoder string }{{"zstd", ".zst", "zstd"}, {"xz", ".xz", "blocks"}} {
+		if _, err := exec.LookPath(c.tool); err != nil {
+			t.Logf("no %s here", c.tool)
+			continue
+		}
+		if out, err := exec.Command(c.tool, "-q", "-k", "-f", "-T2", raw).CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v %s", c.tool, err, out)
+		}
+		check(raw+c.ext, c.decoder)
+	}
+	// without a checksum, the zstd program reads the stream's pipe itself
+	if _, err := exec.LookPath("zstd"); err == nil {
+		res, err := d.WriteImage(ctx, flash.Options{Image: raw + ".zst"})
+		if err != nil || !strings.Contains(res.Decoder, "reads the pipe") {
+			t.Fatalf("zstd without a checksum: %+v %v", res, err)
+		}
+	}
+
+	if _, err := exec.LookPath("zstd"); err != nil {
+		return
+	}
+	// the start of a zstd image that is still arriving
+	noise := make([]byte, 4<<20)
+	rand.New(rand.NewSource(1)).Read(noise)
+	if err := os.WriteFile(filepath.Join(dir, "noise.img"), noise, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("zstd", "-q", "-f", filepath.Join(dir, "noise.img")).CombinedOutput(); err != nil {
+		t.Fatalf("zstd: %v %s", err, out)
+	}
+	zst, err := os.ReadFile(filepath.Join(dir, "noise.img.zst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	zst = zst[:64<<10]
+	hdr := &remotepb.FlashIn{Msg: &remotepb.FlashIn_Header{Header: &remotepb.FlashHeader{ImageName: "x.zst"}}}
+	chunk := &remotepb.FlashIn{Msg: &remotepb.FlashIn_Data{Data: zst}}
+	// a second header after the image started
+	s, err := d.client.Flash(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*remotepb.FlashIn{hdr, chunk, hdr} {
+		if err := s.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Recv(); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("a second header: %v, want InvalidArgument", err)
+	}
+	// a client that leaves mid-image
+	sctx, cancel := context.WithCancel(ctx)
+	if s, err = d.client.Flash(sctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []*remotepb.FlashIn{hdr, chunk} {
+		if err := s.Send(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	// the flash that follows on the lease is whole (nothing of the
+	// abandoned one writes after it)
+	check(raw+".zst", "zstd")
+	time.Sleep(200 * time.Millisecond)
+	if got, err := os.ReadFile(disk); err != nil || !bytes.Equal(got[:len(data)], data) {
+		t.Fatalf("the abandoned flash wrote after the next one (%v)", err)
+	}
+}
+
+func sha256Hex(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
 }

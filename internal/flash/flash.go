@@ -19,8 +19,10 @@
 //   - zstd, and xz from a pipe: the zstd/xz program writes into a memfd,
 //     which it fills sparsely (seeking over zeros); we follow it, pass its
 //     data extents on and punch out what we consumed, pausing the program
-//     when it gets too far ahead. Without the program: klauspost/compress
-//     (zstd) or ulikunitz/xz;
+//     when it gets too far ahead. A pipe's format is peeked at (tee), so
+//     that the program reads the pipe itself unless the image's sha256 is
+//     asked for (then we read it, hash it and pass it on). Without the
+//     program: klauspost/compress (zstd) or ulikunitz/xz;
 //   - gzip: klauspost/pgzip; bzip2: compress/bzip2.
 //
 // The in-process LZMA2 decoder and the xz block parsing live in

@@ -419,7 +419,11 @@ func TestXZMultiStream(t *testing.T) {
 	}
 }
 
-// An image coming through a pipe (no seeking) works for every format.
+// An image coming through a pipe (no seeking) works for every format:
+// with its checksum (we read the pipe and hash it), without (a decoder
+// program may read the pipe itself, its first bytes only peeked at), and
+// when the first bytes come in a short write of their own (read, then
+// given back to the decoder).
 func TestPipeImage(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.img")
@@ -427,25 +431,45 @@ func TestPipeImage(t *testing.T) {
 	for _, format := range formats {
 		img := compress(t, raw, format)
 		data, _ := os.ReadFile(img)
-		fifo := filepath.Join(dir, "fifo-"+format)
-		if err := syscall.Mkfifo(fifo, 0o600); err != nil {
-			t.Fatal(err)
-		}
-		go func() {
-			f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-			if err != nil {
-				return
+		for _, c := range []struct {
+			name  string
+			sum   string
+			split int // bytes written alone first
+		}{
+			{"sha256", sha256File(t, img), 0},
+			{"plain", "", 0},
+			{"short-start", "", 3},
+		} {
+			fifo := filepath.Join(dir, "fifo-"+format+"-"+c.name)
+			if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+				t.Fatal(err)
 			}
-			f.Write(data)
-			f.Close()
-		}()
-		target := filepath.Join(dir, "t-"+format)
-		res := write(t, target, Options{Image: fifo, SHA256: sha256File(t, img)})
-		if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
-			t.Fatalf("%s: differs: %s", format, firstDiff(got, want))
-		}
-		if res.Format != format {
-			t.Errorf("format %q, want %q", res.Format, format)
+			go func() {
+				f, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+				if err != nil {
+					return
+				}
+				defer f.Close()
+				if c.split > 0 {
+					f.Write(data[:c.split])
+					time.Sleep(50 * time.Millisecond)
+				}
+				f.Write(data[c.split:])
+			}()
+			target := filepath.Join(dir, "t-"+format+"-"+c.name)
+			res := write(t, target, Options{Image: fifo, SHA256: c.sum})
+			if got, _ := os.ReadFile(target); !bytes.Equal(got, want) {
+				t.Fatalf("%s, %s: differs: %s", format, c.name, firstDiff(got, want))
+			}
+			if res.Format != format {
+				t.Errorf("%s: format %q, want %q", c.name, res.Format, format)
+			}
+			if c.sum != "" && res.SHA256 != c.sum {
+				t.Errorf("%s: sha256 %q, want %q", c.name, res.SHA256, c.sum)
+			}
+			if direct := strings.Contains(res.Decoder, "reads the pipe"); direct != (c.name == "plain" && tool(format) != "" && (format == "zstd" || format == "xz")) {
+				t.Errorf("%s, %s: decoder %q", format, c.name, res.Decoder)
+			}
 		}
 	}
 }

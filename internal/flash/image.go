@@ -25,6 +25,10 @@ type image struct {
 	dev     uint64
 	ino     uint64
 	head    []byte // bytes already read from a non-regular image
+	// peeked: a pipe whose format was told from its first bytes without
+	// reading them (tee), so that a decoder program can read the pipe
+	// itself
+	peeked bool
 }
 
 // detectFormat names the compression of data starting with head.
@@ -73,8 +77,14 @@ func openImage(path string) (*image, error) {
 		}
 		img.format = detectFormat(head[:n])
 	default:
-		// A pipe or device: read the magic and keep it.
 		head := make([]byte, 8)
+		if peekPipe(f, head) {
+			img.peeked = true
+			img.format = detectFormat(head)
+			break
+		}
+		// A device, or a pipe that has fewer bytes so far: read the magic
+		// and keep it.
 		n, err := io.ReadFull(f, head)
 		if err != nil && err != io.EOF && err != io.ErrUnexpectedEOF {
 			f.Close()
@@ -150,4 +160,44 @@ func nextExtent(fd int, pos, size int64) (data, hole int64) {
 		h = size
 	}
 	return min(d, size), h
+}
+
+// PrefersFile reports whether an image whose first bytes are head (8 or
+// more, fewer only for a shorter image) is written faster from a regular
+// file than decoded from a stream as it arrives. True for xz: from a file
+// its blocks are located through the index at its end and decoded in
+// parallel, and bmap-unmapped blocks are skipped; from a stream it goes
+// through the xz program front to back. The other formats are decoded
+// front to back either way (a raw image from a stream has its zero runs
+// skipped instead of its holes), so a receiver can decode them while they
+// arrive.
+func PrefersFile(head []byte) bool { return detectFormat(head) == "xz" }
+
+// peekPipe fills p from the start of the pipe f without consuming what it
+// reads: tee(2) duplicates it into a pipe of our own. It waits for the
+// pipe's first bytes and returns false when f is no pipe, or ends or holds
+// fewer than len(p) bytes when they come.
+func peekPipe(f *os.File, p []byte) bool {
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return false
+	}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return false
+	}
+	defer r.Close()
+	defer w.Close()
+	wfd := int(w.Fd())
+	var n int64
+	var terr error
+	err = rc.Read(func(fd uintptr) bool {
+		n, terr = unix.Tee(int(fd), wfd, len(p), unix.SPLICE_F_NONBLOCK)
+		return terr != unix.EAGAIN
+	})
+	if err != nil || terr != nil || n != int64(len(p)) {
+		return false
+	}
+	_, err = io.ReadFull(r, p)
+	return err == nil
 }

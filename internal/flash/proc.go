@@ -70,11 +70,16 @@ func (j *job) runSparseProc(ctx context.Context, path string, args ...string) er
 	var stderr bytes.Buffer
 	cmd.Stderr = &limitedBuffer{b: &stderr, max: 4096}
 	imgFD := -1
-	if j.img.regular && j.teeSum == nil {
+	switch {
+	case j.img.regular && j.teeSum == nil:
 		// The program reads the file itself; its offset is our progress.
 		cmd.Stdin = j.img.f
 		imgFD = int(j.img.f.Fd())
-	} else {
+	case j.img.peeked && j.teeSum == nil:
+		// The program reads the pipe itself: no copy through us.
+		cmd.Stdin = j.img.f
+		j.decoder += " (reads the pipe)"
+	default:
 		var src io.Reader = j.img.f
 		if len(j.img.head) > 0 {
 			src = io.MultiReader(bytes.NewReader(j.img.head), j.img.f)

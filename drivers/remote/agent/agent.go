@@ -188,6 +188,7 @@ func (s *Server) Serve(l net.Listener, opt ...ServeOption) error {
 	}
 	g := grpc.NewServer(
 		grpc.Creds(creds),
+		grpc.ForceServerCodecV2(newCodec()),
 		grpc.ConnectionTimeout(s.opts.HandshakeTimeout),
 		grpc.MaxRecvMsgSize(remotepb.MaxMessage),
 		grpc.MaxSendMsgSize(remotepb.MaxMessage),

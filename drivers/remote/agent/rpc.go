@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -409,24 +410,141 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 			return infra(err)
 		}
 	}
-	// The image is received whole (as it is on disk: compressed) into an
-	// unlinked file, then written as `jsplan flash` writes a file, with
-	// every speedup a seekable image gets (parallel xz blocks, holes of a
-	// raw image, decoding stopped after the bmap's last range). On
-	// loopback this beats decoding from the stream while it arrives
-	// (internal/flash's pipe path is itself 0.6-0.7x of its file path).
-	spool, err := os.CreateTemp(s.opts.StateDir, ".flash-")
+	// The first bytes tell the format, which decides how the image is
+	// received.
+	var head []byte
+	for len(head) < 8 {
+		m, err := recvCtx(ctx, stream)
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+		if m.GetHeader() != nil {
+			return status.Error(codes.InvalidArgument, "a second flash header")
+		}
+		head = append(head, m.GetData()...)
+		releaseData(m.GetData())
+	}
+	opts.Progress = &progressLines{send: func(line string) {
+		stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: line}})
+	}}
+	st := dev.(drivers.Storage)
+	if flash.PrefersFile(head) {
+		// xz is received whole (as it is on disk: compressed) into an
+		// unlinked file, then written as `jsplan flash` writes a file:
+		// its blocks decoded in parallel through the index at its end,
+		// the unmapped ones skipped. Its decoding is slow enough (tens of
+		// MB/s of image data) that the transfer up front costs little.
+		spool, err := s.spoolImage(ctx, stream, head)
+		if spool != nil {
+			defer spool.Close()
+		}
+		if err != nil {
+			return err
+		}
+		opts.Image = "/proc/self/fd/" + strconv.Itoa(int(spool.Fd()))
+		return s.writeImage(ctx, ctx, stream, st, opts, nil)
+	}
+	// Every other format is decoded front to back as it arrives, through
+	// a pipe: receiving, decoding and writing overlap, where receiving it
+	// whole first would add the transfer time to the flash.
+	pr, pw, err := os.Pipe()
 	if err != nil {
 		return infra(err)
 	}
+	defer pr.Close()
+	// A larger pipe (best effort: above the system's pipe-max-size, 1 MiB
+	// by default, only root may): the chunks receiving and decoding can be
+	// apart, so that neither waits for the other to be scheduled.
+	if _, err := unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, pipeSize); err != nil {
+		unix.FcntlInt(pw.Fd(), unix.F_SETPIPE_SZ, remotepb.ChunkSize)
+	}
+	fctx, fcancel := context.WithCancelCause(ctx)
+	defer fcancel(nil)
+	go func() {
+		// ends when the image has arrived, the stream fails, or the flash
+		// is over (the pipe's reader closed: EPIPE)
+		defer pw.Close()
+		if _, err := pw.Write(head); err != nil {
+			return
+		}
+		for {
+			m, err := stream.Recv()
+			if err == io.EOF {
+				return
+			}
+			if err != nil {
+				fcancel(errRecv{err})
+				return
+			}
+			if m.GetHeader() != nil {
+				fcancel(errRecv{status.Error(codes.InvalidArgument, "a second flash header")})
+				return
+			}
+			_, err = pw.Write(m.GetData())
+			releaseData(m.GetData())
+			if err != nil {
+				return
+			}
+		}
+	}()
+	opts.Image = "/proc/self/fd/" + strconv.Itoa(int(pr.Fd()))
+	return s.writeImage(ctx, fctx, stream, st, opts, func() error {
+		var r errRecv
+		if errors.As(context.Cause(fctx), &r) {
+			return r.err
+		}
+		return nil
+	})
+}
+
+// recvCtx receives the next message, or gives up when ctx ends (the
+// handler must then return: the receive it left waiting ends with it).
+func recvCtx(ctx context.Context, stream remotepb.Agent_FlashServer) (*remotepb.FlashIn, error) {
+	type msg struct {
+		m   *remotepb.FlashIn
+		err error
+	}
+	ch := make(chan msg, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- msg{m, err}
+	}()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-ctx.Done():
+		return nil, status.Error(codes.Aborted, "the lease ended during the flash")
+	}
+}
+
+// pipeSize is the size asked for the pipe of a streamed image.
+const pipeSize = 8 << 20
+
+// errRecv is why receiving a streamed image failed.
+type errRecv struct{ err error }
+
+func (e errRecv) Error() string { return "receiving the image: " + e.err.Error() }
+
+// spoolImage receives the rest of an image (head is its start) into an
+// unlinked file in the state directory.
+func (s *service) spoolImage(ctx context.Context, stream remotepb.Agent_FlashServer, head []byte) (*os.File, error) {
+	spool, err := os.CreateTemp(s.opts.StateDir, ".flash-")
+	if err != nil {
+		return nil, infra(err)
+	}
 	os.Remove(spool.Name())
-	defer spool.Close()
-	var received int64
+	if _, err := spool.Write(head); err != nil {
+		return spool, infra(fmt.Errorf("storing the image on the agent: %w", err))
+	}
+	received := int64(len(head))
 	lastNote := time.Now()
 	msgs := make(chan *remotepb.FlashIn)
 	recvErr := make(chan error, 1)
 	go func() {
-		// ends with the stream, which ends when this handler returns
+		// ends with the stream, which ends when the handler returns
 		for {
 			m, err := stream.Recv()
 			if err != nil {
@@ -446,39 +564,52 @@ func (s *service) Flash(stream remotepb.Agent_FlashServer) error {
 		case m = <-msgs:
 		case err := <-recvErr:
 			if err != io.EOF {
-				return err
+				return spool, err
 			}
+			return spool, nil
 		case <-ctx.Done():
 			// the lease ended (or the client left) with the image half sent
-			return status.Error(codes.Aborted, "the lease ended during the flash")
-		}
-		if m == nil {
-			break
+			return spool, status.Error(codes.Aborted, "the lease ended during the flash")
 		}
 		d := m.GetData()
 		if d == nil && m.GetHeader() != nil {
-			return status.Error(codes.InvalidArgument, "a second flash header")
+			return spool, status.Error(codes.InvalidArgument, "a second flash header")
 		}
-		if _, err := spool.Write(d); err != nil {
-			return infra(fmt.Errorf("storing the image on the agent: %w", err))
-		}
+		_, err := spool.Write(d)
 		received += int64(len(d))
+		releaseData(d)
+		if err != nil {
+			return spool, infra(fmt.Errorf("storing the image on the agent: %w", err))
+		}
 		if time.Since(lastNote) > 5*time.Second {
 			lastNote = time.Now()
 			stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: fmt.Sprintf("agent: received %d MiB of the image", received>>20)}})
 		}
 	}
-	opts.Image = "/proc/self/fd/" + strconv.Itoa(int(spool.Fd()))
-	opts.Progress = &progressLines{send: func(line string) {
-		stream.Send(&remotepb.FlashOut{Msg: &remotepb.FlashOut_Progress{Progress: line}})
-	}}
-	st := dev.(drivers.Storage)
+}
+
+// writeImage writes opts.Image on the board's storage (the write ends
+// with wctx, the rest with ctx) and sends the result. recvErr, when not
+// nil, tells why receiving the image failed (nil if it did not), which is
+// then the flash's error.
+func (s *service) writeImage(ctx, wctx context.Context, stream remotepb.Agent_FlashServer, st drivers.Storage, opts flash.Options, recvErr func() error) error {
 	target, err := st.AttachHost(ctx)
 	if err != nil {
 		return infra(err)
 	}
-	res, werr := flash.Write(ctx, target, opts)
-	if aerr := st.AttachBoard(ctx); aerr != nil && werr == nil {
+	res, werr := flash.Write(wctx, target, opts)
+	aerr := st.AttachBoard(ctx)
+	if recvErr != nil {
+		if err := recvErr(); err != nil {
+			// the client left or broke the protocol with the image half
+			// sent
+			if status.Code(err) == codes.Canceled {
+				return status.Error(codes.Aborted, "the client left during the flash")
+			}
+			return err
+		}
+	}
+	if aerr != nil && werr == nil {
 		werr = aerr
 	}
 	out := &remotepb.FlashResult{BytesWritten: res.BytesWritten, ImageSize: res.ImageSize, Mapped: res.Mapped,
