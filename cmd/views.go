@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
@@ -29,8 +30,8 @@ type humanView struct {
 
 // statusColour is the ANSI colour of each outcome's word.
 var statusColour = map[string]string{
-	engine.StatusPassed: "32", engine.StatusFailed: "31;1", engine.StatusError: "31;1",
-	engine.StatusSkipped: "33", engine.StatusInterrupted: "33;1",
+	result.Passed: "32", result.Failed: "31;1", result.Error: "31;1",
+	result.Skipped: "33", result.Interrupted: "33;1",
 }
 
 // useColour tells whether to colour what goes to w: on a terminal unless
@@ -51,8 +52,8 @@ func (v *humanView) paint(status, word string) string {
 }
 
 var statusWord = map[string]string{
-	engine.StatusPassed: "PASS", engine.StatusFailed: "FAIL", engine.StatusError: "ERROR",
-	engine.StatusSkipped: "SKIP", engine.StatusInterrupted: "STOP",
+	result.Passed: "PASS", result.Failed: "FAIL", result.Error: "ERROR",
+	result.Skipped: "SKIP", result.Interrupted: "STOP",
 }
 
 func (v *humanView) Event(e engine.Event) {

@@ -18,15 +18,7 @@ import (
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
-)
-
-// Step and run statuses, as reports show them.
-const (
-	StatusPassed      = "passed"
-	StatusFailed      = "failed"
-	StatusError       = "error"
-	StatusSkipped     = "skipped"
-	StatusInterrupted = "interrupted"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // ErrInterrupted is the cancel cause set when the run is stopped by a
@@ -74,26 +66,11 @@ type StepResult struct {
 	Board string `json:"board,omitempty"`
 	// Tests are the test cases the board reported during the step (KTAP, TAP,
 	// JUnit), when the step declared that its output or a file holds results.
-	Tests []*TestCase `json:"tests,omitempty"`
+	Tests []*result.TestCase `json:"tests,omitempty"`
 
 	mu        sync.Mutex
 	rawOutput string // the end of the output, unmasked (Output is masked)
 	outputCut bool   // rawOutput lost its beginning
-}
-
-// TestCase is one test result reported by the board: a KTAP/TAP test point or
-// a JUnit testcase. Suites nest through Children (KTAP subtests).
-type TestCase struct {
-	Suite    string      `json:"suite,omitempty"`
-	Name     string      `json:"name"`
-	Status   string      `json:"status"` // pass, fail, skip, xfail, error
-	Seconds  float64     `json:"duration_seconds,omitempty"`
-	Message  string      `json:"message,omitempty"`
-	Output   string      `json:"output,omitempty"`
-	Children []*TestCase `json:"tests,omitempty"`
-	// Allowed marks a failing case (fail or error) that the plan accepts
-	// (results.allow-failures): it keeps its status but fails nothing.
-	Allowed bool `json:"allowed,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -321,9 +298,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	}
 	switch {
 	case err == nil:
-		res.Status, res.ExitCode = StatusPassed, 0
+		res.Status, res.ExitCode = result.Passed, 0
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
-		res.Status, res.ExitCode = StatusInterrupted, 130
+		res.Status, res.ExitCode = result.Interrupted, 130
 		if s, ok := context.Cause(ctx).(interface{ ExitCode() int }); ok {
 			res.ExitCode = s.ExitCode()
 		}
@@ -331,9 +308,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 		c := diag.ClassOf(err)
 		res.Class = c.String()
 		res.ExitCode = c.ExitCode()
-		res.Status = StatusFailed
+		res.Status = result.Failed
 		if c == diag.Infra || c == diag.Invalid {
-			res.Status = StatusError
+			res.Status = result.Error
 		}
 	}
 	if err != nil {
@@ -346,13 +323,13 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 		}
 		total++
 		switch s.Status {
-		case StatusPassed:
+		case result.Passed:
 			passed++
-		case StatusFailed, StatusError:
+		case result.Failed, result.Error:
 			if !s.Ignored {
 				failed++
 			}
-		case StatusInterrupted:
+		case result.Interrupted:
 			stopped++
 		}
 	}
@@ -377,8 +354,8 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 func testSummary(res *Result) string {
 	n := map[string]int{}
 	allowed := 0
-	var leaves func([]*TestCase)
-	leaves = func(list []*TestCase) {
+	var leaves func([]*result.TestCase)
+	leaves = func(list []*result.TestCase) {
 		for _, c := range list {
 			if len(c.Children) > 0 {
 				leaves(c.Children)
@@ -597,13 +574,13 @@ func (r *Run) Output(ctx context.Context, text string) {
 // Tests records test cases the board reported during the current step
 // (parsed from its output or a collected file), secrets masked. A retried
 // step keeps those of its last attempt.
-func (r *Run) Tests(ctx context.Context, cases []*TestCase) {
+func (r *Run) Tests(ctx context.Context, cases []*result.TestCase) {
 	sr, ok := ctx.Value(resultKey).(*StepResult)
 	if !ok || len(cases) == 0 {
 		return
 	}
-	var mask func([]*TestCase)
-	mask = func(list []*TestCase) {
+	var mask func([]*result.TestCase)
+	mask = func(list []*result.TestCase) {
 		for _, c := range list {
 			c.Suite, c.Name = r.secrets.String(c.Suite), r.secrets.String(c.Name)
 			c.Message, c.Output = r.secrets.String(c.Message), r.secrets.String(c.Output)
@@ -686,7 +663,7 @@ func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent 
 	for i, s := range steps {
 		idx := index(prefix, i)
 		if first != nil || ctx.Err() != nil {
-			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
+			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: result.Skipped})
 			continue
 		}
 		sr, err := r.runStep(ctx, s, idx)
@@ -757,15 +734,15 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 	sr.Seconds = sr.Duration.Seconds()
 	switch {
 	case err == nil:
-		sr.Status = StatusPassed
+		sr.Status = result.Passed
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
-		sr.Status = StatusInterrupted
+		sr.Status = result.Interrupted
 	default:
 		c := diag.ClassOf(err)
 		sr.Class = c.String()
-		sr.Status = StatusFailed
+		sr.Status = result.Failed
 		if c == diag.Infra {
-			sr.Status = StatusError
+			sr.Status = result.Error
 		}
 	}
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // loadRun loads a plan for a run with no board.
@@ -52,7 +53,7 @@ finally:
 `)
 	rec := &recorder{}
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: rec})
-	if res.Status != engine.StatusFailed || res.ExitCode != 1 {
+	if res.Status != result.Failed || res.ExitCode != 1 {
 		t.Errorf("status %q exit %d", res.Status, res.ExitCode)
 	}
 	var got []string
@@ -102,7 +103,7 @@ func TestExecuteRetry(t *testing.T) {
       dir: `+dir+`
 `)
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
-	if res.Status != engine.StatusPassed || res.Steps[0].Attempts != 3 {
+	if res.Status != result.Passed || res.Steps[0].Attempts != 3 {
 		t.Errorf("status %q after %d attempts: %s", res.Status, res.Steps[0].Attempts, res.Error)
 	}
 }
@@ -110,13 +111,13 @@ func TestExecuteRetry(t *testing.T) {
 func TestExecutePlanTimeoutStillRunsFinally(t *testing.T) {
 	p := loadRun(t, head+"timeout: 200ms\nsteps:\n  - log: first\n  - sleep: 30s\n  - log: never\nfinally:\n  - log: cleanup\n")
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
-	if res.Status != engine.StatusFailed || !strings.Contains(res.Error, "plan timed out after 200ms") {
+	if res.Status != result.Failed || !strings.Contains(res.Error, "plan timed out after 200ms") {
 		t.Errorf("status %q error %q", res.Status, res.Error)
 	}
-	if res.Steps[0].Status != engine.StatusPassed || res.Steps[1].Status != engine.StatusFailed || res.Steps[2].Status != engine.StatusSkipped {
+	if res.Steps[0].Status != result.Passed || res.Steps[1].Status != result.Failed || res.Steps[2].Status != result.Skipped {
 		t.Errorf("steps: %s %s %s", res.Steps[0].Status, res.Steps[1].Status, res.Steps[2].Status)
 	}
-	if res.Finally[0].Status != engine.StatusPassed {
+	if res.Finally[0].Status != result.Passed {
 		t.Errorf("finally after a plan timeout: %s", res.Finally[0].Status)
 	}
 }
@@ -154,7 +155,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: bc.sink})
-				if res.Status != engine.StatusPassed {
+				if res.Status != result.Passed {
 					b.Fatal(res.Error)
 				}
 			}
@@ -208,7 +209,7 @@ finally:
 				t.Fatal("the group's finally was not cut off")
 			}
 			g := res.Steps[0]
-			if len(g.Children) != 2 || g.Children[1].Status == engine.StatusPassed {
+			if len(g.Children) != 2 || g.Children[1].Status == result.Passed {
 				t.Fatalf("group children: %+v", g.Children)
 			}
 			if len(res.Finally) != 1 {

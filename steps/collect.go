@@ -20,6 +20,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/procguard"
 )
 
@@ -123,7 +124,7 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Failf("collect into %s: %v", a.To, err)
 	}
 	var n int
-	var cases []*engine.TestCase
+	var cases []*result.TestCase
 	// Each file is parsed as it arrives: the files collected before a
 	// failure still report their cases.
 	onFile := func(data []byte) {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/results"
 )
 
@@ -71,7 +72,7 @@ func (s *resultsSpec) parser() results.Parser {
 // judge records the cases in the step's result, logs a summary and
 // returns the verdict and the step's error: none when every failing case
 // is allowed or within max-failures, else a failure naming them.
-func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.TestCase) (*results.Verdict, error) {
+func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*result.TestCase) (*results.Verdict, error) {
 	v := results.Judge(cases, s.policy)
 	r.Tests(ctx, cases)
 	if len(cases) == 0 {
@@ -79,8 +80,8 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 	}
 	r.Logf(ctx, "%s", v.Summary())
 	logged := 0
-	var walk func(list []*engine.TestCase, prefix string)
-	walk = func(list []*engine.TestCase, prefix string) {
+	var walk func(list []*result.TestCase, prefix string)
+	walk = func(list []*result.TestCase, prefix string) {
 		for _, c := range list {
 			path := c.Name
 			if prefix != "" {
@@ -89,11 +90,11 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 			if len(c.Children) > 0 {
 				walk(c.Children, path)
 				// A suite that failed because a subtest did is not news.
-				if c.Status == results.Pass || c.Status == results.Skip || failingIn(c.Children) {
+				if c.Status == result.Pass || c.Status == result.Skip || failingIn(c.Children) {
 					continue
 				}
 			}
-			if c.Status == results.Pass {
+			if c.Status == result.Pass {
 				continue
 			}
 			if logged++; logged <= 20 {
@@ -132,9 +133,9 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 	return v, nil
 }
 
-func failingIn(list []*engine.TestCase) bool {
+func failingIn(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == results.Fail || c.Status == results.Error || failingIn(c.Children) {
+		if c.Status == result.Fail || c.Status == result.CaseError || failingIn(c.Children) {
 			return true
 		}
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/steps"
 )
 
@@ -126,9 +126,9 @@ func TestRunScriptsOnTheBoard(t *testing.T) {
 		fmt.Fprintf(&plan, "  - name: script %d\n    timeout: 20s\n    run:\n      command: %q\n", i, s)
 	}
 	r := execute(t, "", "", plan.String(), true, nil)
-	if r.res.Status != engine.StatusPassed {
+	if r.res.Status != result.Passed {
 		for _, s := range r.res.Steps {
-			if s.Status != engine.StatusPassed {
+			if s.Status != result.Passed {
 				t.Errorf("%s: %s %s", s.Name, s.Status, s.Error)
 			}
 		}
@@ -167,10 +167,10 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
     run: {command: 'echo "$X in $PWD"', expect-output: '(?m)^kept in /$'}
 `, true, nil)
 	for name, want := range map[string]string{
-		"status 3 expected": engine.StatusPassed, "output matches": engine.StatusPassed,
-		"output forbidden": engine.StatusFailed, "wrong status": engine.StatusFailed, "syntax error": engine.StatusFailed,
-		"script starting with a dash": engine.StatusFailed,
-		"shell state persists":        engine.StatusPassed, "state seen": engine.StatusPassed,
+		"status 3 expected": result.Passed, "output matches": result.Passed,
+		"output forbidden": result.Failed, "wrong status": result.Failed, "syntax error": result.Failed,
+		"script starting with a dash": result.Failed,
+		"shell state persists":        result.Passed, "state seen": result.Passed,
 	} {
 		if s := r.step(t, name); s.Status != want {
 			t.Errorf("step %q: %s (%s), want %s", name, s.Status, s.Error, want)
@@ -201,7 +201,7 @@ func TestRunLongScript(t *testing.T) {
 	b.WriteString("x='" + strings.Repeat("y", 6000) + "'\n")
 	b.WriteString(`printf 'sum=%s len=%s\n' "$s" "${#x}"`)
 	r := execute(t, "", "", head+login+fmt.Sprintf("  - name: long\n    timeout: 30s\n    run:\n      command: %q\n      expect-output: '^sum=80200 len=6000\\n$'\n", b.String()), true, nil)
-	if s := r.step(t, "long"); s.Status != engine.StatusPassed {
+	if s := r.step(t, "long"); s.Status != result.Passed {
 		t.Errorf("long script (%d bytes): %s %s; output %q", b.Len(), s.Status, s.Error, s.Output)
 	}
 }
@@ -218,7 +218,7 @@ func TestRunSecretInLongScript(t *testing.T) {
 			plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
 				fmt.Sprintf("  - name: secret\n    timeout: 30s\n    run: {command: 'echo \"${#Y}\"', env: {Y: %q}, expect-output: '^%d$'}\n", val, pad+len(secret)+2000)
 			r := execute(t, "", "", plan, true, map[string]string{"token": secret})
-			if s := r.step(t, "secret"); s.Status != engine.StatusPassed {
+			if s := r.step(t, "secret"); s.Status != result.Passed {
 				t.Fatalf("%s %s", s.Status, s.Error)
 			}
 			clog := r.consoleLog(t)
@@ -250,7 +250,7 @@ func TestRunAfterATimeout(t *testing.T) {
 	r := execute(t, "", "", plan.String(), true, nil)
 	for _, s := range r.res.Steps {
 		if strings.HasPrefix(s.Name, "next") || s.Name == "last" {
-			if s.Status != engine.StatusPassed {
+			if s.Status != result.Passed {
 				t.Errorf("%s after an interrupted step: %s %s", s.Name, s.Status, s.Error)
 			}
 		}

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // A failure the plan allows says so in the page, and is not marked as a
@@ -19,7 +19,7 @@ func TestAllowedFailureSaysAllowed(t *testing.T) {
 	dir := t.TempDir()
 	res := sampleResult()
 	res.Steps[1].Tests[0].Children = append(res.Steps[1].Tests[0].Children,
-		&engine.TestCase{Name: "example_rtc_test", Status: "fail", Allowed: true, Message: "no rtc"})
+		&result.TestCase{Name: "example_rtc_test", Status: "fail", Allowed: true, Message: "no rtc"})
 	writeLog(t, dir, 0.1, "boot")
 	page := render(t, dir, res, Options{})
 	li := regexp.MustCompile(`<li class="tc t-fail allowed"><span class="tstat">fail</span> <span class="allowed"[^>]*>allowed</span> example_rtc_test`)

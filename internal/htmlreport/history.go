@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // histRun is one run of the trends page.
@@ -202,7 +203,7 @@ func buildSeries(runs []*histRun) []*series {
 		var walk func(list []*engine.StepResult)
 		walk = func(list []*engine.StepResult) {
 			for _, s := range list {
-				if sr := byKey[s.Index+" "+s.Name]; sr != nil && s.Status != engine.StatusSkipped {
+				if sr := byKey[s.Index+" "+s.Name]; sr != nil && s.Status != result.Skipped {
 					sr.Secs[i], sr.Status[i] = s.Seconds, s.Status
 				}
 				walk(s.Children)
@@ -356,7 +357,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				continue
 			}
 			cls := "pt"
-			if st := s.Status[i]; st != engine.StatusPassed {
+			if st := s.Status[i]; st != result.Passed {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // genHistory makes n runs of a plan "nightly" (oldest first): runs before
@@ -28,20 +29,20 @@ func genHistory(n, change int, flaky map[int]bool, t0 time.Time) []*engine.Resul
 		}
 		step := func(fail bool) string {
 			if fail {
-				return engine.StatusFailed
+				return result.Failed
 			}
-			return engine.StatusPassed
+			return result.Passed
 		}
 		start := t0.Add(time.Duration(i) * time.Hour)
 		r := &engine.Result{Plan: "nightly", Board: "sim-1", Start: start, Seconds: 10, Images: []engine.Image{img},
 			Status: step(regressed || flaky[i]), ExitCode: map[bool]int{false: 0, true: 1}[regressed || flaky[i]],
 			Steps: []*engine.StepResult{
-				{Index: "1", Name: "flash", Type: "flash", Status: engine.StatusPassed, Start: start, Seconds: 2},
-				{Index: "2", Name: "kselftest", Type: "run", Status: step(regressed), Start: start, Seconds: 3, Tests: []*engine.TestCase{
-					{Name: "timers", Status: st(regressed), Children: []*engine.TestCase{{Name: "rtc", Status: st(regressed)}}},
+				{Index: "1", Name: "flash", Type: "flash", Status: result.Passed, Start: start, Seconds: 2},
+				{Index: "2", Name: "kselftest", Type: "run", Status: step(regressed), Start: start, Seconds: 3, Tests: []*result.TestCase{
+					{Name: "timers", Status: st(regressed), Children: []*result.TestCase{{Name: "rtc", Status: st(regressed)}}},
 					{Suite: "mm", Name: "alloc", Status: "pass"},
 				}},
-				{Index: "3", Name: "network", Type: "run", Status: step(flaky[i]), Start: start, Seconds: 1, Tests: []*engine.TestCase{
+				{Index: "3", Name: "network", Type: "run", Status: step(flaky[i]), Start: start, Seconds: 1, Tests: []*result.TestCase{
 					{Suite: "net", Name: "ping", Status: st(flaky[i])},
 				}},
 			}}

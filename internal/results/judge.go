@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // Policy says which failing cases a plan accepts.
@@ -63,16 +63,16 @@ func (v *Verdict) Summary() string {
 // A suite that failed because a subtest failed is not counted again: only
 // its failing subtests are. An allowed failure keeps its status and is
 // marked Allowed.
-func Judge(cases []*engine.TestCase, p Policy) *Verdict {
+func Judge(cases []*result.TestCase, p Policy) *Verdict {
 	v := &Verdict{}
-	var visit func(list []*engine.TestCase, prefix string)
-	visit = func(list []*engine.TestCase, prefix string) {
+	var visit func(list []*result.TestCase, prefix string)
+	visit = func(list []*result.TestCase, prefix string) {
 		for _, c := range list {
 			path := c.Name
 			if prefix != "" {
 				path = prefix + "/" + c.Name
 			}
-			failing := c.Status == Fail || c.Status == Error
+			failing := c.Status == result.Fail || c.Status == result.CaseError
 			if len(c.Children) > 0 {
 				visit(c.Children, path)
 				if !failing || anyFailing(c.Children) {
@@ -80,13 +80,13 @@ func Judge(cases []*engine.TestCase, p Policy) *Verdict {
 				}
 			}
 			switch c.Status {
-			case Pass:
+			case result.Pass:
 				v.Pass++
-			case Skip:
+			case result.Skip:
 				v.Skip++
-			case XFail:
+			case result.XFail:
 				v.XFail++
-			case Error:
+			case result.CaseError:
 				v.Error++
 			default:
 				v.Fail++
@@ -107,9 +107,9 @@ func Judge(cases []*engine.TestCase, p Policy) *Verdict {
 	return v
 }
 
-func anyFailing(list []*engine.TestCase) bool {
+func anyFailing(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == Fail || c.Status == Error || anyFailing(c.Children) {
+		if c.Status == result.Fail || c.Status == result.CaseError || anyFailing(c.Children) {
 			return true
 		}
 	}

@@ -1,6 +1,10 @@
 package results
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
+)
 
 func TestJudge(t *testing.T) {
 	cases := parseFile(t, "ktap", "ktap-spec.ktap")
@@ -20,7 +24,7 @@ func TestJudge(t *testing.T) {
 		p := Policy{AllowFailures: []string{"nothing", pat}}
 		v := Judge(cases, p)
 		c := find(t, cases, "board_test/i2c_suite/i2c_read")
-		if !v.OK(p) || len(v.Allowed) != 1 || c.Status != Fail || !c.Allowed {
+		if !v.OK(p) || len(v.Allowed) != 1 || c.Status != result.Fail || !c.Allowed {
 			t.Fatalf("%s: %+v %+v", pat, v, c)
 		}
 		if got := v.Summary(); got != "6 test cases: 3 pass, 1 fail (1 allowed), 2 skip" {

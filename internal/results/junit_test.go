@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // Real JUnit XML from pytest 7 (python3 -m pytest --junitxml, with
@@ -132,7 +134,7 @@ func TestJUnitSkipNeverHidesFailure(t *testing.T) {
 	} {
 		cases := parseString(t, "junit", `<testsuite name="s"><testcase name="c">`+body+`</testcase></testsuite>`)
 		c := find(t, cases, "s/c")
-		if c.Status != Fail && c.Status != Error || c.Message != "boom" {
+		if c.Status != result.Fail && c.Status != result.CaseError || c.Message != "boom" {
 			t.Errorf("%s: %+v", body, c)
 		}
 		if v := Judge(cases, Policy{}); v.Fail+v.Error != 1 || v.Skip+v.XFail != 0 {

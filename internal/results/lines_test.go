@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // A KUnit run as a board's console shows it at boot: kernel timestamps,
@@ -230,7 +232,7 @@ func TestLineLimits(t *testing.T) {
 		t.Fatalf("cases: %d, output %d, name %d", len(cases), len(cases[0].Output), len(cases[0].Name))
 	}
 	last := cases[2]
-	if last.Status != Fail || !strings.Contains(last.Name, "3 more") || !strings.Contains(last.Message, "1 fail") {
+	if last.Status != result.Fail || !strings.Contains(last.Name, "3 more") || !strings.Contains(last.Message, "1 fail") {
 		t.Fatalf("summary case: %+v", last)
 	}
 	// Nesting deeper than the limit adds no levels (its lines join the deepest).
