@@ -106,7 +106,7 @@ func (a *collectAction) Needs() []drivers.Capability {
 	return []drivers.Capability{drivers.CapConsole}
 }
 
-func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *collectAction) Run(ctx context.Context, r *engine.StepRun) error {
 	if r.Artifacts() == "" {
 		return diag.Infraf("collect needs an artifacts directory (--artifacts)")
 	}
@@ -136,7 +136,7 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	switch {
 	case a.From == "local":
-		n, err = a.collectLocal(ctx, r, root, onFile)
+		n, err = a.collectLocal(r, root, onFile)
 	case a.Via == "ssh":
 		n, err = a.collectSSH(ctx, r, root, onFile)
 	default:
@@ -144,12 +144,12 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	var testErr error
 	if a.results != nil && (n > 0 || !a.Optional) {
-		_, testErr = a.results.judge(ctx, r, cases)
+		_, testErr = a.results.judge(r, cases)
 	}
 	if err != nil {
 		return err
 	}
-	r.Logf(ctx, "collected %d file(s) into %s", n, filepath.Join(r.Artifacts(), a.To))
+	r.Logf("collected %d file(s) into %s", n, filepath.Join(r.Artifacts(), a.To))
 	return testErr
 }
 
@@ -179,7 +179,7 @@ func (a *collectAction) write(root *os.Root, src string, data []byte) error {
 	return nil
 }
 
-func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectLocal(r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		matches, _ := filepath.Glob(p)
@@ -198,7 +198,7 @@ func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *o
 			if err != nil {
 				return n, diag.Failf("collect %s: %v", m, err)
 			}
-			if err := a.write(root, m, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, m, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)
@@ -222,7 +222,7 @@ func boardGlob(p string) string {
 	return b.String()
 }
 
-func (a *collectAction) list(ctx context.Context, r *engine.Run, p string) ([]string, error) {
+func (a *collectAction) list(ctx context.Context, r *engine.StepRun, p string) ([]string, error) {
 	res, err := runShell(ctx, r, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
 	if err != nil {
 		return nil, err
@@ -236,7 +236,7 @@ func (a *collectAction) list(ctx context.Context, r *engine.Run, p string) ([]st
 	return files, nil
 }
 
-func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectConsole(ctx context.Context, r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		files, err := a.list(ctx, r, p)
@@ -268,7 +268,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			if len(want) == 0 || !strings.EqualFold(want[0], hex.EncodeToString(got[:])) {
 				return n, diag.Infraf("collect %s: checksum mismatch after the transfer over the console", f)
 			}
-			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, f, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)
@@ -281,7 +281,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 // transfer runs script, which prints file f in base64, out of console.log:
 // the base64 decodes to whatever secret the file holds, which masking
 // cannot see. The log gets a one-line note instead.
-func transfer(ctx context.Context, r *engine.Run, f, script string) (res *shellResult, err error) {
+func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *shellResult, err error) {
 	resume := r.SuppressConsoleLog()
 	defer func() {
 		size := 0
@@ -307,7 +307,7 @@ func sshArgs(ep drivers.Endpoint) []string {
 	return args
 }
 
-func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectSSH(ctx context.Context, r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	nw, err := r.Board().Network()
 	if err != nil {
 		return 0, err
@@ -327,7 +327,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 			if ctx.Err() != nil {
 				return n, err
 			}
-			return n, diag.Infraf("collect over ssh: %s", r.Redact(err.Error()))
+			return n, diag.Infraf("collect over ssh: %s", r.Redactor().String(err.Error()))
 		}
 		// One name a line: names may contain spaces.
 		var files []string
@@ -345,9 +345,9 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 				if ctx.Err() != nil {
 					return n, err
 				}
-				return n, diag.Failf("collect %s over ssh: %s", f, r.Redact(err.Error()))
+				return n, diag.Failf("collect %s over ssh: %s", f, r.Redactor().String(err.Error()))
 			}
-			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, f, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)

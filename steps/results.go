@@ -2,7 +2,6 @@ package steps
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -72,13 +71,13 @@ func (s *resultsSpec) parser() results.Parser {
 // judge records the cases in the step's result, logs a summary and
 // returns the verdict and the step's error: none when every failing case
 // is allowed or within max-failures, else a failure naming them.
-func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*result.TestCase) (*results.Verdict, error) {
+func (s *resultsSpec) judge(r *engine.StepRun, cases []*result.TestCase) (*results.Verdict, error) {
 	v := results.Judge(cases, s.policy)
-	r.Tests(ctx, cases)
+	r.Tests(cases)
 	if len(cases) == 0 {
 		return v, diag.Failf("no %s test results found", s.Format)
 	}
-	r.Logf(ctx, "%s", v.Summary())
+	r.Logf("%s", v.Summary())
 	logged := 0
 	var walk func(list []*result.TestCase, prefix string)
 	walk = func(list []*result.TestCase, prefix string) {
@@ -106,13 +105,13 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*result.
 				if c.Message != "" {
 					msg = ": " + firstLineOf(c.Message)
 				}
-				r.Logf(ctx, "  %-5s %s%s", st, path, msg)
+				r.Logf("  %-5s %s%s", st, path, msg)
 			}
 		}
 	}
 	walk(cases, "")
 	if logged > 20 {
-		r.Logf(ctx, "  ... and %d more", logged-20)
+		r.Logf("  ... and %d more", logged-20)
 	}
 	if !v.OK(s.policy) {
 		names := v.Failed

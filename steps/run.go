@@ -100,7 +100,7 @@ func init() {
 	})
 }
 
-func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
 	env := make([]envVar, 0, len(a.Env))
 	for k, v := range a.Env {
 		env = append(env, envVar{k, v})
@@ -112,21 +112,21 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 		parser = a.results.parser()
 		stream = parser
 	}
-	r.Waiting(ctx, fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
+	r.Waiting(fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
 	res, err := runShellTo(ctx, r, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
 			// The board stopped answering: keep the cases it printed.
-			_, _ = a.results.judge(ctx, r, parser.Close())
+			_, _ = a.results.judge(r, parser.Close())
 		}
 		return err
 	}
 	out := string(res.Output)
-	r.Output(ctx, out)
+	r.Output(out)
 	var verdict *results.Verdict
 	var testErr error
 	if parser != nil {
-		verdict, testErr = a.results.judge(ctx, r, parser.Close())
+		verdict, testErr = a.results.judge(r, parser.Close())
 	}
 	want := 0
 	if a.ExitCode != nil {
@@ -137,14 +137,14 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 	// asks for a status.
 	judged := verdict != nil && a.ExitCode == nil && verdict.Fail+verdict.Error > 0
 	if res.Code != want && !judged {
-		return diag.Failf("command exited with status %d (expected %d)%s", res.Code, want, lastLines(r.Redact(out), 3))
+		return diag.Failf("command exited with status %d (expected %d)%s", res.Code, want, lastLines(r.Redactor().String(out), 3))
 	}
 	if a.expect.Re != nil && !a.expect.Re.MatchString(out) {
-		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redact(out), 3))
+		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redactor().String(out), 3))
 	}
 	if a.fail.Re != nil {
 		if m := a.fail.Re.FindString(out); m != "" {
-			return diag.Failf("output matches fail-output %q: %q", a.fail.Source, r.Redact(m))
+			return diag.Failf("output matches fail-output %q: %q", a.fail.Source, r.Redactor().String(m))
 		}
 	}
 	return testErr

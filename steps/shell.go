@@ -70,14 +70,14 @@ type envVar struct{ Name, Value string }
 // cannot match, so neither the echo nor the prompt ends up in the output.
 // env is exported for the script only. On cancellation it sends Ctrl-C so
 // the shell is usable by the next step.
-func runShell(ctx context.Context, r *engine.Run, script string, limit int, env ...envVar) (*shellResult, error) {
+func runShell(ctx context.Context, r *engine.StepRun, script string, limit int, env ...envVar) (*shellResult, error) {
 	return runShellTo(ctx, r, script, limit, nil, env...)
 }
 
 // runShellTo is runShell that also streams the command's output, as the
 // board prints it, to stream (nil: nowhere); it stops when the command ends or
 // the wait does, so stream has what the board printed up to then.
-func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, stream io.Writer, env ...envVar) (*shellResult, error) {
+func runShellTo(ctx context.Context, r *engine.StepRun, script string, limit int, stream io.Writer, env ...envVar) (*shellResult, error) {
 	con, err := r.Console()
 	if err != nil {
 		return nil, err
@@ -94,7 +94,7 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 	// The console echoes the typed lines, where values are printf-quoted:
 	// mask secrets in that form too (after typedLines, which may register
 	// the pieces of a secret it had to cut).
-	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
+	r.Redactor().AddForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
 	if stream != nil {
@@ -173,7 +173,7 @@ const maxTypedLine = 768
 // (the "." keeps trailing newlines of the value). When that line is too
 // long, each value's format is first stored in a shell variable, piece by
 // piece, one line each.
-func typedLines(r *engine.Run, n, script string, env []envVar) []string {
+func typedLines(r *engine.StepRun, n, script string, env []envVar) []string {
 	values := make([]string, 0, len(env)+1)
 	for _, e := range env {
 		values = append(values, e.Value)
@@ -232,8 +232,8 @@ func typedLines(r *engine.Run, n, script string, env []envVar) []string {
 // secret (each piece is echoed on its own line; a secret cut in two would
 // not be masked). A secret longer than a piece has to be cut: its two
 // sides are then registered as secrets of their own.
-func splitScript(r *engine.Run, s string, budget int) []string {
-	spans := r.SecretSpans(s)
+func splitScript(r *engine.StepRun, s string, budget int) []string {
+	spans := r.Redactor().Spans(s)
 	// inside returns the span that i is strictly inside of.
 	inside := func(i int) ([2]int, bool) {
 		for _, sp := range spans {

@@ -92,7 +92,7 @@ func init() {
 	})
 }
 
-func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 	con, err := r.Console()
 	if err != nil {
 		return err
@@ -111,7 +111,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		}
 	}
 	// wait for the login prompt, pressing Enter now and then when asked to
-	r.Waiting(ctx, fmt.Sprintf("the login prompt `%s`", a.patterns[0].Source))
+	r.Waiting(fmt.Sprintf("the login prompt `%s`", a.patterns[0].Source))
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})
 		if a.Poke.Duration > 0 {
@@ -130,12 +130,12 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		}
 		return waitError(err, "no login prompt")
 	}
-	r.Logf(ctx, "login prompt seen; logging in as %s", a.Username)
+	r.Logf("login prompt seen; logging in as %s", a.Username)
 	if err := con.Send(ctx, []byte(a.Username+"\n"), 0); err != nil {
 		return diag.Infraf("console: %v", err)
 	}
 	bad := loginRefused
-	r.Waiting(ctx, fmt.Sprintf("the password prompt `%s` or the shell prompt `%s` after the user name", a.patterns[1].Source, a.patterns[2].Source))
+	r.Waiting(fmt.Sprintf("the password prompt `%s` or the shell prompt `%s` after the user name", a.patterns[1].Source, a.patterns[2].Source))
 	m, err := con.Expect(ctx, []*regexp.Regexp{pass, prompt, bad, login}, fail)
 	if err != nil {
 		return waitError(err, "no password prompt or shell prompt after the user name")
@@ -149,7 +149,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		if err := con.Send(ctx, []byte(a.Password+"\n"), 0); err != nil {
 			return diag.Infraf("console: %v", err)
 		}
-		r.Waiting(ctx, fmt.Sprintf("the shell prompt `%s` after the password", a.patterns[2].Source))
+		r.Waiting(fmt.Sprintf("the shell prompt `%s` after the password", a.patterns[2].Source))
 		m, err = con.Expect(ctx, []*regexp.Regexp{prompt, bad, login}, fail)
 		if err != nil {
 			return waitError(err, "no shell prompt after the password")
@@ -158,12 +158,12 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	switch m.Index {
 	case 1:
-		r.Logf(ctx, "logged in")
+		r.Logf("logged in")
 		deadShells.Delete(con)
 		shellPrompts.Store(con, prompt)
 		return nil
 	case 2, 3:
-		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redact(m.Text))
+		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redactor().String(m.Text))
 	}
 	return fmt.Errorf("unexpected console state")
 }
