@@ -17,6 +17,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/artifact"
 )
 
@@ -105,7 +106,7 @@ func ansibleSSHArgs(ep drivers.Endpoint) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString("-o " + shellQuote(o))
+		b.WriteString("-o " + shell.Quote(o))
 	}
 	return b.String()
 }

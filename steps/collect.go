@@ -21,6 +21,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/procguard"
 )
 
@@ -217,13 +218,13 @@ func boardGlob(p string) string {
 			b.WriteRune(c)
 			continue
 		}
-		b.WriteString(shellQuote(string(c)))
+		b.WriteString(shell.Quote(string(c)))
 	}
 	return b.String()
 }
 
 func (a *collectAction) list(ctx context.Context, r *engine.StepRun, p string) ([]string, error) {
-	res, err := runShell(ctx, r, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
+	res, err := shell.Run(ctx, r, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +251,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.StepRun, r
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
 		for _, f := range files {
-			q := shellQuote(f)
+			q := shell.Quote(f)
 			res, err := transfer(ctx, r, f, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q))
 			if err != nil {
 				return n, err
@@ -281,7 +282,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.StepRun, r
 // transfer runs script, which prints file f in base64, out of console.log:
 // the base64 decodes to whatever secret the file holds, which masking
 // cannot see. The log gets a one-line note instead.
-func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *shellResult, err error) {
+func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *shell.Result, err error) {
 	resume := r.SuppressConsoleLog()
 	defer func() {
 		size := 0
@@ -290,7 +291,7 @@ func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *sh
 		}
 		resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes, not logged)", f, size))
 	}()
-	return runShell(ctx, r, script, maxOutput)
+	return shell.Run(ctx, r, script, maxOutput)
 }
 
 // sshArgs returns ssh options for an endpoint: no prompts, no host key
@@ -340,7 +341,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.StepRun, root 
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
 		for _, f := range files {
-			data, err := sshRun(ctx, ep, dest, "cat "+shellQuote(f))
+			data, err := sshRun(ctx, ep, dest, "cat "+shell.Quote(f))
 			if err != nil {
 				if ctx.Err() != nil {
 					return n, err

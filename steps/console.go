@@ -13,6 +13,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // consoleAction sends text to the console and waits for one of several
@@ -149,7 +150,7 @@ func (a *consoleAction) run(ctx context.Context, r *engine.StepRun, con *console
 			tail := strings.TrimSpace(r.Redactor().Tail(con.Tail(200+r.Redactor().MaxLen()), 200))
 			return diag.Failf("%v waiting for %s; the console last printed: %q", context.Cause(ctx), strings.Join(want, " or "), tail)
 		}
-		return waitError(err, "console")
+		return shell.WaitError(err, "console")
 	}
 	r.Output(m.Before + m.Text)
 	if len(a.expect) > 1 {

@@ -1,9 +1,7 @@
 package steps
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -144,85 +142,4 @@ func failingIn(list []*result.TestCase) bool {
 func firstLineOf(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
-}
-
-// markerFilter passes on the lines of a console stream between the begin
-// marker line and the end marker (the output of one command run by
-// runShell), so a results parser sees the command's output as it comes and
-// neither the typed command nor the prompt.
-type markerFilter struct {
-	begin, end string
-	w          io.Writer
-	line       []byte
-	state      int // 0 before the begin marker, 1 inside, 2 done
-}
-
-// maxFilterLine bounds the line the filter holds; a longer one is passed
-// on in pieces (the parser cuts it anyway).
-const maxFilterLine = 64 << 10
-
-func (f *markerFilter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 && f.state < 2 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			f.line = append(f.line, p...)
-			f.spill()
-			break
-		}
-		f.line = append(f.line, p[:i]...)
-		f.handle(strings.TrimSuffix(string(f.line), "\r"), true)
-		f.line = f.line[:0]
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-// spill passes on most of an overlong partial line, keeping enough to
-// find an end marker split across writes.
-func (f *markerFilter) spill() {
-	if len(f.line) <= maxFilterLine {
-		return
-	}
-	keep := len(f.end)
-	if f.state == 1 {
-		if i := strings.Index(string(f.line), f.end); i >= 0 {
-			f.handle(string(f.line), false)
-			f.line = f.line[:0]
-			return
-		}
-		_, _ = f.w.Write(f.line[:len(f.line)-keep])
-	}
-	f.line = append(f.line[:0], f.line[len(f.line)-keep:]...)
-}
-
-func (f *markerFilter) handle(line string, newline bool) {
-	switch f.state {
-	case 0:
-		// The marker's line (what the typed command line echoes holds the
-		// marker split in two, so it never matches).
-		if strings.HasSuffix(line, f.begin) {
-			f.state = 1
-		}
-	case 1:
-		if i := strings.Index(line, f.end); i >= 0 {
-			if i > 0 {
-				_, _ = io.WriteString(f.w, line[:i]+"\n")
-			}
-			f.state = 2
-			return
-		}
-		if newline {
-			line += "\n"
-		}
-		_, _ = io.WriteString(f.w, line)
-	}
-}
-
-// Close passes on a last partial line (the board died in the middle of it).
-func (f *markerFilter) Close() {
-	if f.state == 1 && len(f.line) > 0 {
-		f.handle(strings.TrimSuffix(string(f.line), "\r"), false)
-	}
-	f.line = nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/results"
 )
 
@@ -101,9 +102,9 @@ func init() {
 }
 
 func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
-	env := make([]envVar, 0, len(a.Env))
+	env := make([]shell.Var, 0, len(a.Env))
 	for k, v := range a.Env {
-		env = append(env, envVar{k, v})
+		env = append(env, shell.Var{Name: k, Value: v})
 	}
 	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	var parser results.Parser
@@ -113,7 +114,7 @@ func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
 		stream = parser
 	}
 	r.Waiting(fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
-	res, err := runShellTo(ctx, r, a.Command, maxOutput, stream, env...)
+	res, err := shell.RunTo(ctx, r, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
 			// The board stopped answering: keep the cases it printed.

@@ -3,6 +3,7 @@ package steps_test
 import (
 	"bytes"
 	"fmt"
+	"github.com/jsplan/jsplan/engine/shell"
 	"os/exec"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ func sh(t testing.TB, args ...string) []byte {
 func TestPrintfQuoteRoundTrip(t *testing.T) {
 	extra := []string{"-0", "--", "-n x", "-v var %s", "", "%", "%%s", "\\", "\\\\n", "'", "''\\''", "\x00nul", "\x1b[1m", "\n", "trailing\n\n", "\r\n", strings.Repeat("%'\\\n", 100)}
 	for _, s := range append(append([]string{}, scripts...), extra...) {
-		q := steps.PrintfQuote(s)
+		q := shell.PrintfQuote(s)
 		if strings.ContainsAny(q, "\n\r\x00") {
 			t.Errorf("PrintfQuote(%q) is not one line: %q", s, q)
 		}
@@ -87,7 +88,7 @@ func TestPrintfQuoteRoundTrip(t *testing.T) {
 func TestPrintfQuoteEvalMatchesScript(t *testing.T) {
 	for _, s := range scripts {
 		direct := sh(t, "-c", s)
-		viaEval := sh(t, "-c", `command eval "$(printf -- `+steps.PrintfQuote(s)+`)"`)
+		viaEval := sh(t, "-c", `command eval "$(printf -- `+shell.PrintfQuote(s)+`)"`)
 		if !bytes.Equal(direct, viaEval) {
 			t.Errorf("script %q:\n direct %q\n eval   %q", s, direct, viaEval)
 		}
@@ -96,7 +97,7 @@ func TestPrintfQuoteEvalMatchesScript(t *testing.T) {
 
 func TestShellQuote(t *testing.T) {
 	for _, s := range []string{"", "plain", "it's", `"$HOME" $(x) *`, "a\nb", `\'`} {
-		if got := sh(t, "-c", "printf %s "+steps.ShellQuote(s)); string(got) != s {
+		if got := sh(t, "-c", "printf %s "+shell.Quote(s)); string(got) != s {
 			t.Errorf("ShellQuote(%q): printed %q", s, got)
 		}
 	}
@@ -111,7 +112,7 @@ func FuzzPrintfQuote(f *testing.F) {
 		if len(s) > 4096 {
 			return
 		}
-		if got := sh(t, "-c", "printf -- "+steps.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
+		if got := sh(t, "-c", "printf -- "+shell.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
 			t.Errorf("round trip of %q gave %q", s, got)
 		}
 	})

@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"github.com/jsplan/jsplan/engine/shell"
 	"regexp"
 	"time"
 
@@ -29,9 +30,8 @@ type loginAction struct {
 const (
 	defaultLoginPrompt    = `login:\s*$`
 	defaultPasswordPrompt = `[Pp]assword:\s*$`
-	// A prompt may be followed by terminal queries (busybox ash sends ESC[6n).
-	defaultShellPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
-	loginIncorrect     = `Login incorrect|Authentication failure|Permission denied`
+	defaultShellPrompt    = shell.DefaultPrompt
+	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
 )
 
 var defaultPatterns = map[string]engine.Pattern{
@@ -103,7 +103,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 	for _, p := range a.failOn {
 		fail = append(fail, p.Re)
 	}
-	if _, dead := deadShells.Load(con); dead {
+	if _, gone := shell.Gone(con); gone {
 		// A run step saw (and consumed) the login prompt after the shell
 		// ended: Enter at a getty shows a fresh one.
 		if _, err := con.Write([]byte("\n")); err != nil {
@@ -128,7 +128,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 			}
 			continue
 		}
-		return waitError(err, "no login prompt")
+		return shell.WaitError(err, "no login prompt")
 	}
 	r.Logf("login prompt seen; logging in as %s", a.Username)
 	if err := con.Send(ctx, []byte(a.Username+"\n"), 0); err != nil {
@@ -138,7 +138,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 	r.Waiting(fmt.Sprintf("the password prompt `%s` or the shell prompt `%s` after the user name", a.patterns[1].Source, a.patterns[2].Source))
 	m, err := con.Expect(ctx, []*regexp.Regexp{pass, prompt, bad, login}, fail)
 	if err != nil {
-		return waitError(err, "no password prompt or shell prompt after the user name")
+		return shell.WaitError(err, "no password prompt or shell prompt after the user name")
 	}
 	if m.Index == 0 {
 		// login(1) prints the prompt before it turns echo off: a password
@@ -152,15 +152,14 @@ func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 		r.Waiting(fmt.Sprintf("the shell prompt `%s` after the password", a.patterns[2].Source))
 		m, err = con.Expect(ctx, []*regexp.Regexp{prompt, bad, login}, fail)
 		if err != nil {
-			return waitError(err, "no shell prompt after the password")
+			return shell.WaitError(err, "no shell prompt after the password")
 		}
 		m.Index++ // align with the list above
 	}
 	switch m.Index {
 	case 1:
 		r.Logf("logged in")
-		deadShells.Delete(con)
-		shellPrompts.Store(con, prompt)
+		shell.LoggedIn(con, prompt)
 		return nil
 	case 2, 3:
 		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redactor().String(m.Text))

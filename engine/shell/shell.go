@@ -1,4 +1,11 @@
-package steps
+// Package shell is the protocol jsplan speaks with the login shell on a
+// board's console: a command is typed as printf formats framed by markers
+// whose echo cannot match, its output is read between the markers, a
+// command that overruns is stopped with Ctrl-C and a probe until the shell
+// answers again, and a login prompt that shows while a command runs says
+// the login shell is gone. It sits beside engine/console, the byte stream
+// it runs on; steps (run, collect, wait-for-login) use it.
+package shell
 
 import (
 	"bytes"
@@ -15,26 +22,25 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
 )
 
-// shellResult is a command's outcome on the board's shell.
-type shellResult struct {
+// Result is a command's outcome on the board's shell.
+type Result struct {
 	Output []byte
 	Code   int
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
+// Quote quotes s for a POSIX shell.
+func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// printfQuote turns a script into a printf format string on one line, so a
+// PrintfQuote turns a script into a printf format string on one line, so a
 // multi-line script is typed as one line (no interleaved echo).
-func printfQuote(s string) string {
+func PrintfQuote(s string) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {
 		switch {
@@ -61,23 +67,32 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
-// envVar is a variable set for one command on the board.
-type envVar struct{ Name, Value string }
+// Var is a variable set for one command on the board.
+type Var struct{ Name, Value string }
 
-// runShell runs script in the logged-in shell on the board's console and
+// Host is what a command needs of the step that runs it: the console
+// session, the run's redactor, and a way to register the pieces of a
+// secret that had to be typed cut (*engine.StepRun is one).
+type Host interface {
+	Console() (*console.Session, error)
+	Redactor() *redact.Redactor
+	Secret(v string)
+}
+
+// Run runs script in the logged-in shell on the board's console and
 // returns its output and exit status. The script is typed as one line (a
 // long one in pieces, see typedLines) and framed by markers whose echo
 // cannot match, so neither the echo nor the prompt ends up in the output.
 // env is exported for the script only. On cancellation it sends Ctrl-C so
 // the shell is usable by the next step.
-func runShell(ctx context.Context, r *engine.StepRun, script string, limit int, env ...envVar) (*shellResult, error) {
-	return runShellTo(ctx, r, script, limit, nil, env...)
+func Run(ctx context.Context, r Host, script string, limit int, env ...Var) (*Result, error) {
+	return RunTo(ctx, r, script, limit, nil, env...)
 }
 
-// runShellTo is runShell that also streams the command's output, as the
+// RunTo is Run that also streams the command's output, as the
 // board prints it, to stream (nil: nowhere); it stops when the command ends or
 // the wait does, so stream has what the board printed up to then.
-func runShellTo(ctx context.Context, r *engine.StepRun, script string, limit int, stream io.Writer, env ...envVar) (*shellResult, error) {
+func RunTo(ctx context.Context, r Host, script string, limit int, stream io.Writer, env ...Var) (*Result, error) {
 	con, err := r.Console()
 	if err != nil {
 		return nil, err
@@ -94,7 +109,7 @@ func runShellTo(ctx context.Context, r *engine.StepRun, script string, limit int
 	// The console echoes the typed lines, where values are printf-quoted:
 	// mask secrets in that form too (after typedLines, which may register
 	// the pieces of a secret it had to cut).
-	r.Redactor().AddForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
+	r.Redactor().AddForms(func(v string) string { q := PrintfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
 	if stream != nil {
@@ -156,7 +171,7 @@ func runShellTo(ctx context.Context, r *engine.StepRun, script string, limit int
 		out = out[:i]
 	}
 	out = bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))
-	return &shellResult{Output: out, Code: code}, nil
+	return &Result{Output: out, Code: code}, nil
 }
 
 // maxTypedLine bounds a line typed at the board's shell: a Linux tty takes
@@ -165,7 +180,7 @@ const maxTypedLine = 768
 
 // typedLines returns the lines to type to run script with markers n and
 // env exported for it. Every value reaches the shell as a printf format
-// (printfQuote): nothing in it is shell syntax, and a newline or a quote in
+// (PrintfQuote): nothing in it is shell syntax, and a newline or a quote in
 // a value is typed as an escape. A short command is one line:
 //
 //	echo B; _jsplan_N_0="$(printf -- 'VALUE'; printf .)"; NAME="${_jsplan_N_0%.}" command eval "$(printf -- 'SCRIPT')"; echo E:$?; unset _jsplan_N_0
@@ -173,7 +188,7 @@ const maxTypedLine = 768
 // (the "." keeps trailing newlines of the value). When that line is too
 // long, each value's format is first stored in a shell variable, piece by
 // piece, one line each.
-func typedLines(r *engine.StepRun, n, script string, env []envVar) []string {
+func typedLines(r Host, n, script string, env []Var) []string {
 	values := make([]string, 0, len(env)+1)
 	for _, e := range env {
 		values = append(values, e.Value)
@@ -202,7 +217,7 @@ func typedLines(r *engine.StepRun, n, script string, env []envVar) []string {
 	}
 	formats := make([]string, len(values))
 	for i, v := range values {
-		formats[i] = printfQuote(v)
+		formats[i] = PrintfQuote(v)
 	}
 	if l := line(formats); len(l) <= maxTypedLine {
 		return []string{l}
@@ -214,9 +229,9 @@ func typedLines(r *engine.StepRun, n, script string, env []envVar) []string {
 		unset = append(unset, v)
 		for j, piece := range splitScript(r, val, maxTypedLine-2*len(v)-8) {
 			if j == 0 {
-				lines = append(lines, v+"="+printfQuote(piece))
+				lines = append(lines, v+"="+PrintfQuote(piece))
 			} else {
-				lines = append(lines, v+`="$`+v+`"`+printfQuote(piece))
+				lines = append(lines, v+`="$`+v+`"`+PrintfQuote(piece))
 			}
 		}
 		if val == "" {
@@ -232,7 +247,7 @@ func typedLines(r *engine.StepRun, n, script string, env []envVar) []string {
 // secret (each piece is echoed on its own line; a secret cut in two would
 // not be masked). A secret longer than a piece has to be cut: its two
 // sides are then registered as secrets of their own.
-func splitScript(r *engine.StepRun, s string, budget int) []string {
+func splitScript(r Host, s string, budget int) []string {
 	spans := r.Redactor().Spans(s)
 	// inside returns the span that i is strictly inside of.
 	inside := func(i int) ([2]int, bool) {
@@ -247,7 +262,7 @@ func splitScript(r *engine.StepRun, s string, budget int) []string {
 	for pos := 0; pos < len(s); {
 		end, size := pos, 0
 		for ; end < len(s); end++ {
-			w := len(printfQuote(s[end:end+1])) - 2
+			w := len(PrintfQuote(s[end:end+1])) - 2
 			if size+w > budget {
 				break
 			}
@@ -283,10 +298,34 @@ func splitScript(r *engine.StepRun, s string, budget int) []string {
 	return out
 }
 
+// DefaultPrompt is the shell prompt a command's end waits for before a
+// login told the real one. A prompt may be followed by terminal queries
+// (busybox ash sends ESC[6n).
+const DefaultPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
+
+var defaultPrompt = regexp.MustCompile("(?m)" + DefaultPrompt)
+
 // shellGone matches a login prompt: a getty's (or the sim's) after the login
 // shell ended. Only at the very end of what the console printed, so a
 // command that prints such a line and goes on is not mistaken for it.
 var shellGone = regexp.MustCompile(`(?m)^[\w.-]+ login: \z`)
+
+// Gone reports why the login shell on con is known to be gone: a command
+// ended it (exit, exec) and the login prompt showed.
+func Gone(con *console.Session) (why string, gone bool) {
+	v, ok := deadShells.Load(con)
+	if !ok {
+		return "", false
+	}
+	return v.(string), true
+}
+
+// LoggedIn records a login on con (wait-for-login): the shell is there again
+// and prompt is its prompt, which a command's end waits for.
+func LoggedIn(con *console.Session, prompt *regexp.Regexp) {
+	deadShells.Delete(con)
+	shellPrompts.Store(con, prompt)
+}
 
 // deadShells holds, per console session, why its login shell is known to be
 // gone; a successful wait-for-login clears it.
@@ -305,7 +344,7 @@ const promptWait = 500 * time.Millisecond
 // after its send) then cannot match this one, which may arrive only after
 // the step has ended.
 func consumePrompt(ctx context.Context, con *console.Session) {
-	re := defaultPatterns["prompt"].Re
+	re := defaultPrompt
 	if v, ok := shellPrompts.Load(con); ok {
 		re, _ = v.(*regexp.Regexp)
 	}
@@ -349,7 +388,7 @@ func stopCommand(ctx context.Context, con *console.Session, budget time.Duration
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	return waitError(err, what)
+	return WaitError(err, what)
 }
 
 // interrupt stops the command running in the shell with Ctrl-C, then waits
@@ -383,8 +422,8 @@ func interrupt(con *console.Session, budget time.Duration) {
 	}
 }
 
-// waitError explains why a console wait ended.
-func waitError(err error, what string) error {
+// WaitError explains why a console wait ended.
+func WaitError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
@@ -397,44 +436,83 @@ func waitError(err error, what string) error {
 	return err
 }
 
-// expandKeys turns key macros such as <ENTER> or <CTRL-C> into bytes.
-func expandKeys(s string) string {
-	if !strings.Contains(s, "<") {
-		return s
-	}
-	return keyRE.ReplaceAllStringFunc(s, func(m string) string {
-		name := strings.ToUpper(m[1 : len(m)-1])
-		if v, ok := keys[name]; ok {
-			return v
+// markerFilter passes on the lines of a console stream between the begin
+// marker line and the end marker (the output of one command run by
+// RunTo), so a results parser sees the command's output as it comes and
+// neither the typed command nor the prompt.
+type markerFilter struct {
+	begin, end string
+	w          io.Writer
+	line       []byte
+	state      int // 0 before the begin marker, 1 inside, 2 done
+}
+
+// maxFilterLine bounds the line the filter holds; a longer one is passed
+// on in pieces (the parser cuts it anyway).
+const maxFilterLine = 64 << 10
+
+func (f *markerFilter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && f.state < 2 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.line = append(f.line, p...)
+			f.spill()
+			break
 		}
-		if strings.HasPrefix(name, "CTRL-") && len(name) == 6 {
-			c := name[5]
-			if c >= 'A' && c <= 'Z' || c >= '[' && c <= '_' {
-				return string([]byte{c & 0x1f})
+		f.line = append(f.line, p[:i]...)
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), true)
+		f.line = f.line[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// spill passes on most of an overlong partial line, keeping enough to
+// find an end marker split across writes.
+func (f *markerFilter) spill() {
+	if len(f.line) <= maxFilterLine {
+		return
+	}
+	keep := len(f.end)
+	if f.state == 1 {
+		if i := strings.Index(string(f.line), f.end); i >= 0 {
+			f.handle(string(f.line), false)
+			f.line = f.line[:0]
+			return
+		}
+		_, _ = f.w.Write(f.line[:len(f.line)-keep])
+	}
+	f.line = append(f.line[:0], f.line[len(f.line)-keep:]...)
+}
+
+func (f *markerFilter) handle(line string, newline bool) {
+	switch f.state {
+	case 0:
+		// The marker's line (what the typed command line echoes holds the
+		// marker split in two, so it never matches).
+		if strings.HasSuffix(line, f.begin) {
+			f.state = 1
+		}
+	case 1:
+		if i := strings.Index(line, f.end); i >= 0 {
+			if i > 0 {
+				_, _ = io.WriteString(f.w, line[:i]+"\n")
 			}
+			f.state = 2
+			return
 		}
-		return m
-	})
-}
-
-var keyRE = regexp.MustCompile(`<(?:(?i:ctrl-)[\[\\\]^_]|[A-Za-z0-9-]+)>`)
-
-var keys = map[string]string{
-	"ENTER": "\r", "LF": "\n", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "SPACE": " ",
-	"BACKSPACE": "\x7f", "DEL": "\x1b[3~", "UP": "\x1b[A", "DOWN": "\x1b[B", "RIGHT": "\x1b[C", "LEFT": "\x1b[D",
-	"HOME": "\x1b[H", "END": "\x1b[F",
-	"F1": "\x1bOP", "F2": "\x1bOQ", "F3": "\x1bOR", "F4": "\x1bOS", "F5": "\x1b[15~", "F6": "\x1b[17~",
-	"F7": "\x1b[18~", "F8": "\x1b[19~", "F9": "\x1b[20~", "F10": "\x1b[21~", "F11": "\x1b[23~", "F12": "\x1b[24~",
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
+		if newline {
+			line += "\n"
+		}
+		_, _ = io.WriteString(f.w, line)
 	}
+}
+
+// Close passes on a last partial line (the board died in the middle of it).
+func (f *markerFilter) Close() {
+	if f.state == 1 && len(f.line) > 0 {
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), false)
+	}
+	f.line = nil
 }
