@@ -19,6 +19,7 @@ import (
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // ErrInterrupted is the cancel cause set when the run is stopped by a
@@ -182,6 +183,7 @@ type run struct {
 	cfg     RunConfig
 	board   *Board
 	console *console.Session
+	shell   *shell.Shell
 	conErr  error
 	cancel  context.CancelCauseFunc
 	mu      *sync.Mutex
@@ -429,6 +431,7 @@ func (r *run) openConsole(ctx context.Context) {
 				}
 			}
 			r.console = console.New(rw, opts)
+			r.shell = shell.New(r.console, r.secrets, r.secret)
 			return
 		}
 	}
@@ -453,6 +456,16 @@ func (h *StepRun) Board() *Board { return h.r.board }
 
 // Console returns the console session of the step's board.
 func (h *StepRun) Console() (*console.Session, error) { return h.r.openedConsole() }
+
+// Shell returns the login shell on the console of the step's board: how
+// commands run there (run, collect), and what is known of it (a command
+// ended it; its prompt).
+func (h *StepRun) Shell() (*shell.Shell, error) {
+	if _, err := h.r.openedConsole(); err != nil {
+		return nil, err
+	}
+	return h.r.shell, nil
+}
 
 // WatchConsole is called after something that should make the board print
 // (power on): while the console stays silent, the run log says so every

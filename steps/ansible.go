@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -228,12 +229,7 @@ func unsafeNode(v any) (*yaml.Node, error) {
 	switch x := v.(type) {
 	case map[string]any:
 		m := &yaml.Node{Kind: yaml.MappingNode}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			vn, err := unsafeNode(x[k])
 			if err != nil {
 				return nil, err

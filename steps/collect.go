@@ -224,7 +224,11 @@ func boardGlob(p string) string {
 }
 
 func (a *collectAction) list(ctx context.Context, r *engine.StepRun, p string) ([]string, error) {
-	res, err := shell.Run(ctx, r, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
+	sh, err := r.Shell()
+	if err != nil {
+		return nil, err
+	}
+	res, err := sh.Run(ctx, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -291,7 +295,11 @@ func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *sh
 		}
 		resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes, not logged)", f, size))
 	}()
-	return shell.Run(ctx, r, script, maxOutput)
+	sh, err := r.Shell()
+	if err != nil {
+		return nil, err
+	}
+	return sh.Run(ctx, script, maxOutput)
 }
 
 // sshArgs returns ssh options for an endpoint: no prompts, no host key

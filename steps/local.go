@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -111,12 +112,7 @@ func (a *localAction) Run(ctx context.Context, r *engine.StepRun) error {
 	if b := r.Board(); b != nil {
 		env = append(env, "JSPLAN_BOARD="+b.Spec.Name)
 	}
-	keys := make([]string, 0, len(a.Env))
-	for k := range a.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(a.Env)) {
 		env = append(env, k+"="+a.Env[k])
 	}
 	cmd.Env = env

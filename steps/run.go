@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -70,12 +71,7 @@ func init() {
 					WithDetail("run it without exec, or in a subshell: (exec %s)", cmd)
 				return nil
 			}
-			names := make([]string, 0, len(a.Env))
-			for k := range a.Env {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
+			for _, k := range slices.Sorted(maps.Keys(a.Env)) {
 				if !envNameRE.MatchString(k) {
 					dc.Errorf(dc.Child(n, "env"), "env", "%q is not a shell variable name", k).
 						WithDetail("use letters, digits and _, not starting with a digit")
@@ -103,10 +99,9 @@ func init() {
 
 func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
 	env := make([]shell.Var, 0, len(a.Env))
-	for k, v := range a.Env {
-		env = append(env, shell.Var{Name: k, Value: v})
+	for _, k := range slices.Sorted(maps.Keys(a.Env)) {
+		env = append(env, shell.Var{Name: k, Value: a.Env[k]})
 	}
-	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	var parser results.Parser
 	var stream io.Writer
 	if a.results != nil {
@@ -114,7 +109,11 @@ func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
 		stream = parser
 	}
 	r.Waiting(fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
-	res, err := shell.RunTo(ctx, r, a.Command, maxOutput, stream, env...)
+	sh, err := r.Shell()
+	if err != nil {
+		return err
+	}
+	res, err := sh.RunTo(ctx, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
 			// The board stopped answering: keep the cases it printed.

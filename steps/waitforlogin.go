@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"fmt"
-	"github.com/jsplan/jsplan/engine/shell"
 	"regexp"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // loginAction waits for the login prompt on the console and logs in.
@@ -93,17 +93,18 @@ func init() {
 }
 
 func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
-	con, err := r.Console()
+	sh, err := r.Shell()
 	if err != nil {
 		return err
 	}
+	con := sh.Console()
 	r.Secret(a.Password)
 	login, pass, prompt := a.patterns[0].Re, a.patterns[1].Re, a.patterns[2].Re
 	var fail []*regexp.Regexp
 	for _, p := range a.failOn {
 		fail = append(fail, p.Re)
 	}
-	if _, gone := shell.Gone(con); gone {
+	if _, gone := sh.Gone(); gone {
 		// A run step saw (and consumed) the login prompt after the shell
 		// ended: Enter at a getty shows a fresh one.
 		if _, err := con.Write([]byte("\n")); err != nil {
@@ -159,7 +160,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
 	switch m.Index {
 	case 1:
 		r.Logf("logged in")
-		shell.LoggedIn(con, prompt)
+		sh.LoggedIn(prompt)
 		return nil
 	case 2, 3:
 		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redactor().String(m.Text))

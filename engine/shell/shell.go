@@ -70,14 +70,35 @@ func nonce() string {
 // Var is a variable set for one command on the board.
 type Var struct{ Name, Value string }
 
-// Host is what a command needs of the step that runs it: the console
-// session, the run's redactor, and a way to register the pieces of a
-// secret that had to be typed cut (*engine.StepRun is one).
-type Host interface {
-	Console() (*console.Session, error)
-	Redactor() *redact.Redactor
-	Secret(v string)
+// Shell is the login shell on one console session, and what is known of
+// it: whether a command ended it, and the prompt it prints. The run that
+// opened the console holds it (engine.StepRun.Shell), so it lives as long
+// as the session; it is safe for use by one command at a time.
+type Shell struct {
+	con    *console.Session
+	red    *redact.Redactor
+	secret func(string)
+
+	mu sync.Mutex
+	// gone says why the login shell is known to be gone ("" while it is
+	// there); a login (LoggedIn) clears it.
+	gone string
+	// prompt is the shell prompt a command's end waits for: the one the
+	// login saw, DefaultPrompt before a login, nil once it did not show
+	// after a command (the board's prompt is not what it looks for: no
+	// more waiting).
+	prompt *regexp.Regexp
 }
+
+// New returns the shell on con. Output is masked with red (the values of a
+// command are also masked in the form they are typed in); secret registers
+// the pieces of a secret that had to be typed cut in two (a long script).
+func New(con *console.Session, red *redact.Redactor, secret func(string)) *Shell {
+	return &Shell{con: con, red: red, secret: secret, prompt: defaultPrompt}
+}
+
+// Console is the session the shell runs on.
+func (sh *Shell) Console() *console.Session { return sh.con }
 
 // Run runs script in the logged-in shell on the board's console and
 // returns its output and exit status. The script is typed as one line (a
@@ -85,19 +106,16 @@ type Host interface {
 // cannot match, so neither the echo nor the prompt ends up in the output.
 // env is exported for the script only. On cancellation it sends Ctrl-C so
 // the shell is usable by the next step.
-func Run(ctx context.Context, r Host, script string, limit int, env ...Var) (*Result, error) {
-	return RunTo(ctx, r, script, limit, nil, env...)
+func (sh *Shell) Run(ctx context.Context, script string, limit int, env ...Var) (*Result, error) {
+	return sh.RunTo(ctx, script, limit, nil, env...)
 }
 
 // RunTo is Run that also streams the command's output, as the
 // board prints it, to stream (nil: nowhere); it stops when the command ends or
 // the wait does, so stream has what the board printed up to then.
-func RunTo(ctx context.Context, r Host, script string, limit int, stream io.Writer, env ...Var) (*Result, error) {
-	con, err := r.Console()
-	if err != nil {
-		return nil, err
-	}
-	if why, dead := deadShells.Load(con); dead {
+func (sh *Shell) RunTo(ctx context.Context, script string, limit int, stream io.Writer, env ...Var) (*Result, error) {
+	con := sh.con
+	if why, gone := sh.Gone(); gone {
 		// Typing now would enter the command at the login prompt, as a
 		// user name (into the board's auth log).
 		return nil, diag.Failf("the board's shell is gone (%s): log in again (wait-for-login) before running commands", why)
@@ -105,11 +123,11 @@ func RunTo(ctx context.Context, r Host, script string, limit int, stream io.Writ
 	n := nonce()
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
-	lines := typedLines(r, n, script, env)
+	lines := sh.typedLines(n, script, env)
 	// The console echoes the typed lines, where values are printf-quoted:
 	// mask secrets in that form too (after typedLines, which may register
 	// the pieces of a secret it had to cut).
-	r.Redactor().AddForms(func(v string) string { q := PrintfQuote(v); return q[1 : len(q)-1] })
+	sh.red.AddForms(func(v string) string { q := PrintfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
 	if stream != nil {
@@ -133,7 +151,7 @@ func RunTo(ctx context.Context, r Host, script string, limit int, stream io.Writ
 			return nil, diag.Infraf("console: %v", err)
 		}
 		if _, err := con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(quiet) + `\r?\n`)}, nil); err != nil {
-			return nil, stopCommand(ctx, con, budget, err, "the shell did not answer")
+			return nil, sh.stopCommand(ctx, budget, err, "the shell did not answer")
 		}
 		lines = append(lines[:len(lines)-1:len(lines)-1], "stty echo 2>/dev/null; "+lines[len(lines)-1])
 	}
@@ -146,18 +164,20 @@ func RunTo(ctx context.Context, r Host, script string, limit int, stream io.Writ
 	if err == nil && m.Index == 0 {
 		m, err = con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`), shellGone}, nil)
 		if err != nil {
-			return nil, stopCommand(ctx, con, budget, err, "the command did not finish")
+			return nil, sh.stopCommand(ctx, budget, err, "the command did not finish")
 		}
 	} else if err != nil {
-		return nil, stopCommand(ctx, con, budget, err, "the shell did not start the command")
+		return nil, sh.stopCommand(ctx, budget, err, "the shell did not start the command")
 	}
 	if m.Index == 1 {
 		why := fmt.Sprintf("the login prompt %q showed while a command ran: the command ended the login shell (exit, exec?)", strings.TrimSpace(m.Text))
-		deadShells.Store(con, why)
+		sh.mu.Lock()
+		sh.gone = why
+		sh.mu.Unlock()
 		return nil, diag.Failf("%s", why)
 	}
 	data, ok := capture.Stop()
-	consumePrompt(wctx, con)
+	sh.consumePrompt(wctx)
 	if !ok {
 		return nil, diag.Failf("command output is larger than %d bytes", limit)
 	}
@@ -188,7 +208,7 @@ const maxTypedLine = 768
 // (the "." keeps trailing newlines of the value). When that line is too
 // long, each value's format is first stored in a shell variable, piece by
 // piece, one line each.
-func typedLines(r Host, n, script string, env []Var) []string {
+func (sh *Shell) typedLines(n, script string, env []Var) []string {
 	values := make([]string, 0, len(env)+1)
 	for _, e := range env {
 		values = append(values, e.Value)
@@ -227,7 +247,7 @@ func typedLines(r Host, n, script string, env []Var) []string {
 	for i, val := range values {
 		v := fmt.Sprintf("_jsplan_%s_f%d", n, i)
 		unset = append(unset, v)
-		for j, piece := range splitScript(r, val, maxTypedLine-2*len(v)-8) {
+		for j, piece := range sh.splitScript(val, maxTypedLine-2*len(v)-8) {
 			if j == 0 {
 				lines = append(lines, v+"="+PrintfQuote(piece))
 			} else {
@@ -247,8 +267,8 @@ func typedLines(r Host, n, script string, env []Var) []string {
 // secret (each piece is echoed on its own line; a secret cut in two would
 // not be masked). A secret longer than a piece has to be cut: its two
 // sides are then registered as secrets of their own.
-func splitScript(r Host, s string, budget int) []string {
-	spans := r.Redactor().Spans(s)
+func (sh *Shell) splitScript(s string, budget int) []string {
+	spans := sh.red.Spans(s)
 	// inside returns the span that i is strictly inside of.
 	inside := func(i int) ([2]int, bool) {
 		for _, sp := range spans {
@@ -288,8 +308,8 @@ func splitScript(r Host, s string, budget int) []string {
 				cut--
 			}
 			if sp, in := inside(cut); in {
-				r.Secret(s[max(sp[0], pos):cut])
-				r.Secret(s[cut:sp[1]])
+				sh.secret(s[max(sp[0], pos):cut])
+				sh.secret(s[cut:sp[1]])
 			}
 		}
 		out = append(out, s[pos:cut])
@@ -310,31 +330,21 @@ var defaultPrompt = regexp.MustCompile("(?m)" + DefaultPrompt)
 // command that prints such a line and goes on is not mistaken for it.
 var shellGone = regexp.MustCompile(`(?m)^[\w.-]+ login: \z`)
 
-// Gone reports why the login shell on con is known to be gone: a command
-// ended it (exit, exec) and the login prompt showed.
-func Gone(con *console.Session) (why string, gone bool) {
-	v, ok := deadShells.Load(con)
-	if !ok {
-		return "", false
-	}
-	return v.(string), true
+// Gone reports why the login shell is known to be gone: a command ended it
+// (exit, exec) and the login prompt showed.
+func (sh *Shell) Gone() (why string, gone bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.gone, sh.gone != ""
 }
 
-// LoggedIn records a login on con (wait-for-login): the shell is there again
-// and prompt is its prompt, which a command's end waits for.
-func LoggedIn(con *console.Session, prompt *regexp.Regexp) {
-	deadShells.Delete(con)
-	shellPrompts.Store(con, prompt)
+// LoggedIn records a login (wait-for-login): the shell is there again and
+// prompt is its prompt, which a command's end waits for.
+func (sh *Shell) LoggedIn(prompt *regexp.Regexp) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.gone, sh.prompt = "", prompt
 }
-
-// deadShells holds, per console session, why its login shell is known to be
-// gone; a successful wait-for-login clears it.
-var deadShells sync.Map // *console.Session -> string
-
-// shellPrompts holds, per console session, the regex of the shell prompt
-// that wait-for-login saw, or nil once the prompt did not show after a
-// command (the board's prompt is not what it looks for: no more waiting).
-var shellPrompts sync.Map // *console.Session -> *regexp.Regexp
 
 // promptWait bounds the wait for the prompt after a command's end marker.
 const promptWait = 500 * time.Millisecond
@@ -343,18 +353,21 @@ const promptWait = 500 * time.Millisecond
 // after a command and consumes it: a later expect (a console step's prompt
 // after its send) then cannot match this one, which may arrive only after
 // the step has ended.
-func consumePrompt(ctx context.Context, con *console.Session) {
-	re := defaultPrompt
-	if v, ok := shellPrompts.Load(con); ok {
-		re, _ = v.(*regexp.Regexp)
-	}
+func (sh *Shell) consumePrompt(ctx context.Context) {
+	sh.mu.Lock()
+	re := sh.prompt
+	sh.mu.Unlock()
 	if re == nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, promptWait)
 	defer cancel()
-	if _, err := con.Expect(wctx, []*regexp.Regexp{re}, nil); err != nil && ctx.Err() == nil && wctx.Err() != nil {
-		shellPrompts.Store(con, (*regexp.Regexp)(nil))
+	if _, err := sh.con.Expect(wctx, []*regexp.Regexp{re}, nil); err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		sh.mu.Lock()
+		if sh.prompt == re {
+			sh.prompt = nil
+		}
+		sh.mu.Unlock()
 	}
 }
 
@@ -379,8 +392,8 @@ func reserveProbe(ctx context.Context) (context.Context, context.CancelFunc, tim
 // stopCommand stops the command after a wait ended with err, within budget,
 // and returns the error to report: the cause of ctx once ctx has ended (the
 // step's timeout, which the reserve anticipated), else err explained.
-func stopCommand(ctx context.Context, con *console.Session, budget time.Duration, err error, what string) error {
-	interrupt(con, budget)
+func (sh *Shell) stopCommand(ctx context.Context, budget time.Duration, err error, what string) error {
+	sh.interrupt(budget)
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		// The reserve before the deadline: the deadline is next.
 		<-ctx.Done()
@@ -396,7 +409,8 @@ func stopCommand(ctx context.Context, con *console.Session, budget time.Duration
 // arrives while it handles the interrupt, so the next step's command line
 // would be lost. The probe is a harmless echo, typed again until its answer
 // shows.
-func interrupt(con *console.Session, budget time.Duration) {
+func (sh *Shell) interrupt(budget time.Duration) {
+	con := sh.con
 	if _, err := con.Write([]byte{3}); err != nil {
 		return
 	}
@@ -413,7 +427,7 @@ func interrupt(con *console.Session, budget time.Duration) {
 		_, err := con.Expect(wctx, answer, nil)
 		wcancel()
 		if err == nil {
-			consumePrompt(ctx, con) // the prompt after the answer is not the next step's
+			sh.consumePrompt(ctx) // the prompt after the answer is not the next step's
 			return
 		}
 		if wctx.Err() == nil {
@@ -427,10 +441,10 @@ func WaitError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := err.(*console.FailOnError); ok {
+	if _, ok := errors.AsType[*console.FailOnError](err); ok {
 		return diag.Fail(err)
 	}
-	if err == console.ErrClosed || strings.HasPrefix(err.Error(), console.ErrClosed.Error()) {
+	if errors.Is(err, console.ErrClosed) {
 		return diag.Infraf("%s: %v", what, err)
 	}
 	return err
