@@ -236,7 +236,7 @@ func TestApplySIGTERM(t *testing.T) {
 		t.Errorf("finally power off did not run: %+v", rep.Finally)
 	}
 	j := readJUnit(t, e.art)
-	if st := j.Suites[0].prop("status"); st != result.Interrupted {
+	if st := j.Suites[0].prop("status"); result.Status(st) != result.Interrupted {
 		t.Errorf("junit status property %q, want interrupted", st)
 	}
 	if j.Suites[0].Errors != 1 {
@@ -428,7 +428,7 @@ func TestApplyFinallyStepsAllRun(t *testing.T) {
 	rep := readReport(t, e.art)
 	var got []string
 	for _, f := range rep.Finally {
-		got = append(got, f.Name+"="+f.Status)
+		got = append(got, f.Name+"="+string(f.Status))
 	}
 	want := "broken cleanup=failed after the broken one=passed power off=passed"
 	if strings.Join(got, " ") != want {

@@ -339,7 +339,7 @@ func TestReportInBrowser(t *testing.T) {
 				t.Logf("screenshot: %s", file)
 
 				// The verdict is the first thing on the screen.
-				if st.Verdict != res.Status || !st.VerdictOnTop {
+				if st.Verdict != string(res.Status) || !st.VerdictOnTop {
 					t.Errorf("verdict %q (on the first screen: %v), want %q", st.Verdict, st.VerdictOnTop, res.Status)
 				}
 				// One bar per step, in the report's order.

@@ -29,7 +29,7 @@ type humanView struct {
 }
 
 // statusColour is the ANSI colour of each outcome's word.
-var statusColour = map[string]string{
+var statusColour = map[result.Status]string{
 	result.Passed: "32", result.Failed: "31;1", result.Error: "31;1",
 	result.Skipped: "33", result.Interrupted: "33;1",
 }
@@ -44,14 +44,14 @@ func useColour(w io.Writer) bool {
 }
 
 // paint colours word for status when the view is in colour.
-func (v *humanView) paint(status, word string) string {
+func (v *humanView) paint(status result.Status, word string) string {
 	if !v.colour || statusColour[status] == "" {
 		return word
 	}
 	return "\x1b[" + statusColour[status] + "m" + word + "\x1b[0m"
 }
 
-var statusWord = map[string]string{
+var statusWord = map[result.Status]string{
 	result.Passed: "PASS", result.Failed: "FAIL", result.Error: "ERROR",
 	result.Skipped: "SKIP", result.Interrupted: "STOP",
 }

@@ -53,7 +53,7 @@ type StepResult struct {
 	ID       string        `json:"id,omitempty"`
 	Type     string        `json:"type"`
 	Path     string        `json:"path"`
-	Status   string        `json:"status"`
+	Status   result.Status `json:"status"`
 	Attempts int           `json:"attempts"`
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"-"`
@@ -83,7 +83,7 @@ type Result struct {
 	// shared resources it held (multi.go).
 	Boards    []RoleResult  `json:"boards,omitempty"`
 	Resources []string      `json:"resources,omitempty"`
-	Status    string        `json:"status"`
+	Status    result.Status `json:"status"`
 	Summary   string        `json:"summary"`
 	Error     string        `json:"error,omitempty"`
 	Class     string        `json:"class,omitempty"`
@@ -116,16 +116,16 @@ type Image struct {
 
 // Event is one entry of the run's event stream.
 type Event struct {
-	Time     time.Time `json:"time"`
-	Type     string    `json:"event"` // run-start, step-start, step-end, log, console, run-end
-	Index    string    `json:"index,omitempty"`
-	Step     string    `json:"step,omitempty"`
-	StepType string    `json:"type,omitempty"`
-	Status   string    `json:"status,omitempty"`
-	Attempt  int       `json:"attempt,omitempty"`
-	Seconds  float64   `json:"duration_seconds,omitempty"`
-	Message  string    `json:"message,omitempty"`
-	Result   *Result   `json:"result,omitempty"`
+	Time     time.Time     `json:"time"`
+	Type     string        `json:"event"` // run-start, step-start, step-end, log, console, run-end
+	Index    string        `json:"index,omitempty"`
+	Step     string        `json:"step,omitempty"`
+	StepType string        `json:"type,omitempty"`
+	Status   result.Status `json:"status,omitempty"`
+	Attempt  int           `json:"attempt,omitempty"`
+	Seconds  float64       `json:"duration_seconds,omitempty"`
+	Message  string        `json:"message,omitempty"`
+	Result   *Result       `json:"result,omitempty"`
 	// Board is the board of the step or console line, in a run on several.
 	Board string `json:"board,omitempty"`
 }
@@ -346,9 +346,9 @@ func (r *run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 }
 
 // testSummary counts the test cases the steps reported (test points: cases
-// without subtests): "; test cases: 3 pass, 1 fail (1 allowed), 1 skip".
+// without subtests): "; test cases: 3 passed, 1 failed (1 allowed), 1 skipped".
 func testSummary(res *Result) string {
-	n := map[string]int{}
+	n := map[result.Status]int{}
 	allowed := 0
 	var leaves func([]*result.TestCase)
 	leaves = func(list []*result.TestCase) {
@@ -370,12 +370,12 @@ func testSummary(res *Result) string {
 		return ""
 	}
 	var parts []string
-	for _, st := range []string{"pass", "fail", "error", "skip", "xfail"} {
+	for _, st := range []result.Status{result.Passed, result.Failed, result.Error, result.Skipped, result.XFail} {
 		if n[st] == 0 {
 			continue
 		}
 		p := fmt.Sprintf("%d %s", n[st], st)
-		if st == "fail" && allowed > 0 {
+		if st == result.Failed && allowed > 0 {
 			p += fmt.Sprintf(" (%d allowed)", allowed)
 		}
 		parts = append(parts, p)

@@ -60,7 +60,7 @@ finally:
 	var walk func(prefix string, rs []*engine.StepResult)
 	walk = func(prefix string, rs []*engine.StepResult) {
 		for _, r := range rs {
-			got = append(got, prefix+r.Index+"="+r.Status)
+			got = append(got, prefix+r.Index+"="+string(r.Status))
 			walk(prefix, r.Children)
 		}
 	}

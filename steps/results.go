@@ -87,11 +87,11 @@ func (s *resultsSpec) judge(r *engine.StepRun, cases []*result.TestCase) (*resul
 			if len(c.Children) > 0 {
 				walk(c.Children, path)
 				// A suite that failed because a subtest did is not news.
-				if c.Status == result.Pass || c.Status == result.Skip || failingIn(c.Children) {
+				if c.Status == result.Passed || c.Status == result.Skipped || failingIn(c.Children) {
 					continue
 				}
 			}
-			if c.Status == result.Pass {
+			if c.Status == result.Passed {
 				continue
 			}
 			if logged++; logged <= 20 {
@@ -132,7 +132,7 @@ func (s *resultsSpec) judge(r *engine.StepRun, cases []*result.TestCase) (*resul
 
 func failingIn(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == result.Fail || c.Status == result.CaseError || failingIn(c.Children) {
+		if c.Status.Failing() || failingIn(c.Children) {
 			return true
 		}
 	}

@@ -52,7 +52,7 @@ func TestRunResultsOnBoard(t *testing.T) {
 	if ok.Status != result.Passed {
 		t.Fatalf("allowed: %s %s", ok.Status, ok.Error)
 	}
-	if got, want := tests(t, ok), "pass console\npass storage\nskip network\nfail watchdog\n"; got != want {
+	if got, want := tests(t, ok), "passed console\npassed storage\nskipped network\nfailed watchdog\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 	w := ok.Tests[3]
@@ -87,7 +87,7 @@ func TestRunResultsBoardHangsMidSuite(t *testing.T) {
 	if s.Status != result.Failed || !strings.Contains(s.Error, "timed out") {
 		t.Fatalf("hangs: %s %q", s.Status, s.Error)
 	}
-	if got, want := tests(t, s), "pass first\nerror tests 2..3 (no result)\n"; got != want {
+	if got, want := tests(t, s), "passed first\nerror tests 2..3 (no result)\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -129,7 +129,7 @@ func TestConsoleResults(t *testing.T) {
 `
 	r := execute(t, "", "", plan, true, nil)
 	s := r.res.Steps[2]
-	if s.Status != result.Passed || tests(t, s) != "pass a\nskip b\n" {
+	if s.Status != result.Passed || tests(t, s) != "passed a\nskipped b\n" {
 		t.Fatalf("console: %s %q\n%s", s.Status, s.Error, tests(t, s))
 	}
 }
@@ -228,7 +228,7 @@ func TestCollectResultsFromBoard(t *testing.T) {
 	if s.Status != result.Passed {
 		t.Fatalf("collect: %s %q", s.Status, s.Error)
 	}
-	if got, want := tests(t, s), "fail board\n  pass boots\n  skip ping\n  fail rtc\n"; got != want {
+	if got, want := tests(t, s), "failed board\n  passed boots\n  skipped ping\n  failed rtc\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 	if rtc := s.Tests[0].Children[2]; !rtc.Allowed || rtc.Message != "no rtc0" || rtc.Output != "rtc: no /dev/rtc0" {

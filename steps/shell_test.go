@@ -3,12 +3,12 @@ package steps_test
 import (
 	"bytes"
 	"fmt"
-	"github.com/jsplan/jsplan/engine/shell"
 	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/steps"
 )
 
@@ -167,7 +167,7 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
   - name: state seen
     run: {command: 'echo "$X in $PWD"', expect-output: '(?m)^kept in /$'}
 `, true, nil)
-	for name, want := range map[string]string{
+	for name, want := range map[string]result.Status{
 		"status 3 expected": result.Passed, "output matches": result.Passed,
 		"output forbidden": result.Failed, "wrong status": result.Failed, "syntax error": result.Failed,
 		"script starting with a dash": result.Failed,

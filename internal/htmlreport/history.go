@@ -24,7 +24,7 @@ type histRun struct {
 	Label  string
 	Start  string
 	N      int
-	Status string
+	Status result.Status
 }
 
 // series is one step's durations across the runs (NaN where the run has no
@@ -34,7 +34,7 @@ type series struct {
 	Depth          int
 	Leaf           bool
 	Secs           []float64
-	Status         []string
+	Status         []result.Status
 	Shown          bool
 	Color          string
 	Median         float64
@@ -193,7 +193,7 @@ func buildSeries(runs []*histRun) []*series {
 	}
 	for _, s := range order {
 		s.Secs = make([]float64, len(runs))
-		s.Status = make([]string, len(runs))
+		s.Status = make([]result.Status, len(runs))
 		for i := range s.Secs {
 			s.Secs[i] = math.NaN()
 		}
@@ -361,7 +361,7 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),
-				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(s.Status[i]))
+				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(string(s.Status[i])))
 		}
 		b.WriteString(`</g>`)
 	}

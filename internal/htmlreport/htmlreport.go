@@ -391,7 +391,7 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 		for p := sp.parent; p != nil; p = p.parent {
 			depth++
 		}
-		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: s.Status, Error: clip(opt.redact(s.Error), maxStepText),
+		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: string(s.Status), Error: clip(opt.redact(s.Error), maxStepText),
 			Output: clip(opt.redact(s.Output), maxStepText), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
 			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, span: sp}
 		r.Tests, r.TestsLeft = redactTests(s.Tests, opt, tb)
@@ -477,7 +477,7 @@ func redactTests(ts []*result.TestCase, opt *Options, b *testBudget) ([]*result.
 		}
 		children, cl := redactTests(t.Children, opt, b)
 		left += cl
-		bad := (t.Status == "fail" || t.Status == "error") && !t.Allowed
+		bad := t.Status.Failing() && !t.Allowed
 		switch {
 		case bad && b.bad > 0:
 			b.bad--

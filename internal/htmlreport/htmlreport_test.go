@@ -44,9 +44,9 @@ func sampleResult() *engine.Result {
 				}},
 			{Index: "2", Name: "kunit", Type: "run", Status: result.Failed, Attempts: 1, Start: at(5), Seconds: 3,
 				Error: `console printed "Kernel panic - not syncing: boom" (fail-on pattern "Kernel panic")`,
-				Tests: []*result.TestCase{{Suite: "kunit", Name: "example", Status: "fail", Children: []*result.TestCase{
-					{Name: "example_simple_test", Status: "pass"}, {Name: "example_skip_test", Status: "skip"},
-					{Name: "example_fail_test", Status: "fail", Message: "expected 1 == 2"}}}}},
+				Tests: []*result.TestCase{{Suite: "kunit", Name: "example", Status: result.Failed, Children: []*result.TestCase{
+					{Name: "example_simple_test", Status: result.Passed}, {Name: "example_skip_test", Status: result.Skipped},
+					{Name: "example_fail_test", Status: result.Failed, Message: "expected 1 == 2"}}}}},
 			{Index: "3", Name: "collect", Type: "collect", Status: result.Skipped},
 		},
 		Finally: []*engine.StepResult{
@@ -151,7 +151,7 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 	if n := strings.Count(page, `<span class="bar"`); n != 6 {
 		t.Errorf("%d bars, want 6", n)
 	}
-	if !regexp.MustCompile(`(?s)<li class="tc t-fail"><span class="tstat">fail</span> <span class="muted">kunit:</span> example.*<ul class="tcs">.*t-pass.*example_simple_test.*t-skip.*t-fail.*example_fail_test`).MatchString(page) {
+	if !regexp.MustCompile(`(?s)<li class="tc t-failed"><span class="tstat">failed</span> <span class="muted">kunit:</span> example.*<ul class="tcs">.*t-passed.*example_simple_test.*t-skipped.*t-failed.*example_fail_test`).MatchString(page) {
 		t.Errorf("test cases not rendered as a nested list")
 	}
 	// Retries show on the bar, and hovering tells the details.
@@ -345,10 +345,10 @@ func TestTestCasesBudget(t *testing.T) {
 	res := sampleResult()
 	var cases []*result.TestCase
 	for i := 0; i < 20000; i++ {
-		cases = append(cases, &result.TestCase{Name: fmt.Sprintf("case_%d", i), Status: "pass", Output: strings.Repeat("o", 4096)})
+		cases = append(cases, &result.TestCase{Name: fmt.Sprintf("case_%d", i), Status: result.Passed, Output: strings.Repeat("o", 4096)})
 	}
-	cases = append(cases, &result.TestCase{Name: "the_failing_case", Status: "fail", Output: "FAIL-OUTPUT"})
-	res.Steps[1].Tests = []*result.TestCase{{Suite: "big", Name: "big", Status: "fail", Children: cases}}
+	cases = append(cases, &result.TestCase{Name: "the_failing_case", Status: result.Failed, Output: "FAIL-OUTPUT"})
+	res.Steps[1].Tests = []*result.TestCase{{Suite: "big", Name: "big", Status: result.Failed, Children: cases}}
 	page := render(t, dir, res, Options{})
 	if len(page) > 4<<20 {
 		t.Errorf("the page has %d bytes", len(page))

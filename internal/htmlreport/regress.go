@@ -13,10 +13,10 @@ import (
 // RunRef is a run of a history, as the regressions name it.
 type RunRef struct {
 	// N numbers the runs oldest first, from 1, as the page does.
-	N      int       `json:"run"`
-	Start  time.Time `json:"start"`
-	Board  string    `json:"board"`
-	Status string    `json:"status"`
+	N      int           `json:"run"`
+	Start  time.Time     `json:"start"`
+	Board  string        `json:"board"`
+	Status result.Status `json:"status"`
 	// Image identifies what the run flashed (sha256, else path and size;
 	// empty when it flashed nothing).
 	Image string `json:"image,omitempty"`
@@ -110,9 +110,9 @@ func stepOutcome(s *engine.StepResult) (pass, ok bool) {
 
 func caseOutcome(c *result.TestCase) (pass, ok bool) {
 	switch c.Status {
-	case "pass", "xfail":
+	case result.Passed, result.XFail:
 		return true, true
-	case "fail", "error":
+	case result.Failed, result.Error:
 		return false, !c.Allowed
 	}
 	return false, false

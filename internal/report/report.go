@@ -79,7 +79,7 @@ type junitProblem struct {
 // (as pytest writes its xfail), with the reason in the message.
 func WriteJUnit(path string, res *engine.Result) error {
 	s := junitSuite{Name: res.Plan, Time: secs(res.Seconds), Timestamp: res.Start.UTC().Format("2006-01-02T15:04:05"),
-		Props: []junitProp{{"board", res.Board}, {"status", res.Status}, {"file", res.File}}}
+		Props: []junitProp{{"board", res.Board}, {"status", string(res.Status)}, {"file", res.File}}}
 	for _, rb := range res.Boards {
 		s.Props = append(s.Props, junitProp{"board." + rb.Role, rb.Board})
 	}
@@ -105,7 +105,7 @@ func WriteJUnit(path string, res *engine.Result) error {
 				}
 			case result.Error, result.Interrupted:
 				if !st.Ignored {
-					c.Error = &junitProblem{Message: firstLine(st.Error), Type: st.Status, Text: st.Error}
+					c.Error = &junitProblem{Message: firstLine(st.Error), Type: string(st.Status), Text: st.Error}
 					s.Errors++
 				}
 			case result.Skipped:
@@ -202,25 +202,25 @@ func testCase(suite string, tc *result.TestCase, s *junitSuite) junitCase {
 	}
 	switch {
 	case failing(tc) && tc.Allowed:
-		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + tc.Status + "): " + tc.Message)}
+		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + string(tc.Status) + "): " + tc.Message)}
 		s.Skipped++
-	case tc.Status == "fail":
+	case tc.Status == result.Failed:
 		c.Failure = &junitProblem{Message: firstLine(tc.Message), Type: "fail", Text: tc.Message}
 		s.Failures++
-	case tc.Status == "error":
+	case tc.Status == result.Error:
 		c.Error = &junitProblem{Message: firstLine(tc.Message), Type: "error", Text: tc.Message}
 		s.Errors++
-	case tc.Status == "skip":
+	case tc.Status == result.Skipped:
 		c.Skipped = &junitProblem{Message: tc.Message}
 		s.Skipped++
-	case tc.Status == "xfail":
+	case tc.Status == result.XFail:
 		c.Skipped = &junitProblem{Message: strings.TrimSpace("expected failure: " + tc.Message)}
 		s.Skipped++
 	}
 	return c
 }
 
-func failing(tc *result.TestCase) bool { return tc.Status == "fail" || tc.Status == "error" }
+func failing(tc *result.TestCase) bool { return tc.Status.Failing() }
 
 func anyFailing(list []*result.TestCase) bool {
 	for _, c := range list {

@@ -67,13 +67,13 @@ func TestJUnitTestCases(t *testing.T) {
 	res := &engine.Result{Plan: "p", Board: "b", Status: result.Passed, Start: time.Now(),
 		Steps: []*engine.StepResult{{Index: "1", Name: "kselftest", Type: "run", Status: result.Passed,
 			Tests: []*result.TestCase{
-				{Name: "timers", Status: "fail", Children: []*result.TestCase{
-					{Suite: "timers", Name: "posix", Status: "pass", Seconds: 0.5, Output: "# itimer ok"},
-					{Suite: "timers", Name: "rtc", Status: "fail", Allowed: true, Message: "no rtc"},
+				{Name: "timers", Status: result.Failed, Children: []*result.TestCase{
+					{Suite: "timers", Name: "posix", Status: result.Passed, Seconds: 0.5, Output: "# itimer ok"},
+					{Suite: "timers", Name: "rtc", Status: result.Failed, Allowed: true, Message: "no rtc"},
 					{Suite: "timers", Name: "tz", Status: "xfail", Message: "tz unsupported"},
 				}},
 				{Name: "net", Status: "error", Message: "suite setup failed", Children: []*result.TestCase{
-					{Suite: "net", Name: "ping", Status: "skip", Message: "no cable"},
+					{Suite: "net", Name: "ping", Status: result.Skipped, Message: "no cable"},
 				}},
 				{Name: "cut", Status: "error", Message: "the plan 1..3 announced 3 results but 1 came"},
 			}}}}
@@ -118,7 +118,7 @@ func TestJUnitTestCases(t *testing.T) {
 	}
 	timers := doc.Suites[2].Cases
 	if timers[0].Name != "posix" || timers[0].Classname != "p / 1 kselftest / timers" || timers[0].Out != "# itimer ok" ||
-		timers[1].Skipped == nil || timers[1].Skipped.Message != "allowed failure (fail): no rtc" ||
+		timers[1].Skipped == nil || timers[1].Skipped.Message != "allowed failure (failed): no rtc" ||
 		timers[2].Skipped == nil || timers[2].Skipped.Message != "expected failure: tz unsupported" {
 		t.Fatalf("timers: %+v", timers)
 	}

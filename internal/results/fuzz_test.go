@@ -39,7 +39,7 @@ func fuzzParse(t *testing.T, format string, data []byte, cut uint) {
 	walk(whole, func(c *result.TestCase) {
 		n++
 		switch c.Status {
-		case result.Pass, result.Fail, result.Skip, result.XFail, result.CaseError:
+		case result.Passed, result.Failed, result.Skipped, result.XFail, result.Error:
 		default:
 			t.Fatalf("status %q", c.Status)
 		}

@@ -31,15 +31,15 @@ type Verdict struct {
 // OK reports whether the step passes.
 func (v *Verdict) OK(p Policy) bool { return len(v.Failed) <= p.MaxFailures }
 
-// Summary is one line for the run log: "5 test cases: 3 pass, 1 skip, 1
-// fail (allowed)".
+// Summary is one line for the run log: "5 test cases: 3 passed, 1 failed
+// (1 allowed), 1 skipped".
 func (v *Verdict) Summary() string {
 	total := v.Pass + v.Fail + v.Skip + v.XFail + v.Error
-	parts := []string{fmt.Sprintf("%d pass", v.Pass)}
+	parts := []string{fmt.Sprintf("%d passed", v.Pass)}
 	if n := v.Fail + v.Error; n > 0 {
-		s := fmt.Sprintf("%d fail", v.Fail)
+		s := fmt.Sprintf("%d failed", v.Fail)
 		if v.Error > 0 {
-			s = fmt.Sprintf("%d fail, %d error", v.Fail, v.Error)
+			s = fmt.Sprintf("%d failed, %d error", v.Fail, v.Error)
 		}
 		if len(v.Allowed) > 0 {
 			s += fmt.Sprintf(" (%d allowed)", len(v.Allowed))
@@ -47,7 +47,7 @@ func (v *Verdict) Summary() string {
 		parts = append(parts, s)
 	}
 	if v.Skip > 0 {
-		parts = append(parts, fmt.Sprintf("%d skip", v.Skip))
+		parts = append(parts, fmt.Sprintf("%d skipped", v.Skip))
 	}
 	if v.XFail > 0 {
 		parts = append(parts, fmt.Sprintf("%d xfail", v.XFail))
@@ -72,7 +72,7 @@ func Judge(cases []*result.TestCase, p Policy) *Verdict {
 			if prefix != "" {
 				path = prefix + "/" + c.Name
 			}
-			failing := c.Status == result.Fail || c.Status == result.CaseError
+			failing := c.Status.Failing()
 			if len(c.Children) > 0 {
 				visit(c.Children, path)
 				if !failing || anyFailing(c.Children) {
@@ -80,13 +80,13 @@ func Judge(cases []*result.TestCase, p Policy) *Verdict {
 				}
 			}
 			switch c.Status {
-			case result.Pass:
+			case result.Passed:
 				v.Pass++
-			case result.Skip:
+			case result.Skipped:
 				v.Skip++
 			case result.XFail:
 				v.XFail++
-			case result.CaseError:
+			case result.Error:
 				v.Error++
 			default:
 				v.Fail++
@@ -109,7 +109,7 @@ func Judge(cases []*result.TestCase, p Policy) *Verdict {
 
 func anyFailing(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == result.Fail || c.Status == result.CaseError || anyFailing(c.Children) {
+		if c.Status.Failing() || anyFailing(c.Children) {
 			return true
 		}
 	}

@@ -114,7 +114,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 					f.tc.Name = "testsuite"
 				}
 			case "testcase":
-				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Status: result.Pass, Seconds: seconds(attr(t, "time"))}
+				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Status: result.Passed, Seconds: seconds(attr(t, "time"))}
 				f.tc.Suite = clip(attr(t, "classname"), 1024)
 				if f.tc.Suite == "" {
 					f.tc.Suite = suiteName()
@@ -132,22 +132,22 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 				msg := clip(attr(t, "message"), lim.MaxOutput)
 				switch t.Name.Local {
 				case "failure":
-					if c.tc.Status != result.CaseError {
-						c.tc.Status = result.Fail
+					if c.tc.Status != result.Error {
+						c.tc.Status = result.Failed
 					}
 				case "error":
-					c.tc.Status = result.CaseError
+					c.tc.Status = result.Error
 				case "skipped":
 					// A skip never hides a failure or error of the same
 					// case, whatever the order of the elements.
-					if c.tc.Status == result.Pass {
-						c.tc.Status = result.Skip
+					if c.tc.Status == result.Passed {
+						c.tc.Status = result.Skipped
 						if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
 							c.tc.Status = result.XFail
 						}
 					}
 				}
-				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != result.Skip && c.tc.Status != result.XFail
+				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != result.Skipped && c.tc.Status != result.XFail
 				if !skipOfFailed && (t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped") {
 					if msg != "" {
 						c.tc.Message = msg
@@ -182,11 +182,11 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 			stack = stack[:len(stack)-1]
 			switch f.elem {
 			case "testcase":
-				f.tc.Status = result.CaseError
+				f.tc.Status = result.Error
 				f.tc.Message = clip(why, lim.MaxOutput)
 			case "testsuite":
 				f.tc.Children = append(f.tc.Children, &result.TestCase{Name: "(rest of the suite)", Suite: f.tc.Name,
-					Status: result.CaseError, Message: clip(why, lim.MaxOutput)})
+					Status: result.Error, Message: clip(why, lim.MaxOutput)})
 			}
 			endFrame(f, lim, attach)
 		}
@@ -196,7 +196,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 		if err != nil && !errors.Is(err, io.EOF) {
 			why = "not JUnit XML: " + err.Error()
 		}
-		top = append(top, &result.TestCase{Name: "(JUnit XML)", Status: result.CaseError, Message: clip(why, lim.MaxOutput)})
+		top = append(top, &result.TestCase{Name: "(JUnit XML)", Status: result.Error, Message: clip(why, lim.MaxOutput)})
 	}
 	if s := cnt.summary(); s != nil {
 		top = append(top, s)
@@ -239,24 +239,24 @@ func endFrame(f *jframe, lim Limits, attach func(*result.TestCase)) {
 
 // suiteStatus is a suite's (or a TAP file's) status from its cases: failed when one failed,
 // skipped when all were, else passed.
-func suiteStatus(children []*result.TestCase) string {
+func suiteStatus(children []*result.TestCase) result.Status {
 	if len(children) == 0 {
-		return result.Skip
+		return result.Skipped
 	}
 	all := true
 	for _, c := range children {
 		switch c.Status {
-		case result.Fail, result.CaseError:
-			return result.Fail
-		case result.Skip:
+		case result.Failed, result.Error:
+			return result.Failed
+		case result.Skipped:
 		default:
 			all = false
 		}
 	}
 	if all {
-		return result.Skip
+		return result.Skipped
 	}
-	return result.Pass
+	return result.Passed
 }
 
 func attr(t xml.StartElement, name string) string {

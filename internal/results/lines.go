@@ -190,7 +190,7 @@ func (p *lineParser) handle(raw string) {
 	case kBail:
 		p.flushOwner()
 		p.finishAll("the run bailed out before this test's result")
-		p.add(p.stack[0], &result.TestCase{Name: "Bail out!", Status: result.CaseError,
+		p.add(p.stack[0], &result.TestCase{Name: "Bail out!", Status: result.Error,
 			Message: clip(strings.TrimSpace(strings.TrimPrefix(rest, "Bail out!")), p.lim.MaxOutput), Output: p.out.take()})
 		p.bailed = true
 		return
@@ -332,7 +332,7 @@ func (p *lineParser) flushPending(l *level, why string) {
 	if name == "" {
 		name = "(subtest without a result)"
 	}
-	tc := &result.TestCase{Name: name, Status: result.CaseError, Message: why, Children: l.pending, Output: p.out.take()}
+	tc := &result.TestCase{Name: name, Status: result.Error, Message: why, Children: l.pending, Output: p.out.take()}
 	for _, c := range tc.Children {
 		c.Suite = name
 	}
@@ -357,9 +357,9 @@ func (p *lineParser) finish(l *level, why string) []*result.TestCase {
 		if l.count+1 == l.plan {
 			name = fmt.Sprintf("test %d (no result)", l.plan)
 		}
-		p.add(l, &result.TestCase{Name: name, Status: result.CaseError, Message: msg})
+		p.add(l, &result.TestCase{Name: name, Status: result.Error, Message: msg})
 	case l.plan >= 0 && l.count > l.plan:
-		p.add(l, &result.TestCase{Name: "(results beyond the plan)", Status: result.CaseError,
+		p.add(l, &result.TestCase{Name: "(results beyond the plan)", Status: result.Error,
 			Message: fmt.Sprintf("the plan 1..%d announced %d results but %d came", l.plan, l.plan, l.count)})
 	case l.plan == 0 && l.count == 0 && len(p.stack) <= 1:
 		// "1..0 # SKIP reason": the whole suite was skipped.
@@ -367,7 +367,7 @@ func (p *lineParser) finish(l *level, why string) []*result.TestCase {
 		if w, rest := firstWord(note); strings.HasPrefix(strings.ToUpper(w), "SKIP") {
 			note = rest
 		}
-		p.add(l, &result.TestCase{Name: "(all tests skipped)", Status: result.Skip, Message: note})
+		p.add(l, &result.TestCase{Name: "(all tests skipped)", Status: result.Skipped, Message: note})
 	}
 	cases := l.cases
 	l.cases = nil
@@ -389,7 +389,7 @@ func (p *lineParser) finishAll(why string) {
 		}
 		fc := &result.TestCase{Name: p.file, Status: suiteStatus(cases), Children: cases}
 		if len(cases) == 0 {
-			fc.Status, fc.Message = result.CaseError, "no results"
+			fc.Status, fc.Message = result.Error, "no results"
 		}
 		p.done = append(p.done[:p.from], fc)
 		p.file = ""
@@ -447,7 +447,7 @@ func (p *lineParser) endYAML() {
 			tc.Seconds = ms / 1000
 		}
 	}
-	if tc.Status == result.Fail || tc.Status == result.CaseError || tc.Status == result.XFail {
+	if tc.Status == result.Failed || tc.Status == result.Error || tc.Status == result.XFail {
 		for _, name := range []string{"message", "error"} {
 			v, i := key(name)
 			if i < 0 {
@@ -526,9 +526,9 @@ func parseResult(s string, lim Limits) (*result.TestCase, string) {
 		s = strings.TrimLeft(s[1:], " \t")
 	}
 	desc, dir, hasDir := splitHash(s)
-	tc := &result.TestCase{Name: clip(strings.TrimSpace(desc), 1024), Status: result.Pass}
+	tc := &result.TestCase{Name: clip(strings.TrimSpace(desc), 1024), Status: result.Passed}
 	if notOK {
-		tc.Status = result.Fail
+		tc.Status = result.Failed
 	}
 	if !hasDir {
 		return tc, num
@@ -538,7 +538,7 @@ func parseResult(s string, lim Limits) (*result.TestCase, string) {
 	msg := dir
 	switch up := strings.ToUpper(w); {
 	case strings.HasPrefix(up, "SKIP"):
-		tc.Status, msg = result.Skip, rest
+		tc.Status, msg = result.Skipped, rest
 	case strings.HasPrefix(up, "TODO"):
 		msg = rest
 		if notOK {
@@ -551,11 +551,11 @@ func parseResult(s string, lim Limits) (*result.TestCase, string) {
 	case up == "XFAIL":
 		tc.Status, msg = result.XFail, rest
 	case up == "XPASS":
-		tc.Status, msg = result.Fail, "passed though expected to fail (XPASS)"+colon(rest)
+		tc.Status, msg = result.Failed, "passed though expected to fail (XPASS)"+colon(rest)
 	case up == "TIMEOUT":
-		tc.Status, msg = result.CaseError, "timed out"+colon(rest)
+		tc.Status, msg = result.Error, "timed out"+colon(rest)
 	case up == "ERROR":
-		tc.Status, msg = result.CaseError, rest
+		tc.Status, msg = result.Error, rest
 	}
 	tc.Message = clip(msg, lim.MaxOutput)
 	return tc, num

@@ -106,7 +106,7 @@ func Parse(format string, r io.Reader, lim Limits) ([]*result.TestCase, error) {
 type counter struct {
 	max     int
 	kept    int
-	dropped map[string]int
+	dropped map[result.Status]int
 	// output kept so far, of failing cases and of the others
 	outBad, outOther, outMax int
 }
@@ -125,7 +125,7 @@ func (c *counter) keep(tc *result.TestCase) bool {
 		return true
 	}
 	if c.dropped == nil {
-		c.dropped = map[string]int{}
+		c.dropped = map[result.Status]int{}
 	}
 	walk([]*result.TestCase{tc}, func(x *result.TestCase) {
 		if len(x.Children) == 0 {
@@ -142,7 +142,7 @@ func (c *counter) charge(tc *result.TestCase, out string) {
 		return
 	}
 	spent := &c.outOther
-	if tc.Status == result.Fail || tc.Status == result.CaseError {
+	if tc.Status.Failing() {
 		spent = &c.outBad
 	}
 	if *spent+len(out) > c.outMax {
@@ -159,15 +159,15 @@ func (c *counter) summary() *result.TestCase {
 	}
 	total := 0
 	var parts []string
-	for _, s := range []string{result.Pass, result.Fail, result.CaseError, result.Skip, result.XFail} {
+	for _, s := range []result.Status{result.Passed, result.Failed, result.Error, result.Skipped, result.XFail} {
 		if n := c.dropped[s]; n > 0 {
 			total += n
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	st := result.Pass
-	if c.dropped[result.Fail]+c.dropped[result.CaseError] > 0 {
-		st = result.Fail
+	st := result.Passed
+	if c.dropped[result.Failed]+c.dropped[result.Error] > 0 {
+		st = result.Failed
 	}
 	return &result.TestCase{Name: fmt.Sprintf("(%d more test cases not kept)", total), Status: st,
 		Message: fmt.Sprintf("past the limit of %d cases kept: %s", c.max, strings.Join(parts, ", "))}
