@@ -197,9 +197,8 @@ type run struct {
 	// the run is stopped (interrupted or timed out) is over.
 	stop context.Context
 	// roles are the runs of every board by role, shared by all of them,
-	// in a run on several boards (nil for one); role is this one's.
+	// in a run on several boards (nil for one).
 	roles map[string]*run
-	role  string
 	multi bool
 }
 

@@ -242,3 +242,43 @@ func waitStarted(t *testing.T, w *waiter, name string) {
 		}
 	}
 }
+
+// Each action writes through the handle of its own step: log lines and
+// output land on the step that wrote them, however deep in groups, and not
+// on the group around it.
+func TestStepRunAttributesToItsStep(t *testing.T) {
+	p := loadRun(t, head+`steps:
+  - log: one
+  - group:
+      steps:
+        - log: inner
+        - group:
+            steps:
+              - log: deepest
+      finally:
+        - log: group cleanup
+finally:
+  - log: last
+`)
+	rec := &recorder{}
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: rec})
+	if res.Status != result.Passed {
+		t.Fatalf("status %q: %s", res.Status, res.Error)
+	}
+	logs := map[string]string{}
+	for _, e := range rec.events {
+		if e.Type == "log" && e.Index != "" {
+			logs[e.Message] = e.Index
+		}
+	}
+	for msg, idx := range map[string]string{"one": "1", "inner": "2.1", "deepest": "2.2.1", "group cleanup": "2.f.1", "last": "f.1"} {
+		if logs[msg] != idx {
+			t.Errorf("log %q attributed to step %q, want %q (all: %v)", msg, logs[msg], idx, logs)
+		}
+	}
+	group := res.Steps[1]
+	if group.Output != "" || len(group.Children) != 3 || group.Children[0].Output != "inner" ||
+		group.Children[1].Children[0].Output != "deepest" || group.Children[2].Output != "group cleanup" {
+		t.Errorf("outputs: group %q, children %+v", group.Output, group.Children)
+	}
+}

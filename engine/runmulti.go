@@ -1,6 +1,6 @@
 package engine
 
-// Runs on several boards: one Run per role, sharing the result, the
+// Runs on several boards: one run per role, sharing the result, the
 // event stream, the secrets and the cancellation; steps go to the run of
 // their on: role; parallel blocks run their branches at once.
 
@@ -37,7 +37,7 @@ func (r *run) withRoles(res *Result) *run {
 	for i, rb := range r.cfg.Roles {
 		cfg := r.cfg
 		cfg.Board, cfg.ConsoleLog = rb.Board, rb.ConsoleLog
-		rr := &run{cfg: cfg, board: rb.Board, secrets: r.secrets, res: res, mu: r.mu, roles: roles, role: rb.Role, multi: true}
+		rr := &run{cfg: cfg, board: rb.Board, secrets: r.secrets, res: res, mu: r.mu, roles: roles, multi: true}
 		roles[rb.Role] = rr
 		if i == 0 {
 			first = rr
