@@ -29,8 +29,11 @@ import (
 
 // Result is a command's outcome on the board's shell.
 type Result struct {
+	// Output is what the command printed, without the typed line, the
+	// markers or the prompt, with line ends as "\n".
 	Output []byte
-	Code   int
+	// Code is the command's exit status.
+	Code int
 }
 
 // Quote quotes s for a POSIX shell.
