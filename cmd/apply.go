@@ -19,6 +19,7 @@ import (
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/htmlreport"
 	"github.com/jsplan/jsplan/internal/report"
 )
@@ -230,11 +231,11 @@ func shellQuote(s string) string {
 // writeFailure records a run that never started (board busy, board failed
 // to open), so CI still finds a report.
 func writeFailure(dir string, res *resolved, err error, code int, red *redact.Redactor, prior ...engine.Attempt) *engine.Result {
-	r := &engine.Result{Plan: res.plan.Name, File: res.plan.File, Board: res.board.Name, Status: engine.StatusError,
+	r := &engine.Result{Plan: res.plan.Name, File: res.plan.File, Board: res.board.Name, Status: result.Error,
 		Class: diag.Infra.String(), Error: red.String(err.Error()), ExitCode: code, Start: time.Now(),
 		Version: buildVersion(), Command: commandLine(red)}
 	if code >= 128 {
-		r.Status = engine.StatusInterrupted
+		r.Status = result.Interrupted
 	}
 	r.Summary = fmt.Sprintf("%s: the run did not start (%s)", r.Status, err)
 	if len(prior) > 0 {

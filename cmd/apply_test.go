@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // plan returns a Plan document for the built-in virtual board: it powers
@@ -72,7 +73,7 @@ func TestApplyDemoPlan(t *testing.T) {
 
 	// report.json lists every step of the plan (used plans inlined), passed.
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusPassed || rep.ExitCode != 0 || rep.Board != "sim-1" || rep.Plan != "virtual-smoke" {
+	if rep.Status != result.Passed || rep.ExitCode != 0 || rep.Board != "sim-1" || rep.Plan != "virtual-smoke" {
 		t.Errorf("report: status %q exit %d board %q plan %q", rep.Status, rep.ExitCode, rep.Board, rep.Plan)
 	}
 	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate, Values: map[string]engine.Value{
@@ -89,7 +90,7 @@ func TestApplyDemoPlan(t *testing.T) {
 		t.Fatalf("report lists %d steps, the plan has %d", len(got), len(want))
 	}
 	for i, s := range got {
-		if s.Name != want[i] || s.Status != engine.StatusPassed {
+		if s.Name != want[i] || s.Status != result.Passed {
 			t.Errorf("report step %s: %q %s, want %q passed", s.Index, s.Name, s.Status, want[i])
 		}
 	}
@@ -159,15 +160,15 @@ func TestApplyFailingStep(t *testing.T) {
 		t.Errorf("output does not show the failure:\n%s", r.stdout)
 	}
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusFailed || rep.ExitCode != 1 || rep.Class != "failure" {
+	if rep.Status != result.Failed || rep.ExitCode != 1 || rep.Class != "failure" {
 		t.Errorf("report: status %q exit %d class %q", rep.Status, rep.ExitCode, rep.Class)
 	}
-	if len(rep.Steps) != 4 || rep.Steps[2].Status != engine.StatusFailed || rep.Steps[3].Status != engine.StatusSkipped {
+	if len(rep.Steps) != 4 || rep.Steps[2].Status != result.Failed || rep.Steps[3].Status != result.Skipped {
 		t.Errorf("report steps: %+v", rep.Steps)
 	} else if !strings.Contains(rep.Steps[2].Error, "exited with status 4") || !strings.Contains(rep.Steps[2].Output, "about to fail") {
 		t.Errorf("failed step: error %q output %q", rep.Steps[2].Error, rep.Steps[2].Output)
 	}
-	if len(rep.Finally) != 1 || rep.Finally[0].Status != engine.StatusPassed {
+	if len(rep.Finally) != 1 || rep.Finally[0].Status != result.Passed {
 		t.Errorf("finally power off did not pass: %+v", rep.Finally)
 	}
 	j := readJUnit(t, e.art)
@@ -225,17 +226,17 @@ func TestApplySIGTERM(t *testing.T) {
 		}
 	}
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusInterrupted || rep.ExitCode != 143 {
+	if rep.Status != result.Interrupted || rep.ExitCode != 143 {
 		t.Errorf("report: status %q exit %d, want interrupted 143", rep.Status, rep.ExitCode)
 	}
-	if len(rep.Steps) != 5 || rep.Steps[3].Status != engine.StatusInterrupted || rep.Steps[4].Status != engine.StatusSkipped {
+	if len(rep.Steps) != 5 || rep.Steps[3].Status != result.Interrupted || rep.Steps[4].Status != result.Skipped {
 		t.Errorf("report steps: %+v", rep.Steps)
 	}
-	if len(rep.Finally) != 1 || rep.Finally[0].Status != engine.StatusPassed {
+	if len(rep.Finally) != 1 || rep.Finally[0].Status != result.Passed {
 		t.Errorf("finally power off did not run: %+v", rep.Finally)
 	}
 	j := readJUnit(t, e.art)
-	if st := j.Suites[0].prop("status"); st != engine.StatusInterrupted {
+	if st := j.Suites[0].prop("status"); result.Status(st) != result.Interrupted {
 		t.Errorf("junit status property %q, want interrupted", st)
 	}
 	if j.Suites[0].Errors != 1 {
@@ -257,14 +258,14 @@ func TestApplyStepTimeoutWhileConsoleFloods(t *testing.T) {
 		t.Fatalf("want exit 1, got %s", r)
 	}
 	rep := readReport(t, e.art)
-	if len(rep.Steps) != 3 || rep.Steps[2].Status != engine.StatusFailed || !strings.Contains(rep.Steps[2].Error, "timed out") {
+	if len(rep.Steps) != 3 || rep.Steps[2].Status != result.Failed || !strings.Contains(rep.Steps[2].Error, "timed out") {
 		t.Fatalf("flood step: %+v", rep.Steps)
 	}
 	if !strings.Contains(r.stdout, "timed out") {
 		t.Errorf("output does not say the step timed out:\n%s", r.stdout)
 	}
 	for _, f := range rep.Finally {
-		if f.Status != engine.StatusPassed {
+		if f.Status != result.Passed {
 			t.Errorf("finally step %q: %s %s", f.Name, f.Status, f.Error)
 		}
 	}
@@ -399,10 +400,10 @@ boards:
 		t.Fatalf("want exit 3 (infrastructure), got %s", r)
 	}
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusError || rep.Class != "infrastructure" {
+	if rep.Status != result.Error || rep.Class != "infrastructure" {
 		t.Errorf("report: status %q class %q, want error infrastructure", rep.Status, rep.Class)
 	}
-	if len(rep.Steps) != 4 || rep.Steps[3].Status != engine.StatusError {
+	if len(rep.Steps) != 4 || rep.Steps[3].Status != result.Error {
 		t.Errorf("report steps: %+v", rep.Steps)
 	}
 	clog, err := os.ReadFile(filepath.Join(e.art, "console.log"))
@@ -427,14 +428,14 @@ func TestApplyFinallyStepsAllRun(t *testing.T) {
 	rep := readReport(t, e.art)
 	var got []string
 	for _, f := range rep.Finally {
-		got = append(got, f.Name+"="+f.Status)
+		got = append(got, f.Name+"="+string(f.Status))
 	}
 	want := "broken cleanup=failed after the broken one=passed power off=passed"
 	if strings.Join(got, " ") != want {
 		t.Errorf("finally steps: %v, want %s", got, want)
 	}
 	for _, s := range rep.Steps {
-		if s.Status != engine.StatusPassed {
+		if s.Status != result.Passed {
 			t.Errorf("step %q: %s", s.Name, s.Status)
 		}
 	}
@@ -522,7 +523,7 @@ func TestApplyLockWaitExceeded(t *testing.T) {
 		}
 	}
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusError || rep.ExitCode != 3 || !strings.Contains(rep.Error, "the-holder") {
+	if rep.Status != result.Error || rep.ExitCode != 3 || !strings.Contains(rep.Error, "the-holder") {
 		t.Errorf("report: status %q exit %d error %q", rep.Status, rep.ExitCode, rep.Error)
 	}
 	readJUnit(t, e.art)
@@ -544,7 +545,7 @@ func TestApplyJSONOutput(t *testing.T) {
 		t.Fatalf("only %d events", len(evs))
 	}
 	last := evs[len(evs)-1]
-	if last.Type != "run-end" || last.Result == nil || last.Result.Status != engine.StatusPassed || last.Status != engine.StatusPassed {
+	if last.Type != "run-end" || last.Result == nil || last.Result.Status != result.Passed || last.Status != result.Passed {
 		t.Fatalf("last event is not a passed run-end: %+v", last)
 	}
 	starts, ends := 0, 0

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
@@ -221,10 +221,10 @@ func TestApplyRunEndsLoginShell(t *testing.T) {
 		t.Fatalf("want exit 0 (failures ignored), got %s", r)
 	}
 	rep := readReport(t, e.art)
-	if s := rep.Steps[2]; s.Status != engine.StatusFailed || !strings.Contains(s.Error, "login prompt") || s.Seconds > 60 {
+	if s := rep.Steps[2]; s.Status != result.Failed || !strings.Contains(s.Error, "login prompt") || s.Seconds > 60 {
 		t.Errorf("the step that ran exit: %s %.1fs %q", s.Status, s.Seconds, s.Error)
 	}
-	if s := rep.Steps[3]; s.Status != engine.StatusFailed || !strings.Contains(s.Error, "shell is gone") {
+	if s := rep.Steps[3]; s.Status != result.Failed || !strings.Contains(s.Error, "shell is gone") {
 		t.Errorf("the next run step: %s %q", s.Status, s.Error)
 	}
 	clog, _ := os.ReadFile(filepath.Join(e.art, "console.log"))

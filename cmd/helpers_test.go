@@ -246,21 +246,21 @@ func (p *proc) wait() int {
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
-// result is a finished jsplan run.
-type result struct {
+// cliRun is a finished jsplan run.
+type cliRun struct {
 	code           int
 	stdout, stderr string
 }
 
 // run runs jsplan to completion.
-func (e *testEnv) run(args ...string) result {
+func (e *testEnv) run(args ...string) cliRun {
 	e.t.Helper()
 	p := e.start(args...)
 	code := p.wait()
-	return result{code: code, stdout: p.stdout(), stderr: p.stderrText()}
+	return cliRun{code: code, stdout: p.stdout(), stderr: p.stderrText()}
 }
 
-func (r result) String() string {
+func (r cliRun) String() string {
 	return fmt.Sprintf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/health"
 )
 
@@ -155,7 +155,7 @@ func TestInfraFailuresMakeACheckDue(t *testing.T) {
 	e.boards = e.write("boards.yaml", labBoards(t, ""))
 	plan := e.write("plan.yaml", strings.Replace(labPlan, "{labels: {kind: virtual}}", "{name: sim-a}", 1))
 	hart := filepath.Join(e.dir, "health")
-	healthRun := func(want int) result {
+	healthRun := func(want int) cliRun {
 		r := e.run("boards", "health", "sim-a", "--boards", e.boards, "--lock-dir", e.locks, "--state-dir", e.state, "--artifacts", hart, "-o", "json")
 		if r.code != want {
 			t.Fatalf("boards health: want exit %d: %s", want, r)
@@ -205,7 +205,7 @@ func TestRetryInfraOnAnotherBoard(t *testing.T) {
 		t.Fatalf("apply --retry-infra: %s", r)
 	}
 	rep := readReport(t, art)
-	if rep.Board != "sim-b" || rep.Status != engine.StatusPassed || len(rep.Attempts) != 2 {
+	if rep.Board != "sim-b" || rep.Status != result.Passed || len(rep.Attempts) != 2 {
 		t.Fatalf("report.json: board %s status %s attempts %+v", rep.Board, rep.Status, rep.Attempts)
 	}
 	a1, a2 := rep.Attempts[0], rep.Attempts[1]

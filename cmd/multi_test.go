@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/health"
 )
 
@@ -184,10 +185,10 @@ func TestApplyMultiFailureStopsTheOtherBranchAndRunsEveryFinally(t *testing.T) {
 	for _, s := range flatten(res.Steps) {
 		byName[s.Name] = s
 	}
-	if s := byName["receive the frame"]; s == nil || s.Status != engine.StatusFailed {
+	if s := byName["receive the frame"]; s == nil || s.Status != result.Failed {
 		t.Fatalf("the receiver's check did not fail: %+v", s)
 	}
-	if s := byName["sender extra"]; s == nil || s.Status != engine.StatusFailed || !strings.Contains(s.Error, "stopped: parallel branch 1.2 failed") {
+	if s := byName["sender extra"]; s == nil || s.Status != result.Failed || !strings.Contains(s.Error, "stopped: parallel branch 1.2 failed") {
 		t.Fatalf("the sender's long step was not stopped for the failing branch: %+v", s)
 	} else if s.Seconds >= 30 {
 		t.Errorf("the sender's step ran its whole 30 s (%.1fs)", s.Seconds)
@@ -199,7 +200,7 @@ func TestApplyMultiFailureStopsTheOtherBranchAndRunsEveryFinally(t *testing.T) {
 		t.Errorf("the plan's finally ran on %v, want both boards", got)
 	}
 	for _, f := range res.Finally {
-		if f.Status != engine.StatusPassed {
+		if f.Status != result.Passed {
 			t.Errorf("finally %s %s: %s %s", f.Index, f.Name, f.Status, f.Error)
 		}
 	}
@@ -227,7 +228,7 @@ func TestApplyMultiInterruptedRunsEveryFinally(t *testing.T) {
 		t.Fatalf("want exit 143 after SIGTERM, got %d\n%s%s", code, p.stdout(), p.stderrText())
 	}
 	rep := readReport(t, e.art)
-	if rep.Status != engine.StatusInterrupted {
+	if rep.Status != result.Interrupted {
 		t.Errorf("report status %q, want interrupted", rep.Status)
 	}
 	if got := lines(t, filepath.Join(bus, "branch-finally")); strings.Join(got, ",") != "node-0,node-1" {

@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // freeUDPPort returns a UDP port on 127.0.0.1 that was free a moment ago.
@@ -105,17 +106,17 @@ boards:
 	for _, s := range flatten(res.Steps) {
 		byName[s.Name] = s
 	}
-	if s := byName["client sends"]; s == nil || s.Status != engine.StatusFailed {
+	if s := byName["client sends"]; s == nil || s.Status != result.Failed {
 		t.Errorf("client step: %+v", s)
 	}
-	if s := byName["server receives"]; s == nil || s.Status != engine.StatusFailed || !strings.Contains(s.Error, "stopped: parallel branch") {
+	if s := byName["server receives"]; s == nil || s.Status != result.Failed || !strings.Contains(s.Error, "stopped: parallel branch") {
 		t.Errorf("the waiting server was not stopped for the failing client: %+v", s)
 	}
 	if len(res.Finally) != 4 {
 		t.Fatalf("finally: %d steps", len(res.Finally))
 	}
 	for _, f := range res.Finally {
-		if f.Status != engine.StatusPassed {
+		if f.Status != result.Passed {
 			t.Errorf("finally %s on %s: %s %s", f.Name, f.Board, f.Status, f.Error)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/htmlreport"
 	"github.com/jsplan/jsplan/internal/report"
 )
@@ -29,18 +30,18 @@ func writeGeneratedHistory(t *testing.T, dir string) {
 		if regressed {
 			img = engine.Image{Step: "1", Path: "b.img", SHA256: "bbbb"}
 		}
-		st := map[bool]string{false: "pass", true: "fail"}
-		step := map[bool]string{false: engine.StatusPassed, true: engine.StatusFailed}
+		st := map[bool]result.Status{false: result.Passed, true: result.Failed}
+		step := st
 		start := t0.Add(time.Duration(i) * time.Hour)
 		r := &engine.Result{Plan: "nightly", Board: "sim-1", Start: start, Seconds: 10, Images: []engine.Image{img},
 			Status: step[regressed || flaky], ExitCode: map[bool]int{false: 0, true: 1}[regressed || flaky],
 			Steps: []*engine.StepResult{
-				{Index: "1", Name: "flash", Type: "flash", Status: engine.StatusPassed, Start: start, Seconds: 2},
-				{Index: "2", Name: "kselftest", Type: "run", Status: step[regressed], Start: start, Seconds: 3, Tests: []*engine.TestCase{
-					{Name: "timers", Status: st[regressed], Children: []*engine.TestCase{{Name: "rtc", Status: st[regressed]}}},
-					{Suite: "mm", Name: "alloc", Status: "pass"},
+				{Index: "1", Name: "flash", Type: "flash", Status: result.Passed, Start: start, Seconds: 2},
+				{Index: "2", Name: "kselftest", Type: "run", Status: step[regressed], Start: start, Seconds: 3, Tests: []*result.TestCase{
+					{Name: "timers", Status: st[regressed], Children: []*result.TestCase{{Name: "rtc", Status: st[regressed]}}},
+					{Suite: "mm", Name: "alloc", Status: result.Passed},
 				}},
-				{Index: "3", Name: "network", Type: "run", Status: step[flaky], Start: start, Seconds: 1, Tests: []*engine.TestCase{
+				{Index: "3", Name: "network", Type: "run", Status: step[flaky], Start: start, Seconds: 1, Tests: []*result.TestCase{
 					{Suite: "net", Name: "ping", Status: st[flaky]},
 				}},
 			}}

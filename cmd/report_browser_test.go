@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // chromium finds a Chromium to drive: $JSPLAN_CHROMIUM, else the Debian
@@ -338,14 +339,14 @@ func TestReportInBrowser(t *testing.T) {
 				t.Logf("screenshot: %s", file)
 
 				// The verdict is the first thing on the screen.
-				if st.Verdict != res.Status || !st.VerdictOnTop {
+				if st.Verdict != string(res.Status) || !st.VerdictOnTop {
 					t.Errorf("verdict %q (on the first screen: %v), want %q", st.Verdict, st.VerdictOnTop, res.Status)
 				}
 				// One bar per step, in the report's order.
 				if st.Bars != len(steps) || strings.Join(st.BarSteps, " ") != strings.Join(steps, " ") {
 					t.Errorf("timeline bars %v, want one per step %v", st.BarSteps, steps)
 				}
-				if res.Status == engine.StatusPassed {
+				if res.Status == result.Passed {
 					if len(st.FailRows) != 0 || len(st.OpenSections) != 0 {
 						t.Errorf("a passing run shows failed steps %v and open sections %v", st.FailRows, st.OpenSections)
 					}
@@ -476,7 +477,7 @@ func failedLeaf(r *engine.Result) *engine.StepResult {
 			if found != nil {
 				return
 			}
-			if s.Status == engine.StatusFailed && !s.Ignored && len(s.Children) == 0 {
+			if s.Status == result.Failed && !s.Ignored && len(s.Children) == 0 {
 				found = s
 				return
 			}

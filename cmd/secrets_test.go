@@ -32,7 +32,7 @@ func secretPieces(secret string) []string {
 
 // noSecretAnywhere fails when the artifacts or the output show a piece of
 // secret.
-func noSecretAnywhere(t *testing.T, art string, r result, secret string) {
+func noSecretAnywhere(t *testing.T, art string, r cliRun, secret string) {
 	t.Helper()
 	for _, p := range secretPieces(secret) {
 		if hits := grepTree(t, art, p); len(hits) > 0 {

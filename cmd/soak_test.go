@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
@@ -384,7 +385,7 @@ boards:
 	if r.fault != "disk-full" && !strings.Contains(stderr.String(), "did not start") {
 		off := false
 		for _, f := range rep.Finally {
-			off = off || f.Name == "power off" && f.Status == engine.StatusPassed
+			off = off || f.Name == "power off" && f.Status == result.Passed
 		}
 		if !off {
 			r.failf("finally did not power the board off: %+v%s", rep.Finally, show())

@@ -12,6 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
@@ -28,9 +29,9 @@ type humanView struct {
 }
 
 // statusColour is the ANSI colour of each outcome's word.
-var statusColour = map[string]string{
-	engine.StatusPassed: "32", engine.StatusFailed: "31;1", engine.StatusError: "31;1",
-	engine.StatusSkipped: "33", engine.StatusInterrupted: "33;1",
+var statusColour = map[result.Status]string{
+	result.Passed: "32", result.Failed: "31;1", result.Error: "31;1",
+	result.Skipped: "33", result.Interrupted: "33;1",
 }
 
 // useColour tells whether to colour what goes to w: on a terminal unless
@@ -43,16 +44,16 @@ func useColour(w io.Writer) bool {
 }
 
 // paint colours word for status when the view is in colour.
-func (v *humanView) paint(status, word string) string {
+func (v *humanView) paint(status result.Status, word string) string {
 	if !v.colour || statusColour[status] == "" {
 		return word
 	}
 	return "\x1b[" + statusColour[status] + "m" + word + "\x1b[0m"
 }
 
-var statusWord = map[string]string{
-	engine.StatusPassed: "PASS", engine.StatusFailed: "FAIL", engine.StatusError: "ERROR",
-	engine.StatusSkipped: "SKIP", engine.StatusInterrupted: "STOP",
+var statusWord = map[result.Status]string{
+	result.Passed: "PASS", result.Failed: "FAIL", result.Error: "ERROR",
+	result.Skipped: "SKIP", result.Interrupted: "STOP",
 }
 
 func (v *humanView) Event(e engine.Event) {

@@ -63,10 +63,11 @@ type StepType struct {
 
 // Action is a decoded step, ready to run.
 type Action interface {
-	// Run performs the step. A returned error fails the step; its class
-	// (diag.ClassOf) says whether the board failed the test or the
-	// infrastructure broke.
-	Run(ctx context.Context, r *Run) error
+	// Run performs the step; s is the handle of the step (its board,
+	// console, log, output and test cases) and ctx ends when the step must
+	// stop. A returned error fails the step; its class (diag.ClassOf) says
+	// whether the board failed the test or the infrastructure broke.
+	Run(ctx context.Context, s *StepRun) error
 }
 
 // Needer is implemented by actions whose capability needs depend on their

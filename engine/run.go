@@ -18,15 +18,8 @@ import (
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
-)
-
-// Step and run statuses, as reports show them.
-const (
-	StatusPassed      = "passed"
-	StatusFailed      = "failed"
-	StatusError       = "error"
-	StatusSkipped     = "skipped"
-	StatusInterrupted = "interrupted"
+	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // ErrInterrupted is the cancel cause set when the run is stopped by a
@@ -60,7 +53,7 @@ type StepResult struct {
 	ID       string        `json:"id,omitempty"`
 	Type     string        `json:"type"`
 	Path     string        `json:"path"`
-	Status   string        `json:"status"`
+	Status   result.Status `json:"status"`
 	Attempts int           `json:"attempts"`
 	Start    time.Time     `json:"start"`
 	Duration time.Duration `json:"-"`
@@ -74,26 +67,11 @@ type StepResult struct {
 	Board string `json:"board,omitempty"`
 	// Tests are the test cases the board reported during the step (KTAP, TAP,
 	// JUnit), when the step declared that its output or a file holds results.
-	Tests []*TestCase `json:"tests,omitempty"`
+	Tests []*result.TestCase `json:"tests,omitempty"`
 
 	mu        sync.Mutex
 	rawOutput string // the end of the output, unmasked (Output is masked)
 	outputCut bool   // rawOutput lost its beginning
-}
-
-// TestCase is one test result reported by the board: a KTAP/TAP test point or
-// a JUnit testcase. Suites nest through Children (KTAP subtests).
-type TestCase struct {
-	Suite    string      `json:"suite,omitempty"`
-	Name     string      `json:"name"`
-	Status   string      `json:"status"` // pass, fail, skip, xfail, error
-	Seconds  float64     `json:"duration_seconds,omitempty"`
-	Message  string      `json:"message,omitempty"`
-	Output   string      `json:"output,omitempty"`
-	Children []*TestCase `json:"tests,omitempty"`
-	// Allowed marks a failing case (fail or error) that the plan accepts
-	// (results.allow-failures): it keeps its status but fails nothing.
-	Allowed bool `json:"allowed,omitempty"`
 }
 
 // Result is the outcome of a run.
@@ -105,7 +83,7 @@ type Result struct {
 	// shared resources it held (multi.go).
 	Boards    []RoleResult  `json:"boards,omitempty"`
 	Resources []string      `json:"resources,omitempty"`
-	Status    string        `json:"status"`
+	Status    result.Status `json:"status"`
 	Summary   string        `json:"summary"`
 	Error     string        `json:"error,omitempty"`
 	Class     string        `json:"class,omitempty"`
@@ -138,16 +116,16 @@ type Image struct {
 
 // Event is one entry of the run's event stream.
 type Event struct {
-	Time     time.Time `json:"time"`
-	Type     string    `json:"event"` // run-start, step-start, step-end, log, console, run-end
-	Index    string    `json:"index,omitempty"`
-	Step     string    `json:"step,omitempty"`
-	StepType string    `json:"type,omitempty"`
-	Status   string    `json:"status,omitempty"`
-	Attempt  int       `json:"attempt,omitempty"`
-	Seconds  float64   `json:"duration_seconds,omitempty"`
-	Message  string    `json:"message,omitempty"`
-	Result   *Result   `json:"result,omitempty"`
+	Time     time.Time     `json:"time"`
+	Type     string        `json:"event"` // run-start, step-start, step-end, log, console, run-end
+	Index    string        `json:"index,omitempty"`
+	Step     string        `json:"step,omitempty"`
+	StepType string        `json:"type,omitempty"`
+	Status   result.Status `json:"status,omitempty"`
+	Attempt  int           `json:"attempt,omitempty"`
+	Seconds  float64       `json:"duration_seconds,omitempty"`
+	Message  string        `json:"message,omitempty"`
+	Result   *Result       `json:"result,omitempty"`
 	// Board is the board of the step or console line, in a run on several.
 	Board string `json:"board,omitempty"`
 }
@@ -199,11 +177,13 @@ const DefaultConsoleSilence = 30 * time.Second
 // DefaultProgress is RunConfig.Progress's default.
 const DefaultProgress = 30 * time.Second
 
-// Run is a plan being executed; steps reach the board through it.
-type Run struct {
+// run is a plan being executed on one board (one of a run on several);
+// the steps reach it through their StepRun.
+type run struct {
 	cfg     RunConfig
 	board   *Board
 	console *console.Session
+	shell   *shell.Shell
 	conErr  error
 	cancel  context.CancelCauseFunc
 	mu      *sync.Mutex
@@ -217,18 +197,10 @@ type Run struct {
 	// the run is stopped (interrupted or timed out) is over.
 	stop context.Context
 	// roles are the runs of every board by role, shared by all of them,
-	// in a run on several boards (nil for one); role is this one's.
-	roles map[string]*Run
-	role  string
+	// in a run on several boards (nil for one).
+	roles map[string]*run
 	multi bool
 }
-
-type ctxKey int
-
-const (
-	resultKey ctxKey = iota
-	waitKey
-)
 
 // Execute runs the plan and its finally steps, and returns the result. It
 // never panics on a step's panic: that becomes an error of the step.
@@ -250,7 +222,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	}
 	p := cfg.Plan
 	res := &Result{Plan: p.Name, File: p.File, Start: time.Now(), Version: cfg.Version, Command: cfg.Command}
-	r := &Run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor, res: res, mu: &sync.Mutex{}}
+	r := &run{cfg: cfg, board: cfg.Board, secrets: cfg.Redactor, res: res, mu: &sync.Mutex{}}
 	if len(cfg.Roles) > 0 {
 		r = r.withRoles(res)
 	}
@@ -295,7 +267,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	r.openConsoles(runCtx)
 
 	var mainErr error
-	res.Steps, mainErr = r.runList(runCtx, p.Steps, "", &StepResult{})
+	res.Steps, mainErr = r.runList(runCtx, p.Steps, "")
 
 	// Finally always runs.
 	fctx, fcancel := r.finallyContext(runCtx)
@@ -303,7 +275,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 		r.emit(Event{Type: "log", Message: "running finally steps"})
 	}
 	var finErr error
-	res.Finally, finErr = r.runFinally(fctx, p.Finally, "f", &StepResult{})
+	res.Finally, finErr = r.runFinally(fctx, p.Finally, "f")
 	fcancel()
 
 	r.closeConsoles()
@@ -312,7 +284,7 @@ func Execute(ctx context.Context, cfg RunConfig) *Result {
 	return res
 }
 
-func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
+func (r *run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	res.Duration = time.Since(res.Start)
 	res.Seconds = res.Duration.Seconds()
 	err := mainErr
@@ -321,9 +293,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	}
 	switch {
 	case err == nil:
-		res.Status, res.ExitCode = StatusPassed, 0
+		res.Status, res.ExitCode = result.Passed, 0
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
-		res.Status, res.ExitCode = StatusInterrupted, 130
+		res.Status, res.ExitCode = result.Interrupted, 130
 		if s, ok := context.Cause(ctx).(interface{ ExitCode() int }); ok {
 			res.ExitCode = s.ExitCode()
 		}
@@ -331,9 +303,9 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 		c := diag.ClassOf(err)
 		res.Class = c.String()
 		res.ExitCode = c.ExitCode()
-		res.Status = StatusFailed
+		res.Status = result.Failed
 		if c == diag.Infra || c == diag.Invalid {
-			res.Status = StatusError
+			res.Status = result.Error
 		}
 	}
 	if err != nil {
@@ -346,13 +318,13 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 		}
 		total++
 		switch s.Status {
-		case StatusPassed:
+		case result.Passed:
 			passed++
-		case StatusFailed, StatusError:
+		case result.Failed, result.Error:
 			if !s.Ignored {
 				failed++
 			}
-		case StatusInterrupted:
+		case result.Interrupted:
 			stopped++
 		}
 	}
@@ -373,12 +345,12 @@ func (r *Run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 }
 
 // testSummary counts the test cases the steps reported (test points: cases
-// without subtests): "; test cases: 3 pass, 1 fail (1 allowed), 1 skip".
+// without subtests): "; test cases: 3 passed, 1 failed (1 allowed), 1 skipped".
 func testSummary(res *Result) string {
-	n := map[string]int{}
+	n := map[result.Status]int{}
 	allowed := 0
-	var leaves func([]*TestCase)
-	leaves = func(list []*TestCase) {
+	var leaves func([]*result.TestCase)
+	leaves = func(list []*result.TestCase) {
 		for _, c := range list {
 			if len(c.Children) > 0 {
 				leaves(c.Children)
@@ -397,12 +369,12 @@ func testSummary(res *Result) string {
 		return ""
 	}
 	var parts []string
-	for _, st := range []string{"pass", "fail", "error", "skip", "xfail"} {
+	for _, st := range []result.Status{result.Passed, result.Failed, result.Error, result.Skipped, result.XFail} {
 		if n[st] == 0 {
 			continue
 		}
 		p := fmt.Sprintf("%d %s", n[st], st)
-		if st == "fail" && allowed > 0 {
+		if st == result.Failed && allowed > 0 {
 			p += fmt.Sprintf(" (%d allowed)", allowed)
 		}
 		parts = append(parts, p)
@@ -426,7 +398,7 @@ func firstLine(s string) string {
 }
 
 // openConsole starts the console session when the board has a console.
-func (r *Run) openConsole(ctx context.Context) {
+func (r *run) openConsole(ctx context.Context) {
 	if r.board == nil || !r.board.Spec.Has(drivers.CapConsole) {
 		return
 	}
@@ -458,14 +430,162 @@ func (r *Run) openConsole(ctx context.Context) {
 				}
 			}
 			r.console = console.New(rw, opts)
+			r.shell = shell.New(r.console, r.secrets, r.secret)
 			return
 		}
 	}
 	r.conErr = diag.Infraf("cannot open the console: %v", err)
 }
 
+// StepRun is the handle of one step while its action runs, as a
+// *testing.T is a test's: the action reaches the board, its console, the
+// run log, the step's output and test cases, and the run's secrets
+// through it. It is valid only during Action.Run (and the nested steps it
+// runs get handles of their own).
+type StepRun struct {
+	r   *run
+	res *StepResult
+	// wait is what the step waits for, for its progress lines (nil for
+	// actions that hold steps: their steps say what they wait for).
+	wait *waiting
+}
+
+// Board returns the opened board the step runs on.
+func (h *StepRun) Board() *Board { return h.r.board }
+
+// Console returns the console session of the step's board.
+func (h *StepRun) Console() (*console.Session, error) { return h.r.openedConsole() }
+
+// Shell returns the login shell on the console of the step's board: how
+// commands run there (run, collect), and what is known of it (a command
+// ended it; its prompt).
+func (h *StepRun) Shell() (*shell.Shell, error) {
+	if _, err := h.r.openedConsole(); err != nil {
+		return nil, err
+	}
+	return h.r.shell, nil
+}
+
+// WatchConsole is called after something that should make the board print
+// (power on): while the console stays silent, the run log says so every
+// RunConfig.ConsoleSilence, so a long wait for a login has its reason beside it.
+func (h *StepRun) WatchConsole(what string) { h.r.watchConsole(what) }
+
+// Artifacts is the artifacts directory.
+func (h *StepRun) Artifacts() string { return h.r.cfg.Artifacts }
+
+// Plan is the plan being run.
+func (h *StepRun) Plan() *Plan { return h.r.cfg.Plan }
+
+// Redactor is the run's redactor: it masks the secrets registered so far
+// (plan secrets, Secret) in whatever the step reports.
+func (h *StepRun) Redactor() *redact.Redactor { return h.r.secrets }
+
+// Secret registers a value to mask everywhere. A value too short to mask
+// (redact.MinLen) is not registered; the run log says so.
+func (h *StepRun) Secret(v string) { h.r.secret(v) }
+
+// SuppressConsoleLog leaves the console's bytes out of console.log until
+// resume is called, which notes summary in the log instead: for transfers
+// in encodings masking cannot see through (base64 of a collected file).
+func (h *StepRun) SuppressConsoleLog() (resume func(summary string)) {
+	if h.r.cfg.ConsoleLog == nil {
+		return func(string) {}
+	}
+	return h.r.cfg.ConsoleLog.Suppress()
+}
+
+// Logf writes a line to the run log, attributed to the step.
+func (h *StepRun) Logf(format string, args ...any) { h.r.logf(h.res, format, args...) }
+
+// Image records an image the step wrote to the board, for the report's
+// header.
+func (h *StepRun) Image(img Image) {
+	img.Step = h.res.Index
+	img.Path = h.r.secrets.String(img.Path)
+	h.r.mu.Lock()
+	defer h.r.mu.Unlock()
+	h.r.res.Images = append(h.r.res.Images, img)
+}
+
+// Output records output of the step for the reports (the last 4 KiB are
+// kept).
+func (h *StepRun) Output(text string) {
+	sr, red := h.res, h.r.secrets
+	sr.mu.Lock()
+	defer sr.mu.Unlock()
+	// Masked as one text: a secret split between two calls is masked too.
+	sr.rawOutput += text
+	if keep := 4096 + red.MaxLen(); len(sr.rawOutput) > keep {
+		sr.rawOutput = sr.rawOutput[len(sr.rawOutput)-keep:]
+		sr.outputCut = true
+	}
+	sr.Output = red.String(sr.rawOutput)
+	if sr.outputCut || len(sr.Output) > 4096 {
+		sr.Output = "..." + red.Tail(sr.rawOutput, 4093)
+	}
+}
+
+// Tests records test cases the board reported during the step (parsed
+// from its output or a collected file), secrets masked. A retried step
+// keeps those of its last attempt.
+func (h *StepRun) Tests(cases []*result.TestCase) {
+	if len(cases) == 0 {
+		return
+	}
+	red := h.r.secrets
+	var mask func([]*result.TestCase)
+	mask = func(list []*result.TestCase) {
+		for _, c := range list {
+			c.Suite, c.Name = red.String(c.Suite), red.String(c.Name)
+			c.Message, c.Output = red.String(c.Message), red.String(c.Output)
+			mask(c.Children)
+		}
+	}
+	mask(cases)
+	h.res.mu.Lock()
+	h.res.Tests = append(h.res.Tests, cases...)
+	h.res.mu.Unlock()
+}
+
+// Waiting says what the step waits for from now on ("the login prompt"):
+// the progress lines a long wait prints name it. By default they name the
+// step.
+func (h *StepRun) Waiting(what string) {
+	if w := h.wait; w != nil {
+		w.mu.Lock()
+		w.what = what
+		w.mu.Unlock()
+	}
+}
+
+// RunSteps runs nested steps (a group's) as children of the step. It stops
+// at the first failure not marked continue-on-error.
+func (h *StepRun) RunSteps(ctx context.Context, steps []*Step) error {
+	kids, err := h.r.runList(ctx, steps, h.res.Index)
+	h.res.addChildren(kids...)
+	return err
+}
+
+// RunFinally runs nested finally steps as children of the step: every one
+// is attempted, even after the run was interrupted (within the grace
+// period).
+func (h *StepRun) RunFinally(ctx context.Context, steps []*Step) error {
+	fctx, cancel := h.r.finallyContext(ctx)
+	defer cancel()
+	kids, err := h.r.runFinally(fctx, steps, h.res.Index+".f")
+	h.res.addChildren(kids...)
+	return err
+}
+
+func (sr *StepResult) addChildren(kids ...*StepResult) {
+	sr.mu.Lock()
+	sr.Children = append(sr.Children, kids...)
+	sr.mu.Unlock()
+}
+
 // Console returns the run's console session.
-func (r *Run) Console() (*console.Session, error) {
+func (r *run) openedConsole() (*console.Session, error) {
 	if r.console == nil {
 		if r.conErr != nil {
 			return nil, r.conErr
@@ -478,31 +598,17 @@ func (r *Run) Console() (*console.Session, error) {
 	return r.console, nil
 }
 
-// WatchConsole is called after something that should make the board print
-// (power on): while the console stays silent, the run log says so every
-// RunConfig.ConsoleSilence, so a long wait for a login has its reason beside it.
-func (r *Run) WatchConsole(what string) {
+func (r *run) watchConsole(what string) {
 	if r.console == nil {
 		return
 	}
 	r.console.WatchSilence(r.cfg.ConsoleSilence, func(silent time.Duration) {
-		r.Logf(context.Background(), "warning: no console output for %s after %s: check the console's wiring and speed, and that the board boots",
+		r.logf(nil, "warning: no console output for %s after %s: check the console's wiring and speed, and that the board boots",
 			FormatDuration(silent), what)
 	})
 }
 
-// Board returns the opened board.
-func (r *Run) Board() *Board { return r.board }
-
-// Artifacts is the artifacts directory.
-func (r *Run) Artifacts() string { return r.cfg.Artifacts }
-
-// Plan is the plan being run.
-func (r *Run) Plan() *Plan { return r.cfg.Plan }
-
-// Secret registers a value to mask everywhere. A value too short to mask
-// (redact.MinLen) is not registered; the run log says so.
-func (r *Run) Secret(v string) {
+func (r *run) secret(v string) {
 	if redact.TooShort(v) {
 		r.emit(Event{Type: "log", Message: fmt.Sprintf("warning: a secret shorter than %d characters (a password?) is not masked", redact.MinLen)})
 		return
@@ -510,61 +616,11 @@ func (r *Run) Secret(v string) {
 	r.secrets.Add(v)
 }
 
-// SecretForms also masks fn(v) for every secret v known so far: the form a
-// step writes a secret in, e.g. quoted for a shell (see redact.AddForms).
-func (r *Run) SecretForms(fn func(string) string) { r.secrets.AddForms(fn) }
-
-// Image records an image the current step wrote to the board, for the
-// report's header.
-func (r *Run) Image(ctx context.Context, img Image) {
-	if sr, ok := ctx.Value(resultKey).(*StepResult); ok {
-		img.Step = sr.Index
-	}
-	img.Path = r.secrets.String(img.Path)
-	if r.res == nil {
-		return
-	}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.res.Images = append(r.res.Images, img)
-}
-
-// Redact masks secrets in s.
-func (r *Run) Redact(s string) string { return r.secrets.String(s) }
-
-// RedactTail masks the end of s, then keeps about its last n bytes: a
-// secret the cut would split is not shown in part (see redact.Tail). s
-// should hold n+MaxSecretLen() bytes when it is the end of a longer text.
-func (r *Run) RedactTail(s string, n int) string { return r.secrets.Tail(s, n) }
-
-// MaxSecretLen is the length of the longest masked form of a secret.
-func (r *Run) MaxSecretLen() int { return r.secrets.MaxLen() }
-
-// SecretSpans returns where secrets (in any masked form) occur in s.
-func (r *Run) SecretSpans(s string) [][2]int { return r.secrets.Spans(s) }
-
-// RedactStream masks text written to it in pieces (see redact.Stream).
-func (r *Run) RedactStream() *redact.Stream { return r.secrets.Stream() }
-
-// RedactBytes masks a file's content; binary content keeps its length (see
-// redact.Redactor.Bytes).
-func (r *Run) RedactBytes(b []byte) []byte { return r.secrets.Bytes(b) }
-
-// SuppressConsoleLog leaves the console's bytes out of console.log until
-// resume is called, which notes summary in the log instead: for transfers
-// in encodings masking cannot see through (base64 of a collected file).
-func (r *Run) SuppressConsoleLog() (resume func(summary string)) {
-	if r.cfg.ConsoleLog == nil {
-		return func(string) {}
-	}
-	return r.cfg.ConsoleLog.Suppress()
-}
-
-// Logf writes a line to the run log, attributed to the current step.
-func (r *Run) Logf(ctx context.Context, format string, args ...any) {
+// logf writes a line to the run log, attributed to step sr (nil: none).
+func (r *run) logf(sr *StepResult, format string, args ...any) {
 	msg := r.secrets.String(fmt.Sprintf(format, args...))
 	ev := Event{Type: "log", Message: msg}
-	if sr, ok := ctx.Value(resultKey).(*StepResult); ok {
+	if sr != nil {
 		ev.Index, ev.Step = sr.Index, sr.Name
 	}
 	if r.cfg.ConsoleLog != nil {
@@ -573,50 +629,7 @@ func (r *Run) Logf(ctx context.Context, format string, args ...any) {
 	r.emit(ev)
 }
 
-// Output records output of the current step for the reports (the last
-// 4 KiB are kept).
-func (r *Run) Output(ctx context.Context, text string) {
-	sr, ok := ctx.Value(resultKey).(*StepResult)
-	if !ok {
-		return
-	}
-	sr.mu.Lock()
-	defer sr.mu.Unlock()
-	// Masked as one text: a secret split between two calls is masked too.
-	sr.rawOutput += text
-	if keep := 4096 + r.secrets.MaxLen(); len(sr.rawOutput) > keep {
-		sr.rawOutput = sr.rawOutput[len(sr.rawOutput)-keep:]
-		sr.outputCut = true
-	}
-	sr.Output = r.secrets.String(sr.rawOutput)
-	if sr.outputCut || len(sr.Output) > 4096 {
-		sr.Output = "..." + r.secrets.Tail(sr.rawOutput, 4093)
-	}
-}
-
-// Tests records test cases the board reported during the current step
-// (parsed from its output or a collected file), secrets masked. A retried
-// step keeps those of its last attempt.
-func (r *Run) Tests(ctx context.Context, cases []*TestCase) {
-	sr, ok := ctx.Value(resultKey).(*StepResult)
-	if !ok || len(cases) == 0 {
-		return
-	}
-	var mask func([]*TestCase)
-	mask = func(list []*TestCase) {
-		for _, c := range list {
-			c.Suite, c.Name = r.secrets.String(c.Suite), r.secrets.String(c.Name)
-			c.Message, c.Output = r.secrets.String(c.Message), r.secrets.String(c.Output)
-			mask(c.Children)
-		}
-	}
-	mask(cases)
-	sr.mu.Lock()
-	sr.Tests = append(sr.Tests, cases...)
-	sr.mu.Unlock()
-}
-
-func (r *Run) emit(e Event) {
+func (r *run) emit(e Event) {
 	if r.cfg.Sink == nil {
 		return
 	}
@@ -633,38 +646,9 @@ func (r *Run) emit(e Event) {
 	r.cfg.Sink.Event(e)
 }
 
-// RunSteps runs nested steps (a group's) as children of the current step.
-// It stops at the first failure not marked continue-on-error.
-func (r *Run) RunSteps(ctx context.Context, steps []*Step) error {
-	parent, _ := ctx.Value(resultKey).(*StepResult)
-	if parent == nil {
-		parent = &StepResult{}
-	}
-	kids, err := r.runList(ctx, steps, parent.Index, parent)
-	parent.mu.Lock()
-	parent.Children = append(parent.Children, kids...)
-	parent.mu.Unlock()
-	return err
-}
-
-// RunFinally runs nested finally steps: every one is attempted.
-func (r *Run) RunFinally(ctx context.Context, steps []*Step) error {
-	parent, _ := ctx.Value(resultKey).(*StepResult)
-	if parent == nil {
-		parent = &StepResult{}
-	}
-	fctx, cancel := r.finallyContext(ctx)
-	defer cancel()
-	kids, err := r.runFinally(fctx, steps, parent.Index+".f", parent)
-	parent.mu.Lock()
-	parent.Children = append(parent.Children, kids...)
-	parent.mu.Unlock()
-	return err
-}
-
 // finallyContext is the context of finally steps: ctx's values, not its
 // cancellation, but ended by the run's stop (second signal, grace period).
-func (r *Run) finallyContext(ctx context.Context) (context.Context, func()) {
+func (r *run) finallyContext(ctx context.Context) (context.Context, func()) {
 	fctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	if r.stop == nil {
 		return fctx, func() { cancel(nil) }
@@ -680,13 +664,13 @@ func index(prefix string, i int) string {
 	return fmt.Sprintf("%s.%d", prefix, i+1)
 }
 
-func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent *StepResult) ([]*StepResult, error) {
+func (r *run) runList(ctx context.Context, steps []*Step, prefix string) ([]*StepResult, error) {
 	var out []*StepResult
 	var first error
 	for i, s := range steps {
 		idx := index(prefix, i)
 		if first != nil || ctx.Err() != nil {
-			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: StatusSkipped})
+			out = append(out, &StepResult{Index: idx, Name: r.secrets.String(s.Title()), ID: s.ID, Type: s.Type, Path: s.Path, Status: result.Skipped})
 			continue
 		}
 		sr, err := r.runStep(ctx, s, idx)
@@ -701,7 +685,7 @@ func (r *Run) runList(ctx context.Context, steps []*Step, prefix string, parent 
 	return out, first
 }
 
-func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, parent *StepResult) ([]*StepResult, error) {
+func (r *run) runFinally(ctx context.Context, steps []*Step, prefix string) ([]*StepResult, error) {
 	var out []*StepResult
 	var all error
 	for i, s := range steps {
@@ -714,7 +698,7 @@ func (r *Run) runFinally(ctx context.Context, steps []*Step, prefix string, pare
 	return out, all
 }
 
-func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
+func (r *run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, error) {
 	if rr := r.roles[s.On]; s.On != "" && rr != nil && rr != r {
 		return rr.runStep(ctx, s, idx)
 	}
@@ -729,12 +713,11 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 	if r.cfg.ConsoleLog != nil {
 		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
 	}
-	sctx := context.WithValue(ctx, resultKey, sr)
 	attempts := s.Retry.Count()
 	var err error
 	for a := 1; a <= attempts; a++ {
 		sr.Attempts = a
-		err = r.attempt(sctx, s)
+		err = r.attempt(ctx, s, sr)
 		if err == nil || ctx.Err() != nil {
 			break
 		}
@@ -757,15 +740,15 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 	sr.Seconds = sr.Duration.Seconds()
 	switch {
 	case err == nil:
-		sr.Status = StatusPassed
+		sr.Status = result.Passed
 	case ctx.Err() != nil && errors.Is(context.Cause(ctx), ErrInterrupted):
-		sr.Status = StatusInterrupted
+		sr.Status = result.Interrupted
 	default:
 		c := diag.ClassOf(err)
 		sr.Class = c.String()
-		sr.Status = StatusFailed
+		sr.Status = result.Failed
 		if c == diag.Infra {
-			sr.Status = StatusError
+			sr.Status = result.Error
 		}
 	}
 	if err != nil {
@@ -782,7 +765,7 @@ func (r *Run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 
 // attempt runs the action once under the step's timeout, turning a panic
 // into an error and a timeout into a StepTimeoutError.
-func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
+func (r *run) attempt(ctx context.Context, s *Step, sr *StepResult) (err error) {
 	timeout := s.Timeout.Duration
 	if !s.Timeout.IsSet() {
 		if st, ok := LookupStep(s.Type); ok {
@@ -799,12 +782,12 @@ func (r *Run) attempt(ctx context.Context, s *Step) (err error) {
 			err = diag.Infraf("internal error in step %s: %v", s.Type, p)
 		}
 	}()
+	h := &StepRun{r: r, res: sr}
 	if _, parent := s.Action.(Parent); !parent {
-		w := &waiting{what: s.Title()}
-		ctx = context.WithValue(ctx, waitKey, w)
-		defer r.watchProgress(ctx, w, timeout)()
+		h.wait = &waiting{what: s.Title()}
+		defer h.watchProgress(ctx, timeout)()
 	}
-	err = s.Action.Run(ctx, r)
+	err = s.Action.Run(ctx, h)
 	if err != nil && ctx.Err() != nil {
 		cause := context.Cause(ctx)
 		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -830,22 +813,12 @@ type waiting struct {
 	what string
 }
 
-// Waiting says what the current step waits for from now on ("the login
-// prompt"): the progress lines a long wait prints name it. By default they
-// name the step.
-func (r *Run) Waiting(ctx context.Context, what string) {
-	if w, ok := ctx.Value(waitKey).(*waiting); ok {
-		w.mu.Lock()
-		w.what = what
-		w.mu.Unlock()
-	}
-}
-
 // watchProgress logs, every RunConfig.Progress while the step runs, what it
 // waits for, how long it has waited (and its bound), and the last line the
 // board printed: nobody waits in silence. It returns the function that stops
 // it.
-func (r *Run) watchProgress(ctx context.Context, w *waiting, timeout time.Duration) (stop func()) {
+func (h *StepRun) watchProgress(ctx context.Context, timeout time.Duration) (stop func()) {
+	r, w := h.r, h.wait
 	every := r.cfg.Progress
 	if every <= 0 {
 		return func() {}
@@ -870,7 +843,7 @@ func (r *Run) watchProgress(ctx context.Context, w *waiting, timeout time.Durati
 			if timeout > 0 {
 				waited += " of " + FormatDuration(timeout)
 			}
-			r.Logf(ctx, "still waiting (%s) for %s; %s", waited, what, r.lastConsoleLine())
+			h.Logf("still waiting (%s) for %s; %s", waited, what, r.lastConsoleLine())
 		}
 	}()
 	return func() { close(done) }
@@ -878,7 +851,7 @@ func (r *Run) watchProgress(ctx context.Context, w *waiting, timeout time.Durati
 
 // lastConsoleLine says what the board printed last, masked, for a progress
 // line.
-func (r *Run) lastConsoleLine() string {
+func (r *run) lastConsoleLine() string {
 	if r.console == nil {
 		return "the board has no console"
 	}
@@ -915,7 +888,7 @@ const maxConsoleLine = 4096
 // line (without its line break), masked: the views show the board as it
 // happens (apply --console, --output json).
 type consoleLines struct {
-	r   *Run
+	r   *run
 	buf []byte
 }
 

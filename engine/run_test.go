@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // loadRun loads a plan for a run with no board.
@@ -52,14 +53,14 @@ finally:
 `)
 	rec := &recorder{}
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: rec})
-	if res.Status != engine.StatusFailed || res.ExitCode != 1 {
+	if res.Status != result.Failed || res.ExitCode != 1 {
 		t.Errorf("status %q exit %d", res.Status, res.ExitCode)
 	}
 	var got []string
 	var walk func(prefix string, rs []*engine.StepResult)
 	walk = func(prefix string, rs []*engine.StepResult) {
 		for _, r := range rs {
-			got = append(got, prefix+r.Index+"="+r.Status)
+			got = append(got, prefix+r.Index+"="+string(r.Status))
 			walk(prefix, r.Children)
 		}
 	}
@@ -102,7 +103,7 @@ func TestExecuteRetry(t *testing.T) {
       dir: `+dir+`
 `)
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
-	if res.Status != engine.StatusPassed || res.Steps[0].Attempts != 3 {
+	if res.Status != result.Passed || res.Steps[0].Attempts != 3 {
 		t.Errorf("status %q after %d attempts: %s", res.Status, res.Steps[0].Attempts, res.Error)
 	}
 }
@@ -110,13 +111,13 @@ func TestExecuteRetry(t *testing.T) {
 func TestExecutePlanTimeoutStillRunsFinally(t *testing.T) {
 	p := loadRun(t, head+"timeout: 200ms\nsteps:\n  - log: first\n  - sleep: 30s\n  - log: never\nfinally:\n  - log: cleanup\n")
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p})
-	if res.Status != engine.StatusFailed || !strings.Contains(res.Error, "plan timed out after 200ms") {
+	if res.Status != result.Failed || !strings.Contains(res.Error, "plan timed out after 200ms") {
 		t.Errorf("status %q error %q", res.Status, res.Error)
 	}
-	if res.Steps[0].Status != engine.StatusPassed || res.Steps[1].Status != engine.StatusFailed || res.Steps[2].Status != engine.StatusSkipped {
+	if res.Steps[0].Status != result.Passed || res.Steps[1].Status != result.Failed || res.Steps[2].Status != result.Skipped {
 		t.Errorf("steps: %s %s %s", res.Steps[0].Status, res.Steps[1].Status, res.Steps[2].Status)
 	}
-	if res.Finally[0].Status != engine.StatusPassed {
+	if res.Finally[0].Status != result.Passed {
 		t.Errorf("finally after a plan timeout: %s", res.Finally[0].Status)
 	}
 }
@@ -154,7 +155,7 @@ func BenchmarkStepOverhead(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: bc.sink})
-				if res.Status != engine.StatusPassed {
+				if res.Status != result.Passed {
 					b.Fatal(res.Error)
 				}
 			}
@@ -208,7 +209,7 @@ finally:
 				t.Fatal("the group's finally was not cut off")
 			}
 			g := res.Steps[0]
-			if len(g.Children) != 2 || g.Children[1].Status == engine.StatusPassed {
+			if len(g.Children) != 2 || g.Children[1].Status == result.Passed {
 				t.Fatalf("group children: %+v", g.Children)
 			}
 			if len(res.Finally) != 1 {
@@ -239,5 +240,45 @@ func waitStarted(t *testing.T, w *waiter, name string) {
 		case <-time.After(time.Minute):
 			t.Fatalf("step %q never started", name)
 		}
+	}
+}
+
+// Each action writes through the handle of its own step: log lines and
+// output land on the step that wrote them, however deep in groups, and not
+// on the group around it.
+func TestStepRunAttributesToItsStep(t *testing.T) {
+	p := loadRun(t, head+`steps:
+  - log: one
+  - group:
+      steps:
+        - log: inner
+        - group:
+            steps:
+              - log: deepest
+      finally:
+        - log: group cleanup
+finally:
+  - log: last
+`)
+	rec := &recorder{}
+	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Sink: rec})
+	if res.Status != result.Passed {
+		t.Fatalf("status %q: %s", res.Status, res.Error)
+	}
+	logs := map[string]string{}
+	for _, e := range rec.events {
+		if e.Type == "log" && e.Index != "" {
+			logs[e.Message] = e.Index
+		}
+	}
+	for msg, idx := range map[string]string{"one": "1", "inner": "2.1", "deepest": "2.2.1", "group cleanup": "2.f.1", "last": "f.1"} {
+		if logs[msg] != idx {
+			t.Errorf("log %q attributed to step %q, want %q (all: %v)", msg, logs[msg], idx, logs)
+		}
+	}
+	group := res.Steps[1]
+	if group.Output != "" || len(group.Children) != 3 || group.Children[0].Output != "inner" ||
+		group.Children[1].Children[0].Output != "deepest" || group.Children[2].Output != "group cleanup" {
+		t.Errorf("outputs: group %q, children %+v", group.Output, group.Children)
 	}
 }

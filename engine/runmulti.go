@@ -1,6 +1,6 @@
 package engine
 
-// Runs on several boards: one Run per role, sharing the result, the
+// Runs on several boards: one run per role, sharing the result, the
 // event stream, the secrets and the cancellation; steps go to the run of
 // their on: role; parallel blocks run their branches at once.
 
@@ -31,13 +31,13 @@ type RoleResult struct {
 }
 
 // withRoles makes the run of the first role, with the others beside it.
-func (r *Run) withRoles(res *Result) *Run {
-	roles := map[string]*Run{}
-	var first *Run
+func (r *run) withRoles(res *Result) *run {
+	roles := map[string]*run{}
+	var first *run
 	for i, rb := range r.cfg.Roles {
 		cfg := r.cfg
 		cfg.Board, cfg.ConsoleLog = rb.Board, rb.ConsoleLog
-		rr := &Run{cfg: cfg, board: rb.Board, secrets: r.secrets, res: res, mu: r.mu, roles: roles, role: rb.Role, multi: true}
+		rr := &run{cfg: cfg, board: rb.Board, secrets: r.secrets, res: res, mu: r.mu, roles: roles, multi: true}
 		roles[rb.Role] = rr
 		if i == 0 {
 			first = rr
@@ -50,7 +50,7 @@ func (r *Run) withRoles(res *Result) *Run {
 
 // each calls fn for the run of every role (the one run when there are
 // no roles), in role order.
-func (r *Run) each(fn func(*Run)) {
+func (r *run) each(fn func(*run)) {
 	if len(r.roles) == 0 {
 		fn(r)
 		return
@@ -62,21 +62,21 @@ func (r *Run) each(fn func(*Run)) {
 
 // share copies what Execute set up on the first role's run (cancel, stop)
 // to the others.
-func (r *Run) share() {
-	r.each(func(o *Run) {
+func (r *run) share() {
+	r.each(func(o *run) {
 		if o != r {
 			o.cancel, o.stop = r.cancel, r.stop
 		}
 	})
 }
 
-func (r *Run) openConsoles(ctx context.Context) {
+func (r *run) openConsoles(ctx context.Context) {
 	r.share()
-	r.each(func(o *Run) { o.openConsole(ctx) })
+	r.each(func(o *run) { o.openConsole(ctx) })
 }
 
-func (r *Run) closeConsoles() {
-	r.each(func(o *Run) {
+func (r *run) closeConsoles() {
+	r.each(func(o *run) {
 		if o.console != nil {
 			_ = o.console.Close()
 		}
@@ -84,7 +84,7 @@ func (r *Run) closeConsoles() {
 }
 
 // boardsText names the boards of the run for its first event.
-func (r *Run) boardsText() string {
+func (r *run) boardsText() string {
 	if len(r.roles) == 0 {
 		return "board " + r.res.Board
 	}
@@ -101,17 +101,6 @@ func (r *Run) boardsText() string {
 		s += " with " + strings.Join(r.cfg.Resources, ", ")
 	}
 	return s
-}
-
-// Role is the role of the board this run drives ("" with one board).
-func (r *Run) Role() string { return r.role }
-
-// RoleBoard returns the opened board of role, or nil.
-func (r *Run) RoleBoard(role string) *Board {
-	if rr := r.roles[role]; rr != nil {
-		return rr.board
-	}
-	return nil
 }
 
 // BranchStoppedError is the cause a parallel branch is stopped with when
@@ -131,11 +120,8 @@ func (e *BranchStoppedError) Class() diag.Class { return diag.Failure }
 // for all of them. When one fails (not continue-on-error), the others are
 // stopped; finally blocks inside them still run. It returns the first
 // failure.
-func (r *Run) RunParallel(ctx context.Context, steps []*Step) error {
-	parent, _ := ctx.Value(resultKey).(*StepResult)
-	if parent == nil {
-		parent = &StepResult{}
-	}
+func (h *StepRun) RunParallel(ctx context.Context, steps []*Step) error {
+	r, parent := h.r, h.res
 	bctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	results := make([]*StepResult, len(steps))
@@ -164,9 +150,7 @@ func (r *Run) RunParallel(ctx context.Context, steps []*Step) error {
 		}()
 	}
 	wg.Wait()
-	parent.mu.Lock()
-	parent.Children = append(parent.Children, results...)
-	parent.mu.Unlock()
+	parent.addChildren(results...)
 	if first == nil && ctx.Err() != nil {
 		first = context.Cause(ctx)
 	}

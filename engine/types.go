@@ -2,7 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -56,7 +58,7 @@ func (s BoardSelector) String() string {
 		return s.Name
 	}
 	var parts []string
-	for _, k := range sortedKeys(s.Labels) {
+	for _, k := range slices.Sorted(maps.Keys(s.Labels)) {
 		parts = append(parts, k+"="+s.Labels[k])
 	}
 	if len(parts) == 0 {

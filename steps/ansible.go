@@ -4,11 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/artifact"
 )
 
@@ -105,12 +107,12 @@ func ansibleSSHArgs(ep drivers.Endpoint) string {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString("-o " + shellQuote(o))
+		b.WriteString("-o " + shell.Quote(o))
 	}
 	return b.String()
 }
 
-func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *ansibleAction) Run(ctx context.Context, r *engine.StepRun) error {
 	nw, err := r.Board().Network()
 	if err != nil {
 		return err
@@ -184,16 +186,16 @@ func (a *ansibleAction) Run(ctx context.Context, r *engine.Run) error {
 	cmd.Dir = filepath.Dir(a.Playbook)
 	out, code, err := runCommand(ctx, r, cmd)
 	if r.Artifacts() != "" {
-		_ = artifact.WriteFile(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log", []byte(r.Redact(out)))
+		_ = artifact.WriteFile(r.Artifacts(), "ansible-"+filepath.Base(a.Playbook)+".log", []byte(r.Redactor().String(out)))
 		if err := copyRedacted(r, junitTmp, r.Artifacts(), "ansible-junit"); err != nil {
-			r.Logf(ctx, "ansible junit reports: %v", err)
+			r.Logf("ansible junit reports: %v", err)
 		}
 	}
 	if err != nil {
 		return err
 	}
 	if code != 0 {
-		out = r.Redact(out)
+		out = r.Redactor().String(out)
 		// Status 4: a host was unreachable. The board's network could not
 		// be reached, as for collect over ssh: an infrastructure error
 		// (exit 3), not a test failure.
@@ -227,12 +229,7 @@ func unsafeNode(v any) (*yaml.Node, error) {
 	switch x := v.(type) {
 	case map[string]any:
 		m := &yaml.Node{Kind: yaml.MappingNode}
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(x)) {
 			vn, err := unsafeNode(x[k])
 			if err != nil {
 				return nil, err
@@ -355,7 +352,7 @@ func ansibleMessage(payload string) string {
 // copyRedacted copies the files of directory src into dst with secrets
 // masked, into the directory dst of the artifacts art. A missing src is not
 // an error (ansible wrote no report).
-func copyRedacted(r *engine.Run, src, art, dst string) error {
+func copyRedacted(r *engine.StepRun, src, art, dst string) error {
 	ents, err := os.ReadDir(src)
 	if err != nil {
 		if os.IsNotExist(err) {
@@ -376,7 +373,7 @@ func copyRedacted(r *engine.Run, src, art, dst string) error {
 		if err != nil {
 			return err
 		}
-		if err := artifact.WriteFileIn(root, filepath.Join(dst, e.Name()), []byte(r.Redact(string(data)))); err != nil {
+		if err := artifact.WriteFileIn(root, filepath.Join(dst, e.Name()), []byte(r.Redactor().String(string(data)))); err != nil {
 			return err
 		}
 	}

@@ -20,6 +20,8 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/procguard"
 )
 
@@ -105,7 +107,7 @@ func (a *collectAction) Needs() []drivers.Capability {
 	return []drivers.Capability{drivers.CapConsole}
 }
 
-func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *collectAction) Run(ctx context.Context, r *engine.StepRun) error {
 	if r.Artifacts() == "" {
 		return diag.Infraf("collect needs an artifacts directory (--artifacts)")
 	}
@@ -123,7 +125,7 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 		return diag.Failf("collect into %s: %v", a.To, err)
 	}
 	var n int
-	var cases []*engine.TestCase
+	var cases []*result.TestCase
 	// Each file is parsed as it arrives: the files collected before a
 	// failure still report their cases.
 	onFile := func(data []byte) {
@@ -135,7 +137,7 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	switch {
 	case a.From == "local":
-		n, err = a.collectLocal(ctx, r, root, onFile)
+		n, err = a.collectLocal(r, root, onFile)
 	case a.Via == "ssh":
 		n, err = a.collectSSH(ctx, r, root, onFile)
 	default:
@@ -143,12 +145,12 @@ func (a *collectAction) Run(ctx context.Context, r *engine.Run) error {
 	}
 	var testErr error
 	if a.results != nil && (n > 0 || !a.Optional) {
-		_, testErr = a.results.judge(ctx, r, cases)
+		_, testErr = a.results.judge(r, cases)
 	}
 	if err != nil {
 		return err
 	}
-	r.Logf(ctx, "collected %d file(s) into %s", n, filepath.Join(r.Artifacts(), a.To))
+	r.Logf("collected %d file(s) into %s", n, filepath.Join(r.Artifacts(), a.To))
 	return testErr
 }
 
@@ -178,7 +180,7 @@ func (a *collectAction) write(root *os.Root, src string, data []byte) error {
 	return nil
 }
 
-func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectLocal(r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		matches, _ := filepath.Glob(p)
@@ -197,7 +199,7 @@ func (a *collectAction) collectLocal(ctx context.Context, r *engine.Run, root *o
 			if err != nil {
 				return n, diag.Failf("collect %s: %v", m, err)
 			}
-			if err := a.write(root, m, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, m, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)
@@ -216,13 +218,17 @@ func boardGlob(p string) string {
 			b.WriteRune(c)
 			continue
 		}
-		b.WriteString(shellQuote(string(c)))
+		b.WriteString(shell.Quote(string(c)))
 	}
 	return b.String()
 }
 
-func (a *collectAction) list(ctx context.Context, r *engine.Run, p string) ([]string, error) {
-	res, err := runShell(ctx, r, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
+func (a *collectAction) list(ctx context.Context, r *engine.StepRun, p string) ([]string, error) {
+	sh, err := r.Shell()
+	if err != nil {
+		return nil, err
+	}
+	res, err := sh.Run(ctx, fmt.Sprintf(`for f in %s; do [ -f "$f" ] && echo "$f"; done; true`, boardGlob(p)), 1<<20)
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +241,7 @@ func (a *collectAction) list(ctx context.Context, r *engine.Run, p string) ([]st
 	return files, nil
 }
 
-func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectConsole(ctx context.Context, r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	n := 0
 	for _, p := range a.paths {
 		files, err := a.list(ctx, r, p)
@@ -249,7 +255,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
 		for _, f := range files {
-			q := shellQuote(f)
+			q := shell.Quote(f)
 			res, err := transfer(ctx, r, f, fmt.Sprintf("sha256sum < %s && base64 < %s", q, q))
 			if err != nil {
 				return n, err
@@ -267,7 +273,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 			if len(want) == 0 || !strings.EqualFold(want[0], hex.EncodeToString(got[:])) {
 				return n, diag.Infraf("collect %s: checksum mismatch after the transfer over the console", f)
 			}
-			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, f, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)
@@ -280,7 +286,7 @@ func (a *collectAction) collectConsole(ctx context.Context, r *engine.Run, root 
 // transfer runs script, which prints file f in base64, out of console.log:
 // the base64 decodes to whatever secret the file holds, which masking
 // cannot see. The log gets a one-line note instead.
-func transfer(ctx context.Context, r *engine.Run, f, script string) (res *shellResult, err error) {
+func transfer(ctx context.Context, r *engine.StepRun, f, script string) (res *shell.Result, err error) {
 	resume := r.SuppressConsoleLog()
 	defer func() {
 		size := 0
@@ -289,7 +295,11 @@ func transfer(ctx context.Context, r *engine.Run, f, script string) (res *shellR
 		}
 		resume(fmt.Sprintf("collect %s: transferred over the console (%d bytes, not logged)", f, size))
 	}()
-	return runShell(ctx, r, script, maxOutput)
+	sh, err := r.Shell()
+	if err != nil {
+		return nil, err
+	}
+	return sh.Run(ctx, script, maxOutput)
 }
 
 // sshArgs returns ssh options for an endpoint: no prompts, no host key
@@ -306,7 +316,7 @@ func sshArgs(ep drivers.Endpoint) []string {
 	return args
 }
 
-func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.Root, onFile func([]byte)) (int, error) {
+func (a *collectAction) collectSSH(ctx context.Context, r *engine.StepRun, root *os.Root, onFile func([]byte)) (int, error) {
 	nw, err := r.Board().Network()
 	if err != nil {
 		return 0, err
@@ -326,7 +336,7 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 			if ctx.Err() != nil {
 				return n, err
 			}
-			return n, diag.Infraf("collect over ssh: %s", r.Redact(err.Error()))
+			return n, diag.Infraf("collect over ssh: %s", r.Redactor().String(err.Error()))
 		}
 		// One name a line: names may contain spaces.
 		var files []string
@@ -339,14 +349,14 @@ func (a *collectAction) collectSSH(ctx context.Context, r *engine.Run, root *os.
 			return n, diag.Failf("collect: no file on the board matches %s", p)
 		}
 		for _, f := range files {
-			data, err := sshRun(ctx, ep, dest, "cat "+shellQuote(f))
+			data, err := sshRun(ctx, ep, dest, "cat "+shell.Quote(f))
 			if err != nil {
 				if ctx.Err() != nil {
 					return n, err
 				}
-				return n, diag.Failf("collect %s over ssh: %s", f, r.Redact(err.Error()))
+				return n, diag.Failf("collect %s over ssh: %s", f, r.Redactor().String(err.Error()))
 			}
-			if err := a.write(root, f, r.RedactBytes(data)); err != nil {
+			if err := a.write(root, f, r.Redactor().Bytes(data)); err != nil {
 				return n, err
 			}
 			onFile(data)

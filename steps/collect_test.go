@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/steps"
 )
 
@@ -64,7 +65,7 @@ func TestCollectLocal(t *testing.T) {
 
 	t.Run("plain", func(t *testing.T) {
 		r := execute(t, dir, "", plan("files"), false, nil)
-		if s := r.step(t, "collect"); s.Status != engine.StatusPassed {
+		if s := r.step(t, "collect"); s.Status != result.Passed {
 			t.Fatalf("%s %s", s.Status, s.Error)
 		}
 		b, err := os.ReadFile(filepath.Join(r.artifacts, "files", src))
@@ -93,7 +94,7 @@ func TestCollectLocal(t *testing.T) {
 			}
 			r := execute(t, dir, art, plan(tc.to), false, nil)
 			s := r.step(t, "collect")
-			if s.Status == engine.StatusPassed {
+			if s.Status == result.Passed {
 				t.Errorf("collect through a symlink out of the artifacts passed")
 			}
 			emptyDir(t, outside)
@@ -115,7 +116,7 @@ func TestCollectLocal(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := execute(t, dir, art, plan("files"), false, nil)
-		if s := r.step(t, "collect"); s.Status == engine.StatusPassed {
+		if s := r.step(t, "collect"); s.Status == result.Passed {
 			t.Errorf("collect through a file symlink passed")
 		}
 		if b, _ := os.ReadFile(target); string(b) != "untouched" {
@@ -126,7 +127,7 @@ func TestCollectLocal(t *testing.T) {
 	t.Run("missing file", func(t *testing.T) {
 		r := execute(t, dir, "", head+"steps:\n  - name: collect\n    collect: {from: local, paths: nothing/*.log}\n"+
 			"  - name: optional\n    collect: {from: local, paths: nothing/*.log, optional: true}\n", false, nil)
-		if s := r.step(t, "collect"); s.Status != engine.StatusFailed || !strings.Contains(s.Error, "no file matches") {
+		if s := r.step(t, "collect"); s.Status != result.Failed || !strings.Contains(s.Error, "no file matches") {
 			t.Errorf("missing file: %s %s", s.Status, s.Error)
 		}
 	})
@@ -159,11 +160,11 @@ func TestCollectFromTheBoard(t *testing.T) {
     collect: {paths: d/nothing*, optional: true}
 `, true, nil)
 	for _, name := range []string{"make files", "globs", "dot-dot on the board", "missing but optional"} {
-		if s := r.step(t, name); s.Status != engine.StatusPassed {
+		if s := r.step(t, name); s.Status != result.Passed {
 			t.Errorf("%s: %s %s", name, s.Status, s.Error)
 		}
 	}
-	if s := r.step(t, "missing"); s.Status != engine.StatusFailed {
+	if s := r.step(t, "missing"); s.Status != result.Failed {
 		t.Errorf("missing file on the board: %s", s.Status)
 	}
 	for path, want := range map[string]string{

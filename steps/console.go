@@ -13,6 +13,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // consoleAction sends text to the console and waits for one of several
@@ -98,7 +99,7 @@ func regexps(ps []engine.Pattern) []*regexp.Regexp {
 	return out
 }
 
-func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *consoleAction) Run(ctx context.Context, r *engine.StepRun) error {
 	con, err := r.Console()
 	if err != nil {
 		return err
@@ -112,7 +113,7 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 		stop := con.Tee(p, len(a.send) == 0)
 		err := a.run(ctx, r, con)
 		stop()
-		_, testErr := a.results.judge(ctx, r, p.Close())
+		_, testErr := a.results.judge(r, p.Close())
 		if err != nil {
 			return err
 		}
@@ -121,7 +122,7 @@ func (a *consoleAction) Run(ctx context.Context, r *engine.Run) error {
 	return a.run(ctx, r, con)
 }
 
-func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Session) error {
+func (a *consoleAction) run(ctx context.Context, r *engine.StepRun, con *console.Session) error {
 	if len(a.send) > 0 {
 		// What the board printed before the keys land (a prompt already on
 		// screen) answers nothing: expect matches what comes after them, as
@@ -141,19 +142,19 @@ func (a *consoleAction) run(ctx context.Context, r *engine.Run, con *console.Ses
 	for _, p := range a.expect {
 		want = append(want, fmt.Sprintf("%q", p.Source))
 	}
-	r.Waiting(ctx, "the console to print "+strings.Join(want, " or "))
+	r.Waiting("the console to print " + strings.Join(want, " or "))
 	m, err := con.Expect(ctx, regexps(a.expect), regexps(a.failOn))
 	if err != nil {
 		if ctx.Err() != nil {
 			// masked before it is cut: a secret cut by the window is not shown in part
-			tail := strings.TrimSpace(r.RedactTail(con.Tail(200+r.MaxSecretLen()), 200))
+			tail := strings.TrimSpace(r.Redactor().Tail(con.Tail(200+r.Redactor().MaxLen()), 200))
 			return diag.Failf("%v waiting for %s; the console last printed: %q", context.Cause(ctx), strings.Join(want, " or "), tail)
 		}
-		return waitError(err, "console")
+		return shell.WaitError(err, "console")
 	}
-	r.Output(ctx, m.Before+m.Text)
+	r.Output(m.Before + m.Text)
 	if len(a.expect) > 1 {
-		r.Logf(ctx, "matched %q", a.expect[m.Index].Source)
+		r.Logf("matched %q", a.expect[m.Index].Source)
 	}
 	return nil
 }

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // openFDs lists this process's open file descriptors and what they are.
@@ -38,7 +38,7 @@ func TestNoFDLeakAcrossRuns(t *testing.T) {
 		"finally:\n  - power: off\n"
 	once := func() {
 		r := execute(t, "", "", plan, true, nil)
-		if r.res.Status != engine.StatusPassed {
+		if r.res.Status != result.Passed {
 			t.Fatalf("run: %s %s", r.res.Status, r.res.Error)
 		}
 	}

@@ -81,25 +81,25 @@ func cleanErr(err error) string {
 	return err.Error()
 }
 
-func (a *flashAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *flashAction) Run(ctx context.Context, r *engine.StepRun) error {
 	st, err := r.Board().Storage()
 	if err != nil {
 		return err
 	}
 	if iw, ok := st.(drivers.ImageWriter); ok {
-		r.Logf(ctx, "writing %s to the board's storage through its driver", a.Image)
+		r.Logf("writing %s to the board's storage through its driver", a.Image)
 		res, err := writeImage(ctx, r, "the board's storage", a, iw.WriteImage)
 		if err != nil {
 			return err
 		}
-		r.Output(ctx, res)
+		r.Output(res)
 		return nil
 	}
 	target, err := st.AttachHost(ctx)
 	if err != nil {
 		return infra(err)
 	}
-	r.Logf(ctx, "writing %s to %s", a.Image, target)
+	r.Logf("writing %s to %s", a.Image, target)
 	res, werr := writeImage(ctx, r, target, a, func(ctx context.Context, opts flash.Options) (flash.Result, error) {
 		return flash.Write(ctx, target, opts)
 	})
@@ -109,16 +109,16 @@ func (a *flashAction) Run(ctx context.Context, r *engine.Run) error {
 	if werr != nil {
 		return werr
 	}
-	r.Output(ctx, res)
+	r.Output(res)
 	return nil
 }
 
 // writeImage writes the image through the flash pipeline and maps its
 // errors to classes: a bad image or checksum fails the test; a target that
 // cannot be written is infrastructure.
-func writeImage(ctx context.Context, r *engine.Run, target string, a *flashAction, write func(context.Context, flash.Options) (flash.Result, error)) (string, error) {
+func writeImage(ctx context.Context, r *engine.StepRun, target string, a *flashAction, write func(context.Context, flash.Options) (flash.Result, error)) (string, error) {
 	opts := flash.Options{Image: a.Image, Bmap: a.Bmap, SHA256: a.SHA256, Verify: a.Verify.Value,
-		Progress: &logLines{ctx: ctx, r: r}}
+		Progress: &logLines{r: r}}
 	if a.Bmap == "none" {
 		opts.Bmap, opts.NoBmap = "", true
 	}
@@ -133,7 +133,7 @@ func writeImage(ctx context.Context, r *engine.Run, target string, a *flashActio
 		}
 		return "", &diag.ClassError{C: diag.Infra, Err: err}
 	}
-	r.Image(ctx, engine.Image{Path: a.Image, Format: res.Format, Size: res.ImageSize, SHA256: res.SHA256})
+	r.Image(engine.Image{Path: a.Image, Format: res.Format, Size: res.ImageSize, SHA256: res.SHA256})
 	msg := fmt.Sprintf("wrote %s image (%s) to %s: %d of %d bytes in %s (%.0f MB/s)", res.Format,
 		humanBytes(res.ImageSize), target, res.BytesWritten, res.ImageSize, res.Duration.Round(time.Millisecond),
 		float64(res.ImageSize)/1e6/max(res.Duration.Seconds(), 1e-6))
@@ -158,8 +158,7 @@ func humanBytes(n int64) string {
 
 // logLines turns progress lines into run log lines.
 type logLines struct {
-	ctx  context.Context
-	r    *engine.Run
+	r    *engine.StepRun
 	part []byte
 }
 
@@ -171,7 +170,7 @@ func (w *logLines) Write(p []byte) (int, error) {
 			break
 		}
 		if line := strings.TrimSpace(string(w.part[:i])); line != "" {
-			w.r.Logf(w.ctx, "%s", line)
+			w.r.Logf("%s", line)
 		}
 		w.part = w.part[i+1:]
 	}

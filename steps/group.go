@@ -34,12 +34,12 @@ func init() {
 // Children implements engine.Parent.
 func (a *groupAction) Children() [][]*engine.Step { return [][]*engine.Step{a.steps, a.finally} }
 
-func (a *groupAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *groupAction) Run(ctx context.Context, r *engine.StepRun) error {
 	return runBlock(ctx, r, a.steps, a.finally)
 }
 
 // runBlock runs steps, then finally (always), and returns the first error.
-func runBlock(ctx context.Context, r *engine.Run, steps, finally []*engine.Step) error {
+func runBlock(ctx context.Context, r *engine.StepRun, steps, finally []*engine.Step) error {
 	err := r.RunSteps(ctx, steps)
 	if len(finally) > 0 {
 		ferr := r.RunFinally(ctx, finally)

@@ -4,9 +4,10 @@ import (
 	"bufio"
 	"context"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
-	"sort"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -100,7 +101,7 @@ func init() {
 	})
 }
 
-func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *localAction) Run(ctx context.Context, r *engine.StepRun) error {
 	cmd := exec.Command(a.argv[0], a.argv[1:]...)
 	cmd.Dir = a.Dir
 	if cmd.Dir == "" {
@@ -111,12 +112,7 @@ func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
 	if b := r.Board(); b != nil {
 		env = append(env, "JSPLAN_BOARD="+b.Spec.Name)
 	}
-	keys := make([]string, 0, len(a.Env))
-	for k := range a.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(a.Env)) {
 		env = append(env, k+"="+a.Env[k])
 	}
 	cmd.Env = env
@@ -128,7 +124,7 @@ func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
 	var verdict *results.Verdict
 	var testErr error
 	if parser != nil {
-		verdict, testErr = a.results.judge(ctx, r, parser.Close())
+		verdict, testErr = a.results.judge(r, parser.Close())
 	}
 	if err != nil {
 		return err
@@ -136,10 +132,10 @@ func (a *localAction) Run(ctx context.Context, r *engine.Run) error {
 	// A test runner's non-zero status that reports failing cases is judged
 	// by the cases.
 	if code != 0 && !(verdict != nil && verdict.Fail+verdict.Error > 0) {
-		return diag.Failf("%s exited with status %d%s", a.argv[0], code, lastLines(r.Redact(out), 3))
+		return diag.Failf("%s exited with status %d%s", a.argv[0], code, lastLines(r.Redactor().String(out), 3))
 	}
 	if a.expect.Re != nil && !a.expect.Re.MatchString(out) {
-		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redact(out), 3))
+		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redactor().String(out), 3))
 	}
 	return testErr
 }
@@ -159,13 +155,13 @@ const waitDelay = 2 * time.Second
 // logged in pieces of this size.
 const maxLocalLine = 64 << 10
 
-func runCommand(ctx context.Context, r *engine.Run, cmd *exec.Cmd) (string, int, error) {
+func runCommand(ctx context.Context, r *engine.StepRun, cmd *exec.Cmd) (string, int, error) {
 	return runCommandTo(ctx, r, cmd, nil)
 }
 
 // runCommandTo is runCommand that also writes each output line to stream
 // (nil: nowhere) as the command prints it.
-func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.Writer) (string, int, error) {
+func runCommandTo(ctx context.Context, r *engine.StepRun, cmd *exec.Cmd, stream io.Writer) (string, int, error) {
 	cmd.SysProcAttr = procguard.SysProcAttr(false)
 	pr, pw, err := os.Pipe()
 	if err != nil {
@@ -191,7 +187,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 		// A line longer than the buffer is logged in pieces of its size:
 		// nothing a command prints stops the reading.
 		br := bufio.NewReaderSize(pr, maxLocalLine)
-		lines := newLineLog(ctx, r, "| ")
+		lines := newLineLog(r, "| ")
 		defer lines.Close()
 		for {
 			raw, err := br.ReadSlice('\n')
@@ -246,7 +242,7 @@ func runCommandTo(ctx context.Context, r *engine.Run, cmd *exec.Cmd, stream io.W
 	}
 	t.Stop()
 	pr.Close()
-	r.Output(ctx, out.String())
+	r.Output(out.String())
 	if cancelled {
 		return out.String(), -1, context.Cause(ctx)
 	}

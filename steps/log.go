@@ -29,8 +29,8 @@ func init() {
 	})
 }
 
-func (a *logAction) Run(ctx context.Context, r *engine.Run) error {
-	r.Logf(ctx, "%s", a.Message)
-	r.Output(ctx, a.Message)
+func (a *logAction) Run(ctx context.Context, r *engine.StepRun) error {
+	r.Logf("%s", a.Message)
+	r.Output(a.Message)
 	return nil
 }

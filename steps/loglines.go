@@ -1,7 +1,6 @@
 package steps
 
 import (
-	"context"
 	"strings"
 
 	"github.com/jsplan/jsplan/engine"
@@ -13,15 +12,14 @@ import (
 // multi-line secret is masked whole and no line of it shows (a line that
 // may begin a secret waits for the next one).
 type lineLog struct {
-	ctx    context.Context
-	r      *engine.Run
+	r      *engine.StepRun
 	prefix string
 	stream *redact.Stream
 	part   string
 }
 
-func newLineLog(ctx context.Context, r *engine.Run, prefix string) *lineLog {
-	return &lineLog{ctx: ctx, r: r, prefix: prefix, stream: r.RedactStream()}
+func newLineLog(r *engine.StepRun, prefix string) *lineLog {
+	return &lineLog{r: r, prefix: prefix, stream: r.Redactor().Stream()}
 }
 
 // Line logs one line of output (without its newline).
@@ -31,7 +29,7 @@ func (l *lineLog) Line(s string) { l.emit(l.stream.Write(s + "\n")) }
 func (l *lineLog) Close() {
 	l.emit(l.stream.Flush())
 	if l.part != "" {
-		l.r.Logf(l.ctx, "%s%s", l.prefix, l.part)
+		l.r.Logf("%s%s", l.prefix, l.part)
 		l.part = ""
 	}
 }
@@ -43,7 +41,7 @@ func (l *lineLog) emit(masked string) {
 		if i < 0 {
 			break
 		}
-		l.r.Logf(l.ctx, "%s%s", l.prefix, text[:i])
+		l.r.Logf("%s%s", l.prefix, text[:i])
 		text = text[i+1:]
 	}
 	l.part = text

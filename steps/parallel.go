@@ -30,6 +30,6 @@ func init() {
 // Children implements engine.Parent.
 func (a *parallelAction) Children() [][]*engine.Step { return [][]*engine.Step{a.branches} }
 
-func (a *parallelAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *parallelAction) Run(ctx context.Context, r *engine.StepRun) error {
 	return r.RunParallel(ctx, a.branches)
 }

@@ -45,7 +45,7 @@ func init() {
 	})
 }
 
-func (a *powerAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *powerAction) Run(ctx context.Context, r *engine.StepRun) error {
 	err := a.switchPower(ctx, r)
 	if err == nil && a.Action != "off" {
 		r.WatchConsole("power " + a.Action)
@@ -53,7 +53,7 @@ func (a *powerAction) Run(ctx context.Context, r *engine.Run) error {
 	return err
 }
 
-func (a *powerAction) switchPower(ctx context.Context, r *engine.Run) error {
+func (a *powerAction) switchPower(ctx context.Context, r *engine.StepRun) error {
 	p, err := r.Board().Power()
 	if err != nil {
 		return err
@@ -66,7 +66,7 @@ func (a *powerAction) switchPower(ctx context.Context, r *engine.Run) error {
 	case "reset":
 		cycled, err := drivers.ResetPower(ctx, p, a.Delay.Duration)
 		if cycled {
-			r.Logf(ctx, "the power driver has no reset; cycled power instead")
+			r.Logf("the power driver has no reset; cycled power instead")
 		}
 		return powerErr(ctx, err)
 	}

@@ -1,16 +1,14 @@
 package steps
 
 import (
-	"bytes"
-	"context"
 	"fmt"
-	"io"
 	"strings"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/results"
 )
 
@@ -71,16 +69,16 @@ func (s *resultsSpec) parser() results.Parser {
 // judge records the cases in the step's result, logs a summary and
 // returns the verdict and the step's error: none when every failing case
 // is allowed or within max-failures, else a failure naming them.
-func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.TestCase) (*results.Verdict, error) {
+func (s *resultsSpec) judge(r *engine.StepRun, cases []*result.TestCase) (*results.Verdict, error) {
 	v := results.Judge(cases, s.policy)
-	r.Tests(ctx, cases)
+	r.Tests(cases)
 	if len(cases) == 0 {
 		return v, diag.Failf("no %s test results found", s.Format)
 	}
-	r.Logf(ctx, "%s", v.Summary())
+	r.Logf("%s", v.Summary())
 	logged := 0
-	var walk func(list []*engine.TestCase, prefix string)
-	walk = func(list []*engine.TestCase, prefix string) {
+	var walk func(list []*result.TestCase, prefix string)
+	walk = func(list []*result.TestCase, prefix string) {
 		for _, c := range list {
 			path := c.Name
 			if prefix != "" {
@@ -89,11 +87,11 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 			if len(c.Children) > 0 {
 				walk(c.Children, path)
 				// A suite that failed because a subtest did is not news.
-				if c.Status == results.Pass || c.Status == results.Skip || failingIn(c.Children) {
+				if c.Status == result.Passed || c.Status == result.Skipped || failingIn(c.Children) {
 					continue
 				}
 			}
-			if c.Status == results.Pass {
+			if c.Status == result.Passed {
 				continue
 			}
 			if logged++; logged <= 20 {
@@ -105,13 +103,13 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 				if c.Message != "" {
 					msg = ": " + firstLineOf(c.Message)
 				}
-				r.Logf(ctx, "  %-5s %s%s", st, path, msg)
+				r.Logf("  %-5s %s%s", st, path, msg)
 			}
 		}
 	}
 	walk(cases, "")
 	if logged > 20 {
-		r.Logf(ctx, "  ... and %d more", logged-20)
+		r.Logf("  ... and %d more", logged-20)
 	}
 	if !v.OK(s.policy) {
 		names := v.Failed
@@ -132,9 +130,9 @@ func (s *resultsSpec) judge(ctx context.Context, r *engine.Run, cases []*engine.
 	return v, nil
 }
 
-func failingIn(list []*engine.TestCase) bool {
+func failingIn(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == results.Fail || c.Status == results.Error || failingIn(c.Children) {
+		if c.Status.Failing() || failingIn(c.Children) {
 			return true
 		}
 	}
@@ -144,85 +142,4 @@ func failingIn(list []*engine.TestCase) bool {
 func firstLineOf(s string) string {
 	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
 	return s
-}
-
-// markerFilter passes on the lines of a console stream between the begin
-// marker line and the end marker (the output of one command run by
-// runShell), so a results parser sees the command's output as it comes and
-// neither the typed command nor the prompt.
-type markerFilter struct {
-	begin, end string
-	w          io.Writer
-	line       []byte
-	state      int // 0 before the begin marker, 1 inside, 2 done
-}
-
-// maxFilterLine bounds the line the filter holds; a longer one is passed
-// on in pieces (the parser cuts it anyway).
-const maxFilterLine = 64 << 10
-
-func (f *markerFilter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 && f.state < 2 {
-		i := bytes.IndexByte(p, '\n')
-		if i < 0 {
-			f.line = append(f.line, p...)
-			f.spill()
-			break
-		}
-		f.line = append(f.line, p[:i]...)
-		f.handle(strings.TrimSuffix(string(f.line), "\r"), true)
-		f.line = f.line[:0]
-		p = p[i+1:]
-	}
-	return n, nil
-}
-
-// spill passes on most of an overlong partial line, keeping enough to
-// find an end marker split across writes.
-func (f *markerFilter) spill() {
-	if len(f.line) <= maxFilterLine {
-		return
-	}
-	keep := len(f.end)
-	if f.state == 1 {
-		if i := strings.Index(string(f.line), f.end); i >= 0 {
-			f.handle(string(f.line), false)
-			f.line = f.line[:0]
-			return
-		}
-		_, _ = f.w.Write(f.line[:len(f.line)-keep])
-	}
-	f.line = append(f.line[:0], f.line[len(f.line)-keep:]...)
-}
-
-func (f *markerFilter) handle(line string, newline bool) {
-	switch f.state {
-	case 0:
-		// The marker's line (what the typed command line echoes holds the
-		// marker split in two, so it never matches).
-		if strings.HasSuffix(line, f.begin) {
-			f.state = 1
-		}
-	case 1:
-		if i := strings.Index(line, f.end); i >= 0 {
-			if i > 0 {
-				_, _ = io.WriteString(f.w, line[:i]+"\n")
-			}
-			f.state = 2
-			return
-		}
-		if newline {
-			line += "\n"
-		}
-		_, _ = io.WriteString(f.w, line)
-	}
-}
-
-// Close passes on a last partial line (the board died in the middle of it).
-func (f *markerFilter) Close() {
-	if f.state == 1 && len(f.line) > 0 {
-		f.handle(strings.TrimSuffix(string(f.line), "\r"), false)
-	}
-	f.line = nil
 }

@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/results"
-	"github.com/jsplan/jsplan/steps"
 )
 
 // ktapSuite is a command that prints a small KTAP suite on the board: two
@@ -23,8 +23,8 @@ const ktapSuite = `printf 'KTAP version 1\n1..4\n'; ` +
 func tests(t *testing.T, s *engine.StepResult) string {
 	t.Helper()
 	var b strings.Builder
-	var walk func([]*engine.TestCase, int)
-	walk = func(list []*engine.TestCase, depth int) {
+	var walk func([]*result.TestCase, int)
+	walk = func(list []*result.TestCase, depth int) {
 		for _, c := range list {
 			fmt.Fprintf(&b, "%s%s %s\n", strings.Repeat("  ", depth), c.Status, c.Name)
 			walk(c.Children, depth+1)
@@ -49,10 +49,10 @@ func TestRunResultsOnBoard(t *testing.T) {
 `, ktapSuite, ktapSuite)
 	r := execute(t, "", "", plan, true, nil)
 	ok := r.step(t, "allowed")
-	if ok.Status != engine.StatusPassed {
+	if ok.Status != result.Passed {
 		t.Fatalf("allowed: %s %s", ok.Status, ok.Error)
 	}
-	if got, want := tests(t, ok), "pass console\npass storage\nskip network\nfail watchdog\n"; got != want {
+	if got, want := tests(t, ok), "passed console\npassed storage\nskipped network\nfailed watchdog\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 	w := ok.Tests[3]
@@ -63,7 +63,7 @@ func TestRunResultsOnBoard(t *testing.T) {
 		t.Fatalf("storage output: %q", ok.Tests[1].Output)
 	}
 	strict := r.step(t, "strict")
-	if strict.Status != engine.StatusFailed || !strings.Contains(strict.Error, "1 test case failed: watchdog") {
+	if strict.Status != result.Failed || !strings.Contains(strict.Error, "1 test case failed: watchdog") {
 		t.Fatalf("strict: %s %q", strict.Status, strict.Error)
 	}
 	if len(strict.Tests) != 4 {
@@ -84,10 +84,10 @@ func TestRunResultsBoardHangsMidSuite(t *testing.T) {
 `
 	r := execute(t, "", "", plan, true, nil)
 	s := r.step(t, "hangs")
-	if s.Status != engine.StatusFailed || !strings.Contains(s.Error, "timed out") {
+	if s.Status != result.Failed || !strings.Contains(s.Error, "timed out") {
 		t.Fatalf("hangs: %s %q", s.Status, s.Error)
 	}
-	if got, want := tests(t, s), "pass first\nerror tests 2..3 (no result)\n"; got != want {
+	if got, want := tests(t, s), "passed first\nerror tests 2..3 (no result)\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 }
@@ -110,11 +110,11 @@ func TestRunResultsExitStatus(t *testing.T) {
 	r := execute(t, "", "", plan, true, nil)
 	for name, want := range map[string]string{"crashed after passing": "exited with status 3",
 		"explicit status": "exited with status 1", "no results": "no ktap test results found"} {
-		if s := r.step(t, name); s.Status != engine.StatusFailed || !strings.Contains(s.Error, want) {
+		if s := r.step(t, name); s.Status != result.Failed || !strings.Contains(s.Error, want) {
 			t.Errorf("%s: %s %q", name, s.Status, s.Error)
 		}
 	}
-	if s := r.step(t, "threshold"); s.Status != engine.StatusPassed || len(s.Tests) != 3 {
+	if s := r.step(t, "threshold"); s.Status != result.Passed || len(s.Tests) != 3 {
 		t.Errorf("threshold: %s %q %d", s.Status, s.Error, len(s.Tests))
 	}
 }
@@ -129,7 +129,7 @@ func TestConsoleResults(t *testing.T) {
 `
 	r := execute(t, "", "", plan, true, nil)
 	s := r.res.Steps[2]
-	if s.Status != engine.StatusPassed || tests(t, s) != "pass a\nskip b\n" {
+	if s.Status != result.Passed || tests(t, s) != "passed a\nskipped b\n" {
 		t.Fatalf("console: %s %q\n%s", s.Status, s.Error, tests(t, s))
 	}
 }
@@ -164,18 +164,18 @@ func TestLocalAndCollectResults(t *testing.T) {
 `
 	r := execute(t, dir, "", plan, false, nil)
 	p := r.step(t, "prove")
-	if p.Status != engine.StatusFailed || !strings.Contains(p.Error, "2 test cases failed: storage/partition table as expected, kernel is the one we flashed") {
+	if p.Status != result.Failed || !strings.Contains(p.Error, "2 test cases failed: storage/partition table as expected, kernel is the one we flashed") {
 		t.Fatalf("prove: %s %q", p.Status, p.Error)
 	}
 	if len(p.Tests) != 6 {
 		t.Fatalf("prove tests:\n%s", tests(t, p))
 	}
 	s := r.step(t, "pytest strict")
-	if s.Status != engine.StatusFailed || !strings.Contains(s.Error, "2 test cases failed: pytest/test_mmc_size, pytest/test_led") {
+	if s.Status != result.Failed || !strings.Contains(s.Error, "2 test cases failed: pytest/test_mmc_size, pytest/test_led") {
 		t.Fatalf("pytest strict: %s %q", s.Status, s.Error)
 	}
 	a := r.step(t, "pytest allowed")
-	if a.Status != engine.StatusPassed || len(a.Tests) != 1 || len(a.Tests[0].Children) != 8 {
+	if a.Status != result.Passed || len(a.Tests) != 1 || len(a.Tests[0].Children) != 8 {
 		t.Fatalf("pytest allowed: %s %q\n%s", a.Status, a.Error, tests(t, a))
 	}
 	v := results.Judge(a.Tests, results.Policy{})
@@ -213,35 +213,6 @@ func TestResultsOptionDiagnostics(t *testing.T) {
 	}
 }
 
-// The filter between the console and a results parser passes exactly the
-// command's output, however the console cuts it, and a last partial line
-// when the board dies.
-func TestMarkerFilter(t *testing.T) {
-	stream := "$ echo \"JSPL\"\"AN-1-B\"; command eval ...\r\nJSPLAN-1-B\r\nok 1 a\r\n" + strings.Repeat("x", 70000) +
-		"\r\nnot ok 2 bJSPLAN-1-E:0\r\n$ ok 3 after\r\n"
-	want := "ok 1 a\n" + strings.Repeat("x", 70000) + "\nnot ok 2 b\n"
-	for _, size := range []int{1, 5, 4096, len(stream)} {
-		var got strings.Builder
-		w, closeFn := steps.MarkerFilter("JSPLAN-1-B", "JSPLAN-1-E:", &got)
-		for s := stream; len(s) > 0; {
-			n := min(size, len(s))
-			_, _ = w.Write([]byte(s[:n]))
-			s = s[n:]
-		}
-		closeFn()
-		if got.String() != want {
-			t.Fatalf("chunks of %d: got %d bytes %.60q...", size, got.Len(), got.String())
-		}
-	}
-	var got strings.Builder
-	w, closeFn := steps.MarkerFilter("JSPLAN-1-B", "JSPLAN-1-E:", &got)
-	_, _ = w.Write([]byte("JSPLAN-1-B\nok 1 a\nok 2 cut mid-li"))
-	closeFn()
-	if got.String() != "ok 1 a\nok 2 cut mid-li" {
-		t.Fatalf("partial: %q", got.String())
-	}
-}
-
 // A JUnit file written on the board, collected over the console: its
 // cases are the step's.
 func TestCollectResultsFromBoard(t *testing.T) {
@@ -254,10 +225,10 @@ func TestCollectResultsFromBoard(t *testing.T) {
 `, xml)
 	r := execute(t, "", "", plan, true, nil)
 	s := r.step(t, "collect results")
-	if s.Status != engine.StatusPassed {
+	if s.Status != result.Passed {
 		t.Fatalf("collect: %s %q", s.Status, s.Error)
 	}
-	if got, want := tests(t, s), "fail board\n  pass boots\n  skip ping\n  fail rtc\n"; got != want {
+	if got, want := tests(t, s), "failed board\n  passed boots\n  skipped ping\n  failed rtc\n"; got != want {
 		t.Fatalf("tests:\n%s\nwant:\n%s", got, want)
 	}
 	if rtc := s.Tests[0].Children[2]; !rtc.Allowed || rtc.Message != "no rtc0" || rtc.Output != "rtc: no /dev/rtc0" {

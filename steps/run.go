@@ -4,8 +4,9 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/internal/results"
 )
 
@@ -69,12 +71,7 @@ func init() {
 					WithDetail("run it without exec, or in a subshell: (exec %s)", cmd)
 				return nil
 			}
-			names := make([]string, 0, len(a.Env))
-			for k := range a.Env {
-				names = append(names, k)
-			}
-			sort.Strings(names)
-			for _, k := range names {
+			for _, k := range slices.Sorted(maps.Keys(a.Env)) {
 				if !envNameRE.MatchString(k) {
 					dc.Errorf(dc.Child(n, "env"), "env", "%q is not a shell variable name", k).
 						WithDetail("use letters, digits and _, not starting with a digit")
@@ -100,33 +97,36 @@ func init() {
 	})
 }
 
-func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
-	env := make([]envVar, 0, len(a.Env))
-	for k, v := range a.Env {
-		env = append(env, envVar{k, v})
+func (a *runAction) Run(ctx context.Context, r *engine.StepRun) error {
+	env := make([]shell.Var, 0, len(a.Env))
+	for _, k := range slices.Sorted(maps.Keys(a.Env)) {
+		env = append(env, shell.Var{Name: k, Value: a.Env[k]})
 	}
-	sort.Slice(env, func(i, j int) bool { return env[i].Name < env[j].Name })
 	var parser results.Parser
 	var stream io.Writer
 	if a.results != nil {
 		parser = a.results.parser()
 		stream = parser
 	}
-	r.Waiting(ctx, fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
-	res, err := runShellTo(ctx, r, a.Command, maxOutput, stream, env...)
+	r.Waiting(fmt.Sprintf("the command %q to finish", engineClip(a.Command)))
+	sh, err := r.Shell()
+	if err != nil {
+		return err
+	}
+	res, err := sh.RunTo(ctx, a.Command, maxOutput, stream, env...)
 	if err != nil {
 		if parser != nil {
 			// The board stopped answering: keep the cases it printed.
-			_, _ = a.results.judge(ctx, r, parser.Close())
+			_, _ = a.results.judge(r, parser.Close())
 		}
 		return err
 	}
 	out := string(res.Output)
-	r.Output(ctx, out)
+	r.Output(out)
 	var verdict *results.Verdict
 	var testErr error
 	if parser != nil {
-		verdict, testErr = a.results.judge(ctx, r, parser.Close())
+		verdict, testErr = a.results.judge(r, parser.Close())
 	}
 	want := 0
 	if a.ExitCode != nil {
@@ -137,14 +137,14 @@ func (a *runAction) Run(ctx context.Context, r *engine.Run) error {
 	// asks for a status.
 	judged := verdict != nil && a.ExitCode == nil && verdict.Fail+verdict.Error > 0
 	if res.Code != want && !judged {
-		return diag.Failf("command exited with status %d (expected %d)%s", res.Code, want, lastLines(r.Redact(out), 3))
+		return diag.Failf("command exited with status %d (expected %d)%s", res.Code, want, lastLines(r.Redactor().String(out), 3))
 	}
 	if a.expect.Re != nil && !a.expect.Re.MatchString(out) {
-		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redact(out), 3))
+		return diag.Failf("output does not match %q%s", a.expect.Source, lastLines(r.Redactor().String(out), 3))
 	}
 	if a.fail.Re != nil {
 		if m := a.fail.Re.FindString(out); m != "" {
-			return diag.Failf("output matches fail-output %q: %q", a.fail.Source, r.Redact(m))
+			return diag.Failf("output matches fail-output %q: %q", a.fail.Source, r.Redactor().String(m))
 		}
 	}
 	return testErr

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // pieces returns every substring of s of length n (to look for a secret
@@ -47,13 +48,13 @@ func TestRunEnvPassesValuesSafely(t *testing.T) {
 		"  - name: gone after\n    timeout: 30s\n    run: {command: 'echo \"[${ODD-unset}][${TOKEN-unset}]\"', expect-output: '^\\[unset\\]\\[unset\\]$'}\n"
 	r := execute(t, "", "", plan, true, map[string]string{"odd": odd, "token": secret, "long": long})
 	s := r.step(t, "values")
-	if s.Status != engine.StatusPassed {
+	if s.Status != result.Passed {
 		t.Fatalf("values: %s %s", s.Status, s.Error)
 	}
 	if want := "[" + odd + "][***]3000\n"; s.Output != want {
 		t.Errorf("output %q, want %q", s.Output, want)
 	}
-	if g := r.step(t, "gone after"); g.Status != engine.StatusPassed {
+	if g := r.step(t, "gone after"); g.Status != result.Passed {
 		t.Errorf("env stays set after the command: %s %s %q", g.Status, g.Error, g.Output)
 	}
 	if _, err := os.Stat("/tmp/jsplan-pwned"); err == nil {
@@ -112,7 +113,7 @@ func TestCollectConsoleKeepsSecretsOut(t *testing.T) {
 		"  - run: {command: 'printf \"\\000\\001ab\\377 %s \\000\" \"$T\" > bin.dat; printf \"\\000\\001ab\\377\" > plain.dat; printf \"conf: password=%s\\n\" \"$T\" > app.conf', env: {T: '${{ params.token }}'}}\n" +
 		"  - name: collect\n    collect: {paths: [bin.dat, plain.dat, app.conf], to: files}\n"
 	r := execute(t, "", "", plan, true, map[string]string{"token": secret})
-	if s := r.step(t, "collect"); s.Status != engine.StatusPassed {
+	if s := r.step(t, "collect"); s.Status != result.Passed {
 		t.Fatalf("collect: %s %s", s.Status, s.Error)
 	}
 	read := func(name string) string {
@@ -149,7 +150,7 @@ func TestConsoleLogSecretAcrossLines(t *testing.T) {
 	plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
 		"  - run: {command: 'printf \"%4090s%s tail\\n\" x \"$T\"; printf \"pw: %.9s\" \"$T\"; sleep 1; printf \"%s done\\n\" \"${T#?????????}\"', env: {T: '${{ params.token }}'}}\n"
 	r := execute(t, "", "", plan, true, map[string]string{"token": secret})
-	if r.res.Status != engine.StatusPassed {
+	if r.res.Status != result.Passed {
 		t.Fatalf("%s: %s", r.res.Status, r.res.Error)
 	}
 	clog := r.consoleLog(t)

@@ -7,7 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/engine/shell"
 	"github.com/jsplan/jsplan/steps"
 )
 
@@ -74,7 +75,7 @@ func sh(t testing.TB, args ...string) []byte {
 func TestPrintfQuoteRoundTrip(t *testing.T) {
 	extra := []string{"-0", "--", "-n x", "-v var %s", "", "%", "%%s", "\\", "\\\\n", "'", "''\\''", "\x00nul", "\x1b[1m", "\n", "trailing\n\n", "\r\n", strings.Repeat("%'\\\n", 100)}
 	for _, s := range append(append([]string{}, scripts...), extra...) {
-		q := steps.PrintfQuote(s)
+		q := shell.PrintfQuote(s)
 		if strings.ContainsAny(q, "\n\r\x00") {
 			t.Errorf("PrintfQuote(%q) is not one line: %q", s, q)
 		}
@@ -87,7 +88,7 @@ func TestPrintfQuoteRoundTrip(t *testing.T) {
 func TestPrintfQuoteEvalMatchesScript(t *testing.T) {
 	for _, s := range scripts {
 		direct := sh(t, "-c", s)
-		viaEval := sh(t, "-c", `command eval "$(printf -- `+steps.PrintfQuote(s)+`)"`)
+		viaEval := sh(t, "-c", `command eval "$(printf -- `+shell.PrintfQuote(s)+`)"`)
 		if !bytes.Equal(direct, viaEval) {
 			t.Errorf("script %q:\n direct %q\n eval   %q", s, direct, viaEval)
 		}
@@ -96,7 +97,7 @@ func TestPrintfQuoteEvalMatchesScript(t *testing.T) {
 
 func TestShellQuote(t *testing.T) {
 	for _, s := range []string{"", "plain", "it's", `"$HOME" $(x) *`, "a\nb", `\'`} {
-		if got := sh(t, "-c", "printf %s "+steps.ShellQuote(s)); string(got) != s {
+		if got := sh(t, "-c", "printf %s "+shell.Quote(s)); string(got) != s {
 			t.Errorf("ShellQuote(%q): printed %q", s, got)
 		}
 	}
@@ -111,7 +112,7 @@ func FuzzPrintfQuote(f *testing.F) {
 		if len(s) > 4096 {
 			return
 		}
-		if got := sh(t, "-c", "printf -- "+steps.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
+		if got := sh(t, "-c", "printf -- "+shell.PrintfQuote(s)); !bytes.Equal(got, []byte(s)) {
 			t.Errorf("round trip of %q gave %q", s, got)
 		}
 	})
@@ -126,9 +127,9 @@ func TestRunScriptsOnTheBoard(t *testing.T) {
 		fmt.Fprintf(&plan, "  - name: script %d\n    timeout: 20s\n    run:\n      command: %q\n", i, s)
 	}
 	r := execute(t, "", "", plan.String(), true, nil)
-	if r.res.Status != engine.StatusPassed {
+	if r.res.Status != result.Passed {
 		for _, s := range r.res.Steps {
-			if s.Status != engine.StatusPassed {
+			if s.Status != result.Passed {
 				t.Errorf("%s: %s %s", s.Name, s.Status, s.Error)
 			}
 		}
@@ -166,11 +167,11 @@ func TestRunExitCodeAndOutputChecks(t *testing.T) {
   - name: state seen
     run: {command: 'echo "$X in $PWD"', expect-output: '(?m)^kept in /$'}
 `, true, nil)
-	for name, want := range map[string]string{
-		"status 3 expected": engine.StatusPassed, "output matches": engine.StatusPassed,
-		"output forbidden": engine.StatusFailed, "wrong status": engine.StatusFailed, "syntax error": engine.StatusFailed,
-		"script starting with a dash": engine.StatusFailed,
-		"shell state persists":        engine.StatusPassed, "state seen": engine.StatusPassed,
+	for name, want := range map[string]result.Status{
+		"status 3 expected": result.Passed, "output matches": result.Passed,
+		"output forbidden": result.Failed, "wrong status": result.Failed, "syntax error": result.Failed,
+		"script starting with a dash": result.Failed,
+		"shell state persists":        result.Passed, "state seen": result.Passed,
 	} {
 		if s := r.step(t, name); s.Status != want {
 			t.Errorf("step %q: %s (%s), want %s", name, s.Status, s.Error, want)
@@ -201,7 +202,7 @@ func TestRunLongScript(t *testing.T) {
 	b.WriteString("x='" + strings.Repeat("y", 6000) + "'\n")
 	b.WriteString(`printf 'sum=%s len=%s\n' "$s" "${#x}"`)
 	r := execute(t, "", "", head+login+fmt.Sprintf("  - name: long\n    timeout: 30s\n    run:\n      command: %q\n      expect-output: '^sum=80200 len=6000\\n$'\n", b.String()), true, nil)
-	if s := r.step(t, "long"); s.Status != engine.StatusPassed {
+	if s := r.step(t, "long"); s.Status != result.Passed {
 		t.Errorf("long script (%d bytes): %s %s; output %q", b.Len(), s.Status, s.Error, s.Output)
 	}
 }
@@ -218,7 +219,7 @@ func TestRunSecretInLongScript(t *testing.T) {
 			plan := head + "params:\n  token: {type: string, secret: true}\n" + login +
 				fmt.Sprintf("  - name: secret\n    timeout: 30s\n    run: {command: 'echo \"${#Y}\"', env: {Y: %q}, expect-output: '^%d$'}\n", val, pad+len(secret)+2000)
 			r := execute(t, "", "", plan, true, map[string]string{"token": secret})
-			if s := r.step(t, "secret"); s.Status != engine.StatusPassed {
+			if s := r.step(t, "secret"); s.Status != result.Passed {
 				t.Fatalf("%s %s", s.Status, s.Error)
 			}
 			clog := r.consoleLog(t)
@@ -250,7 +251,7 @@ func TestRunAfterATimeout(t *testing.T) {
 	r := execute(t, "", "", plan.String(), true, nil)
 	for _, s := range r.res.Steps {
 		if strings.HasPrefix(s.Name, "next") || s.Name == "last" {
-			if s.Status != engine.StatusPassed {
+			if s.Status != result.Passed {
 				t.Errorf("%s after an interrupted step: %s %s", s.Name, s.Status, s.Error)
 			}
 		}

@@ -26,7 +26,7 @@ func init() {
 	})
 }
 
-func (a *sleepAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *sleepAction) Run(ctx context.Context, r *engine.StepRun) error {
 	return sleepCtx(ctx, a.D.Duration)
 }
 

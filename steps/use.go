@@ -44,7 +44,7 @@ func (a *useAction) Children() [][]*engine.Step {
 	return [][]*engine.Step{a.plan.Steps, a.plan.Finally}
 }
 
-func (a *useAction) Run(ctx context.Context, r *engine.Run) error {
+func (a *useAction) Run(ctx context.Context, r *engine.StepRun) error {
 	return runBlock(ctx, r, a.plan.Steps, a.plan.Finally)
 }
 

@@ -11,6 +11,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/engine/shell"
 )
 
 // loginAction waits for the login prompt on the console and logs in.
@@ -29,9 +30,8 @@ type loginAction struct {
 const (
 	defaultLoginPrompt    = `login:\s*$`
 	defaultPasswordPrompt = `[Pp]assword:\s*$`
-	// A prompt may be followed by terminal queries (busybox ash sends ESC[6n).
-	defaultShellPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
-	loginIncorrect     = `Login incorrect|Authentication failure|Permission denied`
+	defaultShellPrompt    = shell.DefaultPrompt
+	loginIncorrect        = `Login incorrect|Authentication failure|Permission denied`
 )
 
 var defaultPatterns = map[string]engine.Pattern{
@@ -92,18 +92,19 @@ func init() {
 	})
 }
 
-func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
-	con, err := r.Console()
+func (a *loginAction) Run(ctx context.Context, r *engine.StepRun) error {
+	sh, err := r.Shell()
 	if err != nil {
 		return err
 	}
+	con := sh.Console()
 	r.Secret(a.Password)
 	login, pass, prompt := a.patterns[0].Re, a.patterns[1].Re, a.patterns[2].Re
 	var fail []*regexp.Regexp
 	for _, p := range a.failOn {
 		fail = append(fail, p.Re)
 	}
-	if _, dead := deadShells.Load(con); dead {
+	if _, gone := sh.Gone(); gone {
 		// A run step saw (and consumed) the login prompt after the shell
 		// ended: Enter at a getty shows a fresh one.
 		if _, err := con.Write([]byte("\n")); err != nil {
@@ -111,7 +112,7 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		}
 	}
 	// wait for the login prompt, pressing Enter now and then when asked to
-	r.Waiting(ctx, fmt.Sprintf("the login prompt `%s`", a.patterns[0].Source))
+	r.Waiting(fmt.Sprintf("the login prompt `%s`", a.patterns[0].Source))
 	for {
 		wctx, cancel := ctx, context.CancelFunc(func() {})
 		if a.Poke.Duration > 0 {
@@ -128,17 +129,17 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 			}
 			continue
 		}
-		return waitError(err, "no login prompt")
+		return shell.WaitError(err, "no login prompt")
 	}
-	r.Logf(ctx, "login prompt seen; logging in as %s", a.Username)
+	r.Logf("login prompt seen; logging in as %s", a.Username)
 	if err := con.Send(ctx, []byte(a.Username+"\n"), 0); err != nil {
 		return diag.Infraf("console: %v", err)
 	}
 	bad := loginRefused
-	r.Waiting(ctx, fmt.Sprintf("the password prompt `%s` or the shell prompt `%s` after the user name", a.patterns[1].Source, a.patterns[2].Source))
+	r.Waiting(fmt.Sprintf("the password prompt `%s` or the shell prompt `%s` after the user name", a.patterns[1].Source, a.patterns[2].Source))
 	m, err := con.Expect(ctx, []*regexp.Regexp{pass, prompt, bad, login}, fail)
 	if err != nil {
-		return waitError(err, "no password prompt or shell prompt after the user name")
+		return shell.WaitError(err, "no password prompt or shell prompt after the user name")
 	}
 	if m.Index == 0 {
 		// login(1) prints the prompt before it turns echo off: a password
@@ -149,21 +150,20 @@ func (a *loginAction) Run(ctx context.Context, r *engine.Run) error {
 		if err := con.Send(ctx, []byte(a.Password+"\n"), 0); err != nil {
 			return diag.Infraf("console: %v", err)
 		}
-		r.Waiting(ctx, fmt.Sprintf("the shell prompt `%s` after the password", a.patterns[2].Source))
+		r.Waiting(fmt.Sprintf("the shell prompt `%s` after the password", a.patterns[2].Source))
 		m, err = con.Expect(ctx, []*regexp.Regexp{prompt, bad, login}, fail)
 		if err != nil {
-			return waitError(err, "no shell prompt after the password")
+			return shell.WaitError(err, "no shell prompt after the password")
 		}
 		m.Index++ // align with the list above
 	}
 	switch m.Index {
 	case 1:
-		r.Logf(ctx, "logged in")
-		deadShells.Delete(con)
-		shellPrompts.Store(con, prompt)
+		r.Logf("logged in")
+		sh.LoggedIn(prompt)
 		return nil
 	case 2, 3:
-		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redact(m.Text))
+		return diag.Failf("login as %q was refused: the board answered %q", a.Username, r.Redactor().String(m.Text))
 	}
 	return fmt.Errorf("unexpected console state")
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/artifact"
 )
 
@@ -68,7 +69,7 @@ func spans(res *engine.Result, base time.Time) (map[string]*stepSpan, []*stepSpa
 	var walk func(list []*engine.StepResult, parent *stepSpan)
 	walk = func(list []*engine.StepResult, parent *stepSpan) {
 		for _, s := range list {
-			sp := &stepSpan{res: s, parent: parent, ran: !s.Start.IsZero() && s.Status != engine.StatusSkipped}
+			sp := &stepSpan{res: s, parent: parent, ran: !s.Start.IsZero() && s.Status != result.Skipped}
 			if sp.ran {
 				sp.start = s.Start.Sub(base).Seconds()
 				sp.end = sp.start + s.Seconds

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // histRun is one run of the trends page.
@@ -23,7 +24,7 @@ type histRun struct {
 	Label  string
 	Start  string
 	N      int
-	Status string
+	Status result.Status
 }
 
 // series is one step's durations across the runs (NaN where the run has no
@@ -33,7 +34,7 @@ type series struct {
 	Depth          int
 	Leaf           bool
 	Secs           []float64
-	Status         []string
+	Status         []result.Status
 	Shown          bool
 	Color          string
 	Median         float64
@@ -192,7 +193,7 @@ func buildSeries(runs []*histRun) []*series {
 	}
 	for _, s := range order {
 		s.Secs = make([]float64, len(runs))
-		s.Status = make([]string, len(runs))
+		s.Status = make([]result.Status, len(runs))
 		for i := range s.Secs {
 			s.Secs[i] = math.NaN()
 		}
@@ -202,7 +203,7 @@ func buildSeries(runs []*histRun) []*series {
 		var walk func(list []*engine.StepResult)
 		walk = func(list []*engine.StepResult) {
 			for _, s := range list {
-				if sr := byKey[s.Index+" "+s.Name]; sr != nil && s.Status != engine.StatusSkipped {
+				if sr := byKey[s.Index+" "+s.Name]; sr != nil && s.Status != result.Skipped {
 					sr.Secs[i], sr.Status[i] = s.Seconds, s.Status
 				}
 				walk(s.Children)
@@ -356,11 +357,11 @@ func plot(runs []*histRun, ss []*series) template.HTML {
 				continue
 			}
 			cls := "pt"
-			if st := s.Status[i]; st != engine.StatusPassed {
+			if st := s.Status[i]; st != result.Passed {
 				cls += " bad"
 			}
 			fmt.Fprintf(&b, `<circle class="%s" cx="%.1f" cy="%.1f" r="3.5"><title>%s: %s, %s (%s)</title></circle>`, cls, x(i), y(v),
-				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(s.Status[i]))
+				template.HTMLEscapeString(strings.TrimSpace(s.Idx+" "+s.Name)), template.HTMLEscapeString(fmt.Sprintf("#%d %s", runs[i].N, runs[i].Start)), FormatSeconds(v), template.HTMLEscapeString(string(s.Status[i])))
 		}
 		b.WriteString(`</g>`)
 	}

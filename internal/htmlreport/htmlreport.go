@@ -31,6 +31,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/artifact"
 )
 
@@ -151,7 +152,7 @@ func sanitizeSteps(list []*engine.StepResult) []*engine.StepResult {
 	return out
 }
 
-func sanitizeTests(list []*engine.TestCase) []*engine.TestCase {
+func sanitizeTests(list []*result.TestCase) []*result.TestCase {
 	out := list[:0]
 	for _, t := range list {
 		if t == nil {
@@ -229,7 +230,7 @@ type row struct {
 	Finally, Parent, Ignored, Failure, Ran      bool
 	FirstFinally                                bool
 	Anchor                                      string
-	Tests                                       []*engine.TestCase
+	Tests                                       []*result.TestCase
 	span                                        *stepSpan
 }
 
@@ -390,7 +391,7 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 		for p := sp.parent; p != nil; p = p.parent {
 			depth++
 		}
-		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: s.Status, Error: clip(opt.redact(s.Error), maxStepText),
+		r := &row{Idx: s.Index, Name: clip(opt.redact(s.Name), maxCaseText), Type: s.Type, Status: string(s.Status), Error: clip(opt.redact(s.Error), maxStepText),
 			Output: clip(opt.redact(s.Output), maxStepText), Depth: depth, Attempts: s.Attempts, Seconds: s.Seconds, Finally: finally[s],
 			Parent: len(s.Children) > 0, Ignored: s.Ignored, Ran: sp.ran, Anchor: "con-" + s.Index, span: sp}
 		r.Tests, r.TestsLeft = redactTests(s.Tests, opt, tb)
@@ -421,8 +422,8 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 		// The failure is the deepest failed step, not ignored, that has no
 		// failed child: the first one (a finally failure counts after the
 		// main steps' one).
-		if failure == nil && !s.Ignored && (s.Status == engine.StatusFailed || s.Status == engine.StatusError ||
-			s.Status == engine.StatusInterrupted) && !hasFailedChild(s) {
+		if failure == nil && !s.Ignored && (s.Status == result.Failed || s.Status == result.Error ||
+			s.Status == result.Interrupted) && !hasFailedChild(s) {
 			failure = r
 			r.Failure = true
 		}
@@ -436,7 +437,7 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 
 func hasFailedChild(s *engine.StepResult) bool {
 	for _, c := range s.Children {
-		if !c.Ignored && (c.Status == engine.StatusFailed || c.Status == engine.StatusError || c.Status == engine.StatusInterrupted) {
+		if !c.Ignored && (c.Status == result.Failed || c.Status == result.Error || c.Status == result.Interrupted) {
 			return true
 		}
 	}
@@ -467,8 +468,8 @@ func newTestBudget() *testBudget {
 // redactTests returns the cases the page lists, masked and within the
 // budget, and how many it leaves out. A failing case is never dropped for
 // a passing one: failures have a budget of their own.
-func redactTests(ts []*engine.TestCase, opt *Options, b *testBudget) ([]*engine.TestCase, int) {
-	var out []*engine.TestCase
+func redactTests(ts []*result.TestCase, opt *Options, b *testBudget) ([]*result.TestCase, int) {
+	var out []*result.TestCase
 	left := 0
 	for _, t := range ts {
 		if t == nil {
@@ -476,7 +477,7 @@ func redactTests(ts []*engine.TestCase, opt *Options, b *testBudget) ([]*engine.
 		}
 		children, cl := redactTests(t.Children, opt, b)
 		left += cl
-		bad := (t.Status == "fail" || t.Status == "error") && !t.Allowed
+		bad := t.Status.Failing() && !t.Allowed
 		switch {
 		case bad && b.bad > 0:
 			b.bad--

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // logText is a log line's text after its time: a note right after it, a
@@ -31,25 +32,25 @@ func at(s float64) time.Time { return t0.Add(time.Duration(s * float64(time.Seco
 // console printed a fail-on pattern, a step that did not run, and finally.
 func sampleResult() *engine.Result {
 	return &engine.Result{
-		Plan: "nightly", File: "plans/nightly.yaml", Board: "rig-3", Status: engine.StatusFailed, ExitCode: 1,
+		Plan: "nightly", File: "plans/nightly.yaml", Board: "rig-3", Status: result.Failed, ExitCode: 1,
 		Summary: "failed: 3 of 6 steps passed", Start: t0, Seconds: 10, Version: "v1.2.3",
 		Command: "jsplan apply plans/nightly.yaml --set 'password=***'",
 		Images:  []engine.Image{{Step: "1.1", Path: "out/img.raw", Format: "raw", Size: 4 << 20, SHA256: strings.Repeat("ab", 32)}},
 		Steps: []*engine.StepResult{
-			{Index: "1", Name: "boot", Type: "group", Status: engine.StatusPassed, Attempts: 1, Start: at(0.5), Seconds: 4,
+			{Index: "1", Name: "boot", Type: "group", Status: result.Passed, Attempts: 1, Start: at(0.5), Seconds: 4,
 				Children: []*engine.StepResult{
-					{Index: "1.1", Name: "power on", Type: "power", Status: engine.StatusPassed, Attempts: 1, Start: at(0.5), Seconds: 0.5},
-					{Index: "1.2", Name: "log in", Type: "wait-for-login", Status: engine.StatusPassed, Attempts: 2, Start: at(2), Seconds: 2},
+					{Index: "1.1", Name: "power on", Type: "power", Status: result.Passed, Attempts: 1, Start: at(0.5), Seconds: 0.5},
+					{Index: "1.2", Name: "log in", Type: "wait-for-login", Status: result.Passed, Attempts: 2, Start: at(2), Seconds: 2},
 				}},
-			{Index: "2", Name: "kunit", Type: "run", Status: engine.StatusFailed, Attempts: 1, Start: at(5), Seconds: 3,
+			{Index: "2", Name: "kunit", Type: "run", Status: result.Failed, Attempts: 1, Start: at(5), Seconds: 3,
 				Error: `console printed "Kernel panic - not syncing: boom" (fail-on pattern "Kernel panic")`,
-				Tests: []*engine.TestCase{{Suite: "kunit", Name: "example", Status: "fail", Children: []*engine.TestCase{
-					{Name: "example_simple_test", Status: "pass"}, {Name: "example_skip_test", Status: "skip"},
-					{Name: "example_fail_test", Status: "fail", Message: "expected 1 == 2"}}}}},
-			{Index: "3", Name: "collect", Type: "collect", Status: engine.StatusSkipped},
+				Tests: []*result.TestCase{{Suite: "kunit", Name: "example", Status: result.Failed, Children: []*result.TestCase{
+					{Name: "example_simple_test", Status: result.Passed}, {Name: "example_skip_test", Status: result.Skipped},
+					{Name: "example_fail_test", Status: result.Failed, Message: "expected 1 == 2"}}}}},
+			{Index: "3", Name: "collect", Type: "collect", Status: result.Skipped},
 		},
 		Finally: []*engine.StepResult{
-			{Index: "f.1", Name: "power off", Type: "power", Status: engine.StatusPassed, Attempts: 1, Start: at(9), Seconds: 0.5},
+			{Index: "f.1", Name: "power off", Type: "power", Status: result.Passed, Attempts: 1, Start: at(9), Seconds: 0.5},
 		},
 	}
 }
@@ -150,7 +151,7 @@ func TestConsoleSectionsFollowSteps(t *testing.T) {
 	if n := strings.Count(page, `<span class="bar"`); n != 6 {
 		t.Errorf("%d bars, want 6", n)
 	}
-	if !regexp.MustCompile(`(?s)<li class="tc t-fail"><span class="tstat">fail</span> <span class="muted">kunit:</span> example.*<ul class="tcs">.*t-pass.*example_simple_test.*t-skip.*t-fail.*example_fail_test`).MatchString(page) {
+	if !regexp.MustCompile(`(?s)<li class="tc t-failed"><span class="tstat">failed</span> <span class="muted">kunit:</span> example.*<ul class="tcs">.*t-passed.*example_simple_test.*t-skipped.*t-failed.*example_fail_test`).MatchString(page) {
 		t.Errorf("test cases not rendered as a nested list")
 	}
 	// Retries show on the bar, and hovering tells the details.
@@ -248,7 +249,7 @@ func TestNoConsole(t *testing.T) {
 	// A run that never started shows no console, not an older run's.
 	dir := t.TempDir()
 	writeLog(t, dir, 0.5, "### step 1: boot", 0.6, "an older run's line")
-	res := &engine.Result{Plan: "nightly", Board: "rig-3", Status: engine.StatusError, Start: t0,
+	res := &engine.Result{Plan: "nightly", Board: "rig-3", Status: result.Error, Start: t0,
 		Error: "board rig-3 is busy", Summary: "error: the run did not start (board rig-3 is busy)"}
 	page = render(t, dir, res, Options{})
 	if strings.Contains(page, "an older run") || !strings.Contains(page, "No console: the run did not start.") || !strings.Contains(page, "board rig-3 is busy") {
@@ -342,12 +343,12 @@ func TestTestCasesBudget(t *testing.T) {
 	dir := t.TempDir()
 	writeLog(t, dir, 5.0, "### step 2: kunit", 6.0, "x")
 	res := sampleResult()
-	var cases []*engine.TestCase
+	var cases []*result.TestCase
 	for i := 0; i < 20000; i++ {
-		cases = append(cases, &engine.TestCase{Name: fmt.Sprintf("case_%d", i), Status: "pass", Output: strings.Repeat("o", 4096)})
+		cases = append(cases, &result.TestCase{Name: fmt.Sprintf("case_%d", i), Status: result.Passed, Output: strings.Repeat("o", 4096)})
 	}
-	cases = append(cases, &engine.TestCase{Name: "the_failing_case", Status: "fail", Output: "FAIL-OUTPUT"})
-	res.Steps[1].Tests = []*engine.TestCase{{Suite: "big", Name: "big", Status: "fail", Children: cases}}
+	cases = append(cases, &result.TestCase{Name: "the_failing_case", Status: result.Failed, Output: "FAIL-OUTPUT"})
+	res.Steps[1].Tests = []*result.TestCase{{Suite: "big", Name: "big", Status: result.Failed, Children: cases}}
 	page := render(t, dir, res, Options{})
 	if len(page) > 4<<20 {
 		t.Errorf("the page has %d bytes", len(page))

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // TestLanesOnePerBoard checks a run on two boards draws one lane per
@@ -15,10 +16,10 @@ import (
 func TestLanesOnePerBoard(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	step := func(idx, name, board string, at, secs float64, kids ...*engine.StepResult) *engine.StepResult {
-		return &engine.StepResult{Index: idx, Name: name, Type: "run", Board: board, Status: engine.StatusPassed,
+		return &engine.StepResult{Index: idx, Name: name, Type: "run", Board: board, Status: result.Passed,
 			Start: start.Add(time.Duration(at * float64(time.Second))), Seconds: secs, Children: kids}
 	}
-	res := &engine.Result{Plan: "pair", Board: "node-a", Status: engine.StatusPassed, Start: start, Seconds: 10,
+	res := &engine.Result{Plan: "pair", Board: "node-a", Status: result.Passed, Start: start, Seconds: 10,
 		Boards: []engine.RoleResult{{Role: "sender", Board: "node-a"}, {Role: "receiver", Board: "node-b"}},
 		Steps: []*engine.StepResult{step("1", "both", "node-a", 0, 8,
 			step("1.1", "send", "node-a", 0, 3), step("1.2", "receive", "node-b", 1, 7))},

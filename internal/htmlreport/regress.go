@@ -7,15 +7,16 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // RunRef is a run of a history, as the regressions name it.
 type RunRef struct {
 	// N numbers the runs oldest first, from 1, as the page does.
-	N      int       `json:"run"`
-	Start  time.Time `json:"start"`
-	Board  string    `json:"board"`
-	Status string    `json:"status"`
+	N      int           `json:"run"`
+	Start  time.Time     `json:"start"`
+	Board  string        `json:"board"`
+	Status result.Status `json:"status"`
 	// Image identifies what the run flashed (sha256, else path and size;
 	// empty when it flashed nothing).
 	Image string `json:"image,omitempty"`
@@ -99,19 +100,19 @@ func imageOf(r *engine.Result) string {
 // (ok false): skipped, not run, interrupted, allowed failures.
 func stepOutcome(s *engine.StepResult) (pass, ok bool) {
 	switch s.Status {
-	case engine.StatusPassed:
+	case result.Passed:
 		return true, true
-	case engine.StatusFailed, engine.StatusError:
+	case result.Failed, result.Error:
 		return false, !s.Ignored
 	}
 	return false, false
 }
 
-func caseOutcome(c *engine.TestCase) (pass, ok bool) {
+func caseOutcome(c *result.TestCase) (pass, ok bool) {
 	switch c.Status {
-	case "pass", "xfail":
+	case result.Passed, result.XFail:
 		return true, true
-	case "fail", "error":
+	case result.Failed, result.Error:
 		return false, !c.Allowed
 	}
 	return false, false
@@ -143,8 +144,8 @@ func Analyze(runs []*histRun) *Regressions {
 	}
 	for ri, r := range runs {
 		plan := r.Res.Plan
-		var cases func(step string, list []*engine.TestCase, prefix string)
-		cases = func(step string, list []*engine.TestCase, prefix string) {
+		var cases func(step string, list []*result.TestCase, prefix string)
+		cases = func(step string, list []*result.TestCase, prefix string) {
 			for _, c := range list {
 				name := c.Name
 				if prefix != "" {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // genHistory makes n runs of a plan "nightly" (oldest first): runs before
@@ -20,28 +21,23 @@ func genHistory(n, change int, flaky map[int]bool, t0 time.Time) []*engine.Resul
 		if regressed {
 			img = engine.Image{Step: "1", Path: "b.img", SHA256: "bbbb"}
 		}
-		st := func(fail bool) string {
+		st := func(fail bool) result.Status {
 			if fail {
-				return "fail"
+				return result.Failed
 			}
-			return "pass"
+			return result.Passed
 		}
-		step := func(fail bool) string {
-			if fail {
-				return engine.StatusFailed
-			}
-			return engine.StatusPassed
-		}
+		step := st
 		start := t0.Add(time.Duration(i) * time.Hour)
 		r := &engine.Result{Plan: "nightly", Board: "sim-1", Start: start, Seconds: 10, Images: []engine.Image{img},
 			Status: step(regressed || flaky[i]), ExitCode: map[bool]int{false: 0, true: 1}[regressed || flaky[i]],
 			Steps: []*engine.StepResult{
-				{Index: "1", Name: "flash", Type: "flash", Status: engine.StatusPassed, Start: start, Seconds: 2},
-				{Index: "2", Name: "kselftest", Type: "run", Status: step(regressed), Start: start, Seconds: 3, Tests: []*engine.TestCase{
-					{Name: "timers", Status: st(regressed), Children: []*engine.TestCase{{Name: "rtc", Status: st(regressed)}}},
-					{Suite: "mm", Name: "alloc", Status: "pass"},
+				{Index: "1", Name: "flash", Type: "flash", Status: result.Passed, Start: start, Seconds: 2},
+				{Index: "2", Name: "kselftest", Type: "run", Status: step(regressed), Start: start, Seconds: 3, Tests: []*result.TestCase{
+					{Name: "timers", Status: st(regressed), Children: []*result.TestCase{{Name: "rtc", Status: st(regressed)}}},
+					{Suite: "mm", Name: "alloc", Status: result.Passed},
 				}},
-				{Index: "3", Name: "network", Type: "run", Status: step(flaky[i]), Start: start, Seconds: 1, Tests: []*engine.TestCase{
+				{Index: "3", Name: "network", Type: "run", Status: step(flaky[i]), Start: start, Seconds: 1, Tests: []*result.TestCase{
 					{Suite: "net", Name: "ping", Status: st(flaky[i])},
 				}},
 			}}

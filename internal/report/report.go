@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/artifact"
 )
 
@@ -78,7 +79,7 @@ type junitProblem struct {
 // (as pytest writes its xfail), with the reason in the message.
 func WriteJUnit(path string, res *engine.Result) error {
 	s := junitSuite{Name: res.Plan, Time: secs(res.Seconds), Timestamp: res.Start.UTC().Format("2006-01-02T15:04:05"),
-		Props: []junitProp{{"board", res.Board}, {"status", res.Status}, {"file", res.File}}}
+		Props: []junitProp{{"board", res.Board}, {"status", string(res.Status)}, {"file", res.File}}}
 	for _, rb := range res.Boards {
 		s.Props = append(s.Props, junitProp{"board." + rb.Role, rb.Board})
 	}
@@ -95,19 +96,19 @@ func WriteJUnit(path string, res *engine.Result) error {
 				c.Props = []junitProp{{"board", st.Board}}
 			}
 			switch st.Status {
-			case engine.StatusFailed:
+			case result.Failed:
 				if !st.Ignored {
 					c.Failure = &junitProblem{Message: firstLine(st.Error), Type: st.Class, Text: st.Error}
 					s.Failures++
 				} else {
 					c.SystemOut = strings.TrimSpace(c.SystemOut + "\nignored failure (continue-on-error): " + st.Error)
 				}
-			case engine.StatusError, engine.StatusInterrupted:
+			case result.Error, result.Interrupted:
 				if !st.Ignored {
-					c.Error = &junitProblem{Message: firstLine(st.Error), Type: st.Status, Text: st.Error}
+					c.Error = &junitProblem{Message: firstLine(st.Error), Type: string(st.Status), Text: st.Error}
 					s.Errors++
 				}
-			case engine.StatusSkipped:
+			case result.Skipped:
 				c.Skipped = &junitProblem{Message: "not run: an earlier step failed or the run was stopped"}
 				s.Skipped++
 			}
@@ -162,8 +163,8 @@ func WriteJUnit(path string, res *engine.Result) error {
 func testSuites(name string, st *engine.StepResult) []junitSuite {
 	var out []junitSuite
 	stamp := st.Start.UTC().Format("2006-01-02T15:04:05")
-	var visit func(suiteName string, list []*engine.TestCase, secs float64)
-	visit = func(suiteName string, list []*engine.TestCase, total float64) {
+	var visit func(suiteName string, list []*result.TestCase, secs float64)
+	visit = func(suiteName string, list []*result.TestCase, total float64) {
 		s := junitSuite{Name: suiteName, Timestamp: stamp, Props: []junitProp{{"step", st.Index}}}
 		var nested []func()
 		sum := 0.0
@@ -194,34 +195,34 @@ func testSuites(name string, st *engine.StepResult) []junitSuite {
 	return out
 }
 
-func testCase(suite string, tc *engine.TestCase, s *junitSuite) junitCase {
+func testCase(suite string, tc *result.TestCase, s *junitSuite) junitCase {
 	c := junitCase{Name: tc.Name, Classname: suite, Time: secs(tc.Seconds), SystemOut: tc.Output}
 	if tc.Suite != "" && !strings.HasSuffix(suite, " / "+tc.Suite) {
 		c.Classname = suite + " / " + tc.Suite
 	}
 	switch {
 	case failing(tc) && tc.Allowed:
-		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + tc.Status + "): " + tc.Message)}
+		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + string(tc.Status) + "): " + tc.Message)}
 		s.Skipped++
-	case tc.Status == "fail":
+	case tc.Status == result.Failed:
 		c.Failure = &junitProblem{Message: firstLine(tc.Message), Type: "fail", Text: tc.Message}
 		s.Failures++
-	case tc.Status == "error":
+	case tc.Status == result.Error:
 		c.Error = &junitProblem{Message: firstLine(tc.Message), Type: "error", Text: tc.Message}
 		s.Errors++
-	case tc.Status == "skip":
+	case tc.Status == result.Skipped:
 		c.Skipped = &junitProblem{Message: tc.Message}
 		s.Skipped++
-	case tc.Status == "xfail":
+	case tc.Status == result.XFail:
 		c.Skipped = &junitProblem{Message: strings.TrimSpace("expected failure: " + tc.Message)}
 		s.Skipped++
 	}
 	return c
 }
 
-func failing(tc *engine.TestCase) bool { return tc.Status == "fail" || tc.Status == "error" }
+func failing(tc *result.TestCase) bool { return tc.Status.Failing() }
 
-func anyFailing(list []*engine.TestCase) bool {
+func anyFailing(list []*result.TestCase) bool {
 	for _, c := range list {
 		if failing(c) || anyFailing(c.Children) {
 			return true

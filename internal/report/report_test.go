@@ -10,18 +10,19 @@ import (
 	"time"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 func TestJUnitAndJSON(t *testing.T) {
 	dir := t.TempDir()
-	res := &engine.Result{Plan: "p", Board: "b", Status: engine.StatusFailed, Start: time.Now(), Seconds: 2,
+	res := &engine.Result{Plan: "p", Board: "b", Status: result.Failed, Start: time.Now(), Seconds: 2,
 		Steps: []*engine.StepResult{
-			{Index: "1", Name: "boot", Type: "group", Status: engine.StatusFailed, Error: "inner failed",
-				Children: []*engine.StepResult{{Index: "1.1", Name: "login", Type: "wait-for-login", Status: engine.StatusFailed, Error: "refused\nmore", Class: "failure"}}},
-			{Index: "2", Name: "later", Type: "run", Status: engine.StatusSkipped},
-			{Index: "3", Name: "flaky", Type: "run", Status: engine.StatusFailed, Ignored: true, Error: "ignored"},
+			{Index: "1", Name: "boot", Type: "group", Status: result.Failed, Error: "inner failed",
+				Children: []*engine.StepResult{{Index: "1.1", Name: "login", Type: "wait-for-login", Status: result.Failed, Error: "refused\nmore", Class: "failure"}}},
+			{Index: "2", Name: "later", Type: "run", Status: result.Skipped},
+			{Index: "3", Name: "flaky", Type: "run", Status: result.Failed, Ignored: true, Error: "ignored"},
 		},
-		Finally: []*engine.StepResult{{Index: "f.1", Name: "off", Type: "power", Status: engine.StatusError, Error: "relay"}},
+		Finally: []*engine.StepResult{{Index: "f.1", Name: "off", Type: "power", Status: result.Error, Error: "relay"}},
 	}
 	if err := WriteJUnit(filepath.Join(dir, "junit.xml"), res); err != nil {
 		t.Fatal(err)
@@ -63,16 +64,16 @@ func TestJUnitAndJSON(t *testing.T) {
 // skipped with the reason, and the document's totals include them.
 func TestJUnitTestCases(t *testing.T) {
 	dir := t.TempDir()
-	res := &engine.Result{Plan: "p", Board: "b", Status: engine.StatusPassed, Start: time.Now(),
-		Steps: []*engine.StepResult{{Index: "1", Name: "kselftest", Type: "run", Status: engine.StatusPassed,
-			Tests: []*engine.TestCase{
-				{Name: "timers", Status: "fail", Children: []*engine.TestCase{
-					{Suite: "timers", Name: "posix", Status: "pass", Seconds: 0.5, Output: "# itimer ok"},
-					{Suite: "timers", Name: "rtc", Status: "fail", Allowed: true, Message: "no rtc"},
+	res := &engine.Result{Plan: "p", Board: "b", Status: result.Passed, Start: time.Now(),
+		Steps: []*engine.StepResult{{Index: "1", Name: "kselftest", Type: "run", Status: result.Passed,
+			Tests: []*result.TestCase{
+				{Name: "timers", Status: result.Failed, Children: []*result.TestCase{
+					{Suite: "timers", Name: "posix", Status: result.Passed, Seconds: 0.5, Output: "# itimer ok"},
+					{Suite: "timers", Name: "rtc", Status: result.Failed, Allowed: true, Message: "no rtc"},
 					{Suite: "timers", Name: "tz", Status: "xfail", Message: "tz unsupported"},
 				}},
-				{Name: "net", Status: "error", Message: "suite setup failed", Children: []*engine.TestCase{
-					{Suite: "net", Name: "ping", Status: "skip", Message: "no cable"},
+				{Name: "net", Status: "error", Message: "suite setup failed", Children: []*result.TestCase{
+					{Suite: "net", Name: "ping", Status: result.Skipped, Message: "no cable"},
 				}},
 				{Name: "cut", Status: "error", Message: "the plan 1..3 announced 3 results but 1 came"},
 			}}}}
@@ -117,7 +118,7 @@ func TestJUnitTestCases(t *testing.T) {
 	}
 	timers := doc.Suites[2].Cases
 	if timers[0].Name != "posix" || timers[0].Classname != "p / 1 kselftest / timers" || timers[0].Out != "# itimer ok" ||
-		timers[1].Skipped == nil || timers[1].Skipped.Message != "allowed failure (fail): no rtc" ||
+		timers[1].Skipped == nil || timers[1].Skipped.Message != "allowed failure (failed): no rtc" ||
 		timers[2].Skipped == nil || timers[2].Skipped.Message != "expected failure: tz unsupported" {
 		t.Fatalf("timers: %+v", timers)
 	}

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"testing/iotest"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // fuzzParse feeds data whole and in two pieces split at cut: the parser
@@ -15,7 +15,7 @@ import (
 // have a valid status and bounded fields.
 func fuzzParse(t *testing.T, format string, data []byte, cut uint) {
 	lim := Limits{MaxCases: 200, MaxOutput: 256, MaxLine: 512, MaxDepth: 8}
-	var whole, split []*engine.TestCase
+	var whole, split []*result.TestCase
 	i := int(cut % uint(len(data)+1))
 	if format == "junit" {
 		// The decoder itself, without the pipe and goroutine of the
@@ -36,10 +36,10 @@ func fuzzParse(t *testing.T, format string, data []byte, cut uint) {
 		t.Fatalf("split at %d changes the result:\n%s\nvs\n%s", i, b, a)
 	}
 	n := 0
-	walk(whole, func(c *engine.TestCase) {
+	walk(whole, func(c *result.TestCase) {
 		n++
 		switch c.Status {
-		case Pass, Fail, Skip, XFail, Error:
+		case result.Passed, result.Failed, result.Skipped, result.XFail, result.Error:
 		default:
 			t.Fatalf("status %q", c.Status)
 		}

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // Policy says which failing cases a plan accepts.
@@ -31,15 +31,15 @@ type Verdict struct {
 // OK reports whether the step passes.
 func (v *Verdict) OK(p Policy) bool { return len(v.Failed) <= p.MaxFailures }
 
-// Summary is one line for the run log: "5 test cases: 3 pass, 1 skip, 1
-// fail (allowed)".
+// Summary is one line for the run log: "5 test cases: 3 passed, 1 failed
+// (1 allowed), 1 skipped".
 func (v *Verdict) Summary() string {
 	total := v.Pass + v.Fail + v.Skip + v.XFail + v.Error
-	parts := []string{fmt.Sprintf("%d pass", v.Pass)}
+	parts := []string{fmt.Sprintf("%d passed", v.Pass)}
 	if n := v.Fail + v.Error; n > 0 {
-		s := fmt.Sprintf("%d fail", v.Fail)
+		s := fmt.Sprintf("%d failed", v.Fail)
 		if v.Error > 0 {
-			s = fmt.Sprintf("%d fail, %d error", v.Fail, v.Error)
+			s = fmt.Sprintf("%d failed, %d error", v.Fail, v.Error)
 		}
 		if len(v.Allowed) > 0 {
 			s += fmt.Sprintf(" (%d allowed)", len(v.Allowed))
@@ -47,7 +47,7 @@ func (v *Verdict) Summary() string {
 		parts = append(parts, s)
 	}
 	if v.Skip > 0 {
-		parts = append(parts, fmt.Sprintf("%d skip", v.Skip))
+		parts = append(parts, fmt.Sprintf("%d skipped", v.Skip))
 	}
 	if v.XFail > 0 {
 		parts = append(parts, fmt.Sprintf("%d xfail", v.XFail))
@@ -63,16 +63,16 @@ func (v *Verdict) Summary() string {
 // A suite that failed because a subtest failed is not counted again: only
 // its failing subtests are. An allowed failure keeps its status and is
 // marked Allowed.
-func Judge(cases []*engine.TestCase, p Policy) *Verdict {
+func Judge(cases []*result.TestCase, p Policy) *Verdict {
 	v := &Verdict{}
-	var visit func(list []*engine.TestCase, prefix string)
-	visit = func(list []*engine.TestCase, prefix string) {
+	var visit func(list []*result.TestCase, prefix string)
+	visit = func(list []*result.TestCase, prefix string) {
 		for _, c := range list {
 			path := c.Name
 			if prefix != "" {
 				path = prefix + "/" + c.Name
 			}
-			failing := c.Status == Fail || c.Status == Error
+			failing := c.Status.Failing()
 			if len(c.Children) > 0 {
 				visit(c.Children, path)
 				if !failing || anyFailing(c.Children) {
@@ -80,13 +80,13 @@ func Judge(cases []*engine.TestCase, p Policy) *Verdict {
 				}
 			}
 			switch c.Status {
-			case Pass:
+			case result.Passed:
 				v.Pass++
-			case Skip:
+			case result.Skipped:
 				v.Skip++
-			case XFail:
+			case result.XFail:
 				v.XFail++
-			case Error:
+			case result.Error:
 				v.Error++
 			default:
 				v.Fail++
@@ -107,9 +107,9 @@ func Judge(cases []*engine.TestCase, p Policy) *Verdict {
 	return v
 }
 
-func anyFailing(list []*engine.TestCase) bool {
+func anyFailing(list []*result.TestCase) bool {
 	for _, c := range list {
-		if c.Status == Fail || c.Status == Error || anyFailing(c.Children) {
+		if c.Status.Failing() || anyFailing(c.Children) {
 			return true
 		}
 	}

@@ -1,6 +1,10 @@
 package results
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
+)
 
 func TestJudge(t *testing.T) {
 	cases := parseFile(t, "ktap", "ktap-spec.ktap")
@@ -10,7 +14,7 @@ func TestJudge(t *testing.T) {
 	if v.Pass != 3 || v.Fail != 1 || v.Skip != 2 || len(v.Failed) != 1 || v.Failed[0] != "board_test/i2c_suite/i2c_read" || v.OK(Policy{}) {
 		t.Fatalf("verdict: %+v", v)
 	}
-	if got := v.Summary(); got != "6 test cases: 3 pass, 1 fail, 2 skip" {
+	if got := v.Summary(); got != "6 test cases: 3 passed, 1 failed, 2 skipped" {
 		t.Fatalf("summary %q", got)
 	}
 	// Allowed by its path, or by its name alone: the step passes; the case
@@ -20,10 +24,10 @@ func TestJudge(t *testing.T) {
 		p := Policy{AllowFailures: []string{"nothing", pat}}
 		v := Judge(cases, p)
 		c := find(t, cases, "board_test/i2c_suite/i2c_read")
-		if !v.OK(p) || len(v.Allowed) != 1 || c.Status != Fail || !c.Allowed {
+		if !v.OK(p) || len(v.Allowed) != 1 || c.Status != result.Failed || !c.Allowed {
 			t.Fatalf("%s: %+v %+v", pat, v, c)
 		}
-		if got := v.Summary(); got != "6 test cases: 3 pass, 1 fail (1 allowed), 2 skip" {
+		if got := v.Summary(); got != "6 test cases: 3 passed, 1 failed (1 allowed), 2 skipped" {
 			t.Fatalf("summary %q", got)
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // junitParser reads JUnit XML (the Ant/Surefire shape pytest, ctest, go-junit-report and
@@ -21,7 +21,7 @@ import (
 type junitParser struct {
 	pw    *io.PipeWriter
 	done  chan struct{}
-	cases []*engine.TestCase
+	cases []*result.TestCase
 }
 
 func newJUnitParser(lim Limits) *junitParser {
@@ -42,7 +42,7 @@ func (p *junitParser) Write(b []byte) (int, error) {
 }
 
 // Close implements Parser.
-func (p *junitParser) Close() []*engine.TestCase {
+func (p *junitParser) Close() []*result.TestCase {
 	p.pw.Close()
 	<-p.done
 	return p.cases
@@ -50,21 +50,21 @@ func (p *junitParser) Close() []*engine.TestCase {
 
 type jframe struct {
 	elem string // testsuite, testcase, or a child element of a testcase
-	tc   *engine.TestCase
+	tc   *result.TestCase
 	text *tail // text collected for output
 	msg  bool  // the text is the message (failure body when no message attr)
 }
 
-func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
+func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 	d := xml.NewDecoder(&boundedXML{r: r, max: lim.MaxLine, maxDepth: lim.MaxDepth})
 	d.Entity = xml.HTMLEntity
 	// Accept any declared encoding as is: results are text, and a byte that
 	// is not UTF-8 is dropped from the report rather than losing the file.
 	d.CharsetReader = func(_ string, in io.Reader) (io.Reader, error) { return in, nil }
 	cnt := newCounter(lim)
-	var top []*engine.TestCase
+	var top []*result.TestCase
 	var stack []*jframe
-	attach := func(tc *engine.TestCase) {
+	attach := func(tc *result.TestCase) {
 		for i := len(stack) - 1; i >= 0; i-- {
 			if stack[i].elem == "testsuite" {
 				if cnt.keep(tc) {
@@ -109,12 +109,12 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 			f := &jframe{elem: t.Name.Local}
 			switch t.Name.Local {
 			case "testsuite":
-				f.tc = &engine.TestCase{Name: clip(attr(t, "name"), 1024), Suite: suiteName(), Seconds: seconds(attr(t, "time"))}
+				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Suite: suiteName(), Seconds: seconds(attr(t, "time"))}
 				if f.tc.Name == "" {
 					f.tc.Name = "testsuite"
 				}
 			case "testcase":
-				f.tc = &engine.TestCase{Name: clip(attr(t, "name"), 1024), Status: Pass, Seconds: seconds(attr(t, "time"))}
+				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Status: result.Passed, Seconds: seconds(attr(t, "time"))}
 				f.tc.Suite = clip(attr(t, "classname"), 1024)
 				if f.tc.Suite == "" {
 					f.tc.Suite = suiteName()
@@ -132,22 +132,22 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 				msg := clip(attr(t, "message"), lim.MaxOutput)
 				switch t.Name.Local {
 				case "failure":
-					if c.tc.Status != Error {
-						c.tc.Status = Fail
+					if c.tc.Status != result.Error {
+						c.tc.Status = result.Failed
 					}
 				case "error":
-					c.tc.Status = Error
+					c.tc.Status = result.Error
 				case "skipped":
 					// A skip never hides a failure or error of the same
 					// case, whatever the order of the elements.
-					if c.tc.Status == Pass {
-						c.tc.Status = Skip
+					if c.tc.Status == result.Passed {
+						c.tc.Status = result.Skipped
 						if strings.Contains(strings.ToLower(attr(t, "type")), "xfail") {
-							c.tc.Status = XFail
+							c.tc.Status = result.XFail
 						}
 					}
 				}
-				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != Skip && c.tc.Status != XFail
+				skipOfFailed := t.Name.Local == "skipped" && c.tc.Status != result.Skipped && c.tc.Status != result.XFail
 				if !skipOfFailed && (t.Name.Local == "failure" || t.Name.Local == "error" || t.Name.Local == "skipped") {
 					if msg != "" {
 						c.tc.Message = msg
@@ -182,11 +182,11 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 			stack = stack[:len(stack)-1]
 			switch f.elem {
 			case "testcase":
-				f.tc.Status = Error
+				f.tc.Status = result.Error
 				f.tc.Message = clip(why, lim.MaxOutput)
 			case "testsuite":
-				f.tc.Children = append(f.tc.Children, &engine.TestCase{Name: "(rest of the suite)", Suite: f.tc.Name,
-					Status: Error, Message: clip(why, lim.MaxOutput)})
+				f.tc.Children = append(f.tc.Children, &result.TestCase{Name: "(rest of the suite)", Suite: f.tc.Name,
+					Status: result.Error, Message: clip(why, lim.MaxOutput)})
 			}
 			endFrame(f, lim, attach)
 		}
@@ -196,7 +196,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 		if err != nil && !errors.Is(err, io.EOF) {
 			why = "not JUnit XML: " + err.Error()
 		}
-		top = append(top, &engine.TestCase{Name: "(JUnit XML)", Status: Error, Message: clip(why, lim.MaxOutput)})
+		top = append(top, &result.TestCase{Name: "(JUnit XML)", Status: result.Error, Message: clip(why, lim.MaxOutput)})
 	}
 	if s := cnt.summary(); s != nil {
 		top = append(top, s)
@@ -206,7 +206,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*engine.TestCase {
 
 // endFrame finishes an element: a case or suite is attached to its parent,
 // collected text goes to the case.
-func endFrame(f *jframe, lim Limits, attach func(*engine.TestCase)) {
+func endFrame(f *jframe, lim Limits, attach func(*result.TestCase)) {
 	switch f.elem {
 	case "testcase":
 		attach(f.tc)
@@ -239,24 +239,24 @@ func endFrame(f *jframe, lim Limits, attach func(*engine.TestCase)) {
 
 // suiteStatus is a suite's (or a TAP file's) status from its cases: failed when one failed,
 // skipped when all were, else passed.
-func suiteStatus(children []*engine.TestCase) string {
+func suiteStatus(children []*result.TestCase) result.Status {
 	if len(children) == 0 {
-		return Skip
+		return result.Skipped
 	}
 	all := true
 	for _, c := range children {
 		switch c.Status {
-		case Fail, Error:
-			return Fail
-		case Skip:
+		case result.Failed, result.Error:
+			return result.Failed
+		case result.Skipped:
 		default:
 			all = false
 		}
 	}
 	if all {
-		return Skip
+		return result.Skipped
 	}
-	return Pass
+	return result.Passed
 }
 
 func attr(t xml.StartElement, name string) string {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // Real JUnit XML from pytest 7 (python3 -m pytest --junitxml, with
@@ -14,16 +16,16 @@ import (
 func TestJUnitPytest(t *testing.T) {
 	cases := parseFile(t, "junit", "pytest.xml")
 	wantTree(t, cases, `
-fail pytest
-  pass test_console_answers
-  fail test_mmc_size [AssertionError: eMMC reports the wrong size
+failed pytest
+  passed test_console_answers
+  failed test_mmc_size [AssertionError: eMMC reports the wrong size
 assert 7 == 8]
-  skip test_ping_gateway [no network cable on this board]
+  skipped test_ping_gateway [no network cable on this board]
   xfail test_watchdog [watchdog driver not ported yet]
-  pass test_uart_loopback
+  passed test_uart_loopback
   error test_led [failed on setup with "RuntimeError: gpiochip0 busy"]
-  pass test_partition_table
-  pass test_fsck
+  passed test_partition_table
+  passed test_fsck
 `)
 	c := find(t, cases, "pytest/test_fsck")
 	if c.Suite != "test_board.TestStorage" || !strings.Contains(c.Output, "fsck.ext4: clean") {
@@ -47,7 +49,7 @@ func TestJUnitCut(t *testing.T) {
 	i := strings.Index(string(data), `gpiochip0 busy")`)
 	cases := parseString(t, "junit", string(data[:i]))
 	got := tree(cases)
-	for _, want := range []string{"fail pytest\n", "  pass test_console_answers\n", "  xfail test_watchdog", "  pass test_uart_loopback",
+	for _, want := range []string{"failed pytest\n", "  passed test_console_answers\n", "  xfail test_watchdog", "  passed test_uart_loopback",
 		"  error test_led [the XML document", "  error (rest of the suite) [the XML document"} {
 		if !strings.Contains(got, want) {
 			t.Fatalf("missing %q in\n%s", want, got)
@@ -70,12 +72,12 @@ second line</failure></testcase>
   <testcase name="flaky"><error message="segfault" type="SIGSEGV"/><failure message="also"/></testcase>
   <testcase name="later"><skipped/></testcase>
 </testsuite>`), `
-fail board
-  fail net
-    pass dhcp & dns
-    fail mtu [mtu 1400 != 1500]
+failed board
+  failed net
+    passed dhcp & dns
+    failed mtu [mtu 1400 != 1500]
   error flaky [also]
-  skip later
+  skipped later
 `)
 	c := find(t, parseString(t, "junit", `<testsuite name="s"><testcase name="c"><system-out><![CDATA[lease <x> ok]]></system-out><system-err>warn &lt;1&gt;</system-err></testcase></testsuite>`), "s/c")
 	if c.Output != "lease <x> ok\nwarn <1>" || c.Suite != "s" {
@@ -86,7 +88,7 @@ fail board
 error (JUnit XML) [no <testsuite> or <testcase> in the output]
 `)
 	// An empty suite is skipped, not passed.
-	wantTree(t, parseString(t, "junit", `<testsuites><testsuite name="none" tests="0"/></testsuites>`), "skip none\n")
+	wantTree(t, parseString(t, "junit", `<testsuites><testsuite name="none" tests="0"/></testsuites>`), "skipped none\n")
 }
 
 // The filter in front of the XML decoder: long text and CDATA are cut
@@ -132,7 +134,7 @@ func TestJUnitSkipNeverHidesFailure(t *testing.T) {
 	} {
 		cases := parseString(t, "junit", `<testsuite name="s"><testcase name="c">`+body+`</testcase></testsuite>`)
 		c := find(t, cases, "s/c")
-		if c.Status != Fail && c.Status != Error || c.Message != "boom" {
+		if c.Status != result.Failed && c.Status != result.Error || c.Message != "boom" {
 			t.Errorf("%s: %+v", body, c)
 		}
 		if v := Judge(cases, Policy{}); v.Fail+v.Error != 1 || v.Skip+v.XFail != 0 {

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // lineParser reads KTAP and TAP 13/14, one line at a time.
@@ -26,14 +26,14 @@ import (
 type lineParser struct {
 	lim     Limits
 	tap     bool             // diagnostics follow their result (TAP), else precede it (KTAP)
-	owner   *engine.TestCase // TAP: the result the diagnostics go to
+	owner   *result.TestCase // TAP: the result the diagnostics go to
 	cnt     counter
 	stack   []*level
-	done    []*engine.TestCase // cases of finished documents
+	done    []*result.TestCase // cases of finished documents
 	out     tail               // diagnostics since the last result
 	line    []byte             // the line being received
 	cut     bool               // dropping the rest of an overlong line
-	last    *engine.TestCase   // the last result, for its YAML block
+	last    *result.TestCase   // the last result, for its YAML block
 	lastInd int
 	yaml    *tail // the YAML block being read, or nil
 	yamlInd int
@@ -52,11 +52,11 @@ type level struct {
 	plan     int  // -1 until a plan line
 	planNote string
 	count    int // results at this level
-	cases    []*engine.TestCase
+	cases    []*result.TestCase
 	subName  string // "# Subtest: NAME" seen: the name of the next test
 	header   string // the first "# Subtest:" name of the level (KUnit names a subtest inside it)
 	// pending holds a finished subtest's cases until its result line.
-	pending    []*engine.TestCase
+	pending    []*result.TestCase
 	hasPending bool
 	pendName   string
 }
@@ -96,7 +96,7 @@ func (p *lineParser) appendLine(b []byte) {
 }
 
 // Close implements Parser.
-func (p *lineParser) Close() []*engine.TestCase {
+func (p *lineParser) Close() []*result.TestCase {
 	if len(p.line) > 0 {
 		p.handle(string(p.line))
 		p.line = p.line[:0]
@@ -190,7 +190,7 @@ func (p *lineParser) handle(raw string) {
 	case kBail:
 		p.flushOwner()
 		p.finishAll("the run bailed out before this test's result")
-		p.add(p.stack[0], &engine.TestCase{Name: "Bail out!", Status: Error,
+		p.add(p.stack[0], &result.TestCase{Name: "Bail out!", Status: result.Error,
 			Message: clip(strings.TrimSpace(strings.TrimPrefix(rest, "Bail out!")), p.lim.MaxOutput), Output: p.out.take()})
 		p.bailed = true
 		return
@@ -332,7 +332,7 @@ func (p *lineParser) flushPending(l *level, why string) {
 	if name == "" {
 		name = "(subtest without a result)"
 	}
-	tc := &engine.TestCase{Name: name, Status: Error, Message: why, Children: l.pending, Output: p.out.take()}
+	tc := &result.TestCase{Name: name, Status: result.Error, Message: why, Children: l.pending, Output: p.out.take()}
 	for _, c := range tc.Children {
 		c.Suite = name
 	}
@@ -343,7 +343,7 @@ func (p *lineParser) flushPending(l *level, why string) {
 
 // finish closes a level: a subtest still waiting for its result and a plan
 // that announced more results than came become error cases.
-func (p *lineParser) finish(l *level, why string) []*engine.TestCase {
+func (p *lineParser) finish(l *level, why string) []*result.TestCase {
 	if l.hasPending {
 		if why == "" {
 			why = "no result line for this test"
@@ -357,9 +357,9 @@ func (p *lineParser) finish(l *level, why string) []*engine.TestCase {
 		if l.count+1 == l.plan {
 			name = fmt.Sprintf("test %d (no result)", l.plan)
 		}
-		p.add(l, &engine.TestCase{Name: name, Status: Error, Message: msg})
+		p.add(l, &result.TestCase{Name: name, Status: result.Error, Message: msg})
 	case l.plan >= 0 && l.count > l.plan:
-		p.add(l, &engine.TestCase{Name: "(results beyond the plan)", Status: Error,
+		p.add(l, &result.TestCase{Name: "(results beyond the plan)", Status: result.Error,
 			Message: fmt.Sprintf("the plan 1..%d announced %d results but %d came", l.plan, l.plan, l.count)})
 	case l.plan == 0 && l.count == 0 && len(p.stack) <= 1:
 		// "1..0 # SKIP reason": the whole suite was skipped.
@@ -367,7 +367,7 @@ func (p *lineParser) finish(l *level, why string) []*engine.TestCase {
 		if w, rest := firstWord(note); strings.HasPrefix(strings.ToUpper(w), "SKIP") {
 			note = rest
 		}
-		p.add(l, &engine.TestCase{Name: "(all tests skipped)", Status: Skip, Message: note})
+		p.add(l, &result.TestCase{Name: "(all tests skipped)", Status: result.Skipped, Message: note})
 	}
 	cases := l.cases
 	l.cases = nil
@@ -383,13 +383,13 @@ func (p *lineParser) finishAll(why string) {
 	p.done = append(p.done, p.finish(top, why)...)
 	*top = level{indent: top.indent, plan: -1}
 	if p.file != "" {
-		cases := append([]*engine.TestCase(nil), p.done[p.from:]...)
+		cases := append([]*result.TestCase(nil), p.done[p.from:]...)
 		for _, c := range cases {
 			c.Suite = p.file
 		}
-		fc := &engine.TestCase{Name: p.file, Status: suiteStatus(cases), Children: cases}
+		fc := &result.TestCase{Name: p.file, Status: suiteStatus(cases), Children: cases}
 		if len(cases) == 0 {
-			fc.Status, fc.Message = Error, "no results"
+			fc.Status, fc.Message = result.Error, "no results"
 		}
 		p.done = append(p.done[:p.from], fc)
 		p.file = ""
@@ -412,7 +412,7 @@ func proveHeader(s string) (string, bool) {
 }
 
 // add keeps tc at level l unless the case limit is reached.
-func (p *lineParser) add(l *level, tc *engine.TestCase) bool {
+func (p *lineParser) add(l *level, tc *result.TestCase) bool {
 	if !p.cnt.keep(tc) {
 		return false
 	}
@@ -447,7 +447,7 @@ func (p *lineParser) endYAML() {
 			tc.Seconds = ms / 1000
 		}
 	}
-	if tc.Status == Fail || tc.Status == Error || tc.Status == XFail {
+	if tc.Status == result.Failed || tc.Status == result.Error || tc.Status == result.XFail {
 		for _, name := range []string{"message", "error"} {
 			v, i := key(name)
 			if i < 0 {
@@ -504,7 +504,7 @@ func unquote(v string) string {
 }
 
 // parseResult reads "ok|not ok [N] [- ]description [# DIRECTIVE data]".
-func parseResult(s string, lim Limits) (*engine.TestCase, string) {
+func parseResult(s string, lim Limits) (*result.TestCase, string) {
 	notOK := strings.HasPrefix(s, "not ok")
 	if notOK {
 		s = s[len("not ok"):]
@@ -526,9 +526,9 @@ func parseResult(s string, lim Limits) (*engine.TestCase, string) {
 		s = strings.TrimLeft(s[1:], " \t")
 	}
 	desc, dir, hasDir := splitHash(s)
-	tc := &engine.TestCase{Name: clip(strings.TrimSpace(desc), 1024), Status: Pass}
+	tc := &result.TestCase{Name: clip(strings.TrimSpace(desc), 1024), Status: result.Passed}
 	if notOK {
-		tc.Status = Fail
+		tc.Status = result.Failed
 	}
 	if !hasDir {
 		return tc, num
@@ -538,24 +538,24 @@ func parseResult(s string, lim Limits) (*engine.TestCase, string) {
 	msg := dir
 	switch up := strings.ToUpper(w); {
 	case strings.HasPrefix(up, "SKIP"):
-		tc.Status, msg = Skip, rest
+		tc.Status, msg = result.Skipped, rest
 	case strings.HasPrefix(up, "TODO"):
 		msg = rest
 		if notOK {
-			tc.Status = XFail
+			tc.Status = result.XFail
 		} else if msg == "" {
 			msg = "passed though marked TODO"
 		} else {
 			msg = "passed though marked TODO: " + msg
 		}
 	case up == "XFAIL":
-		tc.Status, msg = XFail, rest
+		tc.Status, msg = result.XFail, rest
 	case up == "XPASS":
-		tc.Status, msg = Fail, "passed though expected to fail (XPASS)"+colon(rest)
+		tc.Status, msg = result.Failed, "passed though expected to fail (XPASS)"+colon(rest)
 	case up == "TIMEOUT":
-		tc.Status, msg = Error, "timed out"+colon(rest)
+		tc.Status, msg = result.Error, "timed out"+colon(rest)
 	case up == "ERROR":
-		tc.Status, msg = Error, rest
+		tc.Status, msg = result.Error, rest
 	}
 	tc.Message = clip(msg, lim.MaxOutput)
 	return tc, num

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // A KUnit run as a board's console shows it at boot: kernel timestamps,
@@ -14,15 +16,15 @@ import (
 func TestKTAPKUnitBootLog(t *testing.T) {
 	cases := parseFile(t, "ktap", "kunit-boot.ktap")
 	wantTree(t, cases, `
-fail board-gpio
-  pass gpio_request_free
-  fail gpio_irq_mapping
-  skip gpio_pinmux [pinctrl is not built in]
-pass board-clk
-  pass clk_rate_param
-    pass 24000000
-    pass 48000000
-  pass clk_gate_toggle
+failed board-gpio
+  passed gpio_request_free
+  failed gpio_irq_mapping
+  skipped gpio_pinmux [pinctrl is not built in]
+passed board-clk
+  passed clk_rate_param
+    passed 24000000
+    passed 48000000
+  passed clk_gate_toggle
 `)
 	// KTAP prints a test's messages before its result.
 	if out := find(t, cases, "board-gpio/gpio_irq_mapping").Output; !strings.Contains(out, "EXPECTATION FAILED at drivers/gpio/gpio-board-kunit.c:88") ||
@@ -43,9 +45,9 @@ pass board-clk
 func TestKTAPKselftest(t *testing.T) {
 	cases := parseFile(t, "ktap", "kselftest.ktap")
 	wantTree(t, cases, `
-pass selftests: timers: posix_timers
-fail selftests: timers: rtcpie [exit=1]
-skip selftests: timers: adjtick
+passed selftests: timers: posix_timers
+failed selftests: timers: rtcpie [exit=1]
+skipped selftests: timers: adjtick
 xfail selftests: timers: set-tz [settimeofday tz is not supported]
 `)
 	if out := find(t, cases, "selftests: timers: rtcpie").Output; !strings.Contains(out, "could not open /dev/rtc0") {
@@ -57,16 +59,16 @@ xfail selftests: timers: set-tz [settimeofday tz is not supported]
 // level, subtests without names until their result line.
 func TestKTAPSpecNesting(t *testing.T) {
 	wantTree(t, parseFile(t, "ktap", "ktap-spec.ktap"), `
-fail board_test
-  pass uart_suite
-    pass probe
-  pass dma_suite
-    skip dma_map [no iommu]
-    pass dma_unmap
-  fail i2c_suite
-    pass i2c_scan
-    fail i2c_read
-    skip i2c_write [bus is read only]
+failed board_test
+  passed uart_suite
+    passed probe
+  passed dma_suite
+    skipped dma_map [no iommu]
+    passed dma_unmap
+  failed i2c_suite
+    passed i2c_scan
+    failed i2c_read
+    skipped i2c_write [bus is read only]
 `)
 }
 
@@ -74,11 +76,11 @@ fail board_test
 // kept, the open subtest and the rest of each plan are errors.
 func TestKTAPBoardDiesMidSuite(t *testing.T) {
 	wantTree(t, parseFile(t, "ktap", "kunit-cut.ktap"), `
-pass mm
-  pass alloc_pages
-  pass free_pages
+passed mm
+  passed alloc_pages
+  passed free_pages
 error sched [the output ended before this test's result]
-  pass wakeup_latency
+  passed wakeup_latency
   error tests 2..4 (no result) [the plan 1..4 announced 4 results but 1 came: the suite is incomplete]
 error test 3 (no result) [the plan 1..3 announced 3 results but 2 came: the suite is incomplete]
 `)
@@ -96,34 +98,34 @@ not ok 6
 ok 7 - dashed name
 ok 8 with \# hash # TODO later
 `), `
-skip a
+skipped a
 error b [timed out: 30 seconds]
 error c [cannot open /dev/foo]
-fail d [passed though expected to fail (XPASS)]
-pass e [rcode=0]
-fail test 6
-pass dashed name
-pass with # hash [passed though marked TODO: later]
+failed d [passed though expected to fail (XPASS)]
+passed e [rcode=0]
+failed test 6
+passed dashed name
+passed with # hash [passed though marked TODO: later]
 `)
 	// Two documents in one stream (two test runs): both kept, each checked
 	// against its own plan.
 	wantTree(t, parseString(t, "ktap", "KTAP version 1\n1..1\nok 1 first\nKTAP version 1\n1..2\nok 1 second\n"), `
-pass first
-pass second
+passed first
+passed second
 error test 2 (no result) [the plan 1..2 announced 2 results but 1 came: the suite is incomplete]
 `)
 	// A skipped suite.
 	wantTree(t, parseString(t, "ktap", "TAP version 13\n1..0 # SKIP no rtc on this board\n"), `
-skip (all tests skipped) [no rtc on this board]
+skipped (all tests skipped) [no rtc on this board]
 `)
 	// Output indented as a whole (a serial console that indents), CRLF.
-	wantTree(t, parseString(t, "ktap", "  KTAP version 1\r\n  1..1\r\n  ok 1 x\r\n"), "pass x\n")
+	wantTree(t, parseString(t, "ktap", "  KTAP version 1\r\n  1..1\r\n  ok 1 x\r\n"), "passed x\n")
 	// Colours and a carriage return before the line (a console redraw).
-	wantTree(t, parseString(t, "tap", "1..2\n\x1b[32mok\x1b[0m 1 - green\n\x1b[1;31mnot ok 2 - red\x1b[m\n"), "pass green\nfail red\n")
+	wantTree(t, parseString(t, "tap", "1..2\n\x1b[32mok\x1b[0m 1 - green\n\x1b[1;31mnot ok 2 - red\x1b[m\n"), "passed green\nfailed red\n")
 	// More results than planned.
 	wantTree(t, parseString(t, "ktap", "1..1\nok 1 x\nok 2 y\n"), `
-pass x
-pass y
+passed x
+passed y
 error (results beyond the plan) [the plan 1..1 announced 1 results but 2 came]
 `)
 	// Nothing: no cases.
@@ -131,7 +133,7 @@ error (results beyond the plan) [the plan 1..1 announced 1 results but 2 came]
 		t.Fatalf("cases from no results: %s", tree(c))
 	}
 	// A result line with no newline at the end of the stream still counts.
-	wantTree(t, parseString(t, "ktap", "1..1\nok 1 last"), "pass last\n")
+	wantTree(t, parseString(t, "ktap", "1..1\nok 1 last"), "passed last\n")
 	// "okay" is not a result.
 	if c := parseString(t, "ktap", "okay then\nnot okay\n"); len(c) != 0 {
 		t.Fatalf("cases: %s", tree(c))
@@ -144,14 +146,14 @@ error (results beyond the plan) [the plan 1..1 announced 1 results but 2 came]
 func TestTAPTestMore(t *testing.T) {
 	cases := parseFile(t, "tap", "test-more.tap")
 	wantTree(t, cases, `
-pass board answers on the console
-pass arithmetic on the board
-skip test 3 [no network on this board]
+passed board answers on the console
+passed arithmetic on the board
+skipped test 3 [no network on this board]
 xfail watchdog resets the board [watchdog driver not ported yet]
-fail storage
-  pass mmc0 present
-  fail partition table as expected
-fail kernel is the one we flashed
+failed storage
+  passed mmc0 present
+  failed partition table as expected
+failed kernel is the one we flashed
 `)
 	if out := find(t, cases, "kernel is the one we flashed").Output; !strings.Contains(out, "got: '4.19'") || strings.Contains(out, "Failed test 'storage'") {
 		t.Fatalf("output: %q", out)
@@ -169,13 +171,13 @@ fail kernel is the one we flashed
 func TestTAPNodeSubtestsAndYAML(t *testing.T) {
 	cases := parseFile(t, "tap", "node-test.tap")
 	wantTree(t, cases, `
-fail gpio [1 subtest failed]
-  pass led toggles
-  fail button reads high [Expected values to be strictly equal:
+failed gpio [1 subtest failed]
+  passed led toggles
+  failed button reads high [Expected values to be strictly equal:
 
 'low' !== 'high']
-pass uart loopback
-skip usb gadget [no OTG cable on this board]
+passed uart loopback
+skipped usb gadget [no OTG cable on this board]
 xfail rtc survives power cycle [rtc battery missing]
 `)
 	c := find(t, cases, "gpio/button reads high")
@@ -186,7 +188,7 @@ xfail rtc survives power cycle [rtc battery missing]
 
 func TestTAPBailOut(t *testing.T) {
 	wantTree(t, parseString(t, "tap", "TAP version 13\n1..3\nok 1 - a\nBail out! the board lost power\nok 2 - never\n"), `
-pass a
+passed a
 error tests 2..3 (no result) [the plan 1..3 announced 3 results but 1 came: the suite is incomplete]
 error Bail out! [the board lost power]
 `)
@@ -230,7 +232,7 @@ func TestLineLimits(t *testing.T) {
 		t.Fatalf("cases: %d, output %d, name %d", len(cases), len(cases[0].Output), len(cases[0].Name))
 	}
 	last := cases[2]
-	if last.Status != Fail || !strings.Contains(last.Name, "3 more") || !strings.Contains(last.Message, "1 fail") {
+	if last.Status != result.Failed || !strings.Contains(last.Name, "3 more") || !strings.Contains(last.Message, "1 failed") {
 		t.Fatalf("summary case: %+v", last)
 	}
 	// Nesting deeper than the limit adds no levels (its lines join the deepest).
@@ -249,18 +251,18 @@ func TestLineLimits(t *testing.T) {
 func TestTAPProveVerbose(t *testing.T) {
 	cases := parseFile(t, "tap", "prove-v-merge.txt")
 	wantTree(t, cases, `
-fail t/sample.t
-  pass board answers on the console
-  pass arithmetic on the board
-  skip test 3 [no network on this board]
+failed t/sample.t
+  passed board answers on the console
+  passed arithmetic on the board
+  skipped test 3 [no network on this board]
   xfail watchdog resets the board [watchdog driver not ported yet]
-  fail storage
-    pass mmc0 present
-    fail partition table as expected
-  fail kernel is the one we flashed
-pass t/second.t
-  pass board answers on the console
-  pass arithmetic on the board
+  failed storage
+    passed mmc0 present
+    failed partition table as expected
+  failed kernel is the one we flashed
+passed t/second.t
+  passed board answers on the console
+  passed arithmetic on the board
 `)
 	last := cases[0].Children[5]
 	if last.Suite != "t/sample.t" || !strings.Contains(last.Output, "expected: '6.1'") {
@@ -268,14 +270,14 @@ pass t/second.t
 	}
 	// A file that dies: its missing results are errors under it.
 	wantTree(t, parseString(t, "tap", "t/a.t .. \n1..2\nok 1 - one\nt/b.t ..... \n1..1\nok 1 - b\nok\n"), `
-fail t/a.t
-  pass one
+failed t/a.t
+  passed one
   error test 2 (no result) [the plan 1..2 announced 2 results but 1 came: the suite is incomplete]
-pass t/b.t
-  pass b
+passed t/b.t
+  passed b
 `)
 	// KTAP has no prove headers: kernel lines like this one stay text.
-	if c := parseString(t, "ktap", "1..1\nLoading modules ... \nok 1 x\n"); tree(c) != "pass x\n" {
+	if c := parseString(t, "ktap", "1..1\nLoading modules ... \nok 1 x\n"); tree(c) != "passed x\n" {
 		t.Fatalf("ktap: %s", tree(c))
 	}
 }
@@ -297,7 +299,7 @@ func TestKTAPDeepFailureCounts(t *testing.T) {
 	if v := Judge(cases, Policy{}); v.Fail+v.Error == 0 {
 		t.Fatalf("a deep failure was lost: %+v\n%s", v, tree(cases))
 	}
-	if !strings.Contains(tree(cases), "fail deep_failure") {
+	if !strings.Contains(tree(cases), "failed deep_failure") {
 		t.Errorf("no deep_failure case:\n%s", tree(cases))
 	}
 }

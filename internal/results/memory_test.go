@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // genReader produces n bytes by repeating what next returns, without
@@ -151,7 +151,7 @@ func TestTotalOutputBounded(t *testing.T) {
 		b.WriteString(diag + "not ok 20001 the_failure\n" + diag)
 		cases := parseString(t, format, b.String())
 		total, failOut := 0, ""
-		walk(cases, func(c *engine.TestCase) {
+		walk(cases, func(c *result.TestCase) {
 			total += len(c.Output)
 			if c.Name == "the_failure" {
 				failOut = c.Output

@@ -23,20 +23,11 @@ import (
 	"io"
 	"strings"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // Formats are the result formats a step may declare.
 var Formats = []string{"ktap", "tap", "junit"}
-
-// Test case statuses (engine.TestCase.Status).
-const (
-	Pass  = "pass"
-	Fail  = "fail"
-	Skip  = "skip"
-	XFail = "xfail"
-	Error = "error"
-)
 
 // Limits bound what a parser keeps; zero fields take the defaults.
 type Limits struct {
@@ -82,7 +73,7 @@ func (l Limits) withDefaults() Limits {
 type Parser interface {
 	io.Writer
 	// Close ends the stream; open suites are closed as incomplete.
-	Close() []*engine.TestCase
+	Close() []*result.TestCase
 }
 
 // New returns a parser for format ("ktap", "tap" or "junit").
@@ -101,7 +92,7 @@ func New(format string, lim Limits) (Parser, error) {
 
 // Parse reads r to its end (or its first error, which marks the results
 // incomplete like a stream that stops) and returns the cases.
-func Parse(format string, r io.Reader, lim Limits) ([]*engine.TestCase, error) {
+func Parse(format string, r io.Reader, lim Limits) ([]*result.TestCase, error) {
 	p, err := New(format, lim)
 	if err != nil {
 		return nil, err
@@ -115,7 +106,7 @@ func Parse(format string, r io.Reader, lim Limits) ([]*engine.TestCase, error) {
 type counter struct {
 	max     int
 	kept    int
-	dropped map[string]int
+	dropped map[result.Status]int
 	// output kept so far, of failing cases and of the others
 	outBad, outOther, outMax int
 }
@@ -127,16 +118,16 @@ func newCounter(lim Limits) counter {
 // keep reports whether one more case may be kept (its children were
 // counted as they came), and counts its test points when not. A kept case
 // keeps its output while the stream's output budget lasts.
-func (c *counter) keep(tc *engine.TestCase) bool {
+func (c *counter) keep(tc *result.TestCase) bool {
 	if c.kept < c.max {
 		c.kept++
 		c.charge(tc, tc.Output)
 		return true
 	}
 	if c.dropped == nil {
-		c.dropped = map[string]int{}
+		c.dropped = map[result.Status]int{}
 	}
-	walk([]*engine.TestCase{tc}, func(x *engine.TestCase) {
+	walk([]*result.TestCase{tc}, func(x *result.TestCase) {
 		if len(x.Children) == 0 {
 			c.dropped[x.Status]++
 		}
@@ -146,12 +137,12 @@ func (c *counter) keep(tc *engine.TestCase) bool {
 
 // charge counts more output of tc (out, already in tc.Output) against the
 // budget; past it, tc's output is dropped and says so.
-func (c *counter) charge(tc *engine.TestCase, out string) {
+func (c *counter) charge(tc *result.TestCase, out string) {
 	if out == "" || c.outMax <= 0 {
 		return
 	}
 	spent := &c.outOther
-	if tc.Status == Fail || tc.Status == Error {
+	if tc.Status.Failing() {
 		spent = &c.outBad
 	}
 	if *spent+len(out) > c.outMax {
@@ -162,27 +153,27 @@ func (c *counter) charge(tc *engine.TestCase, out string) {
 }
 
 // summary is the case standing for the dropped ones, or nil.
-func (c *counter) summary() *engine.TestCase {
+func (c *counter) summary() *result.TestCase {
 	if len(c.dropped) == 0 {
 		return nil
 	}
 	total := 0
 	var parts []string
-	for _, s := range []string{Pass, Fail, Error, Skip, XFail} {
+	for _, s := range []result.Status{result.Passed, result.Failed, result.Error, result.Skipped, result.XFail} {
 		if n := c.dropped[s]; n > 0 {
 			total += n
 			parts = append(parts, fmt.Sprintf("%d %s", n, s))
 		}
 	}
-	st := Pass
-	if c.dropped[Fail]+c.dropped[Error] > 0 {
-		st = Fail
+	st := result.Passed
+	if c.dropped[result.Failed]+c.dropped[result.Error] > 0 {
+		st = result.Failed
 	}
-	return &engine.TestCase{Name: fmt.Sprintf("(%d more test cases not kept)", total), Status: st,
+	return &result.TestCase{Name: fmt.Sprintf("(%d more test cases not kept)", total), Status: st,
 		Message: fmt.Sprintf("past the limit of %d cases kept: %s", c.max, strings.Join(parts, ", "))}
 }
 
-func walk(list []*engine.TestCase, fn func(*engine.TestCase)) {
+func walk(list []*result.TestCase, fn func(*result.TestCase)) {
 	for _, c := range list {
 		fn(c)
 		walk(c.Children, fn)

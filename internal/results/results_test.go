@@ -7,14 +7,14 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/engine/result"
 )
 
 // tree renders cases one a line, indented by nesting: "status name [message]".
-func tree(cases []*engine.TestCase) string {
+func tree(cases []*result.TestCase) string {
 	var b strings.Builder
-	var walk func(list []*engine.TestCase, depth int)
-	walk = func(list []*engine.TestCase, depth int) {
+	var walk func(list []*result.TestCase, depth int)
+	walk = func(list []*result.TestCase, depth int) {
 		for _, c := range list {
 			fmt.Fprintf(&b, "%s%s %s", strings.Repeat("  ", depth), c.Status, c.Name)
 			if c.Message != "" {
@@ -28,7 +28,7 @@ func tree(cases []*engine.TestCase) string {
 	return b.String()
 }
 
-func parseFile(t *testing.T, format, name string) []*engine.TestCase {
+func parseFile(t *testing.T, format, name string) []*result.TestCase {
 	t.Helper()
 	f, err := os.Open(filepath.Join("testdata", name))
 	if err != nil {
@@ -42,7 +42,7 @@ func parseFile(t *testing.T, format, name string) []*engine.TestCase {
 	return cases
 }
 
-func parseString(t *testing.T, format, s string) []*engine.TestCase {
+func parseString(t *testing.T, format, s string) []*result.TestCase {
 	t.Helper()
 	cases, err := Parse(format, strings.NewReader(s), Limits{})
 	if err != nil {
@@ -51,7 +51,7 @@ func parseString(t *testing.T, format, s string) []*engine.TestCase {
 	return cases
 }
 
-func wantTree(t *testing.T, cases []*engine.TestCase, want string) {
+func wantTree(t *testing.T, cases []*result.TestCase, want string) {
 	t.Helper()
 	want = strings.TrimLeft(want, "\n")
 	if got := tree(cases); got != want {
@@ -60,10 +60,10 @@ func wantTree(t *testing.T, cases []*engine.TestCase, want string) {
 }
 
 // find returns the case at path (names joined by '/').
-func find(t *testing.T, cases []*engine.TestCase, path string) *engine.TestCase {
+func find(t *testing.T, cases []*result.TestCase, path string) *result.TestCase {
 	t.Helper()
 	list := cases
-	var c *engine.TestCase
+	var c *result.TestCase
 	for _, name := range strings.Split(path, "/") {
 		c = nil
 		for _, x := range list {

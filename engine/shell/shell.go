@@ -1,4 +1,11 @@
-package steps
+// Package shell is the protocol jsplan speaks with the login shell on a
+// board's console: a command is typed as printf formats framed by markers
+// whose echo cannot match, its output is read between the markers, a
+// command that overruns is stopped with Ctrl-C and a probe until the shell
+// answers again, and a login prompt that shows while a command runs says
+// the login shell is gone. It sits beside engine/console, the byte stream
+// it runs on; steps (run, collect, wait-for-login) use it.
+package shell
 
 import (
 	"bytes"
@@ -15,26 +22,28 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/redact"
 )
 
-// shellResult is a command's outcome on the board's shell.
-type shellResult struct {
+// Result is a command's outcome on the board's shell.
+type Result struct {
+	// Output is what the command printed, without the typed line, the
+	// markers or the prompt, with line ends as "\n".
 	Output []byte
-	Code   int
+	// Code is the command's exit status.
+	Code int
 }
 
-// shellQuote quotes s for a POSIX shell.
-func shellQuote(s string) string {
+// Quote quotes s for a POSIX shell.
+func Quote(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
-// printfQuote turns a script into a printf format string on one line, so a
+// PrintfQuote turns a script into a printf format string on one line, so a
 // multi-line script is typed as one line (no interleaved echo).
-func printfQuote(s string) string {
+func PrintfQuote(s string) string {
 	var b strings.Builder
 	for _, c := range []byte(s) {
 		switch {
@@ -61,28 +70,55 @@ func nonce() string {
 	return hex.EncodeToString(b)
 }
 
-// envVar is a variable set for one command on the board.
-type envVar struct{ Name, Value string }
+// Var is a variable set for one command on the board.
+type Var struct{ Name, Value string }
 
-// runShell runs script in the logged-in shell on the board's console and
+// Shell is the login shell on one console session, and what is known of
+// it: whether a command ended it, and the prompt it prints. The run that
+// opened the console holds it (engine.StepRun.Shell), so it lives as long
+// as the session; it is safe for use by one command at a time.
+type Shell struct {
+	con    *console.Session
+	red    *redact.Redactor
+	secret func(string)
+
+	mu sync.Mutex
+	// gone says why the login shell is known to be gone ("" while it is
+	// there); a login (LoggedIn) clears it.
+	gone string
+	// prompt is the shell prompt a command's end waits for: the one the
+	// login saw, DefaultPrompt before a login, nil once it did not show
+	// after a command (the board's prompt is not what it looks for: no
+	// more waiting).
+	prompt *regexp.Regexp
+}
+
+// New returns the shell on con. Output is masked with red (the values of a
+// command are also masked in the form they are typed in); secret registers
+// the pieces of a secret that had to be typed cut in two (a long script).
+func New(con *console.Session, red *redact.Redactor, secret func(string)) *Shell {
+	return &Shell{con: con, red: red, secret: secret, prompt: defaultPrompt}
+}
+
+// Console is the session the shell runs on.
+func (sh *Shell) Console() *console.Session { return sh.con }
+
+// Run runs script in the logged-in shell on the board's console and
 // returns its output and exit status. The script is typed as one line (a
 // long one in pieces, see typedLines) and framed by markers whose echo
 // cannot match, so neither the echo nor the prompt ends up in the output.
 // env is exported for the script only. On cancellation it sends Ctrl-C so
 // the shell is usable by the next step.
-func runShell(ctx context.Context, r *engine.Run, script string, limit int, env ...envVar) (*shellResult, error) {
-	return runShellTo(ctx, r, script, limit, nil, env...)
+func (sh *Shell) Run(ctx context.Context, script string, limit int, env ...Var) (*Result, error) {
+	return sh.RunTo(ctx, script, limit, nil, env...)
 }
 
-// runShellTo is runShell that also streams the command's output, as the
+// RunTo is Run that also streams the command's output, as the
 // board prints it, to stream (nil: nowhere); it stops when the command ends or
 // the wait does, so stream has what the board printed up to then.
-func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, stream io.Writer, env ...envVar) (*shellResult, error) {
-	con, err := r.Console()
-	if err != nil {
-		return nil, err
-	}
-	if why, dead := deadShells.Load(con); dead {
+func (sh *Shell) RunTo(ctx context.Context, script string, limit int, stream io.Writer, env ...Var) (*Result, error) {
+	con := sh.con
+	if why, gone := sh.Gone(); gone {
 		// Typing now would enter the command at the login prompt, as a
 		// user name (into the board's auth log).
 		return nil, diag.Failf("the board's shell is gone (%s): log in again (wait-for-login) before running commands", why)
@@ -90,11 +126,11 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 	n := nonce()
 	begin := "JSPLAN-" + n + "-B"
 	end := "JSPLAN-" + n + "-E:"
-	lines := typedLines(r, n, script, env)
+	lines := sh.typedLines(n, script, env)
 	// The console echoes the typed lines, where values are printf-quoted:
 	// mask secrets in that form too (after typedLines, which may register
 	// the pieces of a secret it had to cut).
-	r.SecretForms(func(v string) string { q := printfQuote(v); return q[1 : len(q)-1] })
+	sh.red.AddForms(func(v string) string { q := PrintfQuote(v); return q[1 : len(q)-1] })
 	capture := con.Capture(limit)
 	defer capture.Stop()
 	if stream != nil {
@@ -118,7 +154,7 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 			return nil, diag.Infraf("console: %v", err)
 		}
 		if _, err := con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(quiet) + `\r?\n`)}, nil); err != nil {
-			return nil, stopCommand(ctx, con, budget, err, "the shell did not answer")
+			return nil, sh.stopCommand(ctx, budget, err, "the shell did not answer")
 		}
 		lines = append(lines[:len(lines)-1:len(lines)-1], "stty echo 2>/dev/null; "+lines[len(lines)-1])
 	}
@@ -131,18 +167,20 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 	if err == nil && m.Index == 0 {
 		m, err = con.Expect(wctx, []*regexp.Regexp{regexp.MustCompile(regexp.QuoteMeta(end) + `(\d+)\r?\n`), shellGone}, nil)
 		if err != nil {
-			return nil, stopCommand(ctx, con, budget, err, "the command did not finish")
+			return nil, sh.stopCommand(ctx, budget, err, "the command did not finish")
 		}
 	} else if err != nil {
-		return nil, stopCommand(ctx, con, budget, err, "the shell did not start the command")
+		return nil, sh.stopCommand(ctx, budget, err, "the shell did not start the command")
 	}
 	if m.Index == 1 {
 		why := fmt.Sprintf("the login prompt %q showed while a command ran: the command ended the login shell (exit, exec?)", strings.TrimSpace(m.Text))
-		deadShells.Store(con, why)
+		sh.mu.Lock()
+		sh.gone = why
+		sh.mu.Unlock()
 		return nil, diag.Failf("%s", why)
 	}
 	data, ok := capture.Stop()
-	consumePrompt(wctx, con)
+	sh.consumePrompt(wctx)
 	if !ok {
 		return nil, diag.Failf("command output is larger than %d bytes", limit)
 	}
@@ -156,7 +194,7 @@ func runShellTo(ctx context.Context, r *engine.Run, script string, limit int, st
 		out = out[:i]
 	}
 	out = bytes.ReplaceAll(out, []byte("\r\n"), []byte("\n"))
-	return &shellResult{Output: out, Code: code}, nil
+	return &Result{Output: out, Code: code}, nil
 }
 
 // maxTypedLine bounds a line typed at the board's shell: a Linux tty takes
@@ -165,7 +203,7 @@ const maxTypedLine = 768
 
 // typedLines returns the lines to type to run script with markers n and
 // env exported for it. Every value reaches the shell as a printf format
-// (printfQuote): nothing in it is shell syntax, and a newline or a quote in
+// (PrintfQuote): nothing in it is shell syntax, and a newline or a quote in
 // a value is typed as an escape. A short command is one line:
 //
 //	echo B; _jsplan_N_0="$(printf -- 'VALUE'; printf .)"; NAME="${_jsplan_N_0%.}" command eval "$(printf -- 'SCRIPT')"; echo E:$?; unset _jsplan_N_0
@@ -173,7 +211,7 @@ const maxTypedLine = 768
 // (the "." keeps trailing newlines of the value). When that line is too
 // long, each value's format is first stored in a shell variable, piece by
 // piece, one line each.
-func typedLines(r *engine.Run, n, script string, env []envVar) []string {
+func (sh *Shell) typedLines(n, script string, env []Var) []string {
 	values := make([]string, 0, len(env)+1)
 	for _, e := range env {
 		values = append(values, e.Value)
@@ -202,7 +240,7 @@ func typedLines(r *engine.Run, n, script string, env []envVar) []string {
 	}
 	formats := make([]string, len(values))
 	for i, v := range values {
-		formats[i] = printfQuote(v)
+		formats[i] = PrintfQuote(v)
 	}
 	if l := line(formats); len(l) <= maxTypedLine {
 		return []string{l}
@@ -212,11 +250,11 @@ func typedLines(r *engine.Run, n, script string, env []envVar) []string {
 	for i, val := range values {
 		v := fmt.Sprintf("_jsplan_%s_f%d", n, i)
 		unset = append(unset, v)
-		for j, piece := range splitScript(r, val, maxTypedLine-2*len(v)-8) {
+		for j, piece := range sh.splitScript(val, maxTypedLine-2*len(v)-8) {
 			if j == 0 {
-				lines = append(lines, v+"="+printfQuote(piece))
+				lines = append(lines, v+"="+PrintfQuote(piece))
 			} else {
-				lines = append(lines, v+`="$`+v+`"`+printfQuote(piece))
+				lines = append(lines, v+`="$`+v+`"`+PrintfQuote(piece))
 			}
 		}
 		if val == "" {
@@ -232,8 +270,8 @@ func typedLines(r *engine.Run, n, script string, env []envVar) []string {
 // secret (each piece is echoed on its own line; a secret cut in two would
 // not be masked). A secret longer than a piece has to be cut: its two
 // sides are then registered as secrets of their own.
-func splitScript(r *engine.Run, s string, budget int) []string {
-	spans := r.SecretSpans(s)
+func (sh *Shell) splitScript(s string, budget int) []string {
+	spans := sh.red.Spans(s)
 	// inside returns the span that i is strictly inside of.
 	inside := func(i int) ([2]int, bool) {
 		for _, sp := range spans {
@@ -247,7 +285,7 @@ func splitScript(r *engine.Run, s string, budget int) []string {
 	for pos := 0; pos < len(s); {
 		end, size := pos, 0
 		for ; end < len(s); end++ {
-			w := len(printfQuote(s[end:end+1])) - 2
+			w := len(PrintfQuote(s[end:end+1])) - 2
 			if size+w > budget {
 				break
 			}
@@ -273,8 +311,8 @@ func splitScript(r *engine.Run, s string, budget int) []string {
 				cut--
 			}
 			if sp, in := inside(cut); in {
-				r.Secret(s[max(sp[0], pos):cut])
-				r.Secret(s[cut:sp[1]])
+				sh.secret(s[max(sp[0], pos):cut])
+				sh.secret(s[cut:sp[1]])
 			}
 		}
 		out = append(out, s[pos:cut])
@@ -283,19 +321,33 @@ func splitScript(r *engine.Run, s string, budget int) []string {
 	return out
 }
 
+// DefaultPrompt is the shell prompt a command's end waits for before a
+// login told the real one. A prompt may be followed by terminal queries
+// (busybox ash sends ESC[6n).
+const DefaultPrompt = `[#$>]\s*(?:\x1b\[[0-9;?]*[A-Za-z]\s*)*$`
+
+var defaultPrompt = regexp.MustCompile("(?m)" + DefaultPrompt)
+
 // shellGone matches a login prompt: a getty's (or the sim's) after the login
 // shell ended. Only at the very end of what the console printed, so a
 // command that prints such a line and goes on is not mistaken for it.
 var shellGone = regexp.MustCompile(`(?m)^[\w.-]+ login: \z`)
 
-// deadShells holds, per console session, why its login shell is known to be
-// gone; a successful wait-for-login clears it.
-var deadShells sync.Map // *console.Session -> string
+// Gone reports why the login shell is known to be gone: a command ended it
+// (exit, exec) and the login prompt showed.
+func (sh *Shell) Gone() (why string, gone bool) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.gone, sh.gone != ""
+}
 
-// shellPrompts holds, per console session, the regex of the shell prompt
-// that wait-for-login saw, or nil once the prompt did not show after a
-// command (the board's prompt is not what it looks for: no more waiting).
-var shellPrompts sync.Map // *console.Session -> *regexp.Regexp
+// LoggedIn records a login (wait-for-login): the shell is there again and
+// prompt is its prompt, which a command's end waits for.
+func (sh *Shell) LoggedIn(prompt *regexp.Regexp) {
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	sh.gone, sh.prompt = "", prompt
+}
 
 // promptWait bounds the wait for the prompt after a command's end marker.
 const promptWait = 500 * time.Millisecond
@@ -304,18 +356,21 @@ const promptWait = 500 * time.Millisecond
 // after a command and consumes it: a later expect (a console step's prompt
 // after its send) then cannot match this one, which may arrive only after
 // the step has ended.
-func consumePrompt(ctx context.Context, con *console.Session) {
-	re := defaultPatterns["prompt"].Re
-	if v, ok := shellPrompts.Load(con); ok {
-		re, _ = v.(*regexp.Regexp)
-	}
+func (sh *Shell) consumePrompt(ctx context.Context) {
+	sh.mu.Lock()
+	re := sh.prompt
+	sh.mu.Unlock()
 	if re == nil {
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, promptWait)
 	defer cancel()
-	if _, err := con.Expect(wctx, []*regexp.Regexp{re}, nil); err != nil && ctx.Err() == nil && wctx.Err() != nil {
-		shellPrompts.Store(con, (*regexp.Regexp)(nil))
+	if _, err := sh.con.Expect(wctx, []*regexp.Regexp{re}, nil); err != nil && ctx.Err() == nil && wctx.Err() != nil {
+		sh.mu.Lock()
+		if sh.prompt == re {
+			sh.prompt = nil
+		}
+		sh.mu.Unlock()
 	}
 }
 
@@ -340,8 +395,8 @@ func reserveProbe(ctx context.Context) (context.Context, context.CancelFunc, tim
 // stopCommand stops the command after a wait ended with err, within budget,
 // and returns the error to report: the cause of ctx once ctx has ended (the
 // step's timeout, which the reserve anticipated), else err explained.
-func stopCommand(ctx context.Context, con *console.Session, budget time.Duration, err error, what string) error {
-	interrupt(con, budget)
+func (sh *Shell) stopCommand(ctx context.Context, budget time.Duration, err error, what string) error {
+	sh.interrupt(budget)
 	if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
 		// The reserve before the deadline: the deadline is next.
 		<-ctx.Done()
@@ -349,7 +404,7 @@ func stopCommand(ctx context.Context, con *console.Session, budget time.Duration
 	if ctx.Err() != nil {
 		return context.Cause(ctx)
 	}
-	return waitError(err, what)
+	return WaitError(err, what)
 }
 
 // interrupt stops the command running in the shell with Ctrl-C, then waits
@@ -357,7 +412,8 @@ func stopCommand(ctx context.Context, con *console.Session, budget time.Duration
 // arrives while it handles the interrupt, so the next step's command line
 // would be lost. The probe is a harmless echo, typed again until its answer
 // shows.
-func interrupt(con *console.Session, budget time.Duration) {
+func (sh *Shell) interrupt(budget time.Duration) {
+	con := sh.con
 	if _, err := con.Write([]byte{3}); err != nil {
 		return
 	}
@@ -374,7 +430,7 @@ func interrupt(con *console.Session, budget time.Duration) {
 		_, err := con.Expect(wctx, answer, nil)
 		wcancel()
 		if err == nil {
-			consumePrompt(ctx, con) // the prompt after the answer is not the next step's
+			sh.consumePrompt(ctx) // the prompt after the answer is not the next step's
 			return
 		}
 		if wctx.Err() == nil {
@@ -383,58 +439,97 @@ func interrupt(con *console.Session, budget time.Duration) {
 	}
 }
 
-// waitError explains why a console wait ended.
-func waitError(err error, what string) error {
+// WaitError explains why a console wait ended.
+func WaitError(err error, what string) error {
 	if err == nil {
 		return nil
 	}
-	if _, ok := err.(*console.FailOnError); ok {
+	if _, ok := errors.AsType[*console.FailOnError](err); ok {
 		return diag.Fail(err)
 	}
-	if err == console.ErrClosed || strings.HasPrefix(err.Error(), console.ErrClosed.Error()) {
+	if errors.Is(err, console.ErrClosed) {
 		return diag.Infraf("%s: %v", what, err)
 	}
 	return err
 }
 
-// expandKeys turns key macros such as <ENTER> or <CTRL-C> into bytes.
-func expandKeys(s string) string {
-	if !strings.Contains(s, "<") {
-		return s
-	}
-	return keyRE.ReplaceAllStringFunc(s, func(m string) string {
-		name := strings.ToUpper(m[1 : len(m)-1])
-		if v, ok := keys[name]; ok {
-			return v
+// markerFilter passes on the lines of a console stream between the begin
+// marker line and the end marker (the output of one command run by
+// RunTo), so a results parser sees the command's output as it comes and
+// neither the typed command nor the prompt.
+type markerFilter struct {
+	begin, end string
+	w          io.Writer
+	line       []byte
+	state      int // 0 before the begin marker, 1 inside, 2 done
+}
+
+// maxFilterLine bounds the line the filter holds; a longer one is passed
+// on in pieces (the parser cuts it anyway).
+const maxFilterLine = 64 << 10
+
+func (f *markerFilter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 && f.state < 2 {
+		i := bytes.IndexByte(p, '\n')
+		if i < 0 {
+			f.line = append(f.line, p...)
+			f.spill()
+			break
 		}
-		if strings.HasPrefix(name, "CTRL-") && len(name) == 6 {
-			c := name[5]
-			if c >= 'A' && c <= 'Z' || c >= '[' && c <= '_' {
-				return string([]byte{c & 0x1f})
+		f.line = append(f.line, p[:i]...)
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), true)
+		f.line = f.line[:0]
+		p = p[i+1:]
+	}
+	return n, nil
+}
+
+// spill passes on most of an overlong partial line, keeping enough to
+// find an end marker split across writes.
+func (f *markerFilter) spill() {
+	if len(f.line) <= maxFilterLine {
+		return
+	}
+	keep := len(f.end)
+	if f.state == 1 {
+		if i := strings.Index(string(f.line), f.end); i >= 0 {
+			f.handle(string(f.line), false)
+			f.line = f.line[:0]
+			return
+		}
+		_, _ = f.w.Write(f.line[:len(f.line)-keep])
+	}
+	f.line = append(f.line[:0], f.line[len(f.line)-keep:]...)
+}
+
+func (f *markerFilter) handle(line string, newline bool) {
+	switch f.state {
+	case 0:
+		// The marker's line (what the typed command line echoes holds the
+		// marker split in two, so it never matches).
+		if strings.HasSuffix(line, f.begin) {
+			f.state = 1
+		}
+	case 1:
+		if i := strings.Index(line, f.end); i >= 0 {
+			if i > 0 {
+				_, _ = io.WriteString(f.w, line[:i]+"\n")
 			}
+			f.state = 2
+			return
 		}
-		return m
-	})
-}
-
-var keyRE = regexp.MustCompile(`<(?:(?i:ctrl-)[\[\\\]^_]|[A-Za-z0-9-]+)>`)
-
-var keys = map[string]string{
-	"ENTER": "\r", "LF": "\n", "CR": "\r", "TAB": "\t", "ESC": "\x1b", "SPACE": " ",
-	"BACKSPACE": "\x7f", "DEL": "\x1b[3~", "UP": "\x1b[A", "DOWN": "\x1b[B", "RIGHT": "\x1b[C", "LEFT": "\x1b[D",
-	"HOME": "\x1b[H", "END": "\x1b[F",
-	"F1": "\x1bOP", "F2": "\x1bOQ", "F3": "\x1bOR", "F4": "\x1bOS", "F5": "\x1b[15~", "F6": "\x1b[17~",
-	"F7": "\x1b[18~", "F8": "\x1b[19~", "F9": "\x1b[20~", "F10": "\x1b[21~", "F11": "\x1b[23~", "F12": "\x1b[24~",
-}
-
-// sleepCtx waits d or until ctx ends.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return context.Cause(ctx)
-	case <-t.C:
-		return nil
+		if newline {
+			line += "\n"
+		}
+		_, _ = io.WriteString(f.w, line)
 	}
+}
+
+// Close passes on a last partial line (the board died in the middle of it).
+func (f *markerFilter) Close() {
+	if f.state == 1 && len(f.line) > 0 {
+		f.handle(strings.TrimSuffix(string(f.line), "\r"), false)
+	}
+	f.line = nil
 }
