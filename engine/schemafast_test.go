@@ -12,10 +12,9 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
-	"github.com/jsplan/jsplan/schema"
 )
 
-// The fast validator (schema.FastValid) decides alone that a document is
+// The fast validator decides alone that a document is
 // valid, so it must agree with the full validator on every input. These
 // tests compare the two on real plans, the diagnostics table, systematic
 // mutations of both, and (FuzzFastAgrees) arbitrary YAML.
@@ -45,11 +44,11 @@ func docValues(t testing.TB, b []byte) []any {
 // agree reports whether the fast and the full validator agree on v.
 func agree(t testing.TB, v any) (fast, full bool) {
 	t.Helper()
-	sch, err := schema.Compiled()
+	fast, full, err := engine.SchemaValid(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return schema.FastValid(v), sch.Validate(v) == nil
+	return fast, full
 }
 
 func corpus(t *testing.T) map[string][]any {

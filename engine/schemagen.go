@@ -27,7 +27,8 @@ var (
 )
 
 // GenerateSchema builds the JSON Schema of jsplan documents from the
-// registered step types and drivers. schema/jsplan.schema.json is its
+// registered step types and drivers, anew on each call (validation uses
+// Schema, built once). schema/jsplan.schema.json is the stock binary's
 // output, checked by a test so the two never drift.
 func GenerateSchema() []byte {
 	defs := obj{
@@ -167,7 +168,7 @@ func GenerateSchema() []byte {
 	root := obj{
 		"$schema":    "https://json-schema.org/draft/2020-12/schema",
 		"$id":        SchemaID,
-		"$comment":   "Lives at schema/jsplan.schema.json in the jsplan repository (generated: make schema) and is printed by `jsplan schema`; point editors at it with a yaml-language-server modeline.",
+		"$comment":   "Printed by `jsplan schema`: generated from the step types and drivers built into that jsplan. The stock one lives at schema/jsplan.schema.json in the jsplan repository (make schema); point editors at it with a yaml-language-server modeline.",
 		"title":      "jsplan documents (Plan, Boards)",
 		"type":       "object",
 		"required":   []any{"apiVersion", "kind"},
