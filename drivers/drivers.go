@@ -1,15 +1,3 @@
-// Package drivers defines the capability interfaces a board is built from
-// (power, console, storage, network) and the registry of drivers by name.
-//
-// It follows database/sql: a driver package registers itself in init() with
-// Register, the engine only ever looks drivers up by name, and programs opt in
-// to a driver with a blank import. A driver implements Device, whose
-// Capabilities method says which capabilities the configured device serves;
-// each is a small interface below (Power, Console, Storage, Network) the
-// device implements. Extra abilities (reading the power state, a native
-// power cycle) are optional interfaces with documented fallbacks.
-//
-// See doc.go for how to write a driver, with a complete example.
 package drivers
 
 import (
