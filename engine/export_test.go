@@ -18,3 +18,6 @@ func SchemaValid(v any) (fast, full bool, err error) {
 	}
 	return fastValid(v), sch.Validate(v) == nil, nil
 }
+
+// CompactSchema generates the schema the validators compile (unindented).
+func CompactSchema() []byte { return generateSchema(false) }

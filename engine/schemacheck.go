@@ -17,7 +17,7 @@ import (
 
 // schemaAt returns the schema object at a JSON pointer within the schema.
 func schemaAt(ptr string) map[string]any {
-	var cur any = liveSchema().doc
+	var cur any = schemaDoc()
 	for _, tok := range strings.Split(strings.TrimPrefix(ptr, "/"), "/") {
 		if tok == "" {
 			continue

@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // The fast validator decides alone that a document is
@@ -245,4 +247,24 @@ func FuzzFastAgrees(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkProcessSchema is what validating with the schema of the process
+// adds to a jsplan command: generating the schema from the registries once
+// before compiling it into the fast validator, which a command did before
+// too (from the embedded file). It prints generate/compile, the added share.
+func BenchmarkProcessSchema(b *testing.B) {
+	var gen, comp time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		doc := engine.CompactSchema()
+		t1 := time.Now()
+		if _, err := schema.CompileFast(doc); err != nil {
+			b.Fatal(err)
+		}
+		gen, comp = gen+t1.Sub(t0), comp+time.Since(t1)
+	}
+	b.ReportMetric(float64(gen.Microseconds())/float64(b.N), "generate-µs/op")
+	b.ReportMetric(float64(comp.Microseconds())/float64(b.N), "compile-µs/op")
+	b.ReportMetric(float64(gen)/float64(comp), "generate/compile")
 }
