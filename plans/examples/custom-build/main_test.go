@@ -144,7 +144,7 @@ func TestCustomBuild(t *testing.T) {
 		t.Fatalf("jsplan-lab render: %s", r)
 	}
 
-	// apply on sim-1 composed with the relay: the relay switches the power,
+	// apply on relay-sim-1, a sim board with the relay: the relay switches the power,
 	// its card file keeps channel 3's state, expect-power reads it back.
 	state, art := filepath.Join(dir, "state"), filepath.Join(dir, "art-relay")
 	r = run(t, dir, lab, "apply", "relay-check.yaml", "--boards", "boards.yaml",
@@ -167,7 +167,7 @@ func TestCustomBuild(t *testing.T) {
 			t.Errorf("step %d: %v, want %v", i+1, steps[i], wantSteps[i])
 		}
 	}
-	card, err := os.ReadFile(filepath.Join(state, "sim-1", "relay", "card"))
+	card, err := os.ReadFile(filepath.Join(state, "relay-sim-1", "relay", "card"))
 	if err != nil || string(card) != "00000000\n" {
 		t.Errorf("relay card after the run: %q, %v; want every channel open", card, err)
 	}
@@ -197,12 +197,23 @@ func TestCustomBuild(t *testing.T) {
 	// its file:line:col.
 	r = run(t, dir, stock, "validate", "--boards", "boards.yaml", "relay-check.yaml")
 	for _, d := range []string{
-		`relay-check.yaml:14:5: error: unknown key "expect-power"`,
-		`relay-check.yaml:16:5: error: unknown key "expect-power"`,
+		`relay-check.yaml:15:5: error: unknown key "expect-power"`,
+		`relay-check.yaml:17:5: error: unknown key "expect-power"`,
 		`boards.yaml:13:7: error: unknown key "relay"`,
 	} {
 		if r.code != 2 || !strings.Contains(r.stderr, d) {
 			t.Errorf("stock validate: want exit 2 and %q: %s", d, r)
 		}
+	}
+
+	// Walking plans/, the stock jsplan skips this directory (its schema is
+	// another jsplan's) and says so; this jsplan checks it with the rest.
+	r = run(t, ".", stock, "validate", "../..")
+	if r.code != 0 || !strings.Contains(r.stdout, "(2 skipped: for another jsplan") {
+		t.Errorf("stock validate plans/: %s", r)
+	}
+	r = run(t, ".", lab, "validate", "../..")
+	if r.code != 0 || strings.Contains(r.stdout, "another jsplan") {
+		t.Errorf("jsplan-lab validate plans/: %s", r)
 	}
 }
