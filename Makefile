@@ -61,7 +61,7 @@ proto:
 	  --go-grpc_out=. --go-grpc_opt=paths=source_relative remote.proto
 
 schema:
-	$(GO) run ./cmd/jsplan schema --generate > schema/jsplan.schema.json
+	$(GO) run ./cmd/jsplan schema > schema/jsplan.schema.json
 
 # The demo keeps jsplan's default state and lock directories (JSPLAN_STATE_DIR,
 # JSPLAN_LOCK_DIR when set), so the commands README shows next (power,

@@ -41,7 +41,7 @@ func boardsCommand() *cli.Command {
 			},
 			{
 				Name:  "drivers",
-				Usage: "list the drivers built into this jsplan",
+				Usage: "list the drivers built into this jsplan and what each serves with its default configuration",
 				Flags: []cli.Flag{outputFlag},
 				Action: func(c *cli.Context) error {
 					format, err := outputFormat(c, "text", "json")
@@ -58,7 +58,7 @@ func boardsCommand() *cli.Command {
 						for _, n := range drivers.Names() {
 							info, _ := drivers.Lookup(n)
 							row := driverRow{Name: n, Provides: []string{}, Summary: info.Summary}
-							for _, p := range info.Provides {
+							for _, p := range defaultCapabilities(info) {
 								row.Provides = append(row.Provides, string(p))
 							}
 							rows = append(rows, row)
@@ -72,7 +72,7 @@ func boardsCommand() *cli.Command {
 					for _, n := range drivers.Names() {
 						info, _ := drivers.Lookup(n)
 						var caps []string
-						for _, p := range info.Provides {
+						for _, p := range defaultCapabilities(info) {
 							caps = append(caps, string(p))
 						}
 						fmt.Fprintf(w, "%s\t%s\t%s\n", n, strings.Join(caps, ","), info.Summary)
@@ -270,4 +270,15 @@ func boardsDiscover(c *cli.Context) error {
 	}
 	_, err = c.App.Writer.Write(drivers.InventorySnippet(found))
 	return err
+}
+
+// defaultCapabilities is what a driver's device serves with the default
+// configuration (some serve more when configured: the sim board network
+// with an ssh: endpoint).
+func defaultCapabilities(info drivers.Info) []drivers.Capability {
+	dev := info.New()
+	if d, ok := dev.(drivers.Defaulter); ok {
+		d.SetDefaults()
+	}
+	return dev.Capabilities()
 }

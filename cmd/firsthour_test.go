@@ -291,7 +291,8 @@ func TestBoardsDriversAndDiscoverJSON(t *testing.T) {
 		t.Fatalf("boards drivers -o json: %v %s", err, r)
 	}
 	for _, d := range ds {
-		if d.Name == "sim" && strings.Join(d.Provides, ",") != "power,console,storage,network" {
+		// with its default configuration: network needs an ssh: endpoint
+		if d.Name == "sim" && strings.Join(d.Provides, ",") != "power,console,storage" {
 			t.Errorf("sim provides %q", d.Provides)
 		}
 	}

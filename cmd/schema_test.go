@@ -12,13 +12,30 @@ import (
 	"github.com/jsplan/jsplan/schema"
 )
 
-// The embedded schema is exactly what the registries generate: adding a
-// step type or driver without `make schema` fails here.
-func TestSchemaMatchesRegistry(t *testing.T) {
-	if got := engine.GenerateSchema(); !bytes.Equal(got, schema.JSON) {
-		t.Fatalf("schema/jsplan.schema.json is stale: run `make schema` (generated %d bytes, embedded %d)", len(got), len(schema.JSON))
+// stockSchema is the checked-in schema artifact (for editors).
+func stockSchema(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../schema/jsplan.schema.json")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if _, err := schema.Compile(schema.JSON); err != nil {
+	return b
+}
+
+// The checked-in schema is exactly what the stock binary's registries
+// generate, and what `jsplan schema` prints: adding a step type or driver
+// without `make schema` fails here. (This test binary registers the stock
+// set, as cmd/jsplan does: stock_test.go.)
+func TestSchemaMatchesRegistry(t *testing.T) {
+	file := stockSchema(t)
+	if got := engine.GenerateSchema(); !bytes.Equal(got, file) {
+		t.Fatalf("schema/jsplan.schema.json is stale: run `make schema` (generated %d bytes, file %d)", len(got), len(file))
+	}
+	var stdout, stderr bytes.Buffer
+	if code := run([]string{"jsplan", "schema"}, &stdout, &stderr); code != 0 || !bytes.Equal(stdout.Bytes(), file) {
+		t.Fatalf("jsplan schema: exit %d, %d bytes, want the file's %d: %s", code, stdout.Len(), len(file), stderr.String())
+	}
+	if _, err := schema.Compile(file); err != nil {
 		t.Fatalf("schema does not compile as draft 2020-12: %v", err)
 	}
 }
@@ -35,7 +52,7 @@ func TestThirdPartyValidatorAgrees(t *testing.T) {
 	}
 	dir := t.TempDir()
 	sch := filepath.Join(dir, "jsplan.schema.json")
-	if err := os.WriteFile(sch, schema.JSON, 0o644); err != nil {
+	if err := os.WriteFile(sch, stockSchema(t), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	bad := map[string]string{

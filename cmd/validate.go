@@ -1,6 +1,7 @@
 package cmd
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -22,7 +23,9 @@ func validateCommand() *cli.Command {
 		Description: "Checks each Plan and Boards document against the schema and beyond it: references,\n" +
 			"used plans and their inputs, durations, regexes, step ids and timeouts. Directories are\n" +
 			"searched for *.yaml and *.yml; YAML files found there that are not jsplan documents are\n" +
-			"skipped. A file named on the command line must be a jsplan document (--skip-foreign:\n" +
+			"skipped, and so is a directory below one given that holds a jsplan.schema.json other than\n" +
+			"this jsplan's (`jsplan schema`): its documents are for a jsplan built with other step types\n" +
+			"or drivers. A file named on the command line must be a jsplan document (--skip-foreign:\n" +
 			"skip named files too, unless they look meant for jsplan; the pre-commit hook uses it).\n" +
 			"With --boards (or Boards documents among the files), plans are also checked against\n" +
 			"the inventory: the board they ask for must exist and have what their steps need.\n\n" +
@@ -39,7 +42,7 @@ func validateCommand() *cli.Command {
 			if c.NArg() == 0 {
 				return exit(2, "validate needs at least one file or directory\nRun 'jsplan validate --help' for usage.")
 			}
-			files, named, err := expandArgs(c.Args().Slice())
+			files, named, others, err := expandArgs(c.Args().Slice())
 			if err != nil {
 				return exit(2, "%v", err)
 			}
@@ -104,6 +107,9 @@ func validateCommand() *cli.Command {
 			ds := l.Diagnostics()
 			if format == "json" {
 				out := map[string]any{"valid": !ds.HasErrors(), "files": checked, "skipped": skipped, "diagnostics": ds.JSON()}
+				if len(others) > 0 {
+					out["skipped_other_jsplan"] = others
+				}
 				enc := json.NewEncoder(c.App.Writer)
 				enc.SetIndent("", "  ")
 				_ = enc.Encode(out)
@@ -115,6 +121,9 @@ func validateCommand() *cli.Command {
 					msg := fmt.Sprintf("%s valid", plural(checked, "file"))
 					if len(skipped) > 0 {
 						msg += fmt.Sprintf(" (%d skipped: not jsplan documents)", len(skipped))
+					}
+					if len(others) > 0 {
+						msg += fmt.Sprintf(" (%d skipped: for another jsplan, per the jsplan.schema.json beside them)", len(others))
 					}
 					fmt.Fprintln(c.App.Writer, msg)
 				}
@@ -135,8 +144,10 @@ func plural(n int, w string) string {
 }
 
 // expandArgs turns files and directories into a list of YAML files, and
-// tells which were named themselves rather than found in a directory.
-func expandArgs(args []string) (files []string, named map[string]bool, err error) {
+// tells which were named themselves rather than found in a directory. The
+// YAML files of a directory found below one given that holds another
+// jsplan's schema (otherJsplan) are listed in others, not checked.
+func expandArgs(args []string) (files []string, named map[string]bool, others []string, err error) {
 	named = map[string]bool{}
 	seen := map[string]bool{}
 	defer func() {
@@ -153,7 +164,7 @@ func expandArgs(args []string) (files []string, named map[string]bool, err error
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %v", a, strings.TrimPrefix(err.Error(), "stat "+a+": "))
+			return nil, nil, nil, fmt.Errorf("%s: %v", a, strings.TrimPrefix(err.Error(), "stat "+a+": "))
 		}
 		if !st.IsDir() {
 			files = append(files, a)
@@ -167,16 +178,41 @@ func expandArgs(args []string) (files []string, named map[string]bool, err error
 			if d.IsDir() && p != a && strings.HasPrefix(d.Name(), ".") {
 				return filepath.SkipDir
 			}
+			if d.IsDir() && p != a && otherJsplan(p) {
+				others = append(others, yamlFiles(p)...)
+				return filepath.SkipDir
+			}
 			if !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
 				files = append(files, p)
 			}
 			return nil
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return files, named, nil
+	return files, named, others, nil
+}
+
+// otherJsplan reports whether dir holds the schema of a jsplan other than
+// this one: the documents there are written for a custom build with more
+// step types or drivers (plans/examples/custom-build), which this jsplan
+// would reject as unknown keys.
+func otherJsplan(dir string) bool {
+	b, err := os.ReadFile(filepath.Join(dir, "jsplan.schema.json"))
+	return err == nil && !bytes.Equal(b, engine.Schema())
+}
+
+// yamlFiles lists the YAML files under dir.
+func yamlFiles(dir string) []string {
+	var out []string
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".yml")) {
+			out = append(out, p)
+		}
+		return nil
+	})
+	return out
 }
 
 // fileKey identifies a file however its path is written (relative, with ..

@@ -1,12 +1,3 @@
-// Package drivers defines the capability interfaces a board is built from
-// (power, console, storage, network) and the registry of drivers by name.
-//
-// It follows database/sql: a driver package registers itself in init() with
-// Register, the engine only ever looks drivers up by name, and programs opt in
-// to a driver with a blank import. A driver implements Device; the
-// capabilities it serves are the small interfaces below, found by type
-// assertion. Extra abilities (reading the power state, a native power cycle)
-// are optional interfaces with documented fallbacks.
 package drivers
 
 import (
@@ -116,9 +107,17 @@ func (e Env) Logf(format string, args ...any) {
 
 // Device is one configured driver instance on a board. The engine creates it
 // with Info.New, decodes the board's configuration into it strictly, calls
-// Validate (when implemented), then Open before use and Close after the run,
-// also when the run failed.
+// SetDefaults and Validate (when implemented) and Capabilities, then Open
+// before use and Close after the run, also when the run failed.
 type Device interface {
+	// Capabilities lists the capabilities this device serves with its
+	// configuration, the one statement of them: a virtual board serves
+	// network only when an SSH endpoint is configured, a remote board what
+	// its agent's board serves. The device implements the interface of each
+	// (CheckCapabilities). It is called before Open, without touching
+	// hardware, also on a device with the default configuration
+	// (`jsplan boards drivers` lists those).
+	Capabilities() []Capability
 	Open(ctx context.Context, env Env) error
 	Close() error
 }
@@ -145,9 +144,6 @@ type Info struct {
 	Name string
 	// Summary is one line for `jsplan boards drivers` and the schema.
 	Summary string
-	// Provides lists the capabilities the driver can serve. The device
-	// returned by New must implement the matching interfaces.
-	Provides []Capability
 	// Schema is the JSON Schema (draft 2020-12) of the driver's
 	// configuration object.
 	Schema map[string]any
@@ -210,31 +206,35 @@ func Names() []string {
 	return names
 }
 
-// ProvidesCap reports whether the driver serves capability c.
-func (i Info) ProvidesCap(c Capability) bool {
-	for _, p := range i.Provides {
-		if p == c {
-			return true
+// CheckCapabilities reports the first capability dev lists (Capabilities)
+// whose interface it does not implement: a driver's programming error the
+// engine reports when it loads an inventory, before anything runs.
+func CheckCapabilities(dev Device) error {
+	for _, c := range dev.Capabilities() {
+		ok := false
+		switch c {
+		case CapPower:
+			_, ok = dev.(Power)
+		case CapConsole:
+			_, ok = dev.(Console)
+		case CapStorage:
+			_, ok = dev.(Storage)
+		case CapNetwork:
+			_, ok = dev.(Network)
+		}
+		if !ok {
+			return fmt.Errorf("the device lists capability %q but does not implement its interface", c)
 		}
 	}
-	return false
+	return nil
 }
 
-// Serves reports whether dev implements the interface of capability c.
-func Serves(dev Device, c Capability) bool {
-	switch c {
-	case CapPower:
-		_, ok := dev.(Power)
-		return ok
-	case CapConsole:
-		_, ok := dev.(Console)
-		return ok
-	case CapStorage:
-		_, ok := dev.(Storage)
-		return ok
-	case CapNetwork:
-		_, ok := dev.(Network)
-		return ok
+// HasCapability reports whether dev lists capability c (Capabilities).
+func HasCapability(dev Device, c Capability) bool {
+	for _, have := range dev.Capabilities() {
+		if have == c {
+			return true
+		}
 	}
 	return false
 }
@@ -254,11 +254,4 @@ func (e *Error) Unwrap() error { return e.Err }
 // Errorf returns an *Error for driver and operation op.
 func Errorf(driver, op, format string, args ...any) error {
 	return &Error{Driver: driver, Op: op, Err: fmt.Errorf(format, args...)}
-}
-
-// CapabilityLister is an optional Device extension for drivers whose
-// capabilities depend on their configuration (a virtual board serves
-// network only when an SSH endpoint is configured). Fallback: Info.Provides.
-type CapabilityLister interface {
-	Capabilities() []Capability
 }

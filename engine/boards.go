@@ -309,13 +309,21 @@ func fieldPointer(path string) string {
 	return b.String()
 }
 
-// assignCapabilities decides which driver serves each capability.
+// assignCapabilities decides which driver serves each capability, from
+// what each configured device says it serves (drivers.Device.Capabilities).
 func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, path string) {
 	names := sortedKeys(b.Drivers)
+	for _, name := range names {
+		if err := drivers.CheckCapabilities(b.configured[name]); err != nil {
+			l.report(diag.Errorf(rangeOf(f.path, b.Drivers[name]), path+".drivers."+name,
+				"driver %s: %v", name, err).WithDetail("a bug in the driver: fix its Capabilities method or implement the interface"))
+			return
+		}
+	}
 	for _, c := range drivers.AllCapabilities {
 		if k, v := mapGet(bn, string(c)); v != nil {
-			info, ok := drivers.Lookup(v.Value)
-			if _, onBoard := b.Drivers[v.Value]; !onBoard || !ok || !info.ProvidesCap(c) {
+			dev, onBoard := b.configured[v.Value]
+			if !onBoard || !drivers.HasCapability(dev, c) {
 				l.report(diag.Errorf(rangeOf(f.path, v), path+"."+k.Value,
 					"%s: %q is not a driver of this board that provides %s", c, v.Value, c).
 					WithDetail("drivers of this board: %s", strings.Join(names, ", ")))
@@ -326,8 +334,7 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 		}
 		var providers []string
 		for _, name := range names {
-			info, _ := drivers.Lookup(name)
-			if info.ProvidesCap(c) && deviceServes(b.configured[name], c) {
+			if drivers.HasCapability(b.configured[name], c) {
 				providers = append(providers, name)
 			}
 		}
@@ -340,21 +347,6 @@ func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, pat
 				WithDetail("choose one with `%s: <driver>` on the board", c))
 		}
 	}
-}
-
-// deviceServes asks a configured device whether it serves c when it can
-// tell (drivers.CapabilityLister).
-func deviceServes(dev drivers.Device, c drivers.Capability) bool {
-	cl, ok := dev.(drivers.CapabilityLister)
-	if !ok {
-		return true
-	}
-	for _, have := range cl.Capabilities() {
-		if have == c {
-			return true
-		}
-	}
-	return false
 }
 
 // CheckBoard reports what stops plan p from running on the boards of inv:

@@ -8,22 +8,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine/diag"
-	"github.com/jsplan/jsplan/schema"
 )
-
-// schemaDoc is the parsed schema, read only when an error needs the list
-// of allowed keys.
-var schemaDoc = sync.OnceValue(func() map[string]any {
-	var m map[string]any
-	_ = json.Unmarshal(schema.JSON, &m)
-	return m
-})
 
 // schemaAt returns the schema object at a JSON pointer within the schema.
 func schemaAt(ptr string) map[string]any {
@@ -63,11 +53,11 @@ func keywordPtr(ve *jsonschema.ValidationError) (ptr, keyword string) {
 	return loc[:j], loc[j+1:]
 }
 
-// schemaCheck validates f against the embedded schema and reports every
-// error at its position.
+// schemaCheck validates f against the process's schema (Schema) and
+// reports every error at its position.
 //
-// A valid document is checked only by the fast validator (schema.FastValid);
-// the full validator, compiled on first use, explains invalid ones.
+// A valid document is checked only by the fast validator; the full
+// validator, compiled on first use, explains invalid ones.
 func (l *Loader) schemaCheck(f *fileDoc) {
 	budget := maxAliasExpansion * 100
 	v, err := toValue(f.root, &budget)
@@ -75,10 +65,10 @@ func (l *Loader) schemaCheck(f *fileDoc) {
 		l.report(diag.Errorf(rangeOf(f.path, f.root), "", "%v", err))
 		return
 	}
-	if schema.FastValid(v) {
+	if fastValid(v) {
 		return
 	}
-	sch, err := schema.Compiled()
+	sch, err := fullSchema()
 	if err != nil {
 		l.report(diag.Errorf(diag.Range{Filename: f.path}, "", "internal error: schema does not compile: %v", err))
 		return

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sort"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -15,7 +16,7 @@ import (
 	"github.com/jsplan/jsplan/schema"
 )
 
-// The fast validator (schema.FastValid) decides alone that a document is
+// The fast validator decides alone that a document is
 // valid, so it must agree with the full validator on every input. These
 // tests compare the two on real plans, the diagnostics table, systematic
 // mutations of both, and (FuzzFastAgrees) arbitrary YAML.
@@ -45,11 +46,11 @@ func docValues(t testing.TB, b []byte) []any {
 // agree reports whether the fast and the full validator agree on v.
 func agree(t testing.TB, v any) (fast, full bool) {
 	t.Helper()
-	sch, err := schema.Compiled()
+	fast, full, err := engine.SchemaValid(v)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return schema.FastValid(v), sch.Validate(v) == nil
+	return fast, full
 }
 
 func corpus(t *testing.T) map[string][]any {
@@ -246,4 +247,24 @@ func FuzzFastAgrees(f *testing.F) {
 			}
 		}
 	})
+}
+
+// BenchmarkProcessSchema is what validating with the schema of the process
+// adds to a jsplan command: generating the schema from the registries once
+// before compiling it into the fast validator, which a command did before
+// too (from the embedded file). It prints generate/compile, the added share.
+func BenchmarkProcessSchema(b *testing.B) {
+	var gen, comp time.Duration
+	for b.Loop() {
+		t0 := time.Now()
+		doc := engine.CompactSchema()
+		t1 := time.Now()
+		if _, err := schema.CompileFast(doc); err != nil {
+			b.Fatal(err)
+		}
+		gen, comp = gen+t1.Sub(t0), comp+time.Since(t1)
+	}
+	b.ReportMetric(float64(gen.Microseconds())/float64(b.N), "generate-µs/op")
+	b.ReportMetric(float64(comp.Microseconds())/float64(b.N), "compile-µs/op")
+	b.ReportMetric(float64(gen)/float64(comp), "generate/compile")
 }

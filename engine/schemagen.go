@@ -27,9 +27,14 @@ var (
 )
 
 // GenerateSchema builds the JSON Schema of jsplan documents from the
-// registered step types and drivers. schema/jsplan.schema.json is its
+// registered step types and drivers, anew on each call (validation uses
+// Schema, built once). schema/jsplan.schema.json is the stock binary's
 // output, checked by a test so the two never drift.
-func GenerateSchema() []byte {
+func GenerateSchema() []byte { return generateSchema(true) }
+
+// generateSchema builds the schema, indented for people or compact for the
+// validators (indenting is a third of the time).
+func generateSchema(indent bool) []byte {
 	defs := obj{
 		// Alternatives are written as type lists whose keywords apply to one
 		// type each (pattern to strings, items to arrays) rather than anyOf:
@@ -167,7 +172,7 @@ func GenerateSchema() []byte {
 	root := obj{
 		"$schema":    "https://json-schema.org/draft/2020-12/schema",
 		"$id":        SchemaID,
-		"$comment":   "Lives at schema/jsplan.schema.json in the jsplan repository (generated: make schema) and is printed by `jsplan schema`; point editors at it with a yaml-language-server modeline.",
+		"$comment":   "Printed by `jsplan schema`: generated from the step types and drivers built into that jsplan. The stock one lives at schema/jsplan.schema.json in the jsplan repository (make schema); point editors at it with a yaml-language-server modeline.",
 		"title":      "jsplan documents (Plan, Boards)",
 		"type":       "object",
 		"required":   []any{"apiVersion", "kind"},
@@ -181,7 +186,9 @@ func GenerateSchema() []byte {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
-	enc.SetIndent("", "  ")
+	if indent {
+		enc.SetIndent("", "  ")
+	}
 	if err := enc.Encode(root); err != nil {
 		panic(err) // only maps, slices and strings: cannot fail
 	}

@@ -9,7 +9,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"unicode/utf8"
 )
 
@@ -29,19 +28,6 @@ type check func(v any) bool
 // map[string]any, []any, string, bool, nil, or a number (int64, float64 or
 // another Go integer type). Any other Go type is invalid.
 func (f *Fast) Valid(v any) bool { return f.root(v) }
-
-var fastCompiled = sync.OnceValues(func() (*Fast, error) { return CompileFast(JSON) })
-
-// FastValid reports whether v satisfies the embedded schema, using a Fast
-// compiled once per process. It reports false when the fast validator
-// cannot be built, so callers fall back to the full validator.
-func FastValid(v any) bool {
-	f, err := fastCompiled()
-	if err != nil {
-		return false
-	}
-	return f.Valid(v)
-}
 
 // ignored keywords are annotations (or $defs, reached through $ref).
 var ignored = map[string]bool{

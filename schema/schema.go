@@ -1,36 +1,24 @@
-// Package schema holds the JSON Schema (draft 2020-12) of jsplan documents,
-// embedded in the binary. The file is generated from the step and driver
-// registries (`make schema`, engine.GenerateSchema); a test fails when the
-// two differ, so third-party validators and jsplan always agree.
+// Package schema holds the pieces of the JSON Schema (draft 2020-12) of
+// jsplan documents: the builders step types and drivers describe their
+// configuration with, and the two validators (Compile, the full one that
+// explains errors; CompileFast, the fast one that only says valid or not).
+//
+// The schema itself is generated in each process from the step types and
+// drivers registered there (engine.Schema), so a step or driver compiled
+// into a custom jsplan is validated like a stock one. jsplan.schema.json,
+// next to this file, is the stock binary's schema kept as an artifact for
+// editors (yaml-language-server modelines point at it; `make schema`
+// regenerates it and a test fails when it is stale).
 package schema
 
 import (
 	"bytes"
-	_ "embed"
-	"sync"
 
 	"github.com/santhosh-tekuri/jsonschema/v5"
 )
 
-// JSON is the schema document.
-//
-//go:embed jsplan.schema.json
-var JSON []byte
-
 // URL is the $id the schema is compiled under.
 const URL = "https://jsplan.dev/schema/v1/jsplan.schema.json"
-
-var (
-	once     sync.Once
-	compiled *jsonschema.Schema
-	compErr  error
-)
-
-// Compiled returns the compiled schema; it is compiled once per process.
-func Compiled() (*jsonschema.Schema, error) {
-	once.Do(func() { compiled, compErr = Compile(JSON) })
-	return compiled, compErr
-}
 
 // Compile compiles a schema document given as JSON.
 func Compile(doc []byte) (*jsonschema.Schema, error) {

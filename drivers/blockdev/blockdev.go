@@ -45,11 +45,10 @@ const DefaultWait = 30 * time.Second
 
 func init() {
 	drivers.Register(drivers.Info{
-		Name:     Name,
-		Summary:  "Boot medium reached by the host as a block device (SD reader, SD mux, USB disk), with optional mux switch commands.",
-		Provides: []drivers.Capability{drivers.CapStorage},
-		Schema:   configSchema(),
-		New:      func() drivers.Device { return &Device{} },
+		Name:    Name,
+		Summary: "Boot medium reached by the host as a block device (SD reader, SD mux, USB disk), with optional mux switch commands.",
+		Schema:  configSchema(),
+		New:     func() drivers.Device { return &Device{} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) {
 			return discover("/dev/disk/by-id", "/sys/class/block")
 		},
@@ -109,6 +108,11 @@ func (d *Device) Validate() error {
 		errs = errs.Also(drivers.ErrField("wait", "%s is too short", d.Wait))
 	}
 	return errs.Err()
+}
+
+// Capabilities: the device serves storage, whatever its configuration.
+func (d *Device) Capabilities() []drivers.Capability {
+	return []drivers.Capability{drivers.CapStorage}
 }
 
 // Open remembers the board's environment; it touches nothing.

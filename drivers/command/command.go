@@ -37,11 +37,10 @@ const Name = "command"
 
 func init() {
 	drivers.Register(drivers.Info{
-		Name:     Name,
-		Summary:  "Power through host commands (smart plug, USB hub port, relay script), with optional reset, cycle and status commands.",
-		Provides: []drivers.Capability{drivers.CapPower},
-		Schema:   configSchema(),
-		New:      func() drivers.Device { return &Device{} },
+		Name:    Name,
+		Summary: "Power through host commands (smart plug, USB hub port, relay script), with optional reset, cycle and status commands.",
+		Schema:  configSchema(),
+		New:     func() drivers.Device { return &Device{} },
 	})
 }
 
@@ -119,6 +118,11 @@ func (d *Device) Validate() error {
 		}
 	}
 	return errs.Err()
+}
+
+// Capabilities: the device serves power, whatever its configuration.
+func (d *Device) Capabilities() []drivers.Capability {
+	return []drivers.Capability{drivers.CapPower}
 }
 
 // Open remembers the board's environment; it runs nothing.

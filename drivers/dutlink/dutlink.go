@@ -56,7 +56,6 @@ func init() {
 	drivers.Register(drivers.Info{
 		Name:     Name,
 		Summary:  "DUTLink test harness: power, reset, storage switch and serial console over its USB control port.",
-		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage},
 		Schema:   configSchema(),
 		New:      func() drivers.Device { return newDevice() },
 		Discover: discover,
@@ -129,12 +128,11 @@ type Device struct {
 }
 
 var (
-	_ drivers.Power            = (*Device)(nil)
-	_ drivers.Resetter         = (*Device)(nil)
-	_ drivers.Console          = (*Device)(nil)
-	_ drivers.Storage          = (*Device)(nil)
-	_ drivers.Validator        = (*Device)(nil)
-	_ drivers.CapabilityLister = (*Device)(nil)
+	_ drivers.Power     = (*Device)(nil)
+	_ drivers.Resetter  = (*Device)(nil)
+	_ drivers.Console   = (*Device)(nil)
+	_ drivers.Storage   = (*Device)(nil)
+	_ drivers.Validator = (*Device)(nil)
 )
 
 // Capabilities lists storage only when a disk is configured.

@@ -42,12 +42,7 @@ func TestRegistration(t *testing.T) {
 		t.Fatal("driver qemu is not registered")
 	}
 	dev := info.New()
-	for _, c := range drivers.AllCapabilities {
-		if !info.ProvidesCap(c) || !drivers.Serves(dev, c) {
-			t.Errorf("capability %s: provides %v, serves %v", c, info.ProvidesCap(c), drivers.Serves(dev, c))
-		}
-	}
-	for _, iface := range []any{(*drivers.Cycler)(nil), (*drivers.Resetter)(nil), (*drivers.PowerStater)(nil), (*drivers.Validator)(nil), (*drivers.CapabilityLister)(nil)} {
+	for _, iface := range []any{(*drivers.Cycler)(nil), (*drivers.Resetter)(nil), (*drivers.PowerStater)(nil), (*drivers.Validator)(nil)} {
 		if !reflect.TypeOf(dev).Implements(reflect.TypeOf(iface).Elem()) {
 			t.Errorf("Device does not implement %v", reflect.TypeOf(iface).Elem())
 		}
@@ -59,6 +54,14 @@ func TestRegistration(t *testing.T) {
 	d.Network = &NetworkConfig{SSHPort: 2222}
 	if got := d.Capabilities(); len(got) != 4 || got[3] != drivers.CapNetwork {
 		t.Errorf("Capabilities with network = %v", got)
+	}
+	for _, c := range drivers.AllCapabilities {
+		if !drivers.HasCapability(dev, c) {
+			t.Errorf("capability %s: not served with network configured", c)
+		}
+	}
+	if err := drivers.CheckCapabilities(dev); err != nil {
+		t.Error(err)
 	}
 }
 

@@ -51,11 +51,10 @@ const (
 
 func init() {
 	drivers.Register(drivers.Info{
-		Name:     driverName,
-		Summary:  "virtual x86_64 board: QEMU booting a raw disk file (power, console, storage, network over 127.0.0.1)",
-		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage, drivers.CapNetwork},
-		Schema:   configSchema(),
-		New:      func() drivers.Device { return new(Device) },
+		Name:    driverName,
+		Summary: "virtual x86_64 board: QEMU booting a raw disk file (power, console, storage, network over 127.0.0.1)",
+		Schema:  configSchema(),
+		New:     func() drivers.Device { return new(Device) },
 	})
 }
 

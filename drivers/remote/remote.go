@@ -65,10 +65,8 @@ func init() {
 	drivers.Register(drivers.Info{
 		Name:    Name,
 		Summary: "A board served by an agent (jsplan serve) over a unix socket or mutual TLS: power, console, storage and network through it, under an expiring lease.",
-		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage,
-			drivers.CapNetwork},
-		Schema: configSchema(),
-		New:    func() drivers.Device { return &Device{} },
+		Schema:  configSchema(),
+		New:     func() drivers.Device { return &Device{} },
 	})
 }
 
@@ -119,16 +117,15 @@ type Device struct {
 }
 
 var (
-	_ drivers.Power            = (*Device)(nil)
-	_ drivers.Cycler           = (*Device)(nil)
-	_ drivers.Resetter         = (*Device)(nil)
-	_ drivers.PowerStater      = (*Device)(nil)
-	_ drivers.Console          = (*Device)(nil)
-	_ drivers.Storage          = (*Device)(nil)
-	_ drivers.ImageWriter      = (*Device)(nil)
-	_ drivers.Network          = (*Device)(nil)
-	_ drivers.Validator        = (*Device)(nil)
-	_ drivers.CapabilityLister = (*Device)(nil)
+	_ drivers.Power       = (*Device)(nil)
+	_ drivers.Cycler      = (*Device)(nil)
+	_ drivers.Resetter    = (*Device)(nil)
+	_ drivers.PowerStater = (*Device)(nil)
+	_ drivers.Console     = (*Device)(nil)
+	_ drivers.Storage     = (*Device)(nil)
+	_ drivers.ImageWriter = (*Device)(nil)
+	_ drivers.Network     = (*Device)(nil)
+	_ drivers.Validator   = (*Device)(nil)
 )
 
 // Validate checks the configuration without connecting.

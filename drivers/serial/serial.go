@@ -52,7 +52,6 @@ func init() {
 	drivers.Register(drivers.Info{
 		Name:     Name,
 		Summary:  "Console on a serial port (USB-UART adapter, UART), reopened when it re-enumerates.",
-		Provides: []drivers.Capability{drivers.CapConsole},
 		Schema:   configSchema(),
 		New:      func() drivers.Device { return &Device{byIDDir: ByIDDir} },
 		Discover: func(ctx context.Context) ([]drivers.Found, error) { return discover(ByIDDir) },
@@ -182,6 +181,11 @@ func ResolvePort(port, byIDDir string) string {
 		return port
 	}
 	return filepath.Join(byIDDir, port)
+}
+
+// Capabilities: the device serves console, whatever its configuration.
+func (d *Device) Capabilities() []drivers.Capability {
+	return []drivers.Capability{drivers.CapConsole}
 }
 
 // Open remembers the board's environment; the port is opened by

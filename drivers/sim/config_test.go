@@ -81,14 +81,13 @@ func TestRegistered(t *testing.T) {
 		t.Fatal("sim is not registered")
 	}
 	dev := info.New()
-	for _, c := range info.Provides {
-		if !drivers.Serves(dev, c) {
-			t.Errorf("sim provides %s but does not implement it", c)
-		}
+	dev.(*Device).SSH = &SSH{Host: "127.0.0.1", Port: 2222}
+	if err := drivers.CheckCapabilities(dev); err != nil {
+		t.Errorf("sim: %v", err)
 	}
 	for _, c := range drivers.AllCapabilities {
-		if !info.ProvidesCap(c) {
-			t.Errorf("sim does not list %s", c)
+		if !drivers.HasCapability(dev, c) {
+			t.Errorf("sim with ssh does not list %s", c)
 		}
 	}
 }

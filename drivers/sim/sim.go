@@ -26,11 +26,10 @@ const Name = "sim"
 
 func init() {
 	drivers.Register(drivers.Info{
-		Name:     Name,
-		Summary:  "virtual board inside jsplan: boot log, login and a real shell on a pty console, a disk file as storage",
-		Provides: []drivers.Capability{drivers.CapPower, drivers.CapConsole, drivers.CapStorage, drivers.CapNetwork},
-		Schema:   configSchema(),
-		New:      func() drivers.Device { return new(Device) },
+		Name:    Name,
+		Summary: "virtual board inside jsplan: boot log, login and a real shell on a pty console, a disk file as storage",
+		Schema:  configSchema(),
+		New:     func() drivers.Device { return new(Device) },
 	})
 }
 
@@ -84,16 +83,15 @@ type Device struct {
 }
 
 var (
-	_ drivers.Device           = (*Device)(nil)
-	_ drivers.Validator        = (*Device)(nil)
-	_ drivers.Power            = (*Device)(nil)
-	_ drivers.Resetter         = (*Device)(nil)
-	_ drivers.PowerStater      = (*Device)(nil)
-	_ drivers.Console          = (*Device)(nil)
-	_ drivers.Storage          = (*Device)(nil)
-	_ drivers.Network          = (*Device)(nil)
-	_ drivers.CapabilityLister = (*Device)(nil)
-	_ drivers.Transient        = (*Device)(nil)
+	_ drivers.Device      = (*Device)(nil)
+	_ drivers.Validator   = (*Device)(nil)
+	_ drivers.Power       = (*Device)(nil)
+	_ drivers.Resetter    = (*Device)(nil)
+	_ drivers.PowerStater = (*Device)(nil)
+	_ drivers.Console     = (*Device)(nil)
+	_ drivers.Storage     = (*Device)(nil)
+	_ drivers.Network     = (*Device)(nil)
+	_ drivers.Transient   = (*Device)(nil)
 )
 
 // Transient reports true: the simulated board lives inside the process that

@@ -73,17 +73,18 @@ func Decode(t *testing.T, name, doc string) (drivers.Device, error) {
 }
 
 // Check compiles the registered driver's schema, and for every good
-// document checks it passes the schema, decodes, and validates (when the
-// device implements drivers.Validator); every bad document must be
-// rejected by the schema.
+// document checks it passes the schema, decodes, validates (when the
+// device implements drivers.Validator) and serves at least one capability,
+// each through its interface (drivers.CheckCapabilities); every bad
+// document must be rejected by the schema.
 func Check(t *testing.T, name string, good, bad []string) {
 	t.Helper()
 	info, ok := drivers.Lookup(name)
 	if !ok {
 		t.Fatalf("driver %q not registered", name)
 	}
-	if info.Summary == "" || len(info.Provides) == 0 {
-		t.Errorf("driver %q: missing Summary or Provides", name)
+	if info.Summary == "" {
+		t.Errorf("driver %q: missing Summary", name)
 	}
 	s := Compile(t, info.Schema)
 	for _, doc := range good {
@@ -99,6 +100,12 @@ func Check(t *testing.T, name string, good, bad []string) {
 			if err := v.Validate(); err != nil {
 				t.Errorf("good config %q fails Validate: %v", doc, err)
 			}
+		}
+		if len(dev.Capabilities()) == 0 {
+			t.Errorf("good config %q: the device serves no capability", doc)
+		}
+		if err := drivers.CheckCapabilities(dev); err != nil {
+			t.Errorf("good config %q: %v", doc, err)
 		}
 	}
 	for _, doc := range bad {
