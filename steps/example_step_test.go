@@ -63,12 +63,12 @@ func init() {
 // the run is interrupted; a file that does not come is a test failure
 // (diag.Failf, exit status 1), a broken host an infrastructure error
 // (diag.Infraf, exit status 3).
-func (a *waitFile) Run(ctx context.Context, r *engine.Run) error {
+func (a *waitFile) Run(ctx context.Context, r *engine.StepRun) error {
 	deadline := time.Now().Add(a.Within.Duration)
 	for {
 		_, err := os.Stat(a.Path)
 		if err == nil {
-			r.Logf(ctx, "%s is there", filepath.Base(a.Path))
+			r.Logf("%s is there", filepath.Base(a.Path))
 			return nil
 		}
 		if !os.IsNotExist(err) {
@@ -105,7 +105,7 @@ func Example_stepType() {
 	p := l.LoadPlanBytes(filepath.Join(dir, "plan.yaml"), []byte(plan))
 	res := engine.Execute(context.Background(), engine.RunConfig{Plan: p, Artifacts: dir, Redactor: &redact.Redactor{}})
 	for _, s := range res.Steps {
-		fmt.Println(strings.TrimSpace(s.Name + ": " + s.Status + " " + s.Error))
+		fmt.Println(strings.TrimSpace(s.Name + ": " + string(s.Status) + " " + s.Error))
 	}
 	fmt.Println("exit status", res.ExitCode)
 	// Output:

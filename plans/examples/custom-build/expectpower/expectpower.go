@@ -71,7 +71,7 @@ func init() {
 
 // Run reads the power state until it is the expected one or within has
 // passed.
-func (a *action) Run(ctx context.Context, r *engine.Run) error {
+func (a *action) Run(ctx context.Context, r *engine.StepRun) error {
 	p, err := r.Board().Power()
 	if err != nil {
 		return err
@@ -88,7 +88,7 @@ func (a *action) Run(ctx context.Context, r *engine.Run) error {
 			return &diag.ClassError{C: diag.Infra, Err: err}
 		}
 		if on == want {
-			r.Logf(ctx, "power is %s, as expected", a.State)
+			r.Logf("power is %s, as expected", a.State)
 			return nil
 		}
 		if !time.Now().Before(deadline) {
