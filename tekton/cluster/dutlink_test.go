@@ -74,7 +74,7 @@ func (e *env) startDUTLink() *dutlinkSim {
 	bin := filepath.Join(t.TempDir(), "dutlinksim")
 	build := exec.CommandContext(e.ctx, "go", "build", "-o", bin, "./drivers/dutlink/dutlinktest/cmd/dutlinksim")
 	build.Dir = e.repo
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0", "GOPROXY=off", "GOFLAGS=-mod=readonly") // the node has no network: the module cache has what the main module needs
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building dutlinksim: %v\n%s", err, out)
 	}
