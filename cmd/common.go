@@ -12,6 +12,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 // builtinBoards is the inventory used when none is given: the virtual
@@ -126,7 +127,12 @@ func paramValues(c *cli.Context) (map[string]engine.Value, diag.Diagnostics) {
 		}
 		var doc yaml.Node
 		if err := yaml.Unmarshal(src, &doc); err != nil {
-			return nil, ds.Append(diag.Errorf(diag.Range{Filename: f}, "", "YAML syntax error: %v", strings.TrimPrefix(err.Error(), "yaml: ")))
+			e := yamlerr.Syntax(src, err)
+			at := diag.Range{Filename: f}
+			if e.Line > 0 {
+				at.Start = diag.Pos{Line: e.Line, Column: e.Column}
+			}
+			return nil, ds.Append(diag.Errorf(at, "", "YAML syntax error: %s", e.Msg))
 		}
 		if len(doc.Content) > 0 {
 			m := doc.Content[0]

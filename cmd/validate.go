@@ -2,6 +2,7 @@ package cmd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -153,7 +154,10 @@ func expandArgs(args []string) (files []string, named map[string]bool, err error
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %v", a, strings.TrimPrefix(err.Error(), "stat "+a+": "))
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, nil, fmt.Errorf("%s: %v", a, err)
 		}
 		if !st.IsDir() {
 			files = append(files, a)

@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
+	"regexp/syntax"
 	"sort"
 	"strings"
 
@@ -308,7 +310,10 @@ func (l *Loader) compile(file string, n *yaml.Node, path string) (Pattern, bool)
 	re, err := regexp.Compile(n.Value)
 	if err != nil {
 		msg := err.Error()
-		l.report(diag.Errorf(rangeOf(file, n), path, "invalid regular expression: %s", strings.TrimPrefix(msg, "error parsing regexp: ")).
+		if se := (*syntax.Error)(nil); errors.As(err, &se) {
+			msg = fmt.Sprintf("%s: `%s`", se.Code, se.Expr)
+		}
+		l.report(diag.Errorf(rangeOf(file, n), path, "invalid regular expression: %s", msg).
 			WithDetail("patterns use Go's RE2 syntax (https://golang.org/s/re2syntax); quote literal characters such as ( [ . *"))
 		return Pattern{}, false
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 func (l *Loader) decodeSteps(pi *planInstance, n *yaml.Node, path, ptr string) []*Step {
@@ -167,19 +168,20 @@ func Needs(steps ...[]*Step) map[drivers.Capability]*Step {
 	return out
 }
 
-func cleanDecodeError(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg := te.Errors[0]
-		if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "line ") && i > 0 {
-			msg = msg[i+2:]
+// cleanDecodeError says in plain words why a node did not decode.
+func cleanDecodeError(err error) string { return yamlerr.Decode(err).Msg }
+
+// decodeErrorAt says why n did not decode and which value under n (or n
+// itself) the error is about: a value's own UnmarshalYAML (a duration, a
+// command) names its node.
+func decodeErrorAt(n *yaml.Node, err error) (*yaml.Node, string) {
+	e := yamlerr.Decode(err)
+	if ye := (*yamlerr.Error)(nil); errors.As(err, &ye) && e.Line > 0 {
+		if v := valueAtLine(n, e.Line); v != nil {
+			return v, e.Msg
 		}
-		msg = strings.Replace(msg, "cannot unmarshal !!str", "expected another type, got the string", 1)
-		msg = strings.Replace(msg, "cannot unmarshal !!map into", "expected", 1)
-		msg = strings.Replace(msg, "cannot unmarshal !!seq into", "expected", 1)
-		return msg
 	}
-	return err.Error()
+	return n, e.Msg
 }
 
 func sortedKeys[V any](m map[string]V) []string {

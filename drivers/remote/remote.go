@@ -428,11 +428,17 @@ func (d *Device) callCtx(ctx context.Context) (context.Context, context.CancelFu
 }
 
 func (d *Device) power(ctx context.Context, op string, a remotepb.PowerRequest_Action, delay time.Duration) (string, error) {
+	state, err := d.powerCall(ctx, a, delay)
+	return state, d.fail(op, err)
+}
+
+// powerCall is power's RPC, its error the gRPC status.
+func (d *Device) powerCall(ctx context.Context, a remotepb.PowerRequest_Action, delay time.Duration) (string, error) {
 	ctx, cancel := d.callCtx(ctx)
 	defer cancel()
 	r, err := d.client.Power(ctx, &remotepb.PowerRequest{Action: a, DelayMs: delay.Milliseconds()})
 	if err != nil {
-		return "", d.fail(op, err)
+		return "", err
 	}
 	return r.State, nil
 }
@@ -458,11 +464,12 @@ func (d *Device) Cycle(ctx context.Context, delay time.Duration) error {
 
 // Reset resets the board; a board whose power cannot reset is cycled.
 func (d *Device) Reset(ctx context.Context) error {
-	_, err := d.power(ctx, "reset", remotepb.PowerRequest_RESET, 0)
-	if status.Code(errors.Unwrap(err)) == codes.Unimplemented || (err != nil && strings.Contains(err.Error(), "cannot reset")) {
+	_, err := d.powerCall(ctx, remotepb.PowerRequest_RESET, 0)
+	if status.Code(err) == codes.Unimplemented {
+		// the agent's board has no reset (the agent says so by code)
 		return d.Cycle(ctx, 2*time.Second)
 	}
-	return err
+	return d.fail("reset", err)
 }
 
 // ErrUnknownState is returned by PowerState when the agent's board cannot tell.

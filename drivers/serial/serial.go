@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	bugserial "go.bug.st/serial"
@@ -360,7 +361,7 @@ func (s *Stream) current(limit time.Duration) (bugserial.Port, int, error) {
 			s.logf("serial: %s is back after %s", s.cfg.Path, time.Since(start).Round(time.Millisecond))
 			return p, g, nil
 		}
-		if !errors.Is(err, os.ErrNotExist) && (lastErr == nil || lastErr.Error() != err.Error()) {
+		if !errors.Is(err, os.ErrNotExist) && !sameErrno(lastErr, err) {
 			// Present but not openable (udev still setting permissions,
 			// or another program holds it): keep trying, say why once.
 			s.logf("serial: %s: %v; retrying", s.cfg.Path, err)
@@ -519,4 +520,11 @@ func (d *Device) SetDefaults() {
 	if d.ReopenTimeout == 0 {
 		d.ReopenTimeout = cfg.Duration(DefaultReopenTimeout)
 	}
+}
+
+// sameErrno tells whether a and b fail with the same system error (the
+// retry loop says why once, not on every tick).
+func sameErrno(a, b error) bool {
+	var ea, eb syscall.Errno
+	return a != nil && errors.As(a, &ea) && errors.As(b, &eb) && ea == eb
 }

@@ -70,13 +70,16 @@ func NewCA(dir, name string, validFor time.Duration) (Files, error) {
 	return f, writePEM(f.CA, "CERTIFICATE", der, 0o644)
 }
 
+// ErrBadName is returned by Issue for a name that is not a plain file name.
+var ErrBadName = errors.New("bad certificate name")
+
 // Issue signs a certificate for name with the CA in dir and writes
 // NAME.crt and NAME.key there. A server certificate is valid for hosts (DNS
 // names or IP addresses; name too); a client certificate names its holder.
 func Issue(dir, name string, kind Kind, hosts []string, validFor time.Duration) (Files, error) {
 	f := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
 	if name == "" || name == "ca" || filepath.Base(name) != name {
-		return f, fmt.Errorf("bad certificate name %q: a plain file name, not \"ca\"", name)
+		return f, fmt.Errorf("%w %q: a plain file name, not \"ca\"", ErrBadName, name)
 	}
 	caCert, caKey, err := loadCA(dir)
 	if err != nil {
