@@ -154,14 +154,13 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 		if role != "" {
 			what = fmt.Sprintf("board %s (role %s)", b.Name, role)
 		}
-		fmt.Fprintf(f, console.Header+"plan %s, %s, started %s\n", res.plan.Name, what, runStart.Format(time.RFC3339Nano))
 		unpublish := publishConsole(lockDirOf(c), b.Name, filepath.Join(artifacts, name))
-		capped, err := console.NewTailCap(f, c.Int64("console-log-max"))
+		clog, err := console.NewFileLog(f, "plan "+res.plan.Name+", "+what, runStart, c.Int64("console-log-max"), red)
 		if err != nil {
 			f.Close()
+			unpublish()
 			return fail(fmt.Errorf("artifacts: %v", err))
 		}
-		clog := console.NewLog(capped, runStart, red)
 		closers = append(closers, func() { clog.Close(); f.Close(); unpublish() })
 		board, err := openBoard(ctx, c, b, red, say)
 		if err != nil {

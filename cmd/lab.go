@@ -279,14 +279,13 @@ func (a *applyRun) once(names []string) (result *engine.Result, boardName string
 	if err != nil {
 		return nil, boardName, exit(3, "artifacts: %v", err)
 	}
-	fmt.Fprintf(clogFile, console.Header+"plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
 	// `jsplan console --watch BOARD` follows it from another terminal
 	defer publishConsole(lockDirOf(c), res.board.Name, filepath.Join(artifacts, "console.log"))()
-	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
+	clog, err := console.NewFileLog(clogFile, fmt.Sprintf("plan %s, board %s", res.plan.Name, res.board.Name), start, c.Int64("console-log-max"), red)
 	if err != nil {
+		clogFile.Close()
 		return nil, boardName, exit(3, "artifacts: %v", err)
 	}
-	clog := console.NewLog(capped, start, red)
 
 	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
 		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
