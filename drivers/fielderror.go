@@ -10,7 +10,7 @@ import (
 // FieldError is a configuration error at a field path, in the spirit of
 // Tekton's (knative's) apis.FieldError: a child does not know where it sits,
 // and its parent prefixes the path as the error moves up (ViaField,
-// ViaIndex, ViaKey). The engine looks the path up in the inventory's YAML,
+// ViaIndex, ViaFieldIndex). The engine looks the path up in the inventory's YAML,
 // so each message points at its own key.
 //
 // A *FieldError holds one or more errors. Every method accepts a nil

@@ -147,7 +147,8 @@ func WalkSteps(steps []*Step, fn func(*Step)) {
 	}
 }
 
-// Needs returns the capabilities steps use, sorted.
+// Needs maps each capability the steps use to the first step (in walk
+// order) that uses it.
 func Needs(steps ...[]*Step) map[drivers.Capability]*Step {
 	out := map[drivers.Capability]*Step{}
 	for _, list := range steps {

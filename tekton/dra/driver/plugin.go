@@ -33,7 +33,7 @@ import (
 // Defaults of Config.
 const (
 	DefaultDriverName = "jsplan.dev"
-	// CDIKind is the CDI vendor/class of the devices the driver prepares.
+	// CDIClass is the CDI class of the devices the driver prepares.
 	CDIClass = "board"
 	// ContainerInventory is where the container finds its one-board
 	// inventory (JSPLAN_BOARDS points there).
