@@ -238,12 +238,17 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 				if e.Detail != "" {
 					d.WithDetail("%s", e.Detail)
 				}
+				if e.Level == drivers.LevelWarning {
+					d.Severity = diag.Warning
+				}
 				l.report(d)
-				if first == nil {
+				if first == nil && d.Severity.IsError() {
 					first = d
 				}
 			}
-			return nil, first
+			if first != nil {
+				return nil, first
+			}
 		}
 	}
 	return dev, nil

@@ -209,7 +209,7 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 	l.stack = append(l.stack, abs)
 	p := l.instantiate(f, values, &at)
 	l.stack = l.stack[:len(l.stack)-1]
-	if len(l.diags) > before {
+	if l.diags[before:].HasErrors() {
 		dc.failed = true
 	}
 	return p

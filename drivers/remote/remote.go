@@ -255,7 +255,7 @@ func describe(err error) string {
 func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	d.env = env
 	d.ctx, d.cancel = context.WithCancelCause(context.Background())
-	if err := d.Validate(); err != nil {
+	if err := drivers.Fatal(d.Validate()); err != nil {
 		return err
 	}
 	if err := d.dial(); err != nil {

@@ -118,6 +118,9 @@ func (d *Device) Validate() error {
 		errs = errs.Also(drivers.ErrMissingField("port").WithDetail("a /dev/serial/by-id name or an absolute path"))
 	case strings.Contains(d.Port, "/") && !filepath.IsAbs(d.Port):
 		errs = errs.Also(drivers.ErrField("port", "%q must be an absolute path or a bare name under %s", d.Port, ByIDDir))
+	case strings.HasPrefix(d.Port, "/dev/ttyUSB") || strings.HasPrefix(d.Port, "/dev/ttyACM"):
+		errs = errs.Also(drivers.WarnField("port", "%s is the name the kernel gave the adapter this boot: another USB serial adapter plugged first takes it", d.Port).
+			WithDetail("name the port by its link under %s (jsplan boards discover lists them)", ByIDDir))
 	}
 	if _, err := d.mode(); err != nil {
 		var fe *drivers.FieldError
