@@ -17,8 +17,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jsplan/jsplan/drivers/remote/agent"
-	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
+	"github.com/jsplan/jsplan/internal/pki"
 )
 
 func serveCommand() *cli.Command {

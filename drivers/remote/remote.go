@@ -42,8 +42,8 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
-	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
+	"github.com/jsplan/jsplan/internal/pki"
 	"github.com/jsplan/jsplan/schema"
 )
 
