@@ -77,38 +77,84 @@ var ErrBadName = errors.New("bad certificate name")
 // NAME.crt and NAME.key there. A server certificate is valid for hosts (DNS
 // names or IP addresses; name too); a client certificate names its holder.
 func Issue(dir, name string, kind Kind, hosts []string, validFor time.Duration) (Files, error) {
-	f := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
 	if name == "" || name == "ca" || filepath.Base(name) != name {
+		f := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
 		return f, fmt.Errorf("%w %q: a plain file name, not \"ca\"", ErrBadName, name)
 	}
-	caCert, caKey, err := loadCA(dir)
+	ca, err := LoadCA(dir)
 	if err != nil {
-		return f, err
+		return Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}, err
 	}
+	c := Cert{File: name, CommonName: name, Organizations: []string{"jsplan lab"}, ValidFor: validFor}
+	if kind == Server {
+		c.Server, c.Hosts = true, append([]string{name}, hosts...)
+	} else {
+		c.Client = true
+	}
+	return ca.Issue(c)
+}
+
+// CA is a certificate authority loaded from its directory (ca.crt,
+// ca.key), which receives the certificates it issues.
+type CA struct {
+	dir  string
+	cert *x509.Certificate
+	key  any
+}
+
+// LoadCA loads the CA in dir.
+func LoadCA(dir string) (*CA, error) {
+	cert, key, err := loadCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{dir: dir, cert: cert, key: key}, nil
+}
+
+// Cert is a certificate for CA.Issue to sign.
+type Cert struct {
+	// File names the files: FILE.crt and FILE.key in the CA's directory.
+	File string
+	// CommonName and Organizations name the holder (Kubernetes reads a
+	// user and its groups from them).
+	CommonName    string
+	Organizations []string
+	// Client and Server say what the certificate authenticates; a server
+	// certificate is valid for Hosts (DNS names or IP addresses).
+	Client, Server bool
+	Hosts          []string
+	ValidFor       time.Duration
+}
+
+// Issue signs c and writes its certificate and key (0600), refusing to
+// overwrite either.
+func (ca *CA) Issue(c Cert) (Files, error) {
+	f := Files{CA: filepath.Join(ca.dir, "ca.crt"), Cert: filepath.Join(ca.dir, c.File+".crt"), Key: filepath.Join(ca.dir, c.File+".key")}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return f, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"jsplan lab"}},
+		Subject:      pkix.Name{CommonName: c.CommonName, Organization: c.Organizations},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validFor),
+		NotAfter:     time.Now().Add(c.ValidFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}
-	if kind == Server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		for _, h := range append([]string{name}, hosts...) {
+	if c.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	if c.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		for _, h := range c.Hosts {
 			if ip := net.ParseIP(h); ip != nil {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			} else {
 				tmpl.DNSNames = append(tmpl.DNSNames, h)
 			}
 		}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		return f, err
 	}
@@ -117,6 +163,9 @@ func Issue(dir, name string, kind Kind, hosts []string, validFor time.Duration) 
 	}
 	return f, writePEM(f.Cert, "CERTIFICATE", der, 0o644)
 }
+
+// WritePEM writes der as a PEM block of type typ to a new file.
+func WritePEM(path, typ string, der []byte, mode os.FileMode) error { return writePEM(path, typ, der, mode) }
 
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
