@@ -165,7 +165,9 @@ func (ca *CA) Issue(c Cert) (Files, error) {
 }
 
 // WritePEM writes der as a PEM block of type typ to a new file.
-func WritePEM(path, typ string, der []byte, mode os.FileMode) error { return writePEM(path, typ, der, mode) }
+func WritePEM(path, typ string, der []byte, mode os.FileMode) error {
+	return writePEM(path, typ, der, mode)
+}
 
 func serial() *big.Int {
 	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
