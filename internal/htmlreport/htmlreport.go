@@ -21,7 +21,6 @@ import (
 	"io/fs"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -31,6 +30,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/artifact"
+	"github.com/jsplan/jsplan/internal/fsutil"
 )
 
 //go:embed templates
@@ -730,20 +730,4 @@ func firstLine(s string) string {
 }
 
 // writeFile writes data to path atomically.
-func writeFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	_ = os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
-}
+func writeFile(path string, data []byte) error { return fsutil.WriteFileAtomic(path, data, 0o644) }
