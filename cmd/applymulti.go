@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/jsplan/jsplan/internal/artifact"
 	"github.com/jsplan/jsplan/internal/health"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // resolveMulti is resolve for a plan on several boards: every way it can
@@ -186,7 +188,7 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 	closeAll()
 	if store != nil {
 		for _, b := range a.Boards {
-			if _, err := store.RecordRun(b.Name, health.Run{Plan: res.plan.Name, ExitCode: result.ExitCode, Reason: firstLine(result.Error), Artifacts: artifacts}); err != nil {
+			if _, err := store.RecordRun(b.Name, health.Run{Plan: res.plan.Name, ExitCode: result.ExitCode, Reason: shorten.FirstLine(strings.TrimSpace(result.Error)), Artifacts: artifacts}); err != nil {
 				say(fmt.Sprintf("board health: %v", err))
 			}
 		}

@@ -26,11 +26,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/artifact"
 	"github.com/jsplan/jsplan/internal/fsutil"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 //go:embed templates
@@ -420,7 +420,7 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 			tip += ", continue-on-error"
 		}
 		if r.Error != "" {
-			tip += "\n" + firstLine(r.Error)
+			tip += "\n" + shorten.FirstLine(r.Error)
 		}
 		r.Tip = tip
 		// The failure is the deepest failed step, not ignored, that has no
@@ -516,14 +516,11 @@ func (b *testBudget) clip(s string) string {
 
 // clip cuts s to at most n bytes (on a rune boundary), saying so.
 func clip(s string, n int) string {
-	if len(s) <= n {
+	head, more := shorten.Cut(s, n)
+	if more == 0 {
 		return s
 	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + fmt.Sprintf(" [… %d bytes more in report.json]", len(s)-i)
+	return head + fmt.Sprintf(" [… %d bytes more in report.json]", more)
 }
 
 // ticks are the labels of the time axis: 1, 2 or 5 times a power of ten,
@@ -722,11 +719,6 @@ func humanSize(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
 }
 
 // writeFile writes data to path atomically.

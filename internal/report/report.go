@@ -12,6 +12,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/artifact"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // WriteJSON writes res as indented JSON to path, atomically.
@@ -97,14 +98,14 @@ func WriteJUnit(path string, res *engine.Result) error {
 			switch st.Status {
 			case engine.StatusFailed:
 				if !st.Ignored {
-					c.Failure = &junitProblem{Message: firstLine(st.Error), Type: st.Class, Text: st.Error}
+					c.Failure = &junitProblem{Message: shorten.FirstLine(st.Error), Type: st.Class, Text: st.Error}
 					s.Failures++
 				} else {
 					c.SystemOut = strings.TrimSpace(c.SystemOut + "\nignored failure (continue-on-error): " + st.Error)
 				}
 			case engine.StatusError, engine.StatusInterrupted:
 				if !st.Ignored {
-					c.Error = &junitProblem{Message: firstLine(st.Error), Type: st.Status, Text: st.Error}
+					c.Error = &junitProblem{Message: shorten.FirstLine(st.Error), Type: st.Status, Text: st.Error}
 					s.Errors++
 				}
 			case engine.StatusSkipped:
@@ -128,7 +129,7 @@ func WriteJUnit(path string, res *engine.Result) error {
 			continue
 		}
 		s.Cases = append(s.Cases, junitCase{Name: fmt.Sprintf("attempt %d on board %s", a.N, a.Board), Classname: res.Plan + ".attempt",
-			Time: secs(a.Seconds), Skipped: &junitProblem{Message: fmt.Sprintf("%s (exit %d), retried on another board: %s", a.Status, a.ExitCode, firstLine(a.Reason))},
+			Time: secs(a.Seconds), Skipped: &junitProblem{Message: fmt.Sprintf("%s (exit %d), retried on another board: %s", a.Status, a.ExitCode, shorten.FirstLine(a.Reason))},
 			SystemOut: "artifacts: " + a.Dir + "/"})
 		s.Tests++
 		s.Skipped++
@@ -204,10 +205,10 @@ func testCase(suite string, tc *engine.TestCase, s *junitSuite) junitCase {
 		c.Skipped = &junitProblem{Message: strings.TrimSpace("allowed failure (" + tc.Status + "): " + tc.Message)}
 		s.Skipped++
 	case tc.Status == "fail":
-		c.Failure = &junitProblem{Message: firstLine(tc.Message), Type: "fail", Text: tc.Message}
+		c.Failure = &junitProblem{Message: shorten.FirstLine(tc.Message), Type: "fail", Text: tc.Message}
 		s.Failures++
 	case tc.Status == "error":
-		c.Error = &junitProblem{Message: firstLine(tc.Message), Type: "error", Text: tc.Message}
+		c.Error = &junitProblem{Message: shorten.FirstLine(tc.Message), Type: "error", Text: tc.Message}
 		s.Errors++
 	case tc.Status == "skip":
 		c.Skipped = &junitProblem{Message: tc.Message}
@@ -231,8 +232,3 @@ func anyFailing(list []*engine.TestCase) bool {
 }
 
 func secs(s float64) string { return fmt.Sprintf("%.3f", s) }
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
