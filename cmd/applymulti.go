@@ -22,6 +22,7 @@ import (
 	"github.com/jsplan/jsplan/internal/health"
 	"github.com/jsplan/jsplan/internal/lock"
 	"github.com/jsplan/jsplan/internal/shorten"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // resolveMulti is resolve for a plan on several boards: every way it can
@@ -103,7 +104,7 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 			case <-t.C:
 			}
 			say(fmt.Sprintf("still waiting (%s of %s) for %s (jsplan boards list shows the holders)",
-				engine.FormatDuration(time.Since(start).Round(time.Second)), engine.FormatDuration(wait), res.assigns[0]))
+				schema.FormatDuration(time.Since(start).Round(time.Second)), schema.FormatDuration(wait), res.assigns[0]))
 		}
 	}()
 	set, chosen, err := lock.AcquireAll(ctx, lockDirOf(c), options, holderFor(res.plan.Name), wait, func(what string, h *lock.Holder) {

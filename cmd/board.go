@@ -23,6 +23,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/schema"
 )
 
 var (
@@ -89,7 +90,7 @@ func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what str
 				who = h.String()
 			}
 			say(fmt.Sprintf("still waiting (%s of %s) for %s, held by %s (jsplan console %s --watch shows what it does)",
-				engine.FormatDuration(time.Since(start).Round(time.Second)), engine.FormatDuration(wait), strings.Join(boards, " or "), who, boards[0]))
+				schema.FormatDuration(time.Since(start).Round(time.Second)), schema.FormatDuration(wait), strings.Join(boards, " or "), who, boards[0]))
 		}
 	}()
 	return lock.Acquire(ctx, lockDirOf(c), boards, holderFor(what), wait, func(b string, h *lock.Holder) {

@@ -15,6 +15,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/internal/yamlerr"
+	"github.com/jsplan/jsplan/schema"
 )
 
 func (l *Loader) decodeSteps(pi *planInstance, n *yaml.Node, path, ptr string) []*Step {
@@ -116,7 +117,7 @@ func (l *Loader) checkTimeouts(p *Plan) {
 	WalkSteps(p.Steps, func(s *Step) {
 		if s.Timeout.Known() && s.Timeout.Duration > p.Timeout.Duration {
 			l.report(diag.Errorf(s.Range, s.Path+".timeout", "step timeout %s is longer than the plan timeout %s",
-				FormatDuration(s.Timeout.Duration), FormatDuration(p.Timeout.Duration)).
+				schema.FormatDuration(s.Timeout.Duration), schema.FormatDuration(p.Timeout.Duration)).
 				WithDetail("the plan would time out first; shorten the step timeout or raise the plan's"))
 			return
 		}
@@ -125,7 +126,7 @@ func (l *Loader) checkTimeouts(p *Plan) {
 			total := time.Duration(n)*s.Timeout.Duration + time.Duration(n-1)*s.Retry.Delay.Duration
 			if total > p.Timeout.Duration {
 				d := diag.Errorf(s.Range, s.Path+".retry", "%d attempts of up to %s each can take %s, longer than the plan timeout %s",
-					n, FormatDuration(s.Timeout.Duration), FormatDuration(total), FormatDuration(p.Timeout.Duration)).
+					n, schema.FormatDuration(s.Timeout.Duration), schema.FormatDuration(total), schema.FormatDuration(p.Timeout.Duration)).
 					WithDetail("the plan would time out before the last attempts; fewer attempts, a shorter step timeout or a longer plan timeout")
 				d.Severity = diag.Warning
 				l.report(d)
