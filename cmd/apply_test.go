@@ -113,7 +113,7 @@ func TestApplyDemoPlan(t *testing.T) {
 			t.Errorf("junit testcase %q is not a pass", c.Name)
 		}
 	}
-	if s.prop("status") != "passed" || s.prop("board") != "sim-1" {
+	if s.Property("status") != "passed" || s.Property("board") != "sim-1" {
 		t.Errorf("junit properties: %+v", s.Props)
 	}
 
@@ -235,7 +235,7 @@ func TestApplySIGTERM(t *testing.T) {
 		t.Errorf("finally power off did not run: %+v", rep.Finally)
 	}
 	j := readJUnit(t, e.art)
-	if st := j.Suites[0].prop("status"); st != engine.StatusInterrupted {
+	if st := j.Suites[0].Property("status"); st != engine.StatusInterrupted {
 		t.Errorf("junit status property %q, want interrupted", st)
 	}
 	if j.Suites[0].Errors != 1 {
