@@ -3,11 +3,12 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
 	"regexp/syntax"
-	"sort"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -110,12 +111,7 @@ func (l *Loader) Sources() diag.Sources { return l.sources }
 
 // Secrets returns the values that must be masked.
 func (l *Loader) Secrets() []string {
-	out := make([]string, 0, len(l.secrets))
-	for s := range l.secrets {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(l.secrets))
 }
 
 func (l *Loader) report(d *diag.Diagnostic) { l.diags = l.diags.Append(d) }

@@ -22,9 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -182,12 +183,7 @@ func (d *Device) Validate() error {
 			errs = errs.Also(drivers.ErrField(dur.key, "%s is too short", dur.v).WithDetail("at least 10ms"))
 		}
 	}
-	keys := make([]string, 0, len(d.FirmwareConfig))
-	for k := range d.FirmwareConfig {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.FirmwareConfig)) {
 		if err := checkFirmwareValue(k, d.FirmwareConfig[k]); err != nil {
 			errs = errs.Also(drivers.ErrField(k, "%v", err).ViaField("firmware-config"))
 		}
@@ -361,12 +357,7 @@ func (d *Device) applyFirmwareConfig(ctx context.Context, c *Client) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(d.FirmwareConfig))
-	for k := range d.FirmwareConfig {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.FirmwareConfig)) {
 		want := d.FirmwareConfig[k]
 		if current[k] == want {
 			continue

@@ -41,16 +41,16 @@ type JUnitSuites struct {
 // JUnitSuite is a testsuite: a plan run, its properties (status, board,
 // attempts) and its steps.
 type JUnitSuite struct {
-	Name      string      `xml:"name,attr"`
-	Tests     int         `xml:"tests,attr"`
-	Failures  int         `xml:"failures,attr"`
-	Errors    int         `xml:"errors,attr"`
-	Skipped   int         `xml:"skipped,attr"`
-	Time      string      `xml:"time,attr"`
-	Timestamp string      `xml:"timestamp,attr"`
-	Hostname  string      `xml:"hostname,attr,omitempty"`
+	Name      string          `xml:"name,attr"`
+	Tests     int             `xml:"tests,attr"`
+	Failures  int             `xml:"failures,attr"`
+	Errors    int             `xml:"errors,attr"`
+	Skipped   int             `xml:"skipped,attr"`
+	Time      string          `xml:"time,attr"`
+	Timestamp string          `xml:"timestamp,attr"`
+	Hostname  string          `xml:"hostname,attr,omitempty"`
 	Props     []JUnitProperty `xml:"properties>property,omitempty"`
-	Cases     []JUnitCase `xml:"testcase"`
+	Cases     []JUnitCase     `xml:"testcase"`
 }
 
 // JUnitProperty is a name and a value.
@@ -65,11 +65,11 @@ type JUnitCase struct {
 	Classname string `xml:"classname,attr"`
 	Time      string `xml:"time,attr"`
 	// Props name the board the step ran on, in a run on several boards.
-	Props     []JUnitProperty   `xml:"properties>property,omitempty"`
-	Failure   *JUnitProblem `xml:"failure,omitempty"`
-	Error     *JUnitProblem `xml:"error,omitempty"`
-	Skipped   *JUnitProblem `xml:"skipped,omitempty"`
-	SystemOut string        `xml:"system-out,omitempty"`
+	Props     []JUnitProperty `xml:"properties>property,omitempty"`
+	Failure   *JUnitProblem   `xml:"failure,omitempty"`
+	Error     *JUnitProblem   `xml:"error,omitempty"`
+	Skipped   *JUnitProblem   `xml:"skipped,omitempty"`
+	SystemOut string          `xml:"system-out,omitempty"`
 }
 
 // JUnitProblem is a testcase's failure, error or skip.
