@@ -22,7 +22,6 @@ import (
 	"github.com/jsplan/jsplan/internal/health"
 	"github.com/jsplan/jsplan/internal/lock"
 	"github.com/jsplan/jsplan/internal/shorten"
-	"github.com/jsplan/jsplan/schema"
 )
 
 // resolveMulti is resolve for a plan on several boards: every way it can
@@ -92,25 +91,13 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 		options[i] = wants(a)
 	}
 	wait := c.Duration("lock-wait")
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(lockProgress)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			say(fmt.Sprintf("still waiting (%s of %s) for %s (jsplan boards list shows the holders)",
-				schema.FormatDuration(time.Since(start).Round(time.Second)), schema.FormatDuration(wait), res.assigns[0]))
-		}
-	}()
+	stopNotes := waitingNotes(wait, say, func() string {
+		return fmt.Sprintf("%s (jsplan boards list shows the holders)", res.assigns[0])
+	})
 	set, chosen, err := lock.AcquireAll(ctx, lockDirOf(c), options, holderFor(res.plan.Name), wait, func(what string, h *lock.Holder) {
 		say(lock.Describe(what, h) + fmt.Sprintf("; waiting (up to %s) until everything the plan needs is free", wait))
 	})
-	close(done)
+	stopNotes()
 	if err != nil {
 		code := failureCode(ctx, err)
 		writeFailure(artifacts, res, err, code, red)
