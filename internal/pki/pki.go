@@ -224,21 +224,12 @@ func ServerConfig(f Files) (*tls.Config, error) {
 	if f.CA == "" || f.Cert == "" || f.Key == "" {
 		return nil, errors.New("TCP needs --tls-ca, --tls-cert and --tls-key (mutual TLS; `jsplan ca` makes them)")
 	}
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	c, p, err := loadTLS(f)
 	if err != nil {
 		return nil, err
 	}
-	p, err := pool(f.CA)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p,
-		NextProtos:   []string{"h2"},
-	}, nil
+	c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, p
+	return c, nil
 }
 
 // ClientConfig is a client's TLS: its certificate, and only an agent
@@ -247,19 +238,24 @@ func ClientConfig(f Files, serverName string) (*tls.Config, error) {
 	if f.CA == "" || f.Cert == "" || f.Key == "" {
 		return nil, errors.New("a tcp: address needs ca, cert and key (mutual TLS)")
 	}
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	c, p, err := loadTLS(f)
 	if err != nil {
 		return nil, err
+	}
+	c.RootCAs, c.ServerName = p, serverName
+	return c, nil
+}
+
+// loadTLS is what both ends' TLS start from: TLS 1.3 and HTTP/2 with f's
+// certificate, and the pool of f's CA.
+func loadTLS(f Files) (*tls.Config, *x509.CertPool, error) {
+	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, nil, err
 	}
 	p, err := pool(f.CA)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{pair},
-		RootCAs:      p,
-		ServerName:   serverName,
-		NextProtos:   []string{"h2"},
-	}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}}, p, nil
 }
