@@ -329,7 +329,11 @@ func (d *Device) acquire(ctx context.Context) (time.Duration, error) {
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
-			if actx.Err() != nil && ctx.Err() == nil {
+			// The wait is over when the client's timer fired, or when the
+			// agent, which has the same deadline, ended the stream first
+			// (RST_STREAM CANCEL can arrive before the timer fires).
+			dl, _ := actx.Deadline()
+			if (actx.Err() != nil || !time.Now().Before(dl)) && ctx.Err() == nil {
 				return 0, drivers.Errorf(Name, "lease", "board %s on %s still busy after waiting %s", d.Board, d.Address, wait)
 			}
 			if err == io.EOF {
