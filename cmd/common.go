@@ -12,6 +12,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/boardenv"
 	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
@@ -66,21 +67,8 @@ func selector(c *cli.Context) (engine.BoardSelector, *diag.Diagnostic) {
 }
 
 // roleEnv is the environment variable that names a role's board:
-// JSPLAN_BOARD_ and the role in upper case, characters outside [A-Z0-9] as
-// "_" (the DRA driver sets one per request of a claim: role dut is
-// JSPLAN_BOARD_DUT).
-func roleEnv(role string) string {
-	var b strings.Builder
-	b.WriteString("JSPLAN_BOARD_")
-	for _, r := range strings.ToUpper(role) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+// JSPLAN_BOARD_DUT for role dut, as the DRA driver sets it (boardenv).
+func roleEnv(role string) string { return boardenv.Name(boardenv.Board, role) }
 
 // rolePins reads which board each role of p runs on: --role ROLE=BOARD,
 // else $JSPLAN_BOARD_<ROLE>. A --role for a role the plan does not have is
