@@ -44,12 +44,14 @@ vet:
 	$(GO) vet ./...
 	CGO_ENABLED=0 $(GO) build ./...
 
-# staticcheck, pinned (the module proxy serves it; no tools module needed).
+# staticcheck, pinned (the module proxy serves it; no tools module needed),
+# on every module: main, tekton, tekton/dra, tekton/cluster.
 STATICCHECK := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
 lint:
 	$(STATICCHECK) ./...
 	@if [ -f tekton/go.mod ]; then cd tekton && $(STATICCHECK) ./...; fi
 	@if [ -f tekton/dra/go.mod ]; then cd tekton/dra && $(STATICCHECK) ./...; fi
+	@if [ -f tekton/cluster/go.mod ]; then cd tekton/cluster && $(STATICCHECK) ./...; fi
 
 # The agent protocol's generated Go (checked in): protoc from Debian's
 # protobuf-compiler, the Go plugins at the versions the files name.

@@ -114,7 +114,7 @@ func TestApplyDemoPlan(t *testing.T) {
 			t.Errorf("junit testcase %q is not a pass", c.Name)
 		}
 	}
-	if s.prop("status") != "passed" || s.prop("board") != "sim-1" {
+	if s.Property("status") != "passed" || s.Property("board") != "sim-1" {
 		t.Errorf("junit properties: %+v", s.Props)
 	}
 
@@ -236,7 +236,7 @@ func TestApplySIGTERM(t *testing.T) {
 		t.Errorf("finally power off did not run: %+v", rep.Finally)
 	}
 	j := readJUnit(t, e.art)
-	if st := j.Suites[0].prop("status"); result.Status(st) != result.Interrupted {
+	if st := j.Suites[0].Property("status"); result.Status(st) != result.Interrupted {
 		t.Errorf("junit status property %q, want interrupted", st)
 	}
 	if j.Suites[0].Errors != 1 {

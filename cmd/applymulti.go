@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -20,6 +21,7 @@ import (
 	"github.com/jsplan/jsplan/internal/artifact"
 	"github.com/jsplan/jsplan/internal/health"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // resolveMulti is resolve for a plan on several boards: every way it can
@@ -89,25 +91,13 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 		options[i] = wants(a)
 	}
 	wait := c.Duration("lock-wait")
-	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(lockProgress)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			say(fmt.Sprintf("still waiting (%s of %s) for %s (jsplan boards list shows the holders)",
-				engine.FormatDuration(time.Since(start).Round(time.Second)), engine.FormatDuration(wait), res.assigns[0]))
-		}
-	}()
+	stopNotes := waitingNotes(wait, say, func() string {
+		return fmt.Sprintf("%s (jsplan boards list shows the holders)", res.assigns[0])
+	})
 	set, chosen, err := lock.AcquireAll(ctx, lockDirOf(c), options, holderFor(res.plan.Name), wait, func(what string, h *lock.Holder) {
 		say(lock.Describe(what, h) + fmt.Sprintf("; waiting (up to %s) until everything the plan needs is free", wait))
 	})
-	close(done)
+	stopNotes()
 	if err != nil {
 		code := failureCode(ctx, err)
 		writeFailure(artifacts, res, err, code, red)
@@ -154,14 +144,13 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 		if role != "" {
 			what = fmt.Sprintf("board %s (role %s)", b.Name, role)
 		}
-		fmt.Fprintf(f, console.Header+"plan %s, %s, started %s\n", res.plan.Name, what, runStart.Format(time.RFC3339Nano))
 		unpublish := publishConsole(lockDirOf(c), b.Name, filepath.Join(artifacts, name))
-		capped, err := console.NewTailCap(f, c.Int64("console-log-max"))
+		clog, err := console.NewFileLog(f, "plan "+res.plan.Name+", "+what, runStart, c.Int64("console-log-max"), red)
 		if err != nil {
 			f.Close()
+			unpublish()
 			return fail(fmt.Errorf("artifacts: %v", err))
 		}
-		clog := console.NewLog(capped, runStart, red)
 		closers = append(closers, func() { clog.Close(); f.Close(); unpublish() })
 		board, err := openBoard(ctx, c, b, red, say)
 		if err != nil {
@@ -187,7 +176,7 @@ func applyMulti(ctx, hard context.Context, c *cli.Context, res *resolved, values
 	closeAll()
 	if store != nil {
 		for _, b := range a.Boards {
-			if _, err := store.RecordRun(b.Name, health.Run{Plan: res.plan.Name, ExitCode: result.ExitCode, Reason: firstLine(result.Error), Artifacts: artifacts}); err != nil {
+			if _, err := store.RecordRun(b.Name, health.Run{Plan: res.plan.Name, ExitCode: result.ExitCode, Reason: shorten.FirstLine(strings.TrimSpace(result.Error)), Artifacts: artifacts}); err != nil {
 				say(fmt.Sprintf("board health: %v", err))
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/schema"
 )
 
 var (
@@ -66,15 +68,11 @@ func holderFor(what string) lock.Holder {
 	return lock.Holder{Plan: what, PID: os.Getpid(), Host: host, User: name, Since: time.Now()}
 }
 
-// acquireBoard takes the lock of one of boards for what, waiting up to
-// --lock-wait while they are busy; say tells who holds a busy board each
-// time its holder changes.
-func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what string, say func(msg string)) (*lock.Lock, string, error) {
-	wait := c.Duration("lock-wait")
-	// While it waits, it says so every lockProgress: nobody waits in silence.
+// waitingNotes says every lockProgress, until stop is called, that the
+// command still waits for what() (for up to wait): nobody waits in silence.
+func waitingNotes(wait time.Duration, say func(msg string), what func() string) (stop func()) {
 	start := time.Now()
 	done := make(chan struct{})
-	defer close(done)
 	go func() {
 		t := time.NewTicker(lockProgress)
 		defer t.Stop()
@@ -84,14 +82,26 @@ func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what str
 				return
 			case <-t.C:
 			}
-			who := "another run"
-			if h := lock.ReadHolder(lockDirOf(c), boards[0]); h != nil && len(boards) == 1 {
-				who = h.String()
-			}
-			say(fmt.Sprintf("still waiting (%s of %s) for %s, held by %s (jsplan console %s --watch shows what it does)",
-				engine.FormatDuration(time.Since(start).Round(time.Second)), engine.FormatDuration(wait), strings.Join(boards, " or "), who, boards[0]))
+			say(fmt.Sprintf("still waiting (%s of %s) for %s",
+				schema.FormatDuration(time.Since(start).Round(time.Second)), schema.FormatDuration(wait), what()))
 		}
 	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done) }) }
+}
+
+// acquireBoard takes the lock of one of boards for what, waiting up to
+// --lock-wait while they are busy; say tells who holds a busy board each
+// time its holder changes.
+func acquireBoard(ctx context.Context, c *cli.Context, boards []string, what string, say func(msg string)) (*lock.Lock, string, error) {
+	wait := c.Duration("lock-wait")
+	defer waitingNotes(wait, say, func() string {
+		who := "another run"
+		if h := lock.ReadHolder(lockDirOf(c), boards[0]); h != nil && len(boards) == 1 {
+			who = h.String()
+		}
+		return fmt.Sprintf("%s, held by %s (jsplan console %s --watch shows what it does)", strings.Join(boards, " or "), who, boards[0])
+	})()
 	return lock.Acquire(ctx, lockDirOf(c), boards, holderFor(what), wait, func(b string, h *lock.Holder) {
 		who := "another run"
 		if h != nil {

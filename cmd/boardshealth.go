@@ -17,6 +17,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/health"
 	"github.com/jsplan/jsplan/internal/htmlreport"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 func boardsHealthCommand() *cli.Command {
@@ -227,7 +228,7 @@ func runCheck(ctx context.Context, c *cli.Context, self string, b *engine.BoardS
 	}
 	reason := ""
 	if res, rerr := htmlreport.ReadResult(artifacts); rerr == nil && code != 0 {
-		reason = firstLine(res.Error)
+		reason = shorten.FirstLine(strings.TrimSpace(res.Error))
 		if reason == "" {
 			reason = res.Summary
 		}

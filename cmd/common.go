@@ -12,6 +12,8 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/boardenv"
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 // builtinBoards is the inventory used when none is given: the virtual
@@ -65,21 +67,8 @@ func selector(c *cli.Context) (engine.BoardSelector, *diag.Diagnostic) {
 }
 
 // roleEnv is the environment variable that names a role's board:
-// JSPLAN_BOARD_ and the role in upper case, characters outside [A-Z0-9] as
-// "_" (the DRA driver sets one per request of a claim: role dut is
-// JSPLAN_BOARD_DUT).
-func roleEnv(role string) string {
-	var b strings.Builder
-	b.WriteString("JSPLAN_BOARD_")
-	for _, r := range strings.ToUpper(role) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+// JSPLAN_BOARD_DUT for role dut, as the DRA driver sets it (boardenv).
+func roleEnv(role string) string { return boardenv.Name(boardenv.Board, role) }
 
 // rolePins reads which board each role of p runs on: --role ROLE=BOARD,
 // else $JSPLAN_BOARD_<ROLE>. A --role for a role the plan does not have is
@@ -126,7 +115,12 @@ func paramValues(c *cli.Context) (map[string]engine.Value, diag.Diagnostics) {
 		}
 		var doc yaml.Node
 		if err := yaml.Unmarshal(src, &doc); err != nil {
-			return nil, ds.Append(diag.Errorf(diag.Range{Filename: f}, "", "YAML syntax error: %v", strings.TrimPrefix(err.Error(), "yaml: ")))
+			e := yamlerr.Syntax(src, err)
+			at := diag.Range{Filename: f}
+			if e.Line > 0 {
+				at.Start = diag.Pos{Line: e.Line, Column: e.Column}
+			}
+			return nil, ds.Append(diag.Errorf(at, "", "YAML syntax error: %s", e.Msg))
 		}
 		if len(doc.Content) > 0 {
 			m := doc.Content[0]

@@ -129,9 +129,11 @@ func consoleAction(c *cli.Context) error {
 	}
 	defer logFile.Close()
 	me := holderFor("jsplan console")
-	fmt.Fprintf(logFile, console.Header+"console session of %s on %s, board %s, started %s\n", me.User, me.Host, spec.Name, start.Format(time.RFC3339))
 	red := &redact.Redactor{}
-	clog := console.NewLog(logFile, start, red)
+	clog, err := console.NewFileLog(logFile, fmt.Sprintf("console session of %s on %s, board %s", me.User, me.Host, spec.Name), start, 0, red)
+	if err != nil {
+		return exit(3, "session log: %v", err)
+	}
 	defer clog.Close()
 	defer publishConsole(lockDirOf(c), spec.Name, logPath)()
 

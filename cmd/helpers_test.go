@@ -22,6 +22,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/internal/report"
 )
 
 // jsplanBin is the binary under test, built once by TestMain.
@@ -278,59 +279,13 @@ func readReport(t *testing.T, art string) *engine.Result {
 	return &r
 }
 
-// JUnit XML as CI systems read it.
-type junitSuites struct {
-	XMLName  xml.Name     `xml:"testsuites"`
-	Tests    int          `xml:"tests,attr"`
-	Failures int          `xml:"failures,attr"`
-	Errors   int          `xml:"errors,attr"`
-	Skipped  int          `xml:"skipped,attr"`
-	Suites   []junitSuite `xml:"testsuite"`
-}
-
-type junitSuite struct {
-	Name     string      `xml:"name,attr"`
-	Tests    int         `xml:"tests,attr"`
-	Failures int         `xml:"failures,attr"`
-	Errors   int         `xml:"errors,attr"`
-	Skipped  int         `xml:"skipped,attr"`
-	Props    []junitProp `xml:"properties>property"`
-	Cases    []junitCase `xml:"testcase"`
-}
-
-type junitProp struct {
-	Name  string `xml:"name,attr"`
-	Value string `xml:"value,attr"`
-}
-
-type junitCase struct {
-	Name    string        `xml:"name,attr"`
-	Failure *junitProblem `xml:"failure"`
-	Error   *junitProblem `xml:"error"`
-	Skipped *junitProblem `xml:"skipped"`
-}
-
-type junitProblem struct {
-	Message string `xml:"message,attr"`
-	Text    string `xml:",chardata"`
-}
-
-func (s junitSuite) prop(name string) string {
-	for _, p := range s.Props {
-		if p.Name == name {
-			return p.Value
-		}
-	}
-	return ""
-}
-
-func readJUnit(t *testing.T, art string) *junitSuites {
+func readJUnit(t *testing.T, art string) *report.JUnitSuites {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(art, "junit.xml"))
 	if err != nil {
 		t.Fatalf("junit.xml: %v", err)
 	}
-	var j junitSuites
+	var j report.JUnitSuites
 	if err := xml.Unmarshal(b, &j); err != nil {
 		t.Fatalf("junit.xml does not parse: %v\n%s", err, b)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/jsplan/jsplan/engine/redact"
 	"github.com/jsplan/jsplan/internal/artifact"
 	"github.com/jsplan/jsplan/internal/health"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 var (
@@ -99,7 +100,7 @@ func (a *applyRun) withRetries() error {
 		code := exitCodeOf(err)
 		reason := ""
 		if result != nil {
-			reason = firstLine(result.Error)
+			reason = shorten.FirstLine(strings.TrimSpace(result.Error))
 			if reason == "" && code != 0 {
 				reason = result.Summary
 			}
@@ -210,7 +211,7 @@ func attemptOf(r *engine.Result, n int, dir string) engine.Attempt {
 		reason = r.Summary
 	}
 	return engine.Attempt{N: n, Board: r.Board, Status: r.Status, ExitCode: r.ExitCode, Start: r.Start, Seconds: r.Seconds,
-		Reason: firstLine(reason), Dir: dir}
+		Reason: shorten.FirstLine(strings.TrimSpace(reason)), Dir: dir}
 }
 
 // moveAside moves what the last attempt wrote into the subdirectory dir
@@ -279,14 +280,13 @@ func (a *applyRun) once(names []string) (result *engine.Result, boardName string
 	if err != nil {
 		return nil, boardName, exit(3, "artifacts: %v", err)
 	}
-	fmt.Fprintf(clogFile, console.Header+"plan %s, board %s, started %s\n", res.plan.Name, res.board.Name, start.Format(time.RFC3339Nano))
 	// `jsplan console --watch BOARD` follows it from another terminal
 	defer publishConsole(lockDirOf(c), res.board.Name, filepath.Join(artifacts, "console.log"))()
-	capped, err := console.NewTailCap(clogFile, c.Int64("console-log-max"))
+	clog, err := console.NewFileLog(clogFile, fmt.Sprintf("plan %s, board %s", res.plan.Name, res.board.Name), start, c.Int64("console-log-max"), red)
 	if err != nil {
+		clogFile.Close()
 		return nil, boardName, exit(3, "artifacts: %v", err)
 	}
-	clog := console.NewLog(capped, start, red)
 
 	board, err := openBoard(ctx, c, res.board, red, func(msg string) {
 		sink.Event(engine.Event{Time: time.Now(), Type: "log", Message: msg})
@@ -326,10 +326,4 @@ func (a *applyRun) once(names []string) (result *engine.Result, boardName string
 		return result, boardName, exit(result.ExitCode, "")
 	}
 	return result, boardName, nil
-}
-
-// firstLine is s up to its first newline.
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
 }

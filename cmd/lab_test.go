@@ -226,7 +226,7 @@ func TestRetryInfraOnAnotherBoard(t *testing.T) {
 			found = true
 		}
 	}
-	if !found || j.Suites[0].prop("attempt.1") == "" || !strings.Contains(j.Suites[0].prop("attempt.2"), "board sim-b: passed") {
+	if !found || j.Suites[0].Property("attempt.1") == "" || !strings.Contains(j.Suites[0].Property("attempt.2"), "board sim-b: passed") {
 		t.Fatalf("junit.xml lacks the attempts: %+v", j.Suites[0])
 	}
 	html, err := os.ReadFile(filepath.Join(art, "report.html"))

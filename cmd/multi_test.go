@@ -144,7 +144,7 @@ func TestApplyTwoBoardsShareASimulatedBus(t *testing.T) {
 		t.Error("a run on two boards wrote a single console.log")
 	}
 	ju := readJUnit(t, e.art)
-	if got := ju.Suites[0].prop("board.receiver"); got != "node-1" {
+	if got := ju.Suites[0].Property("board.receiver"); got != "node-1" {
 		t.Errorf("junit.xml board.receiver = %q", got)
 	}
 	xml, _ := os.ReadFile(filepath.Join(e.art, "junit.xml"))

@@ -17,8 +17,8 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/jsplan/jsplan/drivers/remote/agent"
-	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
+	"github.com/jsplan/jsplan/internal/pki"
 )
 
 func serveCommand() *cli.Command {
@@ -198,7 +198,7 @@ func caCommand() *cli.Command {
 					f, err := pki.Issue(c.Args().Get(0), c.Args().Get(1), kind, c.StringSlice("host"), c.Duration("valid"))
 					if err != nil {
 						var pe *os.PathError
-						if errors.As(err, &pe) || strings.Contains(err.Error(), "bad certificate name") {
+						if errors.As(err, &pe) || errors.Is(err, pki.ErrBadName) {
 							return exit(2, "%v", err)
 						}
 						return exit(3, "%v", err)

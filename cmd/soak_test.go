@@ -23,6 +23,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/lock"
+	"github.com/jsplan/jsplan/internal/report"
 )
 
 // The fault soak (issue 11): applies of a plan on two virtual boards in
@@ -479,7 +480,7 @@ func readSoakReport(art string) (*engine.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var j junitSuites
+	var j report.JUnitSuites
 	if err := xml.Unmarshal(x, &j); err != nil {
 		return nil, fmt.Errorf("junit.xml: %v", err)
 	}

@@ -3,6 +3,7 @@ package cmd
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -164,7 +165,10 @@ func expandArgs(args []string) (files []string, named map[string]bool, others []
 	for _, a := range args {
 		st, err := os.Stat(a)
 		if err != nil {
-			return nil, nil, nil, fmt.Errorf("%s: %v", a, strings.TrimPrefix(err.Error(), "stat "+a+": "))
+			if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return nil, nil, nil, fmt.Errorf("%s: %v", a, err)
 		}
 		if !st.IsDir() {
 			files = append(files, a)

@@ -118,3 +118,24 @@ func TestValidateBoardsAlsoInDirectory(t *testing.T) {
 		t.Errorf("two inventories naming one board: %s", r)
 	}
 }
+
+// A driver's Validate can warn (drivers.WarnField): validate prints the
+// warning at the field it names and the inventory is valid (exit 0).
+func TestValidatePrintsADriversWarning(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	inv := e.write("boards.yaml", "apiVersion: jsplan.dev/v1\nkind: Boards\nboards:\n  - name: rig\n    drivers:\n      serial:\n        port: /dev/ttyUSB0\n")
+	r := e.run("validate", inv)
+	if r.code != 0 {
+		t.Fatalf("want exit 0 for a warning, got %s", r)
+	}
+	for _, want := range []string{
+		inv + ":7:15: warning: serial: port: /dev/ttyUSB0 is the name the kernel gave the adapter",
+		"name the port by its link under /dev/serial/by-id",
+		"1 file valid",
+	} {
+		if !strings.Contains(r.stderr+r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+}

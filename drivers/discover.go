@@ -3,6 +3,8 @@ package drivers
 import (
 	"bytes"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -31,12 +33,7 @@ func InventorySnippet(found []Found) []byte {
 	for _, f := range fs {
 		name := uniqueName(boardName(f), used)
 		cfg := &yaml.Node{Kind: yaml.MappingNode}
-		keys := make([]string, 0, len(f.Config))
-		for k := range f.Config {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(f.Config)) {
 			v := &yaml.Node{}
 			if err := v.Encode(f.Config[k]); err != nil {
 				v = scalar(fmt.Sprint(f.Config[k]))

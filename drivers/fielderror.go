@@ -1,6 +1,7 @@
 package drivers
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -10,12 +11,16 @@ import (
 // FieldError is a configuration error at a field path, in the spirit of
 // Tekton's (knative's) apis.FieldError: a child does not know where it sits,
 // and its parent prefixes the path as the error moves up (ViaField,
-// ViaIndex, ViaKey). The engine looks the path up in the inventory's YAML,
+// ViaIndex, ViaFieldIndex). The engine looks the path up in the inventory's YAML,
 // so each message points at its own key.
 //
 // A *FieldError holds one or more errors. Every method accepts a nil
 // receiver and returns a new value; nil means "no error".
 type FieldError struct {
+	// Level says whether the error rejects the configuration (the zero
+	// value) or only warns: jsplan validate prints a warning at its
+	// field and the board is used.
+	Level Level
 	// Path is the field below the driver's configuration: "timeout",
 	// "power.on[1]", "env.NAME". Empty means the whole configuration.
 	Path string
@@ -24,6 +29,39 @@ type FieldError struct {
 	Detail  string
 
 	more []*FieldError
+}
+
+// Level is how serious a FieldError is.
+type Level int
+
+// Levels.
+const (
+	// LevelError rejects the configuration.
+	LevelError Level = iota
+	// LevelWarning is a configuration that works but is unwise.
+	LevelWarning
+)
+
+// WarnField returns a warning at field path (possibly ""): the
+// configuration is used, and jsplan validate prints the warning.
+func WarnField(path, format string, args ...any) *FieldError {
+	return &FieldError{Level: LevelWarning, Path: path, Message: fmt.Sprintf(format, args...)}
+}
+
+// Fatal returns err without the warnings of a *FieldError in it: nil when
+// it held only warnings. A driver that validates when it opens uses it.
+func Fatal(err error) error {
+	var fe *FieldError
+	if !errors.As(err, &fe) {
+		return err
+	}
+	var out *FieldError
+	for _, x := range fe.Errors() {
+		if x.Level != LevelWarning {
+			out = out.Also(x)
+		}
+	}
+	return out.Err()
 }
 
 // ErrField returns an error at field path (possibly "").
@@ -122,6 +160,9 @@ func (e *FieldError) Error() string {
 	var lines []string
 	for _, x := range e.Errors() {
 		s := x.Message
+		if x.Level == LevelWarning {
+			s = "warning: " + s
+		}
 		if x.Path != "" {
 			s = x.Path + ": " + s
 		}

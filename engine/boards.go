@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"path/filepath"
-	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -214,15 +212,7 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 			return nil, d
 		}
 		if err != nil {
-			// A value's own UnmarshalYAML (a duration, a command) says
-			// "line N: ..."; point at that value.
-			at, msg := cfg, cleanDecodeError(err)
-			if m := lineErrRE.FindStringSubmatch(msg); m != nil {
-				line, _ := strconv.Atoi(m[1])
-				if n := valueAtLine(cfg, line); n != nil {
-					at, msg = n, m[2]
-				}
-			}
+			at, msg := decodeErrorAt(cfg, err)
 			d := diag.Errorf(rangeOf(file, at), path, "%s: %s", name, msg)
 			l.report(d)
 			return nil, d
@@ -248,18 +238,21 @@ func (l *Loader) configure(name string, cfg *yaml.Node, file, path string) (driv
 				if e.Detail != "" {
 					d.WithDetail("%s", e.Detail)
 				}
+				if e.Level == drivers.LevelWarning {
+					d.Severity = diag.Warning
+				}
 				l.report(d)
-				if first == nil {
+				if first == nil && d.Severity.IsError() {
 					first = d
 				}
 			}
-			return nil, first
+			if first != nil {
+				return nil, first
+			}
 		}
 	}
 	return dev, nil
 }
-
-var lineErrRE = regexp.MustCompile(`^line (\d+): (.*)$`)
 
 // valueAtLine returns the outermost value below n (in document order) that
 // starts on line, or nil. n itself is the configuration block, which may

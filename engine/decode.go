@@ -165,17 +165,14 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 		}
 	}
 	before := len(l.diags)
-	f := l.readFile(relToWD(target), true)
+	f, err := l.openFile(relToWD(target), true)
+	if err != nil {
+		// point at the use: key, not at the missing file
+		dc.Errorf(planNode, "plan", "used plan %q not found", planNode.Value)
+		return nil
+	}
 	if f.root == nil {
-		if len(l.diags) == before {
-			dc.failed = true
-		} else if strings.Contains(l.diags[len(l.diags)-1].Summary, "cannot read file") {
-			// point at the use: key, not at the missing file
-			l.diags = l.diags[:len(l.diags)-1]
-			dc.Errorf(planNode, "plan", "used plan %q not found", planNode.Value)
-		} else {
-			dc.failed = true
-		}
+		dc.failed = true // its own errors are reported
 		return nil
 	}
 	if f.kind != "Plan" {
@@ -212,7 +209,7 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 	l.stack = append(l.stack, abs)
 	p := l.instantiate(f, values, &at)
 	l.stack = l.stack[:len(l.stack)-1]
-	if len(l.diags) > before {
+	if l.diags[before:].HasErrors() {
 		dc.failed = true
 	}
 	return p

@@ -10,15 +10,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"regexp"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 // fileDoc is a parsed, schema-checked document.
@@ -43,38 +42,45 @@ func (f *fileDoc) isBad(ptr string) bool {
 	return false
 }
 
-var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
-
 // readFile parses and schema-checks a file once. strict makes a file that
 // is not a jsplan document an error (it was named as a plan).
 func (l *Loader) readFile(path string, strict bool) *fileDoc {
+	f, err := l.openFile(path, strict)
+	if err != nil {
+		l.report(diag.Errorf(diag.Range{Filename: path}, "", "cannot read file: %v", cleanOSError(err)))
+	}
+	return f
+}
+
+// openFile is readFile that returns, instead of reporting, the error that
+// kept a file it had not seen before from being read (a used plan reports
+// it at the use).
+func (l *Loader) openFile(path string, strict bool) (*fileDoc, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		abs = path
 	}
 	if f, ok := l.files[abs]; ok {
-		return f
+		return f, nil
 	}
 	f := &fileDoc{path: path, abs: abs}
 	l.files[abs] = f
 	fh, err := os.Open(path)
 	if err != nil {
-		l.report(diag.Errorf(diag.Range{Filename: path}, "", "cannot read file: %v", cleanOSError(err)))
-		return f
+		return f, err
 	}
 	src, err := io.ReadAll(io.LimitReader(fh, l.opts.MaxFileSize+1))
 	fh.Close()
 	if err != nil {
-		l.report(diag.Errorf(diag.Range{Filename: path}, "", "cannot read file: %v", cleanOSError(err)))
-		return f
+		return f, err
 	}
 	if int64(len(src)) > l.opts.MaxFileSize {
 		l.report(diag.Errorf(diag.Range{Filename: path}, "", "file is larger than %d bytes", l.opts.MaxFileSize))
-		return f
+		return f, nil
 	}
 	l.sources[path] = src
 	l.parse(f, src, strict)
-	return f
+	return f, nil
 }
 
 // parse fills f from src.
@@ -136,50 +142,12 @@ func (l *Loader) parse(f *fileDoc, src []byte, strict bool) {
 }
 
 func yamlSyntaxError(file string, src []byte, err error) *diag.Diagnostic {
-	msg := err.Error()
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg = te.Errors[0]
-	}
+	e := yamlerr.Syntax(src, err)
 	r := diag.Range{Filename: file}
-	if m := yamlLineRE.FindStringSubmatch(msg); m != nil {
-		line, _ := strconv.Atoi(m[1])
-		msg = m[2]
-		if yamlParserErrors[msg] {
-			// yaml.v3 gives a parser error the 0-based line of the
-			// construct it was parsing (scanner errors are 1-based).
-			line++
-		}
-		r.Start = diag.Pos{Line: line, Column: 1}
-		if strings.Contains(msg, "tab character") {
-			// yaml.v3 names the line of the construct the tab breaks
-			// (often the one before): point at the tab itself.
-			r.Start = firstIndentTab(src, line)
-		} else if msg == "found character that cannot start any token" {
-			if p := firstIndentTab(src, line); p.Line == line && p.Column > 0 && hasIndentTab(src, line) {
-				r.Start, msg = p, msg+" (a tab: YAML indents with spaces)"
-			}
-		}
-	} else {
-		msg = strings.TrimPrefix(msg, "yaml: ")
+	if e.Line > 0 {
+		r.Start = diag.Pos{Line: e.Line, Column: e.Column}
 	}
-	return diag.Errorf(r, "", "YAML syntax error: %s", msg)
-}
-
-// yamlParserErrors are the messages of yaml.v3's parser (as opposed to its
-// scanner), whose line numbers are one too low.
-var yamlParserErrors = map[string]bool{
-	"did not find expected <stream-start>":   true,
-	"did not find expected <document start>": true,
-	"did not find expected node content":     true,
-	"did not find expected '-' indicator":    true,
-	"did not find expected key":              true,
-	"did not find expected ',' or ']'":       true,
-	"did not find expected ',' or '}'":       true,
-	"found undefined tag handle":             true,
-	"found duplicate %YAML directive":        true,
-	"found incompatible YAML document":       true,
-	"found duplicate %TAG directive":         true,
+	return diag.Errorf(r, "", "YAML syntax error: %s", e.Msg)
 }
 
 func kindName(n *yaml.Node) string {
@@ -333,27 +301,4 @@ func (l *Loader) Preload(paths []string) {
 			l.sources[name] = src
 		}
 	}
-}
-
-// firstIndentTab is the position of the first tab in the indentation of a
-// line at or after line (1-based), or line itself when there is none.
-func firstIndentTab(src []byte, line int) diag.Pos {
-	lines := strings.Split(string(src), "\n")
-	for i := line - 1; i >= 0 && i < len(lines); i++ {
-		indent := lines[i][:len(lines[i])-len(strings.TrimLeft(lines[i], " \t-"))]
-		if j := strings.IndexByte(indent, '\t'); j >= 0 {
-			return diag.Pos{Line: i + 1, Column: j + 1}
-		}
-	}
-	return diag.Pos{Line: line, Column: 1}
-}
-
-// hasIndentTab tells whether line (1-based) has a tab in its indentation.
-func hasIndentTab(src []byte, line int) bool {
-	lines := strings.Split(string(src), "\n")
-	if line < 1 || line > len(lines) {
-		return false
-	}
-	l := lines[line-1]
-	return strings.Contains(l[:len(l)-len(strings.TrimLeft(l, " \t-"))], "\t")
 }

@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"regexp/syntax"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -108,12 +111,7 @@ func (l *Loader) Sources() diag.Sources { return l.sources }
 
 // Secrets returns the values that must be masked.
 func (l *Loader) Secrets() []string {
-	out := make([]string, 0, len(l.secrets))
-	for s := range l.secrets {
-		out = append(out, s)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(l.secrets))
 }
 
 func (l *Loader) report(d *diag.Diagnostic) { l.diags = l.diags.Append(d) }
@@ -308,7 +306,10 @@ func (l *Loader) compile(file string, n *yaml.Node, path string) (Pattern, bool)
 	re, err := regexp.Compile(n.Value)
 	if err != nil {
 		msg := err.Error()
-		l.report(diag.Errorf(rangeOf(file, n), path, "invalid regular expression: %s", strings.TrimPrefix(msg, "error parsing regexp: ")).
+		if se := (*syntax.Error)(nil); errors.As(err, &se) {
+			msg = fmt.Sprintf("%s: `%s`", se.Code, se.Expr)
+		}
+		l.report(diag.Errorf(rangeOf(file, n), path, "invalid regular expression: %s", msg).
 			WithDetail("patterns use Go's RE2 syntax (https://golang.org/s/re2syntax); quote literal characters such as ( [ . *"))
 		return Pattern{}, false
 	}

@@ -400,3 +400,37 @@ func TestLoaderStepLimit(t *testing.T) {
 		t.Errorf("the detail does not show the use chain: %q", ds[0].Detail)
 	}
 }
+
+// A driver's value that its own UnmarshalYAML rejects (yamlerr.At) is
+// pointed at, not the driver's block; a driver's warning (WarnField) is a
+// warning at its field, and the board loads.
+func TestLoaderDriverValuePositions(t *testing.T) {
+	l := engine.NewLoader(engine.Options{Mode: engine.ModeValidate})
+	inv := &engine.Inventory{}
+	l.LoadBoardsBytes("boards.yaml", []byte(`apiVersion: jsplan.dev/v1
+kind: Boards
+boards:
+  - name: rig-1
+    drivers:
+      serial:
+        port: usb-X-if00
+        reopen-timeout:   99999999999999999999h
+  - name: rig-2
+    drivers:
+      serial:
+        port: /dev/ttyACM0
+`), inv)
+	ds := l.Diagnostics()
+	if len(ds) != 2 {
+		t.Fatalf("got %d diagnostics, want 2:\n%v", len(ds), ds)
+	}
+	if d := ds[0]; d.Subject.String() != "boards.yaml:8:27" || !strings.Contains(d.Summary, `bad duration "99999999999999999999h"`) || !d.Severity.IsError() {
+		t.Errorf("the duration: %s %s: %s", d.Subject, d.Severity, d.Summary)
+	}
+	if d := ds[1]; d.Subject.String() != "boards.yaml:12:15" || d.Severity != diag.Warning || !strings.Contains(d.Summary, "/dev/ttyACM0") {
+		t.Errorf("the warning: %s %s: %s", d.Subject, d.Severity, d.Summary)
+	}
+	if len(inv.Boards) != 1 || inv.Boards[0].Name != "rig-2" {
+		t.Errorf("boards loaded: %+v", inv.Boards)
+	}
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jsplan/jsplan/engine/diag"
 	"github.com/jsplan/jsplan/engine/expr"
+	"github.com/jsplan/jsplan/schema"
 )
 
 // Plan is a loaded plan: its own settings and its decoded steps, with every
@@ -213,17 +214,8 @@ func ParseDuration(s string) (time.Duration, error) {
 }
 
 // FormatDuration prints a duration without trailing zero units ("5m", not
-// "5m0s").
-func FormatDuration(d time.Duration) string {
-	s := d.String()
-	if strings.HasSuffix(s, "m0s") {
-		s = s[:len(s)-2]
-	}
-	if strings.HasSuffix(s, "h0m") {
-		s = s[:len(s)-2]
-	}
-	return s
-}
+// "5m0s"): schema.FormatDuration, as plans write durations.
+func FormatDuration(d time.Duration) string { return schema.FormatDuration(d) }
 
 // Int is an integer that may be a pending reference.
 type Int struct {

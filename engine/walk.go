@@ -6,7 +6,8 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/engine/diag"
+	"github.com/jsplan/jsplan/internal/yamlerr"
+	"github.com/jsplan/jsplan/schema"
 )
 
 func (l *Loader) decodeSteps(pi *planInstance, n *yaml.Node, path, ptr string) []*Step {
@@ -115,7 +118,7 @@ func (l *Loader) checkTimeouts(p *Plan) {
 	WalkSteps(p.Steps, func(s *Step) {
 		if s.Timeout.Known() && s.Timeout.Duration > p.Timeout.Duration {
 			l.report(diag.Errorf(s.Range, s.Path+".timeout", "step timeout %s is longer than the plan timeout %s",
-				FormatDuration(s.Timeout.Duration), FormatDuration(p.Timeout.Duration)).
+				schema.FormatDuration(s.Timeout.Duration), schema.FormatDuration(p.Timeout.Duration)).
 				WithDetail("the plan would time out first; shorten the step timeout or raise the plan's"))
 			return
 		}
@@ -124,7 +127,7 @@ func (l *Loader) checkTimeouts(p *Plan) {
 			total := time.Duration(n)*s.Timeout.Duration + time.Duration(n-1)*s.Retry.Delay.Duration
 			if total > p.Timeout.Duration {
 				d := diag.Errorf(s.Range, s.Path+".retry", "%d attempts of up to %s each can take %s, longer than the plan timeout %s",
-					n, FormatDuration(s.Timeout.Duration), FormatDuration(total), FormatDuration(p.Timeout.Duration)).
+					n, schema.FormatDuration(s.Timeout.Duration), schema.FormatDuration(total), schema.FormatDuration(p.Timeout.Duration)).
 					WithDetail("the plan would time out before the last attempts; fewer attempts, a shorter step timeout or a longer plan timeout")
 				d.Severity = diag.Warning
 				l.report(d)
@@ -146,7 +149,8 @@ func WalkSteps(steps []*Step, fn func(*Step)) {
 	}
 }
 
-// Needs returns the capabilities steps use, sorted.
+// Needs maps each capability the steps use to the first step (in walk
+// order) that uses it.
 func Needs(steps ...[]*Step) map[drivers.Capability]*Step {
 	out := map[drivers.Capability]*Step{}
 	for _, list := range steps {
@@ -167,26 +171,22 @@ func Needs(steps ...[]*Step) map[drivers.Capability]*Step {
 	return out
 }
 
-func cleanDecodeError(err error) string {
-	var te *yaml.TypeError
-	if errors.As(err, &te) && len(te.Errors) > 0 {
-		msg := te.Errors[0]
-		if i := strings.Index(msg, ": "); strings.HasPrefix(msg, "line ") && i > 0 {
-			msg = msg[i+2:]
+// cleanDecodeError says in plain words why a node did not decode.
+func cleanDecodeError(err error) string { return yamlerr.Decode(err).Msg }
+
+// decodeErrorAt says why n did not decode and which value under n (or n
+// itself) the error is about: a value's own UnmarshalYAML (a duration, a
+// command) names its node.
+func decodeErrorAt(n *yaml.Node, err error) (*yaml.Node, string) {
+	e := yamlerr.Decode(err)
+	if ye := (*yamlerr.Error)(nil); errors.As(err, &ye) && e.Line > 0 {
+		if v := valueAtLine(n, e.Line); v != nil {
+			return v, e.Msg
 		}
-		msg = strings.Replace(msg, "cannot unmarshal !!str", "expected another type, got the string", 1)
-		msg = strings.Replace(msg, "cannot unmarshal !!map into", "expected", 1)
-		msg = strings.Replace(msg, "cannot unmarshal !!seq into", "expected", 1)
-		return msg
 	}
-	return err.Error()
+	return n, e.Msg
 }
 
 func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }

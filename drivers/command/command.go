@@ -21,8 +21,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -106,12 +107,7 @@ func (d *Device) Validate() error {
 	if d.Timeout != 0 && d.Timeout.D() < time.Millisecond {
 		errs = errs.Also(drivers.ErrField("timeout", "%s is too short", d.Timeout).WithDetail("at least 1ms"))
 	}
-	keys := make([]string, 0, len(d.Env))
-	for k := range d.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.Env)) {
 		if k == "" || strings.ContainsAny(k, "=\x00") {
 			errs = errs.Also(drivers.ErrField(k, "bad variable name %q", k).
 				WithDetail("a name has no \"=\" and is not empty").ViaField("env"))
@@ -231,12 +227,7 @@ func (d *Device) exec(ctx context.Context, c runcmd.Command) (runcmd.Result, err
 		dir = filepath.Join(d.env.BaseDir, dir)
 	}
 	env := []string{"JSPLAN_BOARD=" + d.env.Board}
-	keys := make([]string, 0, len(d.Env))
-	for k := range d.Env {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.Env)) {
 		env = append(env, k+"="+d.Env[k])
 	}
 	return runcmd.Run(ctx, c, runcmd.Options{Dir: dir, Env: env, Timeout: d.Timeout.Or(runcmd.DefaultTimeout)})

@@ -22,9 +22,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,7 +36,7 @@ import (
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
 	"github.com/jsplan/jsplan/drivers/internal/devpath"
-	"github.com/jsplan/jsplan/drivers/serial"
+	"github.com/jsplan/jsplan/drivers/internal/serialport"
 	"github.com/jsplan/jsplan/schema"
 )
 
@@ -62,7 +63,7 @@ func init() {
 	})
 }
 
-func newDevice() *Device { return &Device{sysfs: "/sys", devDir: "/dev", byIDDir: serial.ByIDDir} }
+func newDevice() *Device { return &Device{sysfs: "/sys", devDir: "/dev", byIDDir: serialport.ByIDDir} }
 
 // firmware configuration keys and their sizes in flash (config.rs).
 var firmwareKeys = map[string]int{
@@ -83,7 +84,7 @@ func configSchema() map[string]any {
 		},
 		"disk-wait":     schema.Duration("How long to wait for the disk to appear after switching the storage to the host (and to go away after switching it off).", DefaultDiskWait),
 		"console-port":  schema.NonEmpty("A separate serial adapter for the board's console (the firmware's usb_console), used instead of the harness's console pass-through: an absolute path or a name under /dev/serial/by-id."),
-		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": serial.DefaultBaud, "description": "Baud rate of console-port."},
+		"console-baud":  map[string]any{"type": "integer", "minimum": 50, "default": serialport.DefaultBaud, "description": "Baud rate of console-port."},
 		"reply-timeout": schema.Duration("How long to wait for the harness to answer a command.", DefaultReplyTimeout),
 		"power-timeout": schema.Duration("How long a power command (which runs the configured power sequence) may take.", DefaultPowerTimeout),
 		"reset-hold":    schema.Duration("How long the reset line is held low.", DefaultResetHold),
@@ -157,7 +158,7 @@ func (d *Device) Validate() error {
 	}
 	for _, c := range []struct{ key, p string }{{"port", d.Port}, {"console-port", d.ConsolePort}} {
 		if strings.Contains(c.p, "/") && !filepath.IsAbs(c.p) {
-			errs = errs.Also(drivers.ErrField(c.key, "%q must be an absolute path or a bare name under %s", c.p, serial.ByIDDir))
+			errs = errs.Also(drivers.ErrField(c.key, "%q must be an absolute path or a bare name under %s", c.p, serialport.ByIDDir))
 		}
 	}
 	if d.Disk != "" && !filepath.IsAbs(d.Disk) {
@@ -180,12 +181,7 @@ func (d *Device) Validate() error {
 			errs = errs.Also(drivers.ErrField(dur.key, "%s is too short", dur.v).WithDetail("at least 10ms"))
 		}
 	}
-	keys := make([]string, 0, len(d.FirmwareConfig))
-	for k := range d.FirmwareConfig {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.FirmwareConfig)) {
 		if err := checkFirmwareValue(k, d.FirmwareConfig[k]); err != nil {
 			errs = errs.Also(drivers.ErrField(k, "%v", err).ViaField("firmware-config"))
 		}
@@ -293,7 +289,7 @@ func (d *Device) connectLocked(ctx context.Context) error {
 
 func (d *Device) resolvePort() (string, error) {
 	if d.Port != "" {
-		p := serial.ResolvePort(d.Port, d.byIDDir)
+		p := serialport.ResolvePort(d.Port, d.byIDDir)
 		if _, err := os.Stat(p); err != nil {
 			return "", drivers.Errorf(Name, "open", "control port %s: %w", p, err)
 		}
@@ -359,12 +355,7 @@ func (d *Device) applyFirmwareConfig(ctx context.Context, c *Client) error {
 	if err != nil {
 		return err
 	}
-	keys := make([]string, 0, len(d.FirmwareConfig))
-	for k := range d.FirmwareConfig {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(d.FirmwareConfig)) {
 		want := d.FirmwareConfig[k]
 		if current[k] == want {
 			continue
@@ -452,13 +443,13 @@ func (d *Device) OpenConsole(ctx context.Context) (io.ReadWriteCloser, error) {
 		if baud == 0 {
 			baud = 115200
 		}
-		mode, err := serial.Mode(baud, 8, "none", 1)
+		mode, err := serialport.Mode(baud, 8, "none", 1)
 		if err != nil {
 			return nil, drivers.Errorf(Name, "console", "%w", err)
 		}
 		// The adapter is often powered by the board: accept it absent.
-		return serial.OpenStream(ctx, serial.StreamConfig{
-			Path: serial.ResolvePort(d.ConsolePort, d.byIDDir),
+		return serialport.OpenStream(ctx, serialport.StreamConfig{
+			Path: serialport.ResolvePort(d.ConsolePort, d.byIDDir),
 			Mode: mode,
 			Lazy: true,
 			Log:  d.env.Log,
@@ -530,7 +521,7 @@ func (d *Device) SetDefaults() {
 		}
 	}
 	if d.ConsoleBaud == 0 {
-		d.ConsoleBaud = serial.DefaultBaud
+		d.ConsoleBaud = serialport.DefaultBaud
 	}
 	if d.PowerOnMode == "" {
 		d.PowerOnMode = DefaultPowerOn

@@ -173,7 +173,7 @@ func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	if d.opened {
 		return errors.New("qemu: device is already open")
 	}
-	if err := d.Validate(); err != nil {
+	if err := drivers.Fatal(d.Validate()); err != nil {
 		return err
 	}
 	d.env = env

@@ -42,8 +42,8 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/drivers/internal/cfg"
-	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
+	"github.com/jsplan/jsplan/internal/pki"
 	"github.com/jsplan/jsplan/schema"
 )
 
@@ -252,7 +252,7 @@ func describe(err error) string {
 func (d *Device) Open(ctx context.Context, env drivers.Env) error {
 	d.env = env
 	d.ctx, d.cancel = context.WithCancelCause(context.Background())
-	if err := d.Validate(); err != nil {
+	if err := drivers.Fatal(d.Validate()); err != nil {
 		return err
 	}
 	if err := d.dial(); err != nil {
@@ -326,7 +326,11 @@ func (d *Device) acquire(ctx context.Context) (time.Duration, error) {
 	for {
 		ev, err := stream.Recv()
 		if err != nil {
-			if actx.Err() != nil && ctx.Err() == nil {
+			// The wait is over when the client's timer fired, or when the
+			// agent, which has the same deadline, ended the stream first
+			// (RST_STREAM CANCEL can arrive before the timer fires).
+			dl, _ := actx.Deadline()
+			if (actx.Err() != nil || !time.Now().Before(dl)) && ctx.Err() == nil {
 				return 0, drivers.Errorf(Name, "lease", "board %s on %s still busy after waiting %s", d.Board, d.Address, wait)
 			}
 			if err == io.EOF {
@@ -425,11 +429,17 @@ func (d *Device) callCtx(ctx context.Context) (context.Context, context.CancelFu
 }
 
 func (d *Device) power(ctx context.Context, op string, a remotepb.PowerRequest_Action, delay time.Duration) (string, error) {
+	state, err := d.powerCall(ctx, a, delay)
+	return state, d.fail(op, err)
+}
+
+// powerCall is power's RPC, its error the gRPC status.
+func (d *Device) powerCall(ctx context.Context, a remotepb.PowerRequest_Action, delay time.Duration) (string, error) {
 	ctx, cancel := d.callCtx(ctx)
 	defer cancel()
 	r, err := d.client.Power(ctx, &remotepb.PowerRequest{Action: a, DelayMs: delay.Milliseconds()})
 	if err != nil {
-		return "", d.fail(op, err)
+		return "", err
 	}
 	return r.State, nil
 }
@@ -455,11 +465,12 @@ func (d *Device) Cycle(ctx context.Context, delay time.Duration) error {
 
 // Reset resets the board; a board whose power cannot reset is cycled.
 func (d *Device) Reset(ctx context.Context) error {
-	_, err := d.power(ctx, "reset", remotepb.PowerRequest_RESET, 0)
-	if status.Code(errors.Unwrap(err)) == codes.Unimplemented || (err != nil && strings.Contains(err.Error(), "cannot reset")) {
+	_, err := d.powerCall(ctx, remotepb.PowerRequest_RESET, 0)
+	if status.Code(err) == codes.Unimplemented {
+		// the agent's board has no reset (the agent says so by code)
 		return d.Cycle(ctx, 2*time.Second)
 	}
-	return err
+	return d.fail("reset", err)
 }
 
 // ErrUnknownState is returned by PowerState when the agent's board cannot tell.

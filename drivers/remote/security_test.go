@@ -17,8 +17,8 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/jsplan/jsplan/drivers/remote/pki"
 	"github.com/jsplan/jsplan/drivers/remote/remotepb"
+	"github.com/jsplan/jsplan/internal/pki"
 )
 
 // lab is a CA with an agent certificate and two clients, plus a second

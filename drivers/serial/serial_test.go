@@ -51,15 +51,6 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-func TestResolvePort(t *testing.T) {
-	if got := ResolvePort("usb-X-if00", "/dev/serial/by-id"); got != "/dev/serial/by-id/usb-X-if00" {
-		t.Errorf("bare name: %q", got)
-	}
-	if got := ResolvePort("/dev/ttyACM0", "/dev/serial/by-id"); got != "/dev/ttyACM0" {
-		t.Errorf("path: %q", got)
-	}
-}
-
 // adapter is a simulated USB-UART adapter: a pty whose slave is reached
 // through a by-id style symlink, like udev makes.
 type adapter struct {

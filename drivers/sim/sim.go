@@ -101,7 +101,7 @@ func (d *Device) Transient() bool { return true }
 // Open prepares the board's state directory (disk.img, root/) and its
 // console line. The board starts powered off.
 func (d *Device) Open(ctx context.Context, env drivers.Env) error {
-	if err := d.Validate(); err != nil {
+	if err := drivers.Fatal(d.Validate()); err != nil {
 		return fmt.Errorf("sim: invalid configuration: %w", err)
 	}
 	d.power.Lock()

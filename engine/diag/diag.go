@@ -10,24 +10,41 @@ import (
 	"strings"
 )
 
-// Severity says whether a diagnostic stops the run.
+// Severity says whether a diagnostic stops the run. Its zero value is no
+// severity: a Diagnostic built without one. It fails closed, counted as an
+// error (IsError), and says that it was not set when printed.
 type Severity int
 
 // Severities.
 const (
-	Error Severity = iota
+	Error Severity = iota + 1
 	Warning
 )
 
+// IsError reports whether s stops the run: anything but a Warning, so that a
+// diagnostic whose severity was not set (or is unknown) is not taken lightly.
+func (s Severity) IsError() bool { return s != Warning }
+
 func (s Severity) String() string {
-	if s == Warning {
+	switch s {
+	case Error:
+		return "error"
+	case Warning:
 		return "warning"
+	case 0:
+		return "error (severity not set)"
 	}
-	return "error"
+	return fmt.Sprintf("error (unknown severity %d)", int(s))
 }
 
-// MarshalText implements encoding.TextMarshaler.
-func (s Severity) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+// MarshalText implements encoding.TextMarshaler: "error" or "warning" (an
+// unset or unknown severity is an error).
+func (s Severity) MarshalText() ([]byte, error) {
+	if s.IsError() {
+		return []byte("error"), nil
+	}
+	return []byte("warning"), nil
+}
 
 // Class says who is at fault; it decides the exit status.
 type Class int
@@ -145,7 +162,7 @@ func (ds Diagnostics) Extend(other Diagnostics) Diagnostics { return append(ds, 
 // HasErrors reports whether any diagnostic is an error.
 func (ds Diagnostics) HasErrors() bool {
 	for _, d := range ds {
-		if d.Severity == Error {
+		if d.Severity.IsError() {
 			return true
 		}
 	}
@@ -156,7 +173,7 @@ func (ds Diagnostics) HasErrors() bool {
 func (ds Diagnostics) Errs() Diagnostics {
 	var out Diagnostics
 	for _, d := range ds {
-		if d.Severity == Error {
+		if d.Severity.IsError() {
 			out = append(out, d)
 		}
 	}
@@ -167,7 +184,7 @@ func (ds Diagnostics) Errs() Diagnostics {
 func (ds Diagnostics) Class() Class {
 	c := Invalid
 	for _, d := range ds {
-		if d.Severity == Error && d.Class > c {
+		if d.Severity.IsError() && d.Class > c {
 			c = d.Class
 		}
 	}

@@ -48,7 +48,7 @@ func WriteText(w io.Writer, ds Diagnostics, src Sources) {
 func Summary(ds Diagnostics) string {
 	var e, wn int
 	for _, d := range ds {
-		if d.Severity == Error {
+		if d.Severity.IsError() {
 			e++
 		} else {
 			wn++

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // Ref is one reference in a string.
@@ -52,7 +54,7 @@ func Find(s string) ([]Ref, error) {
 		}
 		k := strings.Index(s[j+3:], "}}")
 		if k < 0 {
-			return refs, fmt.Errorf("unterminated reference %q: close it with }}", clip(s[j:]))
+			return refs, fmt.Errorf("unterminated reference %q: close it with }}", shorten.Clip(s[j:], 40))
 		}
 		end := j + 3 + k + 2
 		p := strings.TrimSpace(s[j+3 : j+3+k])
@@ -111,11 +113,4 @@ func Expand(s string, lookup Lookup, unescape bool) (string, error) {
 		out = strings.ReplaceAll(out, "$${{", "${{")
 	}
 	return out, nil
-}
-
-func clip(s string) string {
-	if len(s) > 40 {
-		return s[:40] + "..."
-	}
-	return s
 }

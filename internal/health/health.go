@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jsplan/jsplan/internal/fsutil"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
@@ -272,23 +273,7 @@ func (s *Store) Update(board string, fn func(r *Record)) (Record, error) {
 	if err != nil {
 		return r, err
 	}
-	tmp, err := os.CreateTemp(s.dir, "."+board+".*.tmp")
-	if err != nil {
-		return r, fmt.Errorf("health: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	if werr == nil {
-		werr = tmp.Sync()
-	}
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		_ = os.Chmod(tmp.Name(), 0o644)
-		werr = os.Rename(tmp.Name(), p)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
+	if werr := fsutil.WriteFileAtomic(p, append(b, '\n'), 0o644); werr != nil {
 		return r, fmt.Errorf("health: writing %s: %w", p, werr)
 	}
 	return r, nil

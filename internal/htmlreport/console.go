@@ -1,11 +1,17 @@
 package htmlreport
 
+// The console sections of the page, read from console.log with
+// engine/console's Reader (the format is that package's): pass 1 reads the
+// whole log once, assigning its lines to steps; the lines kept for the page
+// are then read again by their offsets, only them.
+
 import (
-	"bufio"
-	"bytes"
+	"fmt"
 	"io"
-	"path/filepath"
-	"regexp"
+	"maps"
+	"math"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,27 +20,7 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/console"
 	"github.com/jsplan/jsplan/engine/result"
-	"github.com/jsplan/jsplan/internal/artifact"
 )
-
-// The console log's format (engine/console.Log): a header line, then one
-// line per console line, `[%9.3f] text`, seconds since the log's start;
-// jsplan's own notes are `[%9.3f]### text`, with no space after the time, a
-// step's start `[%9.3f]### step IDX: NAME`. A board's line always has the
-// space, so it cannot pass for a note. In logs of older versions (no "v2"
-// in the header) notes were told by their text.
-var (
-	headerRe = regexp.MustCompile(`^# jsplan console log(?: v2)?: .*started (\S+)\s*$`)
-	markerRe = regexp.MustCompile(`^### step (\S+): `)
-)
-
-// logFormat is how a log tells notes from the board's lines.
-type logFormat struct{ legacy bool }
-
-// formatOf reads the format from the log's first line.
-func formatOf(header string) logFormat {
-	return logFormat{legacy: !strings.HasPrefix(header, console.Header)}
-}
 
 // stepSpan is a step's place in the console: seconds since the log's start.
 type stepSpan struct {
@@ -55,11 +41,13 @@ type segment struct {
 
 // consoleIndex is pass 1 over console.log: the segments and what to keep.
 type consoleIndex struct {
-	segs  []*segment
-	offs  []int64 // byte offset of each line (index n-1), and the file size last
-	lines int
-	size  int64
-	marks map[int]bool
+	segs   []*segment
+	offs   []int64   // byte offset of each line (index n-1), and the file size last
+	times  []float64 // each line's time (index n-1)
+	lines  int
+	size   int64
+	marks  map[int]bool
+	header console.LogHeader
 }
 
 // spans lays the steps of res out on the console's clock.
@@ -86,91 +74,52 @@ func spans(res *engine.Result, base time.Time) (map[string]*stepSpan, []*stepSpa
 
 // logBase finds the wall-clock time of the log's zero: the header's time
 // when it has sub-second precision, else calibrated on the first step's
-// marker line, else the header's time, else the run's start.
-func logBase(path string, res *engine.Result) time.Time {
-	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
-	if err != nil {
+// note (within the first 5000 lines), else the header's time, else the
+// run's start.
+func logBase(f *os.File, res *engine.Result) time.Time {
+	if f == nil {
 		return res.Start
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	var header time.Time
-	var lf logFormat
+	r := console.NewReader(io.NewSectionReader(f, 0, math.MaxInt64))
 	first := ""
-	if len(res.Steps) > 0 {
+	if len(res.Steps) > 0 && !res.Steps[0].Start.IsZero() {
 		first = res.Steps[0].Index
 	}
-	for i := 0; sc.Scan() && i < 5000; i++ {
-		line := sc.Text()
-		if i == 0 {
-			lf = formatOf(line)
-			if m := headerRe.FindStringSubmatch(line); m != nil {
-				if t, err := time.Parse(time.RFC3339Nano, m[1]); err == nil {
-					if t.Nanosecond() != 0 {
-						return t
-					}
-					header = t
-				}
+	for i := 0; i < 5000; i++ {
+		l, err := r.Next()
+		if err != nil {
+			break
+		}
+		if l.Header {
+			if h := r.Header(); h.Start.Nanosecond() != 0 {
+				return h.Start
 			}
 			continue
 		}
-		if first == "" || res.Steps[0].Start.IsZero() {
-			continue
+		if first == "" {
+			break
 		}
-		secs, text, note := lf.parseLine(line, -1)
-		if mm := markerRe.FindStringSubmatch(text); note && secs >= 0 && mm != nil && mm[1] == first {
-			return res.Steps[0].Start.Add(-time.Duration(secs * float64(time.Second)))
+		if idx, ok := console.StepOf(l); ok && idx == first {
+			return res.Steps[0].Start.Add(-time.Duration(l.T * float64(time.Second)))
 		}
 	}
-	if !header.IsZero() {
-		return header
+	if h := r.Header(); !h.Start.IsZero() {
+		return h.Start
 	}
 	return res.Start
-}
-
-// parseLine splits a log line, `[%9.3f] text` or `[%9.3f]### note`, into
-// its time and text (by hand: the regexp costs more than the rest of the
-// page for long logs). A note's text keeps its "### ".
-func (lf logFormat) parseLine(raw string, prevT float64) (t float64, text string, note bool) {
-	end := strings.IndexByte(raw, ']')
-	if len(raw) < 3 || raw[0] != '[' || end < 0 {
-		return prevT, raw, false
-	}
-	stamp := strings.TrimSpace(raw[1:end])
-	t, err := strconv.ParseFloat(stamp, 64)
-	if err != nil && stamp != "..." { // "..." is the cap's marker note
-		return prevT, raw, false
-	}
-	if err != nil {
-		t = prevT
-	}
-	rest := raw[end+1:]
-	if lf.legacy {
-		text = strings.TrimPrefix(rest, " ")
-		return t, text, strings.HasPrefix(text, console.NotePrefix)
-	}
-	if strings.HasPrefix(rest, console.NotePrefix) {
-		return t, rest, true
-	}
-	return t, strings.TrimPrefix(rest, " "), false
 }
 
 // slack absorbs the log's millisecond rounding at a step's end.
 const slack = 0.002
 
 // indexConsole reads the log once: it assigns each line to the innermost
-// step running when it was printed (a step's marker line starts it) and
-// records the lines of the failing step that hold a highlighted text.
+// step running when it was printed (a step's note starts it) and records
+// the lines of the failing step that hold a highlighted text.
 func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, failure *stepSpan) *consoleIndex {
 	ci := &consoleIndex{marks: map[int]bool{}}
-	br := bufio.NewReaderSize(r, 256<<10)
+	cr := console.NewReader(r)
 	var cur *segment
 	var owner *stepSpan
-	var off int64
-	var prevT float64
-	var lf logFormat
-	n := 0
 	newSeg := func(step *stepSpan, line int, t float64) {
 		cur = &segment{step: step, first: line, last: line - 1, startT: t}
 		if step != nil && step.ran && t+slack < step.start {
@@ -179,60 +128,42 @@ func indexConsole(r io.Reader, byIdx map[string]*stepSpan, highlights []string, 
 		ci.segs = append(ci.segs, cur)
 	}
 	for {
-		raw, err := br.ReadSlice('\n')
-		if len(raw) == 0 && err != nil {
-			break
-		}
-		if err == bufio.ErrBufferFull { // a line longer than the buffer: take it whole
-			long := append([]byte(nil), raw...)
-			for err == bufio.ErrBufferFull {
-				raw, err = br.ReadSlice('\n')
-				long = append(long, raw...)
-			}
-			raw = long
-		}
-		n++
-		size := int64(len(raw))
-		ci.offs = append(ci.offs, off)
-		off += size
-		text := string(bytes.TrimRight(raw, "\r\n"))
-		if n == 1 {
-			lf = formatOf(text)
-		}
-		if n == 1 && strings.HasPrefix(text, "# ") { // the header
-			continue
-		}
-		t, body, note := lf.parseLine(text, prevT)
-		prevT = t
-		if note && strings.HasPrefix(body, console.NotePrefix+"step ") {
-			if m := markerRe.FindStringSubmatch(body); m != nil {
-				if sp := byIdx[m[1]]; sp != nil {
-					owner = sp
-					newSeg(owner, n, t)
-				}
-			}
-		}
-		// A step that has ended hands the lines to its parent.
-		for owner != nil && owner.ran && t > owner.end+slack && (cur == nil || cur.first != n) {
-			owner = owner.parent
-		}
-		if cur == nil || cur.step != owner {
-			newSeg(owner, n, t)
-		}
-		cur.last = n
-		for _, h := range highlights {
-			if failure != nil && owner == failure && strings.Contains(body, h) {
-				ci.marks[n] = true
-				break
-			}
-		}
+		l, err := cr.Next()
 		if err != nil {
 			break
 		}
+		ci.lines = l.N
+		ci.offs = append(ci.offs, l.Off)
+		ci.times = append(ci.times, l.T)
+		ci.size = l.Off + l.Size
+		if l.Header {
+			continue
+		}
+		if idx, ok := console.StepOf(l); ok {
+			if sp := byIdx[idx]; sp != nil {
+				owner = sp
+				newSeg(owner, l.N, l.T)
+			}
+		}
+		// A step that has ended hands the lines to its parent.
+		for owner != nil && owner.ran && l.T > owner.end+slack && (cur == nil || cur.first != l.N) {
+			owner = owner.parent
+		}
+		if cur == nil || cur.step != owner {
+			newSeg(owner, l.N, l.T)
+		}
+		cur.last = l.N
+		if failure != nil && owner == failure {
+			for _, h := range highlights {
+				if strings.Contains(l.Text, h) {
+					ci.marks[l.N] = true
+					break
+				}
+			}
+		}
 	}
-	ci.lines = n
-	ci.size = off
-	ci.offs = append(ci.offs, off)
+	ci.header = cr.Header()
+	ci.offs = append(ci.offs, ci.size)
 	return ci
 }
 
@@ -256,6 +187,7 @@ func (ci *consoleIndex) keepPlan(budget int64, failure *stepSpan) []lineRange {
 			failEnd = s.last
 		}
 	}
+	marks := slices.Sorted(maps.Keys(ci.marks))
 	for w, fw := 200, 4000; ; w, fw = w/2, fw/2 {
 		var rs []lineRange
 		rs = append(rs, lineRange{1, 1})
@@ -268,9 +200,8 @@ func (ci *consoleIndex) keepPlan(budget int64, failure *stepSpan) []lineRange {
 		if failEnd > 0 {
 			rs = append(rs, lineRange{max(1, failEnd-fw+1), min(ci.lines, failEnd+w)})
 		}
-		nm := 0
-		for _, n := range sortedKeys(ci.marks) {
-			if nm++; nm > 50 {
+		for i, n := range marks {
+			if i >= 50 {
 				break
 			}
 			rs = append(rs, lineRange{max(1, n-w/2), min(ci.lines, n+w/2)})
@@ -293,15 +224,6 @@ func (ci *consoleIndex) keepPlan(budget int64, failure *stepSpan) []lineRange {
 	}
 }
 
-func sortedKeys(m map[int]bool) []int {
-	out := make([]int, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Ints(out)
-	return out
-}
-
 func mergeRanges(rs []lineRange) []lineRange {
 	sort.Slice(rs, func(i, j int) bool { return rs[i].a < rs[j].a })
 	var out []lineRange
@@ -318,28 +240,171 @@ func mergeRanges(rs []lineRange) []lineRange {
 	return out
 }
 
-// readKept reads the kept lines (pass 2) and calls fn for each, in order.
-func readKept(r io.Reader, keep []lineRange, fn func(n int, raw string)) error {
-	br := bufio.NewReaderSize(r, 256<<10)
-	n, k := 0, 0
-	for k < len(keep) {
-		raw, err := br.ReadString('\n')
-		if len(raw) == 0 && err != nil {
+// readKept reads the kept lines by their offsets and calls fn for each, in
+// order, with its time from pass 1.
+func (ci *consoleIndex) readKept(f io.ReaderAt, keep []lineRange, fn func(console.Line)) error {
+	for _, k := range keep {
+		from, to := ci.offs[k.a-1], ci.offs[k.b]
+		sr := io.NewSectionReader(f, from, to-from)
+		r := console.NewReader(sr)
+		if k.a > 1 {
+			r = console.ContinueReader(sr, ci.header, k.a-1)
+		}
+		for n := k.a; n <= k.b; n++ {
+			l, err := r.Next()
 			if err == io.EOF {
 				return nil
 			}
-			return err
-		}
-		n++
-		for k < len(keep) && n > keep[k].b {
-			k++
-		}
-		if k < len(keep) && n >= keep[k].a {
-			fn(n, strings.TrimRight(raw, "\r\n"))
-		}
-		if err != nil {
-			return nil
+			if err != nil {
+				return err
+			}
+			l.Off, l.T = from+l.Off, ci.times[n-1]
+			fn(l)
 		}
 	}
 	return nil
+}
+
+// consoleView builds the page's console sections from the index.
+type consoleView struct {
+	p      *page
+	ci     *consoleIndex
+	secOf  map[int]*section // first line -> section
+	prev   int              // the last line shown
+	shown  int64
+	budget int64
+}
+
+// console fills the page's console sections from the log f (openErr: why
+// it could not be opened).
+func (p *page) console(f *os.File, openErr error, byIdx map[string]*stepSpan, order []*stepSpan, highlights []string, opt *Options) error {
+	if openErr != nil {
+		p.addEmptySections(nil, order)
+		if os.IsNotExist(openErr) {
+			return fmt.Errorf("no %s in the artifacts", ConsoleFile)
+		}
+		return openErr
+	}
+	p.HasConsole = true
+	var failure *stepSpan
+	if p.Failure != nil {
+		failure = p.Failure.span
+	}
+	ci := indexConsole(io.NewSectionReader(f, 0, math.MaxInt64), byIdx, highlights, failure)
+	keep := ci.keepPlan(opt.ConsoleBudget, failure)
+	p.Console.Lines, p.Console.Bytes = ci.lines, ci.size
+	v := &consoleView{p: p, ci: ci, budget: opt.ConsoleBudget}
+	p.addEmptySections(v.sections(failure), order)
+
+	// The kept lines, with a note where lines were left out.
+	if len(keep) > 0 && (keep[0].a != 1 || keep[0].b != ci.lines) {
+		p.Console.Cut = true
+	}
+	err := ci.readKept(f, keep, func(l console.Line) { v.add(l, highlights, opt) })
+	if v.prev < ci.lines {
+		v.addGap(v.prev+1, ci.lines)
+	}
+	return err
+}
+
+// sections makes one section per segment and returns the steps that have
+// one.
+func (v *consoleView) sections(failure *stepSpan) map[*stepSpan]bool {
+	rowOf := map[*stepSpan]*row{}
+	for _, r := range v.p.Rows {
+		rowOf[r.span] = r
+	}
+	v.secOf = make(map[int]*section)
+	seen := map[*stepSpan]bool{}
+	var secs []*section
+	for i, sg := range v.ci.segs {
+		s := &section{ID: fmt.Sprintf("sec-%d", i), First: sg.first, Last: sg.last, Earlier: sg.earlier}
+		if sg.step != nil {
+			r := rowOf[sg.step]
+			s.Step, s.Depth, s.Status = r, r.Depth, r.Status
+			s.Title = r.Idx + " " + r.Name
+			if !seen[sg.step] && !sg.earlier {
+				s.ID = r.Anchor
+				seen[sg.step] = true
+			}
+			if sg.earlier {
+				s.Title += " (an earlier attempt)"
+			}
+			s.Open = sg.step == failure && !sg.earlier
+		} else if sg.first <= 2 || len(secs) == 0 {
+			s.Title = "before the first step"
+		} else {
+			s.Title = "between steps"
+		}
+		if sg.last >= sg.first {
+			s.Lines = sg.last - sg.first + 1
+		}
+		secs = append(secs, s)
+		v.secOf[sg.first] = s
+	}
+	v.p.Sections = secs
+	return seen
+}
+
+// sectionAt is the section holding line n.
+func (v *consoleView) sectionAt(n int) *section {
+	segs := v.ci.segs
+	i := sort.Search(len(segs), func(i int) bool { return segs[i].first > n }) - 1
+	if i < 0 {
+		return nil
+	}
+	return v.secOf[segs[i].first]
+}
+
+// addGap notes that lines from..to were left out, split at section
+// boundaries so that each section says what it lost.
+func (v *consoleView) addGap(from, to int) {
+	for n := from; n <= to; {
+		s := v.sectionAt(n)
+		end := to
+		if s != nil {
+			end = min(to, s.Last)
+		}
+		if s != nil && end >= n {
+			bytes := v.ci.offs[end] - v.ci.offs[n-1]
+			s.Items = append(s.Items, item{Gap: true, GapLines: end - n + 1, GapBytes: bytes, GapFrom: n, GapTo: end})
+			v.p.Console.LeftLines += end - n + 1
+			v.p.Console.LeftBytes += bytes
+		}
+		if end < n {
+			end = n
+		}
+		n = end + 1
+	}
+}
+
+// add shows a kept line. The budget holds the text as read; escaping may
+// grow it (a board printing "<" for pages): lines past twice the budget,
+// escaped, are left out like the others.
+func (v *consoleView) add(l console.Line, highlights []string, opt *Options) {
+	if v.shown > 2*v.budget && l.N > 1 {
+		v.p.Console.Cut = true
+		return // counted in the gap before the next kept line
+	}
+	if l.N > v.prev+1 {
+		v.addGap(v.prev+1, l.N-1)
+	}
+	v.prev = l.N
+	if l.Header {
+		return
+	}
+	s := v.sectionAt(l.N)
+	if s == nil {
+		return
+	}
+	// Masked as shown: colour codes between a secret's characters
+	// (grep --color) are gone once cleaned.
+	text := opt.redact(cleanLine(opt.redact(l.Text)))
+	it := item{N: l.N, T: strconv.FormatFloat(l.T, 'f', 3, 64), Note: l.Note, Segs: []textSeg{{Text: text}}}
+	if v.ci.marks[l.N] {
+		it.Segs = markText(text, highlights)
+	}
+	s.Items = append(s.Items, it)
+	v.p.Console.Shown++
+	v.shown += escapedLen(text) + lineCost
 }

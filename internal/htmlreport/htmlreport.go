@@ -21,18 +21,17 @@ import (
 	"io/fs"
 	"math"
 	"net/url"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/engine/result"
 	"github.com/jsplan/jsplan/internal/artifact"
+	"github.com/jsplan/jsplan/internal/fsutil"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 //go:embed templates
@@ -309,7 +308,13 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 		// board's log is in the artifacts
 		conPath = filepath.Join(dir, engine.ConsoleLogName(len(res.Boards), res.Boards[0].Board))
 	}
-	base := logBase(conPath, res)
+	// The log is opened once: its start calibrates the timeline, then the
+	// console sections read it (console.go).
+	con, conErr := artifact.Open(filepath.Dir(conPath), filepath.Base(conPath))
+	if conErr == nil {
+		defer con.Close()
+	}
+	base := logBase(con, res)
 	byIdx, order := spans(res, base)
 	p.Rows, p.Failure = rows(res, order, byIdx, &opt)
 	p.Ticks = ticks(timelineEnd(res, order))
@@ -326,7 +331,7 @@ func Render(w io.Writer, dir string, res *engine.Result, opt Options) error {
 		// The run never started (a busy board): a console.log here is an
 		// older run's.
 		p.Console.Missing = "the run did not start"
-	} else if err := p.console(conPath, byIdx, order, highlights, &opt); err != nil {
+	} else if err := p.console(con, conErr, byIdx, order, highlights, &opt); err != nil {
 		p.Console.Missing = err.Error()
 	}
 	p.Files, p.FilesLeft = listFiles(dir, &opt)
@@ -416,7 +421,7 @@ func rows(res *engine.Result, order []*stepSpan, byIdx map[string]*stepSpan, opt
 			tip += ", continue-on-error"
 		}
 		if r.Error != "" {
-			tip += "\n" + firstLine(r.Error)
+			tip += "\n" + shorten.FirstLine(r.Error)
 		}
 		r.Tip = tip
 		// The failure is the deepest failed step, not ignored, that has no
@@ -512,14 +517,11 @@ func (b *testBudget) clip(s string) string {
 
 // clip cuts s to at most n bytes (on a rune boundary), saying so.
 func clip(s string, n int) string {
-	if len(s) <= n {
+	head, more := shorten.Cut(s, n)
+	if more == 0 {
 		return s
 	}
-	i := n
-	for i > 0 && !utf8.RuneStart(s[i]) {
-		i--
-	}
-	return s[:i] + fmt.Sprintf(" [… %d bytes more in report.json]", len(s)-i)
+	return head + fmt.Sprintf(" [… %d bytes more in report.json]", more)
 }
 
 // ticks are the labels of the time axis: 1, 2 or 5 times a power of ten,
@@ -560,147 +562,6 @@ func quoted(msg string) []string {
 }
 
 var quotedRe = regexp.MustCompile(`"(?:[^"\\]|\\.)*"`)
-
-// console fills the page's console sections.
-func (p *page) console(path string, byIdx map[string]*stepSpan, order []*stepSpan, highlights []string, opt *Options) error {
-	f, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
-	if err != nil {
-		p.addEmptySections(nil, order)
-		if os.IsNotExist(err) {
-			return fmt.Errorf("no %s in the artifacts", ConsoleFile)
-		}
-		return err
-	}
-	defer f.Close()
-	p.HasConsole = true
-	var failure *stepSpan
-	if p.Failure != nil {
-		failure = p.Failure.span
-	}
-	ci := indexConsole(f, byIdx, highlights, failure)
-	keep := ci.keepPlan(opt.ConsoleBudget, failure)
-	p.Console.Lines, p.Console.Bytes = ci.lines, ci.size
-	rowOf := map[*stepSpan]*row{}
-	for _, r := range p.Rows {
-		rowOf[r.span] = r
-	}
-
-	// One section per segment; steps without lines get an empty one.
-	secOf := make(map[int]*section) // first line -> section
-	seen := map[*stepSpan]bool{}
-	var secs []*section
-	for i, sg := range ci.segs {
-		s := &section{ID: fmt.Sprintf("sec-%d", i), First: sg.first, Last: sg.last, Earlier: sg.earlier}
-		if sg.step != nil {
-			r := rowOf[sg.step]
-			s.Step, s.Depth, s.Status = r, r.Depth, r.Status
-			s.Title = r.Idx + " " + r.Name
-			if !seen[sg.step] && !sg.earlier {
-				s.ID = r.Anchor
-				seen[sg.step] = true
-			}
-			if sg.earlier {
-				s.Title += " (an earlier attempt)"
-			}
-			s.Open = sg.step == failure && !sg.earlier
-		} else if sg.first <= 2 || len(secs) == 0 {
-			s.Title = "before the first step"
-		} else {
-			s.Title = "between steps"
-		}
-		if sg.last >= sg.first {
-			s.Lines = sg.last - sg.first + 1
-		}
-		secs = append(secs, s)
-		secOf[sg.first] = s
-	}
-	p.Sections = secs
-	p.addEmptySections(seen, order)
-
-	// Pass 2: the kept lines, with a note where lines were left out.
-	if len(keep) > 0 && (keep[0].a != 1 || keep[0].b != ci.lines) {
-		p.Console.Cut = true
-	}
-	segAt := func(n int) *section { // the section holding line n
-		i := sort.Search(len(ci.segs), func(i int) bool { return ci.segs[i].first > n }) - 1
-		if i < 0 {
-			return nil
-		}
-		return secOf[ci.segs[i].first]
-	}
-	prev := 0
-	addGap := func(from, to int) {
-		if to < from {
-			return
-		}
-		// The gap is split at section boundaries, so each section says what
-		// it lost.
-		for n := from; n <= to; {
-			s := segAt(n)
-			end := to
-			if s != nil {
-				end = min(to, s.Last)
-			}
-			if s != nil && end >= n {
-				bytes := ci.offs[end] - ci.offs[n-1]
-				s.Items = append(s.Items, item{Gap: true, GapLines: end - n + 1, GapBytes: bytes, GapFrom: n, GapTo: end})
-				p.Console.LeftLines += end - n + 1
-				p.Console.LeftBytes += bytes
-			}
-			if end < n {
-				end = n
-			}
-			n = end + 1
-		}
-	}
-	var prevT float64
-	var lf logFormat
-	f2, err := artifact.Open(filepath.Dir(path), filepath.Base(path))
-	if err != nil {
-		return err
-	}
-	defer f2.Close()
-	// The budget holds the text as read; escaping may grow it (a board
-	// printing "<" for pages): lines past twice the budget, escaped, are
-	// left out like the others.
-	var shown int64
-	err = readKept(f2, keep, func(n int, raw string) {
-		if shown > 2*opt.ConsoleBudget && n > 1 {
-			p.Console.Cut = true
-			return // counted in the gap before the next kept line
-		}
-		if n > prev+1 {
-			addGap(prev+1, n-1)
-		}
-		prev = n
-		if n == 1 {
-			lf = formatOf(raw)
-		}
-		if n == 1 && strings.HasPrefix(raw, "# ") {
-			return
-		}
-		s := segAt(n)
-		if s == nil {
-			return
-		}
-		t, text, note := lf.parseLine(raw, prevT)
-		prevT = t
-		// Masked as shown: colour codes between a secret's characters
-		// (grep --color) are gone once cleaned.
-		text = opt.redact(cleanLine(opt.redact(text)))
-		it := item{N: n, T: strconv.FormatFloat(t, 'f', 3, 64), Note: note, Segs: []textSeg{{Text: text}}}
-		if ci.marks[n] {
-			it.Segs = markText(text, highlights)
-		}
-		s.Items = append(s.Items, it)
-		p.Console.Shown++
-		shown += escapedLen(text) + lineCost
-	})
-	if prev < ci.lines {
-		addGap(prev+1, ci.lines)
-	}
-	return err
-}
 
 // escapedLen is the length of s escaped in HTML.
 func escapedLen(s string) int64 {
@@ -861,26 +722,5 @@ func humanSize(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	return s
-}
-
 // writeFile writes data to path atomically.
-func writeFile(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	_ = os.Chmod(tmp.Name(), 0o644)
-	return os.Rename(tmp.Name(), path)
-}
+func writeFile(path string, data []byte) error { return fsutil.WriteFileAtomic(path, data, 0o644) }

@@ -53,7 +53,7 @@ type Item struct {
 	Case    string `json:"case,omitempty"`
 	Verdict string `json:"verdict"`
 	// Last is its status in the newest run that has it.
-	Last string `json:"last"`
+	Last result.Status `json:"last"`
 	// LastPass is the newest run where it passed; FirstFailure the first
 	// run after that where it failed (nil: none).
 	LastPass     *RunRef `json:"last_pass,omitempty"`
@@ -215,9 +215,9 @@ func judge(it *Item, os []obs, runs []*RunRef) {
 		}
 	}
 	last := os[len(os)-1]
-	it.Last = "fail"
+	it.Last = result.Failed
 	if last.pass {
-		it.Last = "pass"
+		it.Last = result.Passed
 	}
 	if lastPass >= 0 {
 		it.LastPass = runs[os[lastPass].run]

@@ -62,7 +62,7 @@ func TestAnalyzeRegressionAndFlaky(t *testing.T) {
 		t.Fatalf("timers/rtc: %+v", rtc)
 	}
 	ping := by["3 network › net/ping"]
-	if ping == nil || ping.Verdict != Flaky || ping.Flips != 4 || ping.Failures != 2 || ping.Last != "pass" {
+	if ping == nil || ping.Verdict != Flaky || ping.Flips != 4 || ping.Failures != 2 || ping.Last != result.Passed {
 		t.Fatalf("net/ping: %+v", ping)
 	}
 	if it := by["2 kselftest › mm/alloc"]; it == nil || it.Verdict != Passing || it.Passes != 8 || it.FirstFailure != nil {

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // junitParser reads JUnit XML (the Ant/Surefire shape pytest, ctest, go-junit-report and
@@ -109,13 +110,13 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 			f := &jframe{elem: t.Name.Local}
 			switch t.Name.Local {
 			case "testsuite":
-				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Suite: suiteName(), Seconds: seconds(attr(t, "time"))}
+				f.tc = &result.TestCase{Name: shorten.Clip(attr(t, "name"), 1024), Suite: suiteName(), Seconds: seconds(attr(t, "time"))}
 				if f.tc.Name == "" {
 					f.tc.Name = "testsuite"
 				}
 			case "testcase":
-				f.tc = &result.TestCase{Name: clip(attr(t, "name"), 1024), Status: result.Passed, Seconds: seconds(attr(t, "time"))}
-				f.tc.Suite = clip(attr(t, "classname"), 1024)
+				f.tc = &result.TestCase{Name: shorten.Clip(attr(t, "name"), 1024), Status: result.Passed, Seconds: seconds(attr(t, "time"))}
+				f.tc.Suite = shorten.Clip(attr(t, "classname"), 1024)
 				if f.tc.Suite == "" {
 					f.tc.Suite = suiteName()
 				}
@@ -129,7 +130,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 				}
 				f.tc = c.tc
 				f.text = &tail{max: lim.MaxOutput}
-				msg := clip(attr(t, "message"), lim.MaxOutput)
+				msg := shorten.Clip(attr(t, "message"), lim.MaxOutput)
 				switch t.Name.Local {
 				case "failure":
 					if c.tc.Status != result.Error {
@@ -183,10 +184,10 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 			switch f.elem {
 			case "testcase":
 				f.tc.Status = result.Error
-				f.tc.Message = clip(why, lim.MaxOutput)
+				f.tc.Message = shorten.Clip(why, lim.MaxOutput)
 			case "testsuite":
 				f.tc.Children = append(f.tc.Children, &result.TestCase{Name: "(rest of the suite)", Suite: f.tc.Name,
-					Status: result.Error, Message: clip(why, lim.MaxOutput)})
+					Status: result.Error, Message: shorten.Clip(why, lim.MaxOutput)})
 			}
 			endFrame(f, lim, attach)
 		}
@@ -196,7 +197,7 @@ func decodeJUnit(r io.Reader, lim Limits) []*result.TestCase {
 		if err != nil && !errors.Is(err, io.EOF) {
 			why = "not JUnit XML: " + err.Error()
 		}
-		top = append(top, &result.TestCase{Name: "(JUnit XML)", Status: result.Error, Message: clip(why, lim.MaxOutput)})
+		top = append(top, &result.TestCase{Name: "(JUnit XML)", Status: result.Error, Message: shorten.Clip(why, lim.MaxOutput)})
 	}
 	if s := cnt.summary(); s != nil {
 		top = append(top, s)
@@ -223,7 +224,7 @@ func endFrame(f *jframe, lim Limits, attach func(*result.TestCase)) {
 		}
 		if f.msg && f.tc.Message == "" {
 			line, _, _ := strings.Cut(text, "\n")
-			f.tc.Message = clip(line, lim.MaxOutput)
+			f.tc.Message = shorten.Clip(line, lim.MaxOutput)
 		}
 		out := f.tc.Output
 		if out != "" {

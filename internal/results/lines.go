@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jsplan/jsplan/engine/result"
+	"github.com/jsplan/jsplan/internal/shorten"
 )
 
 // lineParser reads KTAP and TAP 13/14, one line at a time.
@@ -191,7 +192,7 @@ func (p *lineParser) handle(raw string) {
 		p.flushOwner()
 		p.finishAll("the run bailed out before this test's result")
 		p.add(p.stack[0], &result.TestCase{Name: "Bail out!", Status: result.Error,
-			Message: clip(strings.TrimSpace(strings.TrimPrefix(rest, "Bail out!")), p.lim.MaxOutput), Output: p.out.take()})
+			Message: shorten.Clip(strings.TrimSpace(strings.TrimPrefix(rest, "Bail out!")), p.lim.MaxOutput), Output: p.out.take()})
 		p.bailed = true
 		return
 	}
@@ -221,10 +222,10 @@ func (p *lineParser) handle(raw string) {
 				p.out.add(s + "\n")
 				return
 			}
-			l.plan, l.planNote = n, clip(note, p.lim.MaxOutput)
+			l.plan, l.planNote = n, shorten.Clip(note, p.lim.MaxOutput)
 		}
 	case kSubtest:
-		l.subName = clip(strings.TrimSpace(strings.TrimPrefix(rest, "# Subtest:")), 1024)
+		l.subName = shorten.Clip(strings.TrimSpace(strings.TrimPrefix(rest, "# Subtest:")), 1024)
 		if l.count == 0 && l.header == "" {
 			l.header = l.subName
 		}
@@ -467,7 +468,7 @@ func (p *lineParser) endYAML() {
 				v = unquote(v)
 			}
 			if v != "" && tc.Message == "" {
-				tc.Message = clip(v, p.lim.MaxOutput)
+				tc.Message = shorten.Clip(v, p.lim.MaxOutput)
 			}
 			break
 		}
@@ -526,7 +527,7 @@ func parseResult(s string, lim Limits) (*result.TestCase, string) {
 		s = strings.TrimLeft(s[1:], " \t")
 	}
 	desc, dir, hasDir := splitHash(s)
-	tc := &result.TestCase{Name: clip(strings.TrimSpace(desc), 1024), Status: result.Passed}
+	tc := &result.TestCase{Name: shorten.Clip(strings.TrimSpace(desc), 1024), Status: result.Passed}
 	if notOK {
 		tc.Status = result.Failed
 	}
@@ -557,7 +558,7 @@ func parseResult(s string, lim Limits) (*result.TestCase, string) {
 	case up == "ERROR":
 		tc.Status, msg = result.Error, rest
 	}
-	tc.Message = clip(msg, lim.MaxOutput)
+	tc.Message = shorten.Clip(msg, lim.MaxOutput)
 	return tc, num
 }
 

@@ -211,12 +211,3 @@ func (t *tail) take() string {
 	t.buf, t.lost = t.buf[:0], false
 	return s
 }
-
-// clip bounds s to n bytes (keeping its start), never inside a UTF-8
-// sequence.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "..."
-}

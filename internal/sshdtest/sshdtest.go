@@ -10,6 +10,7 @@ package sshdtest
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -113,7 +114,7 @@ func Start(t testing.TB) *Server {
 			t.Cleanup(func() { s.stop(t) })
 			return s
 		}
-		if !strings.Contains(lastErr.Error(), "Address already in use") {
+		if !errors.Is(lastErr, errPortTaken) {
 			break
 		}
 	}
@@ -179,10 +180,17 @@ func (s *Server) start(hostKey string) error {
 	if err := s.waitReady(20 * time.Second); err != nil {
 		s.kill(s.cmd.Process.Pid)
 		<-s.done
-		return fmt.Errorf("%v\nsshd log:\n%s", err, s.log.String())
+		log := s.log.String()
+		if strings.Contains(log, "Address already in use") { // sshd's own words, in its log
+			err = fmt.Errorf("%w: %v", errPortTaken, err)
+		}
+		return fmt.Errorf("%w\nsshd log:\n%s", err, log)
 	}
 	return nil
 }
+
+// errPortTaken is start's error when sshd found its port taken.
+var errPortTaken = errors.New("the port was taken before sshd bound it")
 
 // waitReady waits until sshd answers with its version banner.
 func (s *Server) waitReady(limit time.Duration) error {

@@ -98,7 +98,7 @@ func Build(ctx context.Context, moduleDir string, log io.Writer) (Binaries, erro
 		// The binaries were cached, the module's source was not.
 		_ = goCmd(ctx, filepath.Join(moduleDir, "tektonbin"), nil, "mod", "download", "github.com/tektoncd/pipeline")
 		if _, err := os.Stat(b.TektonConfig); err != nil {
-			return b, fmt.Errorf("Tekton's release configuration: %w", err)
+			return b, fmt.Errorf("the release configuration of Tekton: %w", err)
 		}
 	}
 	if b.CNIDir, err = goInstall("cni-plugins", CNIPluginsVersion,

@@ -16,6 +16,11 @@ import (
 	"time"
 )
 
+// The cluster makes its certificates here, not with the main module's
+// internal/pki: this module builds the Kubernetes binaries, and requiring
+// the main module would raise their gRPC, OpenTelemetry and x/ versions to
+// the main module's (and rebuild the cached binaries).
+//
 // pki is the cluster's certificate authority and the files made from it, in
 // one directory: ca.crt, <name>.crt and <name>.key, sa.key and sa.pub.
 type pki struct {

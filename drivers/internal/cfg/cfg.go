@@ -5,10 +5,11 @@
 package cfg
 
 import (
-	"fmt"
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 // Duration is a time.Duration read from a YAML string in Go syntax
@@ -42,14 +43,14 @@ func (d Duration) String() string { return time.Duration(d).String() }
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode || n.Tag != "!!str" {
-		return fmt.Errorf("line %d: duration must be a string with a unit, like \"30s\" or \"500ms\", not %q", n.Line, n.Value)
+		return yamlerr.At(n, "duration must be a string with a unit, like \"30s\" or \"500ms\", not %q", n.Value)
 	}
 	v, err := time.ParseDuration(n.Value)
 	if err != nil {
-		return fmt.Errorf("line %d: bad duration %q: write it like \"30s\" or \"500ms\"", n.Line, n.Value)
+		return yamlerr.At(n, "bad duration %q: write it like \"30s\" or \"500ms\"", n.Value)
 	}
 	if v < 0 {
-		return fmt.Errorf("line %d: duration %q is negative", n.Line, n.Value)
+		return yamlerr.At(n, "duration %q is negative", n.Value)
 	}
 	*d = Duration(v)
 	return nil

@@ -19,6 +19,7 @@ import (
 
 	"github.com/jsplan/jsplan/drivers"
 	"github.com/jsplan/jsplan/internal/procguard"
+	"github.com/jsplan/jsplan/internal/yamlerr"
 )
 
 // Command is a configured command. In YAML it is either a list of strings,
@@ -33,7 +34,7 @@ func (c *Command) UnmarshalYAML(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag != "!!str" || strings.TrimSpace(n.Value) == "" {
-			return fmt.Errorf("line %d: a command is a non-empty string (run with sh -c) or a list of arguments", n.Line)
+			return yamlerr.At(n, "a command is a non-empty string (run with sh -c) or a list of arguments")
 		}
 		*c = Command{Shell: n.Value}
 		return nil
@@ -41,17 +42,17 @@ func (c *Command) UnmarshalYAML(n *yaml.Node) error {
 		var argv []string
 		for _, item := range n.Content {
 			if item.Kind != yaml.ScalarNode {
-				return fmt.Errorf("line %d: command arguments must be strings", item.Line)
+				return yamlerr.At(item, "command arguments must be strings")
 			}
 			argv = append(argv, item.Value)
 		}
 		if len(argv) == 0 || argv[0] == "" {
-			return fmt.Errorf("line %d: a command list needs at least the program name", n.Line)
+			return yamlerr.At(n, "a command list needs at least the program name")
 		}
 		*c = Command{Argv: argv}
 		return nil
 	}
-	return fmt.Errorf("line %d: a command is a string (run with sh -c) or a list of arguments", n.Line)
+	return yamlerr.At(n, "a command is a string (run with sh -c) or a list of arguments")
 }
 
 // IsZero reports whether no command is configured.

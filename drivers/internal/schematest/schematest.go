@@ -97,7 +97,7 @@ func Check(t *testing.T, name string, good, bad []string) {
 			continue
 		}
 		if v, ok := dev.(drivers.Validator); ok {
-			if err := v.Validate(); err != nil {
+			if err := drivers.Fatal(v.Validate()); err != nil {
 				t.Errorf("good config %q fails Validate: %v", doc, err)
 			}
 		}

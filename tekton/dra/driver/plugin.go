@@ -27,13 +27,14 @@ import (
 	cdispec "tags.cncf.io/container-device-interface/specs-go"
 
 	"github.com/jsplan/jsplan/engine"
+	"github.com/jsplan/jsplan/internal/boardenv"
 	"github.com/jsplan/jsplan/internal/lock"
 )
 
 // Defaults of Config.
 const (
 	DefaultDriverName = "jsplan.dev"
-	// CDIKind is the CDI vendor/class of the devices the driver prepares.
+	// CDIClass is the CDI class of the devices the driver prepares.
 	CDIClass = "board"
 	// ContainerInventory is where the container finds its one-board
 	// inventory (JSPLAN_BOARDS points there).
@@ -488,18 +489,7 @@ type preparedDevice struct {
 // RoleEnv is the environment variable that names a request's device in the
 // container: prefix plus the request's name in upper case, characters
 // outside [A-Z0-9] as "_" (request "dut" is JSPLAN_BOARD_DUT).
-func RoleEnv(prefix, request string) string {
-	var b strings.Builder
-	b.WriteString(prefix)
-	for _, r := range strings.ToUpper(request) {
-		if (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9') {
-			b.WriteRune(r)
-		} else {
-			b.WriteByte('_')
-		}
-	}
-	return b.String()
-}
+func RoleEnv(prefix, request string) string { return boardenv.Name(prefix, request) }
 
 // shareSuffix tells apart the CDI devices of one claim's shares of a
 // device that several requests of the claim hold.

@@ -70,42 +70,91 @@ func NewCA(dir, name string, validFor time.Duration) (Files, error) {
 	return f, writePEM(f.CA, "CERTIFICATE", der, 0o644)
 }
 
+// ErrBadName is returned by Issue for a name that is not a plain file name.
+var ErrBadName = errors.New("bad certificate name")
+
 // Issue signs a certificate for name with the CA in dir and writes
 // NAME.crt and NAME.key there. A server certificate is valid for hosts (DNS
 // names or IP addresses; name too); a client certificate names its holder.
 func Issue(dir, name string, kind Kind, hosts []string, validFor time.Duration) (Files, error) {
-	f := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
 	if name == "" || name == "ca" || filepath.Base(name) != name {
-		return f, fmt.Errorf("bad certificate name %q: a plain file name, not \"ca\"", name)
+		f := Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}
+		return f, fmt.Errorf("%w %q: a plain file name, not \"ca\"", ErrBadName, name)
 	}
-	caCert, caKey, err := loadCA(dir)
+	ca, err := LoadCA(dir)
 	if err != nil {
-		return f, err
+		return Files{CA: filepath.Join(dir, "ca.crt"), Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key")}, err
 	}
+	c := Cert{File: name, CommonName: name, Organizations: []string{"jsplan lab"}, ValidFor: validFor}
+	if kind == Server {
+		c.Server, c.Hosts = true, append([]string{name}, hosts...)
+	} else {
+		c.Client = true
+	}
+	return ca.Issue(c)
+}
+
+// CA is a certificate authority loaded from its directory (ca.crt,
+// ca.key), which receives the certificates it issues.
+type CA struct {
+	dir  string
+	cert *x509.Certificate
+	key  any
+}
+
+// LoadCA loads the CA in dir.
+func LoadCA(dir string) (*CA, error) {
+	cert, key, err := loadCA(dir)
+	if err != nil {
+		return nil, err
+	}
+	return &CA{dir: dir, cert: cert, key: key}, nil
+}
+
+// Cert is a certificate for CA.Issue to sign.
+type Cert struct {
+	// File names the files: FILE.crt and FILE.key in the CA's directory.
+	File string
+	// CommonName and Organizations name the holder (Kubernetes reads a
+	// user and its groups from them).
+	CommonName    string
+	Organizations []string
+	// Client and Server say what the certificate authenticates; a server
+	// certificate is valid for Hosts (DNS names or IP addresses).
+	Client, Server bool
+	Hosts          []string
+	ValidFor       time.Duration
+}
+
+// Issue signs c and writes its certificate and key (0600), refusing to
+// overwrite either.
+func (ca *CA) Issue(c Cert) (Files, error) {
+	f := Files{CA: filepath.Join(ca.dir, "ca.crt"), Cert: filepath.Join(ca.dir, c.File+".crt"), Key: filepath.Join(ca.dir, c.File+".key")}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return f, err
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
-		Subject:      pkix.Name{CommonName: name, Organization: []string{"jsplan lab"}},
+		Subject:      pkix.Name{CommonName: c.CommonName, Organization: c.Organizations},
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(validFor),
+		NotAfter:     time.Now().Add(c.ValidFor),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 	}
-	if kind == Server {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-		for _, h := range append([]string{name}, hosts...) {
+	if c.Client {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageClientAuth)
+	}
+	if c.Server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		for _, h := range c.Hosts {
 			if ip := net.ParseIP(h); ip != nil {
 				tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
 			} else {
 				tmpl.DNSNames = append(tmpl.DNSNames, h)
 			}
 		}
-	} else {
-		tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		return f, err
 	}
@@ -113,6 +162,11 @@ func Issue(dir, name string, kind Kind, hosts []string, validFor time.Duration) 
 		return f, err
 	}
 	return f, writePEM(f.Cert, "CERTIFICATE", der, 0o644)
+}
+
+// WritePEM writes der as a PEM block of type typ to a new file.
+func WritePEM(path, typ string, der []byte, mode os.FileMode) error {
+	return writePEM(path, typ, der, mode)
 }
 
 func serial() *big.Int {
@@ -170,21 +224,12 @@ func ServerConfig(f Files) (*tls.Config, error) {
 	if f.CA == "" || f.Cert == "" || f.Key == "" {
 		return nil, errors.New("TCP needs --tls-ca, --tls-cert and --tls-key (mutual TLS; `jsplan ca` makes them)")
 	}
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	c, p, err := loadTLS(f)
 	if err != nil {
 		return nil, err
 	}
-	p, err := pool(f.CA)
-	if err != nil {
-		return nil, err
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p,
-		NextProtos:   []string{"h2"},
-	}, nil
+	c.ClientAuth, c.ClientCAs = tls.RequireAndVerifyClientCert, p
+	return c, nil
 }
 
 // ClientConfig is a client's TLS: its certificate, and only an agent
@@ -193,19 +238,24 @@ func ClientConfig(f Files, serverName string) (*tls.Config, error) {
 	if f.CA == "" || f.Cert == "" || f.Key == "" {
 		return nil, errors.New("a tcp: address needs ca, cert and key (mutual TLS)")
 	}
-	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	c, p, err := loadTLS(f)
 	if err != nil {
 		return nil, err
+	}
+	c.RootCAs, c.ServerName = p, serverName
+	return c, nil
+}
+
+// loadTLS is what both ends' TLS start from: TLS 1.3 and HTTP/2 with f's
+// certificate, and the pool of f's CA.
+func loadTLS(f Files) (*tls.Config, *x509.CertPool, error) {
+	pair, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, nil, err
 	}
 	p, err := pool(f.CA)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS13,
-		Certificates: []tls.Certificate{pair},
-		RootCAs:      p,
-		ServerName:   serverName,
-		NextProtos:   []string{"h2"},
-	}, nil
+	return &tls.Config{MinVersion: tls.VersionTLS13, Certificates: []tls.Certificate{pair}, NextProtos: []string{"h2"}}, p, nil
 }
