@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -305,7 +307,7 @@ func fieldPointer(path string) string {
 // assignCapabilities decides which driver serves each capability, from
 // what each configured device says it serves (drivers.Device.Capabilities).
 func (l *Loader) assignCapabilities(f *fileDoc, bn *yaml.Node, b *BoardSpec, path string) {
-	names := sortedKeys(b.Drivers)
+	names := slices.Sorted(maps.Keys(b.Drivers))
 	for _, name := range names {
 		if err := drivers.CheckCapabilities(b.configured[name]); err != nil {
 			l.report(diag.Errorf(rangeOf(f.path, b.Drivers[name]), path+".drivers."+name,
@@ -436,7 +438,7 @@ type Board struct {
 // are closed.
 func OpenBoard(ctx context.Context, b *BoardSpec, env drivers.Env) (*Board, error) {
 	ob := &Board{Spec: b, devices: map[string]drivers.Device{}}
-	names := sortedKeys(b.Drivers)
+	names := slices.Sorted(maps.Keys(b.Drivers))
 	for _, name := range names {
 		dev := b.configured[name]
 		delete(b.configured, name)
@@ -526,7 +528,7 @@ func (b *Board) Network() (drivers.Network, error) {
 
 // DriverNames lists the board's drivers, sorted.
 func (b *BoardSpec) DriverNames() []string {
-	n := sortedKeys(b.Drivers)
+	n := slices.Sorted(maps.Keys(b.Drivers))
 	sort.Strings(n)
 	return n
 }

@@ -2,7 +2,9 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -191,10 +193,10 @@ func (dc *DecodeContext) Use(planNode, withNode *yaml.Node) *Plan {
 			k, v := withNode.Content[i], withNode.Content[i+1]
 			if !declared[k.Value] {
 				d := dc.Errorf(k, "with."+k.Value, "%s has no input %q", planNode.Value, k.Value)
-				if s := suggest(k.Value, sortedKeys(declared)); s != "" {
+				if s := suggest(k.Value, slices.Sorted(maps.Keys(declared))); s != "" {
 					d.WithDetail("did you mean %q?", s)
 				} else {
-					d.WithDetail("its inputs: %s", strings.Join(sortedKeys(declared), ", "))
+					d.WithDetail("its inputs: %s", strings.Join(slices.Sorted(maps.Keys(declared)), ", "))
 				}
 				continue
 			}

@@ -211,14 +211,14 @@ func (l *Loader) topValues(f *fileDoc) map[string]valueSrc {
 			}
 		}
 	}
-	for _, name := range sortedKeys(l.opts.Values) {
+	for _, name := range slices.Sorted(maps.Keys(l.opts.Values)) {
 		v := l.opts.Values[name]
 		if !declared[name] {
 			d := diag.Errorf(v.Source, "", "unknown parameter %q", name)
-			if s := suggest(name, sortedKeys(declared)); s != "" {
+			if s := suggest(name, slices.Sorted(maps.Keys(declared))); s != "" {
 				d.WithDetail("did you mean %q?", s)
 			} else if len(declared) > 0 {
-				d.WithDetail("the plan declares: %s", strings.Join(sortedKeys(declared), ", "))
+				d.WithDetail("the plan declares: %s", strings.Join(slices.Sorted(maps.Keys(declared)), ", "))
 			} else {
 				d.WithDetail("the plan declares no parameters")
 			}

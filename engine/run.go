@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jsplan/jsplan/internal/shorten"
 	"io"
 	"os"
 	"regexp"
@@ -339,7 +340,7 @@ func (r *run) finish(ctx context.Context, res *Result, mainErr, finErr error) {
 	}
 	res.Summary += testSummary(res)
 	if res.Error != "" {
-		res.Summary += " (" + firstLine(res.Error) + ")"
+		res.Summary += " (" + shorten.Clip(shorten.FirstLine(res.Error), 197) + ")"
 	}
 	res.Summary += fmt.Sprintf(" in %.1fs", res.Seconds)
 }
@@ -387,14 +388,6 @@ func walkResults(rs []*StepResult, fn func(*StepResult)) {
 		fn(s)
 		walkResults(s.Children, fn)
 	}
-}
-
-func firstLine(s string) string {
-	s, _, _ = strings.Cut(s, "\n")
-	if len(s) > 200 {
-		s = s[:197] + "..."
-	}
-	return s
 }
 
 // openConsole starts the console session when the board has a console.
@@ -711,7 +704,7 @@ func (r *run) runStep(ctx context.Context, s *Step, idx string) (*StepResult, er
 	prev, _ := r.curStep.Swap(idx).(string)
 	defer r.curStep.Store(prev)
 	if r.cfg.ConsoleLog != nil {
-		r.cfg.ConsoleLog.Note("step %s: %s", idx, sr.Name)
+		r.cfg.ConsoleLog.Step(idx, sr.Name)
 	}
 	attempts := s.Retry.Count()
 	var err error

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -134,7 +136,7 @@ func (c *schemaReporter) walk(ve *jsonschema.ValidationError) {
 	case "additionalProperties":
 		if n != nil && n.Kind == yaml.MappingNode {
 			parent := schemaAt(sptr)
-			allowed := sortedKeys(propsOf(parent))
+			allowed := slices.Sorted(maps.Keys(propsOf(parent)))
 			for i := 0; i+1 < len(n.Content); i += 2 {
 				k := n.Content[i]
 				if _, ok := propsOf(parent)[k.Value]; ok {

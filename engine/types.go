@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"github.com/jsplan/jsplan/internal/shorten"
 	"maps"
 	"regexp"
 	"slices"
@@ -130,12 +131,9 @@ type Titler interface {
 	Title() string
 }
 
+// clip folds s's white space and cuts it to n bytes with the "...".
 func clip(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		return s[:n-3] + "..."
-	}
-	return s
+	return shorten.Clip(strings.Join(strings.Fields(s), " "), n-3)
 }
 
 // Retry says how often a step is attempted.

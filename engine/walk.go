@@ -6,8 +6,6 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"strings"
 	"time"
 
@@ -185,8 +183,4 @@ func decodeErrorAt(n *yaml.Node, err error) (*yaml.Node, string) {
 		}
 	}
 	return n, e.Msg
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	return slices.Sorted(maps.Keys(m))
 }

@@ -2,6 +2,7 @@ package steps
 
 import (
 	"fmt"
+	"github.com/jsplan/jsplan/internal/shorten"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -139,7 +140,4 @@ func failingIn(list []*result.TestCase) bool {
 	return false
 }
 
-func firstLineOf(s string) string {
-	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
-	return s
-}
+func firstLineOf(s string) string { return shorten.FirstLine(strings.TrimSpace(s)) }

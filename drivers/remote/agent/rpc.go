@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jsplan/jsplan/internal/shorten"
 	"io"
 	"net"
 	"os"
@@ -192,11 +193,9 @@ func ownerOf(ctx context.Context) string {
 	return ""
 }
 
+// clip makes s printable and cuts it to n bytes at a character boundary.
 func clip(s string, n int) string {
-	s = lock.Printable(s)
-	if len(s) > n {
-		s = s[:n]
-	}
+	s, _ = shorten.Cut(lock.Printable(s), n)
 	return s
 }
 

@@ -5,11 +5,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"github.com/jsplan/jsplan/internal/shorten"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 	resourceapi "k8s.io/api/resource/v1"
@@ -153,12 +154,7 @@ func Devices(inv *engine.Inventory, unhealthy map[string]Health, taint bool) ([]
 			}
 			attrs[resourceapi.QualifiedName(n)] = resourceapi.DeviceAttribute{StringValue: ptr.To(clip(r.Name))}
 		}
-		keys := make([]string, 0, len(b.Labels))
-		for k := range b.Labels {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
+		for _, k := range slices.Sorted(maps.Keys(b.Labels)) {
 			n, ok := AttributeName(k)
 			switch {
 			case !ok:
@@ -265,15 +261,8 @@ func reserved(n string) bool {
 // server as U+FFFD, longer than the limit, and the whole slice (every board
 // of the node) would be refused.
 func clip(s string) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= maxStringLen {
-		return s
-	}
-	n := maxStringLen
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	s, _ = shorten.Cut(strings.ToValidUTF8(s, "\uFFFD"), maxStringLen)
+	return s
 }
 
 var notLabelValue = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
@@ -432,13 +421,8 @@ func mapping(kv ...any) *yaml.Node {
 }
 
 func stringMap(m map[string]string) *yaml.Node {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	n := mapping()
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		n.Content = append(n.Content, scalar(k), scalar(m[k]))
 	}
 	return n
