@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -18,7 +17,7 @@ func bins(t *testing.T) (lab, stock string) {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		t.Fatalf("building a jsplan needs go in PATH: %v", err)
 	}
 	dir := t.TempDir()
 	lab, stock = filepath.Join(dir, "jsplan-lab"), filepath.Join(dir, "jsplan")
