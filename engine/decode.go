@@ -1,8 +1,11 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -125,6 +128,29 @@ func (dc *DecodeContext) LocalPath(p string) string {
 		return p
 	}
 	return filepath.Join(dc.pi.sc.dir, p)
+}
+
+// CheckFile reports, at key in mapping n (or at n), a host file the step
+// reads that cannot be opened when the plan is loaded to run; a path that
+// waits on an expression is checked when it has its value. It returns
+// whether the step may go on.
+func (dc *DecodeContext) CheckFile(n *yaml.Node, key, path string) bool {
+	if dc.Mode() != ModeRun || dc.Pending(path) {
+		return true
+	}
+	_, err := os.Stat(path)
+	if err == nil {
+		return true
+	}
+	if pe := (*fs.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err
+	}
+	node := n
+	if c := dc.Child(n, key); c != nil {
+		node = c
+	}
+	dc.Errorf(node, key, "%s %s: %v", key, path, err)
+	return false
 }
 
 // Steps decodes a nested list of steps (a group's), at key sub ("": n is

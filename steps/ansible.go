@@ -61,15 +61,8 @@ func init() {
 			if a.Group == "" {
 				a.Group = "board"
 			}
-			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Playbook) {
-				if _, err := os.Stat(a.Playbook); err != nil {
-					node := n
-					if c := dc.Child(n, "playbook"); c != nil {
-						node = c
-					}
-					dc.Errorf(node, "playbook", "playbook %s: %s", a.Playbook, cleanErr(err))
-					return nil
-				}
+			if !dc.CheckFile(n, "playbook", a.Playbook) {
+				return nil
 			}
 			return a
 		},

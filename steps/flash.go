@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -59,26 +58,12 @@ func init() {
 					return nil
 				}
 			}
-			if dc.Mode() == engine.ModeRun && !dc.Pending(a.Image) {
-				if _, err := os.Stat(a.Image); err != nil {
-					node := n
-					if c := dc.Child(n, "image"); c != nil {
-						node = c
-					}
-					dc.Errorf(node, "image", "image %s: %v", a.Image, cleanErr(err))
-					return nil
-				}
+			if !dc.CheckFile(n, "image", a.Image) {
+				return nil
 			}
 			return a
 		},
 	})
-}
-
-func cleanErr(err error) string {
-	if pe, ok := err.(*os.PathError); ok {
-		return pe.Err.Error()
-	}
-	return err.Error()
 }
 
 func (a *flashAction) Run(ctx context.Context, r *engine.StepRun) error {
