@@ -23,6 +23,10 @@ import (
 	"github.com/jsplan/jsplan/engine"
 	"github.com/jsplan/jsplan/internal/lock"
 	"github.com/jsplan/jsplan/internal/report"
+
+	// The in-process tests run the stock set, as cmd/jsplan does.
+	_ "github.com/jsplan/jsplan/drivers/all"
+	_ "github.com/jsplan/jsplan/steps"
 )
 
 // jsplanBin is the binary under test, built once by TestMain.
