@@ -111,7 +111,7 @@ type Driver struct {
 	rated      map[string]Health // bad in the boards' health records
 	taint      bool
 	published  []resourceapi.Device
-	lastErr    string
+	lastFail   failure
 	publishErr error
 	locks      map[types.UID]*lock.Set   // the node locks held per claim
 	agents     map[types.UID]*claimAgent // agent-access claims' agents
@@ -240,7 +240,11 @@ func (d *Driver) Devices() []resourceapi.Device {
 func (d *Driver) reload(ctx context.Context) error {
 	src, err := os.ReadFile(d.cfg.Inventory)
 	if err != nil {
-		return d.noteErr(ctx, err)
+		f := failure{read: true}
+		if !errors.As(err, &f.errno) {
+			f.read = false // not an errno: nothing tells it is the same failure, logged each time
+		}
+		return d.noteErr(ctx, f, err)
 	}
 	sum := sha256.Sum256(src)
 	d.mu.Lock()
@@ -253,19 +257,28 @@ func (d *Driver) reload(ctx context.Context) error {
 	if err != nil {
 		// Keep publishing the last good inventory: a typo must not take
 		// every board of the node away from running claims' view.
-		return d.noteErr(ctx, err)
+		return d.noteErr(ctx, failure{sum: sum}, err)
 	}
 	d.mu.Lock()
-	d.inv, d.invSum, d.lastErr = inv, sum, ""
+	d.inv, d.invSum, d.lastFail = inv, sum, failure{}
 	d.mu.Unlock()
 	klog.FromContext(ctx).Info("inventory loaded", "file", d.cfg.Inventory, "boards", inv.Names())
 	return nil
 }
 
-func (d *Driver) noteErr(ctx context.Context, err error) error {
+// failure is what made the inventory unusable, so that the same one is
+// logged once while it lasts: the file unreadable for one reason (an
+// errno), or one content that does not load.
+type failure struct {
+	read  bool
+	errno syscall.Errno
+	sum   [sha256.Size]byte
+}
+
+func (d *Driver) noteErr(ctx context.Context, f failure, err error) error {
 	d.mu.Lock()
-	repeat := d.lastErr == err.Error()
-	d.lastErr = err.Error()
+	repeat := f != (failure{}) && f == d.lastFail
+	d.lastFail = f
 	d.mu.Unlock()
 	if !repeat {
 		klog.FromContext(ctx).Error(err, "inventory")
