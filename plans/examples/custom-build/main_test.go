@@ -216,3 +216,67 @@ func TestCustomBuild(t *testing.T) {
 		t.Errorf("jsplan-lab validate plans/: %s", r)
 	}
 }
+
+// TestBuildsAsItsOwnModule builds the example as a lab would outside this
+// repository: its own module (example.com/lab) that requires jsplan,
+// which is how a step type registered from another module reaches the
+// schema, validation and a run. The build is offline (GOPROXY=off): the
+// module cache holds what the main module needs, and the lab needs no more.
+func TestBuildsAsItsOwnModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds a jsplan: not in -short")
+	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("building a jsplan needs go in PATH: %v", err)
+	}
+	root, err := filepath.Abs("../../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := t.TempDir()
+	const self = "github.com/jsplan/jsplan/plans/examples/custom-build/"
+	for _, f := range []string{"main.go", "relay/relay.go", "expectpower/expectpower.go", "relay-check.yaml", "boards.yaml", "jsplan.schema.json"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b = bytes.ReplaceAll(b, []byte(self), []byte("example.com/lab/"))
+		if err := os.MkdirAll(filepath.Join(lab, filepath.Dir(f)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(lab, f), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mod := "module example.com/lab\n\ngo 1.26\n\nrequire github.com/jsplan/jsplan v0.0.0\n\nreplace github.com/jsplan/jsplan => " + root + "\n"
+	if err := os.WriteFile(filepath.Join(lab, "go.mod"), []byte(mod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(lab, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(lab, "jsplan-lab")
+	build := exec.Command(goBin, "build", "-o", bin, ".")
+	build.Dir = lab
+	build.Env = append(os.Environ(), "GOPROXY=off", "GOFLAGS=-mod=mod -buildvcs=false", "GOWORK=off")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build in its own module: %v\n%s", err, out)
+	}
+
+	if r := run(t, lab, bin, "schema"); r.code != 0 || !strings.Contains(r.stdout, `"step.expect-power"`) || !strings.Contains(r.stdout, `"driver.relay"`) {
+		t.Fatalf("the lab's schema lacks its step or driver: %s", r)
+	}
+	if r := run(t, lab, bin, "validate", "--boards", "boards.yaml", "relay-check.yaml"); r.code != 0 {
+		t.Fatalf("validate: %s", r)
+	}
+	r := run(t, lab, bin, "apply", "relay-check.yaml", "--boards", "boards.yaml", "--artifacts", filepath.Join(lab, "art"),
+		"--state-dir", filepath.Join(lab, "state"), "--lock-dir", filepath.Join(lab, "locks"))
+	if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "power is on, as expected") {
+		t.Fatalf("apply on the relay board: %s", r)
+	}
+}
