@@ -1,12 +1,19 @@
 package schema
 
 import (
+	_ "embed"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	"gopkg.in/yaml.v3"
 )
+
+// JSON is the stock schema artifact (the tests of this package validate
+// against a real schema; binaries generate theirs, see engine.Schema).
+//
+//go:embed jsplan.schema.json
+var JSON []byte
 
 // typicalPlan is the plan internal/bench/validate-bench.sh validates.
 const typicalPlan = `apiVersion: jsplan.dev/v1
